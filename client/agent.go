@@ -1,0 +1,170 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/fedprop/fedprop/task"
+)
+
+// Coordinator is the client's view of the coordinator: the three calls of the client service.
+// transport/grpc implements it over the network; the coordinator's Server implements it in
+// process.
+type Coordinator interface {
+	Register(ctx context.Context, r task.Registration) error
+	PollTask(ctx context.Context, clientID string, wait time.Duration) (task.Task, bool, error)
+	SubmitResult(ctx context.Context, r task.Result) (duplicate bool, err error)
+}
+
+// AgentConfig tunes the agent's polling and retries.
+type AgentConfig struct {
+	// PollWait is how long one long poll may be held open by the coordinator.
+	PollWait time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff after a failed call.
+	MinBackoff, MaxBackoff time.Duration
+	// SoftwareVersion is announced at registration.
+	SoftwareVersion string
+	// IdentityKey is announced at registration (committee members).
+	IdentityKey []byte
+	Logger      *slog.Logger
+}
+
+// WithDefaults fills unset fields.
+func (c AgentConfig) WithDefaults() AgentConfig {
+	if c.PollWait == 0 {
+		c.PollWait = 20 * time.Second
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 200 * time.Millisecond
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Agent is a client's driver loop: register, poll, handle, submit, with backoff and
+// re-registration when the coordinator restarts.
+type Agent struct {
+	conn    Coordinator
+	session *Session
+	cfg     AgentConfig
+	log     *slog.Logger
+
+	// last remembers the most recent result, so a task reissued after a lost submission
+	// (or a coordinator restart) is answered without recomputing it.
+	last task.Result
+}
+
+// NewAgent makes an agent for session that talks to conn.
+func NewAgent(conn Coordinator, session *Session, cfg AgentConfig) *Agent {
+	cfg = cfg.WithDefaults()
+	return &Agent{conn: conn, session: session, cfg: cfg, log: cfg.Logger.With("client", session.ID())}
+}
+
+// Run loops until ctx ends. It returns ctx's error; every other failure is logged and retried.
+func (a *Agent) Run(ctx context.Context) error {
+	b := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	registered := false
+	a.log.Info("client starting", "train_rows", a.session.TrainRows(), "excluded_no_consent", a.session.Excluded())
+	for ctx.Err() == nil {
+		if !registered {
+			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.cfg.IdentityKey})
+			if err != nil {
+				a.log.Warn("register failed; retrying", "err", err, "retry_in", b.peek())
+				b.wait(ctx)
+				continue
+			}
+			a.log.Info("registered with coordinator")
+			registered = true
+			b.reset()
+		}
+		t, ok, err := a.conn.PollTask(ctx, a.session.ID(), a.cfg.PollWait)
+		if err != nil {
+			if errors.Is(err, task.ErrUnknownClient) {
+				registered = false
+				continue
+			}
+			if ctx.Err() == nil {
+				a.log.Warn("poll failed; retrying", "err", err, "retry_in", b.peek())
+			}
+			b.wait(ctx)
+			continue
+		}
+		b.reset()
+		if !ok {
+			continue
+		}
+		if err := a.do(ctx, t, &b); err != nil && ctx.Err() == nil {
+			if errors.Is(err, task.ErrUnknownClient) {
+				registered = false
+			}
+			// Do not spin on a task this client cannot do: it stays outstanding until its
+			// deadline, so wait before asking again.
+			b.wait(ctx)
+		}
+	}
+	return ctx.Err()
+}
+
+func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
+	res := a.last
+	var rep Report
+	if res.TaskID != t.ID {
+		var err error
+		res, rep, err = a.session.Handle(ctx, t)
+		if err != nil {
+			a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
+			return err
+		}
+		a.last = res
+	} else {
+		rep = Report{Kind: res.Kind, Round: res.Round, Bytes: res.Sum.Bytes()}
+	}
+	for {
+		dup, err := a.conn.SubmitResult(ctx, res)
+		switch {
+		case err == nil:
+			a.log.Info("result sent", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "bytes", rep.Bytes,
+				"examples", rep.Examples, "duplicate", dup)
+			return nil
+		case errors.Is(err, task.ErrStale), errors.Is(err, task.ErrInvalid), errors.Is(err, task.ErrUnknownClient):
+			a.log.Warn("result refused", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "err", err)
+			return err
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		a.log.Warn("submit failed; retrying", "task", t.ID, "err", err, "retry_in", b.peek())
+		b.wait(ctx)
+	}
+}
+
+// backoff doubles its delay after each failure, up to max.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) peek() time.Duration {
+	if b.cur == 0 {
+		return b.min
+	}
+	return b.cur
+}
+
+func (b *backoff) wait(ctx context.Context) {
+	d := b.peek()
+	b.cur = min(2*d, b.max)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (b *backoff) reset() { b.cur = 0 }

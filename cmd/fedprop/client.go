@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/dataset"
+	grpctransport "github.com/fedprop/fedprop/transport/grpc"
+)
+
+// clientConfig is configs/client.yaml.
+type clientConfig struct {
+	// ID is the client's name, unique in the federation.
+	ID string `yaml:"id"`
+	// Coordinator is the coordinator's gRPC address.
+	Coordinator string `yaml:"coordinator"`
+	// Schema is the data schema (it must match the run's).
+	Schema string `yaml:"schema"`
+	// Data is the local CSV of customer records.
+	Data string `yaml:"data"`
+	// EvalData is an optional CSV of held-out records for federated evaluation; without it,
+	// HoldoutFraction of Data is held out (seeded by Seed).
+	EvalData        string  `yaml:"eval_data"`
+	HoldoutFraction float64 `yaml:"holdout_fraction"`
+	Seed            uint64  `yaml:"seed"`
+	// PollWait is how long one long poll may wait for a task.
+	PollWait time.Duration `yaml:"poll_wait"`
+	// MaxBackoff caps the retry delay when the coordinator is unreachable.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+func defaultClientConfig() clientConfig {
+	return clientConfig{
+		Coordinator:     "127.0.0.1:7070",
+		HoldoutFraction: 0.2,
+		Seed:            1,
+		PollWait:        20 * time.Second,
+		MaxBackoff:      15 * time.Second,
+	}
+}
+
+func newClientCmd(g *globals) *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "client",
+		Short: "Run a branch client: connect out, train on local records, send protected sums",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := defaultClientConfig()
+			keys := map[string]string{"id": "id", "coordinator": "coordinator", "data": "data", "schema": "schema", "eval-data": "eval_data"}
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), keys); err != nil {
+				return err
+			}
+			return runClient(cmd.Context(), g, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "client config file (YAML)")
+	cmd.Flags().String("id", "", "client id (config id, env FEDPROP_ID)")
+	cmd.Flags().String("coordinator", "", "coordinator address (config coordinator, env FEDPROP_COORDINATOR)")
+	cmd.Flags().String("data", "", "local CSV (config data, env FEDPROP_DATA)")
+	cmd.Flags().String("schema", "", "schema file (config schema, env FEDPROP_SCHEMA)")
+	cmd.Flags().String("eval-data", "", "held-out CSV (config eval_data, env FEDPROP_EVAL_DATA)")
+	return cmd
+}
+
+func (c clientConfig) validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("id: required"))
+	}
+	if c.Coordinator == "" {
+		errs = append(errs, errors.New("coordinator: required"))
+	}
+	if c.Schema == "" {
+		errs = append(errs, errors.New("schema: required"))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("data: required"))
+	}
+	if c.EvalData == "" && (c.HoldoutFraction < 0 || c.HoldoutFraction >= 1) {
+		errs = append(errs, fmt.Errorf("holdout_fraction: must be in [0, 1), got %v", c.HoldoutFraction))
+	}
+	if c.PollWait <= 0 {
+		errs = append(errs, fmt.Errorf("poll_wait: must be positive, got %v", c.PollWait))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	return nil
+}
+
+// loadClientData reads the client's records and splits off its held-out rows.
+func loadClientData(ctx context.Context, cfg clientConfig) (*dataset.Schema, *dataset.Dataset, *dataset.Dataset, error) {
+	schema, err := dataset.LoadSchema(cfg.Schema)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: schema: %w", coordinator.ErrBadConfig, err)
+	}
+	all, err := dataset.ReadCSV(ctx, cfg.Data, schema)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.EvalData != "" {
+		eval, err := dataset.ReadCSV(ctx, cfg.EvalData, schema)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return schema, all, eval, nil
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x401d))
+	var train, eval []int
+	for i := range all.Len() {
+		if rng.Float64() < cfg.HoldoutFraction {
+			eval = append(eval, i)
+		} else {
+			train = append(train, i)
+		}
+	}
+	tr, ev := all.Subset(train), all.Subset(eval)
+	tr.ExcludedNoConsent = all.ExcludedNoConsent
+	return schema, tr, ev, nil
+}
+
+func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	schema, train, eval, err := loadClientData(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("local data loaded", "client", cfg.ID, "file", cfg.Data, "train_rows", train.Len(), "eval_rows", eval.Len(),
+		"excluded_no_consent", train.ExcludedNoConsent+eval.ExcludedNoConsent, "consent_tracked", schema.Consent.Tracked)
+	session, err := client.NewSession(cfg.ID, schema, train, eval, nil)
+	if err != nil {
+		return err
+	}
+	conn, err := grpctransport.Dial(cfg.Coordinator)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	agent := client.NewAgent(grpctransport.NewClient(conn), session, client.AgentConfig{
+		PollWait: cfg.PollWait, MaxBackoff: cfg.MaxBackoff, SoftwareVersion: version, Logger: log,
+	})
+	log.Info("client connecting", "client", cfg.ID, "coordinator", cfg.Coordinator)
+	err = agent.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		log.Info("client stopped", "client", cfg.ID)
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fedprop/fedprop/coordinator"
+)
+
+// loadConfig fills out (a struct with yaml tags, already holding its defaults) from the YAML
+// file at path (optional when empty), FEDPROP_* environment variables and the flags bound in
+// flagKeys (flag name -> config key), in increasing precedence. Unknown keys in the file are
+// an error that names them.
+func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]string) error {
+	v := viper.New()
+	v.SetEnvPrefix("FEDPROP")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	// Register every key with its default so that environment variables reach keys the file
+	// does not mention.
+	defaults, err := yaml.Marshal(out)
+	if err != nil {
+		return err
+	}
+	var tree map[string]any
+	if err := yaml.Unmarshal(defaults, &tree); err != nil {
+		return err
+	}
+	for key, val := range flatten("", tree) {
+		v.SetDefault(key, val)
+	}
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%w: config %s: %w", coordinator.ErrBadConfig, path, err)
+		}
+		// Strict decode first, for a clear error on a misspelt key.
+		if err := decodeStrict(raw, out); err != nil {
+			return fmt.Errorf("%w: config %s: %w", coordinator.ErrBadConfig, path, err)
+		}
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(raw)); err != nil {
+			return fmt.Errorf("%w: config %s: %w", coordinator.ErrBadConfig, path, err)
+		}
+	}
+	for flag, key := range flagKeys {
+		if f := flags.Lookup(flag); f != nil && f.Changed {
+			v.Set(key, f.Value.String())
+		}
+	}
+	merged, err := yaml.Marshal(unflatten(v))
+	if err != nil {
+		return err
+	}
+	if err := decodeStrict(merged, out); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	return nil
+}
+
+func decodeStrict(raw []byte, out any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && err.Error() != "EOF" {
+		return err
+	}
+	return nil
+}
+
+// flatten turns a YAML tree into dotted keys.
+func flatten(prefix string, tree map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, val := range tree {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := val.(map[string]any); ok && len(sub) > 0 {
+			for kk, vv := range flatten(key, sub) {
+				out[kk] = vv
+			}
+			continue
+		}
+		out[key] = val
+	}
+	return out
+}
+
+// unflatten rebuilds the tree of every key viper knows, with each key's effective value.
+func unflatten(v *viper.Viper) map[string]any {
+	root := map[string]any{}
+	for _, key := range v.AllKeys() {
+		parts := strings.Split(key, ".")
+		node := root
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := node[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				node[p] = next
+			}
+			node = next
+		}
+		node[parts[len(parts)-1]] = scalar(v.Get(key))
+	}
+	return root
+}
+
+// scalar reads a string from the environment or a flag as the YAML scalar it spells, so that
+// FEDPROP_RUN_ROUNDS=5 sets an integer and "30s" stays a duration string.
+func scalar(val any) any {
+	s, ok := val.(string)
+	if !ok {
+		return val
+	}
+	var parsed any
+	if err := yaml.Unmarshal([]byte(s), &parsed); err != nil {
+		return s
+	}
+	switch parsed.(type) {
+	case int, float64, bool:
+		return parsed
+	}
+	return s
+}

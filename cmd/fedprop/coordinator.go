@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/store/bolt"
+	grpctransport "github.com/fedprop/fedprop/transport/grpc"
+)
+
+// coordinatorConfig is configs/coordinator.yaml.
+type coordinatorConfig struct {
+	// Listen is the gRPC address.
+	Listen string `yaml:"listen"`
+	// Store is the path of the embedded store file.
+	Store string `yaml:"store"`
+	// ID names this coordinator in clients' logs.
+	ID string `yaml:"id"`
+	// Tick is the driver's clock resolution.
+	Tick time.Duration `yaml:"tick"`
+	// Run is the run this coordinator starts (or resumes) at start-up.
+	Run coordinator.RunConfig `yaml:"run"`
+}
+
+func defaultCoordinatorConfig() coordinatorConfig {
+	return coordinatorConfig{
+		Listen: "127.0.0.1:7070",
+		Store:  "fedprop.db",
+		ID:     "fedprop-coordinator",
+		Tick:   100 * time.Millisecond,
+		Run:    coordinator.RunConfig{}.WithDefaults(),
+	}
+}
+
+func newCoordinatorCmd(g *globals) *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run the coordinator: serve clients, aggregate their sums, commit model versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := defaultCoordinatorConfig()
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), map[string]string{"listen": "listen", "store": "store"}); err != nil {
+				return err
+			}
+			return runCoordinator(cmd.Context(), g, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "coordinator config file (YAML)")
+	cmd.Flags().String("listen", "", "gRPC listen address (config listen, env FEDPROP_LISTEN)")
+	cmd.Flags().String("store", "", "embedded store file (config store, env FEDPROP_STORE)")
+	return cmd
+}
+
+// loadRunSpec validates a run config and reads its schema.
+func loadRunSpec(rc coordinator.RunConfig) (coordinator.RunSpec, error) {
+	rc = rc.WithDefaults()
+	if err := rc.Validate(); err != nil {
+		return coordinator.RunSpec{}, fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	if rc.Schema == "" {
+		return coordinator.RunSpec{}, fmt.Errorf("%w: run.schema: required (the data schema every client uses)", coordinator.ErrBadConfig)
+	}
+	doc, err := os.ReadFile(rc.Schema)
+	if err != nil {
+		return coordinator.RunSpec{}, fmt.Errorf("%w: run.schema: %w", coordinator.ErrBadConfig, err)
+	}
+	schema, err := dataset.ParseSchema(rc.Schema, doc)
+	if err != nil {
+		return coordinator.RunSpec{}, fmt.Errorf("%w: run.schema: %w", coordinator.ErrBadConfig, err)
+	}
+	return coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}, nil
+}
+
+func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	spec, err := loadRunSpec(cfg.Run)
+	if err != nil {
+		return err
+	}
+	store, err := bolt.Open(cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	gs := grpctransport.NewGRPCServer(srv, cfg.ID, func(doc []byte) (coordinator.RunSpec, error) {
+		rc := coordinator.RunConfig{}
+		if err := decodeStrict(doc, &rc); err != nil {
+			return coordinator.RunSpec{}, err
+		}
+		return loadRunSpec(rc)
+	})
+	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", cfg.Store, "run", cfg.Run.ID)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return grpctransport.Serve(ctx, gs, lis) })
+	eg.Go(func() error { return srv.Run(ctx) })
+	err = eg.Wait()
+	if errors.Is(err, context.Canceled) {
+		log.Info("coordinator stopped")
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/modelfile"
+	grpctransport "github.com/fedprop/fedprop/transport/grpc"
+)
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "List, pull and score committed global models",
+	}
+	var addr string
+	cmd.PersistentFlags().StringVar(&addr, "coordinator", envOr("FEDPROP_COORDINATOR", "127.0.0.1:7070"), "coordinator address (env FEDPROP_COORDINATOR)")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List committed model versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := grpctransport.Dial(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			models, err := grpctransport.NewModelClient(conn).List(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("list models at %s: %w", addr, err)
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "VERSION\tRUN\tROUND\tCREATED\tAUC\tLOG LOSS\tACCURACY\tSTATUS")
+			for _, m := range models {
+				fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Version, m.RunID, m.Round, m.Created.Format(time.RFC3339),
+					metric(m.AUC), metric(m.LogLoss), metric(m.Accuracy), m.Status)
+			}
+			return w.Flush()
+		},
+	}
+
+	var versionFlag, out string
+	pull := &cobra.Command{
+		Use:   "pull",
+		Short: "Pull a model version with everything needed to score",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v, err := parseVersion(versionFlag)
+			if err != nil {
+				return err
+			}
+			conn, err := grpctransport.Dial(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			doc, raw, err := grpctransport.NewModelClient(conn).Pull(cmd.Context(), v)
+			if err != nil {
+				return fmt.Errorf("pull version %s from %s: %w", versionFlag, addr, err)
+			}
+			if out == "" || out == "-" {
+				_, err = g.stdout.Write(raw)
+				return err
+			}
+			if err := os.WriteFile(out, raw, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "pulled version %d (run %s, round %d, %d features) to %s\n", doc.Version, doc.RunID, doc.Round, len(doc.Features), out)
+			return nil
+		},
+	}
+	pull.Flags().StringVar(&versionFlag, "version", "latest", "version number or latest")
+	pull.Flags().StringVar(&out, "out", "model.json", "output file (- for standard output)")
+
+	var modelPath, dataPath, scoreOut string
+	score := &cobra.Command{
+		Use:   "score",
+		Short: "Score a CSV with a pulled model: one probability per row",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if modelPath == "" || dataPath == "" {
+				return usagef("--model and --data are required")
+			}
+			doc, err := modelfile.Load(modelPath)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(dataPath)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			ds, err := dataset.ReadCSVWith(cmd.Context(), f, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
+			if err != nil {
+				return err
+			}
+			scores, err := doc.Score(ds)
+			if err != nil {
+				return err
+			}
+			w := g.stdout
+			if scoreOut != "" && scoreOut != "-" {
+				of, err := os.Create(scoreOut)
+				if err != nil {
+					return err
+				}
+				defer of.Close()
+				w = of
+			}
+			bw := bufio.NewWriter(w)
+			fmt.Fprintln(bw, "line,probability")
+			for i, p := range scores {
+				fmt.Fprintf(bw, "%d,%s\n", ds.Line[i], strconv.FormatFloat(p, 'g', 17, 64))
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			if ds.ExcludedNoConsent > 0 {
+				fmt.Fprintf(g.stderr, "%d rows without consent for %s were not scored\n", ds.ExcludedNoConsent, doc.Schema.Consent.Purpose)
+			}
+			fmt.Fprintf(g.stderr, "scored %d rows with model version %d\n", len(scores), doc.Version)
+			return nil
+		},
+	}
+	score.Flags().StringVar(&modelPath, "model", "", "pulled model document (model.json)")
+	score.Flags().StringVar(&dataPath, "data", "", "CSV to score (the label column may be absent)")
+	score.Flags().StringVar(&scoreOut, "out", "-", "output CSV (- for standard output)")
+
+	cmd.AddCommand(list, pull, score)
+	return cmd
+}
+
+func metric(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(x, 'f', 4, 64)
+}
+
+func parseVersion(s string) (uint64, error) {
+	if strings.EqualFold(s, "latest") || s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v == 0 {
+		return 0, usagef("--version: %q is not a version number or latest", s)
+	}
+	return v, nil
+}

@@ -1,0 +1,125 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/strategy"
+)
+
+// RunConfig is what one federated training run does. It is a literal: WithDefaults fills the
+// zero values and Validate names the first bad key.
+type RunConfig struct {
+	// ID names the run; a coordinator restarted with the same ID resumes it.
+	ID string `yaml:"id" json:"id"`
+	// Schema is the path of the data schema every client must use.
+	Schema string `yaml:"schema" json:"schema"`
+	// Rounds is the number of training rounds, each committing one model version.
+	Rounds int `yaml:"rounds" json:"rounds"`
+	// MinClients must have registered before the run starts.
+	MinClients int `yaml:"min_clients" json:"min_clients"`
+	// CohortFraction of the live clients train in each round, at least MinCohort of them.
+	CohortFraction float64 `yaml:"cohort_fraction" json:"cohort_fraction"`
+	MinCohort      int     `yaml:"min_cohort" json:"min_cohort"`
+	// Quorum is the fewest results a round (or the stats or evaluation phase) needs to count;
+	// a phase that misses it by its deadline is retried, never committed half-done.
+	Quorum int `yaml:"quorum" json:"quorum"`
+	// RoundDeadline bounds each phase; results arriving later are refused.
+	RoundDeadline time.Duration `yaml:"round_deadline" json:"round_deadline"`
+	// MaxAttempts is how often one phase may be retried before the run fails.
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts"`
+	// EvalEvery k rounds the global model is evaluated federatedly; the last round always is.
+	EvalEvery int `yaml:"eval_every" json:"eval_every"`
+	// HistogramBins is the resolution of the federated score histograms behind AUC.
+	HistogramBins int `yaml:"histogram_bins" json:"histogram_bins"`
+	// Train holds the local training hyperparameters sent with every train task.
+	Train model.Params `yaml:"train" json:"train"`
+	// Strategy turns the aggregated update into the next global model.
+	Strategy strategy.Config `yaml:"strategy" json:"strategy"`
+	// Seed drives cohort selection and the clients' local randomness.
+	Seed uint64 `yaml:"seed" json:"seed"`
+}
+
+// WithDefaults returns c with every unset field at its documented default.
+func (c RunConfig) WithDefaults() RunConfig {
+	if c.ID == "" {
+		c.ID = "run-1"
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 10
+	}
+	if c.MinClients == 0 {
+		c.MinClients = 2
+	}
+	if c.CohortFraction == 0 {
+		c.CohortFraction = 1
+	}
+	if c.MinCohort == 0 {
+		c.MinCohort = min(c.MinClients, 2)
+	}
+	if c.Quorum == 0 {
+		c.Quorum = max(1, min(c.MinCohort, c.MinClients))
+	}
+	if c.RoundDeadline == 0 {
+		c.RoundDeadline = 60 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.EvalEvery == 0 {
+		c.EvalEvery = 1
+	}
+	if c.HistogramBins == 0 {
+		c.HistogramBins = defaultHistogramBins
+	}
+	c.Train = c.Train.WithDefaults()
+	c.Strategy = c.Strategy.WithDefaults()
+	return c
+}
+
+// Validate reports the first setting that cannot work, naming its key.
+func (c RunConfig) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("run.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Rounds < 1 {
+		bad("rounds", "must be at least 1, got %d", c.Rounds)
+	}
+	if c.MinClients < 1 {
+		bad("min_clients", "must be at least 1, got %d", c.MinClients)
+	}
+	if c.CohortFraction <= 0 || c.CohortFraction > 1 {
+		bad("cohort_fraction", "must be in (0, 1], got %v", c.CohortFraction)
+	}
+	if c.MinCohort < 1 {
+		bad("min_cohort", "must be at least 1, got %d", c.MinCohort)
+	}
+	if c.Quorum < 1 {
+		bad("quorum", "must be at least 1, got %d", c.Quorum)
+	}
+	if c.Quorum > c.MinCohort && c.CohortFraction == 1 && c.Quorum > c.MinClients {
+		bad("quorum", "%d can never be reached with min_clients %d", c.Quorum, c.MinClients)
+	}
+	if c.RoundDeadline <= 0 {
+		bad("round_deadline", "must be positive, got %v", c.RoundDeadline)
+	}
+	if c.MaxAttempts < 1 {
+		bad("max_attempts", "must be at least 1, got %d", c.MaxAttempts)
+	}
+	if c.EvalEvery < 1 {
+		bad("eval_every", "must be at least 1, got %d", c.EvalEvery)
+	}
+	if c.HistogramBins < 2 {
+		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)
+	}
+	if err := c.Train.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("run.train: %w", err))
+	}
+	if err := c.Strategy.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("run.strategy: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,623 @@
+package coordinator
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/strategy"
+	"github.com/fedprop/fedprop/task"
+)
+
+const defaultHistogramBins = metrics.DefaultBins
+
+// phase is what the core is collecting results for.
+type phase int
+
+const (
+	phaseWaiting phase = iota
+	phaseStats
+	phaseTrain
+	phaseEvaluate
+	phaseDone
+)
+
+func (p phase) kind() task.Kind {
+	switch p {
+	case phaseStats:
+		return task.KindStats
+	case phaseTrain:
+		return task.KindTrain
+	case phaseEvaluate:
+		return task.KindEvaluate
+	}
+	return task.KindUnspecified
+}
+
+// Note is something the operator should read in the coordinator's log.
+type Note struct {
+	Level slog.Level
+	Msg   string
+	Attrs []slog.Attr
+}
+
+// Actions are what the driver must do after a Step or Tick, in this order: persist Run (with
+// Commit in the same transaction when both are set), log the Notes, then call Advance.
+type Actions struct {
+	Run    *RunState
+	Commit *ModelVersion
+	Notes  []Note
+}
+
+// Empty reports whether there is nothing to do.
+func (a Actions) Empty() bool { return a.Run == nil && a.Commit == nil && len(a.Notes) == 0 }
+
+// Core is the coordinator's round state machine for one run: events in (registrations, polls,
+// results, ticks), actions out (persist this, commit that version). It does no I/O, starts no
+// goroutine and reads no clock; time is a count of ticks and randomness comes from the run's
+// seed, so the same events give the same run. It is not safe for concurrent use: one driver
+// loop owns it.
+type Core struct {
+	cfg           RunConfig
+	schema        *dataset.Schema
+	deadlineTicks int64
+
+	run       RunState
+	numeric   int
+	encoder   *dataset.Encoder
+	features  []string
+	strategy  strategy.Strategy
+	global    []float64
+	stratSt   strategy.State
+	lastModel *ModelVersion
+
+	clients  map[string]int64 // client id -> tick last seen
+	tick     int64
+	phase    phase
+	round    int
+	attempt  int
+	deadline int64
+
+	cohort      []string
+	outstanding map[string]task.Task // client id -> task issued and not yet answered
+	accepted    map[string]bool      // task ids accepted in this run, to recognise duplicates
+	acc         *plainSum
+
+	// candidate holds the trained model of this round while it is being evaluated.
+	candidate *ModelVersion
+
+	pending Actions
+}
+
+// NewCore starts a new run, or resumes one when prev is the run's stored record and last its
+// latest committed version (nil when none). cfg must have passed Validate.
+func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *RunState, last *ModelVersion) (*Core, error) {
+	strat, err := strategy.New(cfg.Strategy)
+	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", cfg.ID, err)
+	}
+	c := &Core{
+		cfg:           cfg,
+		schema:        schema,
+		deadlineTicks: 1,
+		strategy:      strat,
+		numeric:       len(schema.Numeric),
+		clients:       map[string]int64{},
+		outstanding:   map[string]task.Task{},
+		accepted:      map[string]bool{},
+	}
+	if prev == nil {
+		c.run = RunState{
+			ID:             cfg.ID,
+			Config:         cfg,
+			SchemaHash:     task.SchemaHash(schema),
+			SchemaYAML:     schemaYAML,
+			Status:         RunWaiting,
+			ConsentTracked: schema.Consent.Tracked,
+		}
+		c.pending.Run = c.snapshot()
+		return c, nil
+	}
+	if prev.ID != cfg.ID {
+		return nil, fmt.Errorf("resume run %s: stored record is for run %s", cfg.ID, prev.ID)
+	}
+	c.run = *prev
+	c.run.Config = cfg
+	if last != nil && last.RunID == cfg.ID {
+		if last.Round != prev.LastRound {
+			return nil, fmt.Errorf("resume run %s: latest version %d is round %d but the run record says round %d: %w",
+				cfg.ID, last.Version, last.Round, prev.LastRound, ErrConflict)
+		}
+		c.global = slices.Clone(last.Weights)
+		c.stratSt = last.StrategyState
+		c.lastModel = last
+	}
+	if last != nil {
+		c.run.LatestVersion = max(c.run.LatestVersion, last.Version)
+	}
+	if c.run.Standardization != nil {
+		if err := c.pinEncoding(*c.run.Standardization); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// SetDeadlineTicks sets how many ticks a phase may take; the driver derives it from the
+// configured round deadline and its tick interval.
+func (c *Core) SetDeadlineTicks(n int64) { c.deadlineTicks = max(1, n) }
+
+// Status returns a copy of the run record.
+func (c *Core) Status() RunState { return *c.snapshot() }
+
+// Round is the round in progress (0 during the stats phase).
+func (c *Core) Round() int { return c.round }
+
+// Registered is the number of registered clients.
+func (c *Core) Registered() int { return len(c.clients) }
+
+// Global is the current global model (nil before the stats phase has pinned the encoding).
+func (c *Core) Global() []float64 { return slices.Clone(c.global) }
+
+// Encoder is the run's pinned encoder, nil before the stats phase.
+func (c *Core) Encoder() *dataset.Encoder { return c.encoder }
+
+// Register adds a client; registering again only marks it as seen.
+func (c *Core) Register(clientID string) error {
+	if clientID == "" {
+		return &ProtocolError{Run: c.cfg.ID, Round: c.round, Field: "client_id", Err: fmt.Errorf("%w: empty", ErrInvalid)}
+	}
+	if _, ok := c.clients[clientID]; !ok {
+		c.note(slog.LevelInfo, "client registered", slog.String("client", clientID), slog.Int("registered", len(c.clients)+1))
+	}
+	c.clients[clientID] = c.tick
+	c.progress()
+	return nil
+}
+
+// Poll returns the task outstanding for the client, if any, and marks the client as live.
+func (c *Core) Poll(clientID string) (task.Task, bool, error) {
+	if _, ok := c.clients[clientID]; !ok {
+		return task.Task{}, false, &ProtocolError{Client: clientID, Run: c.cfg.ID, Round: c.round, Field: "client_id", Err: ErrUnknownClient}
+	}
+	c.clients[clientID] = c.tick
+	t, ok := c.outstanding[clientID]
+	return t, ok, nil
+}
+
+// Submit takes a client's result. A repeat of an accepted result returns duplicate=true and
+// no error; a result that is not for an outstanding task of this client is an error naming
+// the field at fault, and leaves the phase untouched.
+func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
+	perr := func(field string, err error) error {
+		return &ProtocolError{Client: r.ClientID, Run: r.RunID, Round: r.Round, Field: field, Err: err}
+	}
+	if _, ok := c.clients[r.ClientID]; !ok {
+		return false, perr("client_id", ErrUnknownClient)
+	}
+	c.clients[r.ClientID] = c.tick
+	if r.RunID != c.cfg.ID {
+		return false, perr("run_id", fmt.Errorf("%w: the active run is %q", ErrStale, c.cfg.ID))
+	}
+	if c.accepted[r.TaskID] {
+		return true, nil
+	}
+	t, ok := c.outstanding[r.ClientID]
+	if !ok || t.ID != r.TaskID {
+		return false, perr("task_id", fmt.Errorf("%w: %q is not outstanding for this client (past its deadline, or another round)", ErrStale, r.TaskID))
+	}
+	if r.Round != t.Round {
+		return false, perr("round", fmt.Errorf("%w: task %s is for round %d", ErrInvalid, t.ID, t.Round))
+	}
+	if r.Kind != t.Kind {
+		return false, perr("kind", fmt.Errorf("%w: task %s is a %s task, got %s", ErrInvalid, t.ID, t.Kind, r.Kind))
+	}
+	if want := c.resultLen(t.Kind); r.Sum.Len() != want {
+		return false, perr("sum", fmt.Errorf("%w: %d values, want %d", ErrInvalid, r.Sum.Len(), want))
+	}
+	if r.Sum.Ciphertext != nil {
+		return false, perr("sum.ciphertext", fmt.Errorf("%w: this run aggregates in plaintext", ErrInvalid))
+	}
+	if err := r.Sum.CheckFinite(); err != nil {
+		return false, perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	if err := c.checkContent(t.Kind, r.Sum.Plain); err != nil {
+		return false, perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	if err := c.acc.add(r.Sum.Plain); err != nil {
+		return false, perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	delete(c.outstanding, r.ClientID)
+	c.accepted[r.TaskID] = true
+	c.progress()
+	return false, nil
+}
+
+// Tick advances time by one tick and ends phases whose deadline has passed.
+func (c *Core) Tick() {
+	c.tick++
+	c.progress()
+}
+
+// Ready returns the actions pending since the last Advance.
+func (c *Core) Ready() Actions { return c.pending }
+
+// Advance acknowledges that the driver carried out the actions Ready returned.
+func (c *Core) Advance() { c.pending = Actions{} }
+
+func (c *Core) note(level slog.Level, msg string, attrs ...slog.Attr) {
+	attrs = append([]slog.Attr{slog.String("run", c.cfg.ID)}, attrs...)
+	c.pending.Notes = append(c.pending.Notes, Note{Level: level, Msg: msg, Attrs: attrs})
+}
+
+func (c *Core) snapshot() *RunState {
+	s := c.run
+	return &s
+}
+
+func (c *Core) resultLen(k task.Kind) int {
+	switch k {
+	case task.KindStats:
+		return statsVectorLen(c.numeric)
+	case task.KindTrain:
+		return task.TrainVectorLen(len(c.global))
+	case task.KindEvaluate:
+		return len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
+	}
+	return -1
+}
+
+// checkContent rejects sums that no honest client can produce: negative counts.
+func (c *Core) checkContent(k task.Kind, v []float64) error {
+	switch k {
+	case task.KindStats:
+		if v[0] < 0 || v[len(v)-1] < 0 {
+			return fmt.Errorf("negative count")
+		}
+	case task.KindTrain:
+		if v[task.TrainCountIndex] <= 0 {
+			return fmt.Errorf("example count must be positive, got %v", v[task.TrainCountIndex])
+		}
+	}
+	return nil
+}
+
+// progress moves the state machine as far as the events so far allow.
+func (c *Core) progress() {
+	for {
+		switch c.phase {
+		case phaseWaiting:
+			if c.run.Status.Finished() {
+				c.phase = phaseDone
+				return
+			}
+			if len(c.clients) < c.cfg.MinClients {
+				return
+			}
+			if c.encoder == nil {
+				c.startPhase(phaseStats, 0)
+			} else {
+				c.startPhase(phaseTrain, c.run.LastRound+1)
+			}
+		case phaseStats, phaseTrain, phaseEvaluate:
+			if !c.phaseOver() {
+				return
+			}
+			c.finishPhase()
+		case phaseDone:
+			return
+		}
+	}
+}
+
+// phaseOver: every cohort member answered, or the deadline passed.
+func (c *Core) phaseOver() bool {
+	return len(c.outstanding) == 0 || c.tick >= c.deadline
+}
+
+func (c *Core) startPhase(p phase, round int) {
+	if p != c.phase || round != c.round {
+		c.attempt = 0
+	}
+	c.phase, c.round = p, round
+	c.attempt++
+	c.deadline = c.tick + c.deadlineTicks
+	c.outstanding = map[string]task.Task{}
+	c.acc = newPlainSum(c.resultLen(p.kind()))
+
+	switch p {
+	case phaseStats:
+		c.run.Status = RunStats
+	default:
+		c.run.Status = RunTraining
+	}
+	c.cohort = c.selectCohort(p)
+	for i, id := range c.cohort {
+		c.outstanding[id] = c.newTask(p, id, i)
+	}
+	c.note(slog.LevelInfo, "phase started", slog.String("phase", p.kind().String()), slog.Int("round", round),
+		slog.Int("attempt", c.attempt), slog.Int("cohort", len(c.cohort)), slog.Int64("deadline_ticks", c.deadlineTicks))
+}
+
+func (c *Core) newTask(p phase, clientID string, i int) task.Task {
+	t := task.Task{
+		ID:    fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID),
+		RunID: c.cfg.ID,
+		Round: c.round,
+		Kind:  p.kind(),
+		Seed:  mixSeed(c.cfg.Seed, uint64(c.round), uint64(c.attempt), hashString(clientID)),
+	}
+	t.Encoding.SchemaHash = c.run.SchemaHash
+	if c.run.Standardization != nil {
+		t.Encoding.Mean = c.run.Standardization.Mean
+		t.Encoding.Std = c.run.Standardization.Std
+	}
+	switch p {
+	case phaseTrain:
+		t.ModelVersion = c.run.LatestVersion
+		t.Weights = c.global
+		t.Train = c.strategy.ClientParams(c.cfg.Train)
+	case phaseEvaluate:
+		t.ModelVersion = c.run.LatestVersion + 1
+		t.Weights = c.candidate.Weights
+		t.HistogramBins = c.cfg.HistogramBins
+	}
+	return t
+}
+
+// selectCohort picks who works in a phase: every live client for stats and evaluation, a
+// seeded random CohortFraction (at least MinCohort) of them for training.
+func (c *Core) selectCohort(p phase) []string {
+	live := make([]string, 0, len(c.clients))
+	for id, seen := range c.clients {
+		if c.tick-seen <= c.deadlineTicks {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	if p != phaseTrain {
+		return live
+	}
+	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
+	n = min(len(live), max(n, c.cfg.MinCohort))
+	if n == len(live) {
+		return live
+	}
+	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
+	rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	cohort := live[:n]
+	slices.Sort(cohort)
+	return cohort
+}
+
+func (c *Core) finishPhase() {
+	got := c.acc.count
+	if got < c.cfg.Quorum {
+		missing := make([]string, 0, len(c.outstanding))
+		for id := range c.outstanding {
+			missing = append(missing, id)
+		}
+		slices.Sort(missing)
+		if c.attempt >= c.cfg.MaxAttempts {
+			c.fail(fmt.Sprintf("%s phase of round %d missed its quorum %d times (last attempt: %d of %d results; quorum %d); nothing was committed for it",
+				c.phase.kind(), c.round, c.attempt, got, len(c.cohort), c.cfg.Quorum))
+			return
+		}
+		c.note(slog.LevelWarn, "quorum missed, retrying the phase", slog.String("phase", c.phase.kind().String()),
+			slog.Int("round", c.round), slog.Int("results", got), slog.Int("quorum", c.cfg.Quorum), slog.Any("missing", missing))
+		c.startPhase(c.phase, c.round)
+		return
+	}
+	if len(c.outstanding) > 0 {
+		late := make([]string, 0, len(c.outstanding))
+		for id := range c.outstanding {
+			late = append(late, id)
+		}
+		slices.Sort(late)
+		c.note(slog.LevelWarn, "deadline passed; leaving out clients that did not answer", slog.String("phase", c.phase.kind().String()),
+			slog.Int("round", c.round), slog.Any("left_out", late))
+	}
+	sum := c.acc.values
+	switch c.phase {
+	case phaseStats:
+		c.finishStats(sum, got)
+	case phaseTrain:
+		c.finishTrain(sum, got)
+	case phaseEvaluate:
+		c.finishEvaluate(sum, got)
+	}
+}
+
+func (c *Core) fail(msg string) {
+	c.run.Status = RunFailed
+	c.run.Message = msg
+	c.phase = phaseDone
+	c.outstanding = map[string]task.Task{}
+	c.pending.Run = c.snapshot()
+	c.note(slog.LevelError, "run failed", slog.String("reason", msg))
+}
+
+func (c *Core) finishStats(sum []float64, clients int) {
+	stats, err := dataset.FeatureStatsFromVector(sum[:len(sum)-1], c.numeric)
+	if err == nil {
+		var std dataset.Standardization
+		if std, err = stats.Standardization(); err == nil {
+			err = c.pinEncoding(std)
+		}
+	}
+	if err != nil {
+		c.fail(fmt.Sprintf("federated statistics: %v", err))
+		return
+	}
+	c.run.StatsClients = clients
+	c.run.StatsRecords = stats.Count
+	c.run.ExcludedNoConsent = sum[len(sum)-1]
+	if c.global == nil {
+		c.global = make([]float64, c.encoder.Dim()+1)
+	}
+	c.pending.Run = c.snapshot()
+	c.note(slog.LevelInfo, "standardisation pinned", slog.Int("clients", clients), slog.Float64("records", stats.Count),
+		slog.Float64("excluded_no_consent", c.run.ExcludedNoConsent), slog.Bool("consent_tracked", c.run.ConsentTracked))
+	c.startPhase(phaseTrain, c.run.LastRound+1)
+}
+
+func (c *Core) pinEncoding(std dataset.Standardization) error {
+	enc, err := dataset.NewEncoder(c.schema, std)
+	if err != nil {
+		return fmt.Errorf("pin encoding: %w", err)
+	}
+	c.encoder = enc
+	c.features = enc.FeatureNames()
+	c.run.Standardization = &std
+	if c.global != nil && len(c.global) != enc.Dim()+1 {
+		return fmt.Errorf("pin encoding: stored model has %d weights, the schema gives %d: %w", len(c.global), enc.Dim()+1, ErrConflict)
+	}
+	return nil
+}
+
+func (c *Core) finishTrain(sum []float64, clients int) {
+	n := sum[task.TrainCountIndex]
+	dim := len(c.global)
+	mean := make([]float64, dim)
+	for i := range mean {
+		mean[i] = sum[task.TrainDeltaStart+i] / n
+	}
+	next, st, err := c.strategy.Apply(c.global, mean, c.stratSt)
+	if err != nil {
+		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
+		return
+	}
+	v := &ModelVersion{
+		Version:       c.run.LatestVersion + 1,
+		Parent:        c.run.LatestVersion,
+		RunID:         c.cfg.ID,
+		Round:         c.round,
+		Weights:       next,
+		Features:      c.features,
+		Contributors:  clients,
+		Examples:      n,
+		TrainLoss:     sum[len(sum)-1] / n,
+		StrategyState: st,
+	}
+	c.candidate = v
+	if c.round%c.cfg.EvalEvery == 0 || c.round == c.cfg.Rounds {
+		c.startPhase(phaseEvaluate, c.round)
+		return
+	}
+	c.commit()
+}
+
+func (c *Core) finishEvaluate(sum []float64, clients int) {
+	ev, err := metrics.EvalSumsFromVector(sum, c.cfg.HistogramBins)
+	if err != nil {
+		c.fail(fmt.Sprintf("round %d: evaluation: %v", c.round, err))
+		return
+	}
+	s := ev.Summary()
+	c.candidate.Evaluation = &s
+	c.candidate.EvalClients = clients
+	c.commit()
+}
+
+// commit hands the candidate to the driver together with the run record, for one atomic
+// write, and moves on to the next round or ends the run.
+func (c *Core) commit() {
+	v := c.candidate
+	c.candidate = nil
+	c.global = v.Weights
+	c.stratSt = v.StrategyState
+	c.lastModel = v
+	c.run.LastRound = v.Round
+	c.run.LatestVersion = v.Version
+	attrs := []slog.Attr{slog.Int("round", v.Round), slog.Uint64("version", v.Version),
+		slog.Int("contributors", v.Contributors), slog.Float64("examples", v.Examples), slog.Float64("train_loss", v.TrainLoss)}
+	if v.Evaluation != nil {
+		attrs = append(attrs, slog.Float64("auc", v.Evaluation.AUC), slog.Float64("log_loss", v.Evaluation.LogLoss))
+	}
+	c.note(slog.LevelInfo, "version committed", attrs...)
+	if v.Round >= c.cfg.Rounds {
+		c.run.Status = RunCompleted
+		c.run.Message = fmt.Sprintf("all %d rounds committed", c.cfg.Rounds)
+		c.phase = phaseDone
+		c.outstanding = map[string]task.Task{}
+	}
+	c.pending.Commit = v
+	c.pending.Run = c.snapshot()
+	if c.phase != phaseDone {
+		c.startPhase(phaseTrain, c.round+1)
+	}
+}
+
+// LastModel is the latest committed version of this run, nil before the first.
+func (c *Core) LastModel() *ModelVersion { return c.lastModel }
+
+// Config is the run's configuration.
+func (c *Core) Config() RunConfig { return c.cfg }
+
+// Cohort is the clients asked to work in the current phase.
+func (c *Core) Cohort() []string { return slices.Clone(c.cohort) }
+
+// Outstanding lists the clients whose task in the current phase is unanswered, sorted.
+func (c *Core) Outstanding() []string {
+	ids := make([]string, 0, len(c.outstanding))
+	for id := range c.outstanding {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, cmp.Compare)
+	return ids
+}
+
+// plainSum is the running sum of one phase's plaintext results: the coordinator holds one
+// sum, never every update.
+type plainSum struct {
+	values []float64
+	count  int
+}
+
+func newPlainSum(n int) *plainSum { return &plainSum{values: make([]float64, n)} }
+
+func (s *plainSum) add(v []float64) error {
+	if len(v) != len(s.values) {
+		return fmt.Errorf("length %d, want %d", len(v), len(s.values))
+	}
+	for i, x := range v {
+		s.values[i] += x
+	}
+	s.count++
+	return nil
+}
+
+func statsVectorLen(numeric int) int { return 1 + 2*numeric + 1 }
+
+// StatsVectorLen is the length of a stats result: count, sums, sums of squares, and the count
+// of rows excluded for lack of consent.
+func StatsVectorLen(numeric int) int { return statsVectorLen(numeric) }
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// mixSeed combines seed parts into one well-mixed seed (splitmix64 steps).
+func mixSeed(parts ...uint64) uint64 {
+	var x uint64 = 0x9e3779b97f4a7c15
+	for _, p := range parts {
+		x ^= p
+		x += 0x9e3779b97f4a7c15
+		z := x
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		x = z ^ (z >> 31)
+	}
+	return x
+}
+
+// TicksLeft is the number of ticks until the current phase's deadline.
+func (c *Core) TicksLeft() int64 { return max(0, c.deadline-c.tick) }

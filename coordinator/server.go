@@ -1,0 +1,407 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/task"
+)
+
+// ServerConfig holds the driver's process settings.
+type ServerConfig struct {
+	// ID names this coordinator in clients' logs.
+	ID string
+	// TickInterval is the driver's clock resolution: deadlines are counted in ticks of it.
+	TickInterval time.Duration
+	Logger       *slog.Logger
+	// Now is the wall clock, injectable for tests.
+	Now func() time.Time
+}
+
+func (c ServerConfig) withDefaults() ServerConfig {
+	if c.ID == "" {
+		c.ID = "fedprop-coordinator"
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = 100 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// RunSpec is a run to start: its configuration and the schema its clients use.
+type RunSpec struct {
+	Config     RunConfig
+	Schema     *dataset.Schema
+	SchemaYAML []byte
+}
+
+// Server is the coordinator's driver: the one loop that owns the Core, persists what it asks
+// (before any caller hears of it), and serves the client, model and admin calls. Transports
+// (transport/grpc, or in-process callers) call its methods from any goroutine.
+type Server struct {
+	cfg   ServerConfig
+	store Store
+	log   *slog.Logger
+
+	events chan *event
+	ready  chan struct{}
+
+	// Owned by the Run loop.
+	core    *Core
+	clients map[string]task.Registration
+	changed chan struct{}
+	fatal   error
+}
+
+type event struct {
+	fn   func()
+	done chan struct{}
+	err  error
+}
+
+// NewServer prepares a coordinator over store. When spec is not nil its run is resumed if the
+// store holds it unfinished, started if the store does not know it, and left alone (with a
+// log line) if it already finished.
+func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig) (*Server, error) {
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:     cfg,
+		store:   store,
+		log:     cfg.Logger,
+		events:  make(chan *event),
+		clients: map[string]task.Registration{},
+		changed: make(chan struct{}),
+	}
+	if spec != nil {
+		if err := s.startRun(ctx, *spec, true); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startRun makes the core for spec. With resume set, a stored unfinished run of the same id is
+// resumed; otherwise a stored run of that id is a conflict.
+func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error {
+	cfg := spec.Config
+	prev, err := s.store.Run(ctx, cfg.ID)
+	var prevPtr *RunState
+	switch {
+	case err == nil && !resume:
+		return fmt.Errorf("start run %s: a run with this id exists (status %s): %w", cfg.ID, prev.Status, ErrConflict)
+	case err == nil && prev.Status.Finished():
+		s.log.Info("configured run already finished; waiting for a new run", "run", cfg.ID, "status", string(prev.Status), "message", prev.Message)
+		return nil
+	case err == nil:
+		prevPtr = &prev
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("start run %s: %w", cfg.ID, err)
+	}
+	var lastPtr *ModelVersion
+	last, err := s.store.Latest(ctx)
+	switch {
+	case err == nil:
+		lastPtr = &last
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("start run %s: %w", cfg.ID, err)
+	}
+	core, err := NewCore(cfg, spec.Schema, spec.SchemaYAML, prevPtr, lastPtr)
+	if err != nil {
+		return err
+	}
+	core.SetDeadlineTicks(int64((cfg.RoundDeadline + s.cfg.TickInterval - 1) / s.cfg.TickInterval))
+	if prevPtr != nil {
+		s.log.Info("resuming run", "run", cfg.ID, "last_committed_round", prev.LastRound, "latest_version", prev.LatestVersion)
+	} else {
+		s.log.Info("starting run", "run", cfg.ID, "rounds", cfg.Rounds, "min_clients", cfg.MinClients,
+			"strategy", cfg.Strategy.Name, "consent_tracked", spec.Schema.Consent.Tracked)
+		if !spec.Schema.Consent.Tracked {
+			s.log.Warn("the schema declares no consent column: this run's record says consent was not tracked", "run", cfg.ID)
+		}
+	}
+	s.core = core
+	for id := range s.clients {
+		if err := core.Register(id); err != nil {
+			return err
+		}
+	}
+	return s.flush(ctx)
+}
+
+// Run is the driver loop. It returns when ctx ends, or with the error of a failed write to the
+// store (after which the process should exit and be restarted: it resumes from the store).
+func (s *Server) Run(ctx context.Context) error {
+	ticker := time.NewTicker(s.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev := <-s.events:
+			ev.fn()
+			ev.err = s.flush(ctx)
+			close(ev.done)
+		case <-ticker.C:
+			if s.core != nil {
+				s.core.Tick()
+			}
+			if err := s.flush(ctx); err != nil {
+				return err
+			}
+		}
+		if s.fatal != nil {
+			return s.fatal
+		}
+	}
+}
+
+// flush carries out the core's pending actions: persist (one transaction), log, advance, and
+// wake long polls.
+func (s *Server) flush(ctx context.Context) error {
+	if s.fatal != nil {
+		return s.fatal
+	}
+	if s.core == nil {
+		return nil
+	}
+	a := s.core.Ready()
+	if a.Empty() {
+		return nil
+	}
+	switch {
+	case a.Commit != nil:
+		v := *a.Commit
+		v.Created = s.cfg.Now().UTC()
+		if err := s.store.Commit(ctx, v, *a.Run); err != nil {
+			s.fatal = fmt.Errorf("commit version %d: %w", v.Version, err)
+			return s.fatal
+		}
+	case a.Run != nil:
+		if err := s.store.SaveRun(ctx, *a.Run); err != nil {
+			s.fatal = fmt.Errorf("save run %s: %w", a.Run.ID, err)
+			return s.fatal
+		}
+	}
+	for _, n := range a.Notes {
+		s.log.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
+	}
+	s.core.Advance()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return nil
+}
+
+// do runs fn inside the driver loop and waits until its actions are persisted.
+func (s *Server) do(ctx context.Context, fn func()) error {
+	ev := &event{fn: fn, done: make(chan struct{})}
+	select {
+	case s.events <- ev:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ev.done:
+		return ev.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Register implements the client service's Register.
+func (s *Server) Register(ctx context.Context, r task.Registration) error {
+	if r.ClientID == "" {
+		return &ProtocolError{Field: "client_id", Err: fmt.Errorf("%w: empty", ErrInvalid)}
+	}
+	var err error
+	if derr := s.do(ctx, func() {
+		s.clients[r.ClientID] = r
+		if s.core != nil {
+			err = s.core.Register(r.ClientID)
+		}
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// PollTask implements the client service's long poll: it returns the client's outstanding task
+// as soon as there is one, or ok=false after wait.
+func (s *Server) PollTask(ctx context.Context, clientID string, wait time.Duration) (task.Task, bool, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		var (
+			t       task.Task
+			ok      bool
+			err     error
+			changed chan struct{}
+		)
+		if derr := s.do(ctx, func() {
+			changed = s.changed
+			if _, known := s.clients[clientID]; !known {
+				err = &ProtocolError{Client: clientID, Field: "client_id", Err: ErrUnknownClient}
+				return
+			}
+			if s.core == nil {
+				return
+			}
+			t, ok, err = s.core.Poll(clientID)
+			if ok {
+				t.Deadline = s.cfg.Now().Add(time.Duration(s.core.TicksLeft()) * s.cfg.TickInterval)
+			}
+		}); derr != nil {
+			return task.Task{}, false, derr
+		}
+		if err != nil || ok {
+			return t, ok, err
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return task.Task{}, false, nil
+		case <-ctx.Done():
+			return task.Task{}, false, ctx.Err()
+		}
+	}
+}
+
+// SubmitResult implements the client service's SubmitResult. It returns once the result and
+// anything it completed (a committed version) are persisted.
+func (s *Server) SubmitResult(ctx context.Context, r task.Result) (bool, error) {
+	var (
+		dup bool
+		err error
+	)
+	if derr := s.do(ctx, func() {
+		if s.core == nil {
+			err = &ProtocolError{Client: r.ClientID, Run: r.RunID, Round: r.Round, Field: "run_id", Err: fmt.Errorf("%w: no run is active", ErrStale)}
+			return
+		}
+		dup, err = s.core.Submit(r)
+	}); derr != nil {
+		return false, derr
+	}
+	return dup, err
+}
+
+// StartRun starts a new run when none is active.
+func (s *Server) StartRun(ctx context.Context, spec RunSpec) error {
+	var err error
+	if derr := s.do(ctx, func() {
+		if s.core != nil && !s.core.Status().Status.Finished() {
+			err = fmt.Errorf("start run %s: run %s is %s: %w", spec.Config.ID, s.core.Config().ID, s.core.Status().Status, ErrRunActive)
+			return
+		}
+		err = s.startRun(ctx, spec, false)
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// RunInfo is what GetRun reports.
+type RunInfo struct {
+	State      RunState
+	Registered int
+}
+
+// GetRun reports a run: the active one when id is empty.
+func (s *Server) GetRun(ctx context.Context, id string) (RunInfo, error) {
+	var (
+		info  RunInfo
+		found bool
+	)
+	if err := s.do(ctx, func() {
+		info.Registered = len(s.clients)
+		if s.core != nil && (id == "" || id == s.core.Config().ID) {
+			info.State, found = s.core.Status(), true
+		}
+	}); err != nil {
+		return info, err
+	}
+	if found {
+		return info, nil
+	}
+	if id == "" {
+		runs, err := s.store.Runs(ctx)
+		if err != nil {
+			return info, err
+		}
+		if len(runs) == 0 {
+			return info, fmt.Errorf("no run: %w", ErrNotFound)
+		}
+		info.State = runs[len(runs)-1]
+		return info, nil
+	}
+	st, err := s.store.Run(ctx, id)
+	info.State = st
+	return info, err
+}
+
+// Store is the server's store, for the model service.
+func (s *Server) Store() Store { return s.store }
+
+// ModelDocument builds the pullable document of a version (0 = latest).
+func (s *Server) ModelDocument(ctx context.Context, version uint64) (*modelfile.Document, error) {
+	var (
+		v   ModelVersion
+		err error
+	)
+	if version == 0 {
+		v, err = s.store.Latest(ctx)
+	} else {
+		v, err = s.store.Version(ctx, version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	run, err := s.store.Run(ctx, v.RunID)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
+	}
+	return NewModelDocument(v, run)
+}
+
+// NewModelDocument joins a version with its run's schema and standardisation.
+func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error) {
+	if run.Standardization == nil {
+		return nil, fmt.Errorf("version %d: run %s has no pinned standardisation", v.Version, run.ID)
+	}
+	schema, err := dataset.ParseSchema(run.ID+" schema", run.SchemaYAML)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
+	}
+	if len(v.Weights) == 0 {
+		return nil, fmt.Errorf("version %d has no weights", v.Version)
+	}
+	d := &modelfile.Document{
+		Format:            modelfile.Format,
+		Version:           v.Version,
+		RunID:             v.RunID,
+		Round:             v.Round,
+		Created:           v.Created,
+		Intercept:         v.Weights[0],
+		Coefficients:      v.Weights[1:],
+		Features:          v.Features,
+		Schema:            schema,
+		Standardization:   *run.Standardization,
+		Metrics:           v.Evaluation,
+		TrainLoss:         v.TrainLoss,
+		Contributors:      v.Contributors,
+		Examples:          v.Examples,
+		ConsentTracked:    run.ConsentTracked,
+		ExcludedNoConsent: run.ExcludedNoConsent,
+	}
+	return d, d.Validate()
+}

@@ -1,0 +1,103 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/strategy"
+	"github.com/fedprop/fedprop/task"
+)
+
+// RunStatus is where a run stands.
+type RunStatus string
+
+// The states of a run, as stored and as GetRun reports them.
+const (
+	RunWaiting   RunStatus = "waiting"   // waiting for enough clients to register
+	RunStats     RunStatus = "stats"     // collecting federated feature statistics
+	RunTraining  RunStatus = "training"  // rounds in progress
+	RunCompleted RunStatus = "completed" // every configured round committed
+	RunFailed    RunStatus = "failed"    // stopped; Message says why
+)
+
+// Finished reports whether the run will make no more progress.
+func (s RunStatus) Finished() bool { return s == RunCompleted || s == RunFailed }
+
+// RunState is the persisted record of a run: its configuration, the standardisation pinned
+// before round 1, and how far it got. It is written with every committed version, in the same
+// transaction, so a restarted coordinator resumes exactly after the last committed round.
+type RunState struct {
+	ID         string    `json:"id"`
+	Config     RunConfig `json:"config"`
+	SchemaHash string    `json:"schema_hash"`
+	SchemaYAML []byte    `json:"schema_yaml"`
+	Status     RunStatus `json:"status"`
+	Message    string    `json:"message,omitempty"`
+
+	// Standardization is pinned by the stats phase; nil before it.
+	Standardization *dataset.Standardization `json:"standardization,omitempty"`
+	// ConsentTracked is false when the schema declares that the data has no consent column;
+	// the run's record says so rather than implying consent was checked.
+	ConsentTracked    bool    `json:"consent_tracked"`
+	ExcludedNoConsent float64 `json:"excluded_no_consent"`
+	StatsClients      int     `json:"stats_clients"`
+	StatsRecords      float64 `json:"stats_records"`
+
+	LastRound     int    `json:"last_round"`
+	LatestVersion uint64 `json:"latest_version"`
+}
+
+// ModelVersion is one committed global model with the metrics measured for it.
+type ModelVersion struct {
+	Version  uint64    `json:"version"`
+	Parent   uint64    `json:"parent,omitempty"`
+	RunID    string    `json:"run_id"`
+	Round    int       `json:"round"`
+	Created  time.Time `json:"created"`
+	Weights  []float64 `json:"weights"`
+	Features []string  `json:"features"`
+
+	// Contributors and Examples describe the training aggregate of this round.
+	Contributors int     `json:"contributors"`
+	Examples     float64 `json:"examples"`
+	TrainLoss    float64 `json:"train_loss"`
+	// Evaluation is the federated evaluation of this version; nil in rounds without one.
+	Evaluation    *metrics.Summary `json:"evaluation,omitempty"`
+	EvalClients   int              `json:"eval_clients,omitempty"`
+	StrategyState strategy.State   `json:"strategy_state"`
+}
+
+// Sentinel errors of the coordinator and its Store. Check them with errors.Is.
+var (
+	// ErrNotFound: the store has no such run or version.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a commit would duplicate or skip a version.
+	ErrConflict = errors.New("conflict")
+	// ErrUnknownClient, ErrStale and ErrInvalid are the protocol's, shared with clients.
+	ErrUnknownClient = task.ErrUnknownClient
+	ErrStale         = task.ErrStale
+	ErrInvalid       = task.ErrInvalid
+	// ErrRunActive: a run is already in progress.
+	ErrRunActive = errors.New("a run is already active")
+)
+
+// ProtocolError says which client, run, round and field a rejected call concerned.
+type ProtocolError struct {
+	Client string
+	Run    string
+	Round  int
+	Field  string
+	Err    error
+}
+
+func (e *ProtocolError) Error() string {
+	return fmt.Sprintf("client %q, run %q, round %d, field %s: %v", e.Client, e.Run, e.Round, e.Field, e.Err)
+}
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// ErrBadConfig marks a configuration that cannot be used; the message names the key.
+var ErrBadConfig = errors.New("bad configuration")

@@ -1,0 +1,124 @@
+// Package modelfile is the model document a model owner pulls: the global weights with their
+// feature names, and everything needed to score a record exactly as training encoded it (the
+// schema and the pinned standardisation), plus the version's metrics and provenance.
+package modelfile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model"
+)
+
+// Format identifies the document layout; readers refuse formats they do not know.
+const Format = "fedprop.model/v1"
+
+// Document is a pulled model.
+type Document struct {
+	Format  string    `json:"format"`
+	Version uint64    `json:"version"`
+	RunID   string    `json:"run_id"`
+	Round   int       `json:"round"`
+	Created time.Time `json:"created"`
+
+	// Intercept and Coefficients (one per feature, in Features order) of the logistic model.
+	Intercept    float64   `json:"intercept"`
+	Coefficients []float64 `json:"coefficients"`
+	Features     []string  `json:"features"`
+
+	Schema          *dataset.Schema         `json:"schema"`
+	Standardization dataset.Standardization `json:"standardization"`
+
+	Metrics      *metrics.Summary `json:"metrics,omitempty"`
+	TrainLoss    float64          `json:"train_loss"`
+	Contributors int              `json:"contributors"`
+	Examples     float64          `json:"examples"`
+
+	ConsentTracked    bool    `json:"consent_tracked"`
+	ExcludedNoConsent float64 `json:"excluded_no_consent"`
+}
+
+// Weights returns the intercept followed by the coefficients, the layout package model uses.
+func (d *Document) Weights() []float64 {
+	return append([]float64{d.Intercept}, d.Coefficients...)
+}
+
+// Validate checks that the document can score: a known format, a schema, and dimensions that
+// agree.
+func (d *Document) Validate() error {
+	if d.Format != Format {
+		return fmt.Errorf("model document format %q is not %q", d.Format, Format)
+	}
+	if d.Schema == nil {
+		return errors.New("model document has no schema")
+	}
+	if len(d.Coefficients) != len(d.Features) {
+		return fmt.Errorf("model document has %d coefficients for %d features", len(d.Coefficients), len(d.Features))
+	}
+	enc, err := d.Encoder()
+	if err != nil {
+		return err
+	}
+	if enc.Dim() != len(d.Features) {
+		return fmt.Errorf("model document's schema encodes %d features, the weights have %d", enc.Dim(), len(d.Features))
+	}
+	return nil
+}
+
+// Encoder is the encoder the model was trained with.
+func (d *Document) Encoder() (*dataset.Encoder, error) {
+	enc, err := dataset.NewEncoder(d.Schema, d.Standardization)
+	if err != nil {
+		return nil, fmt.Errorf("model document: %w", err)
+	}
+	return enc, nil
+}
+
+// Score returns the predicted probability for every row of ds.
+func (d *Document) Score(ds *dataset.Dataset) ([]float64, error) {
+	enc, err := d.Encoder()
+	if err != nil {
+		return nil, err
+	}
+	if ds.Len() == 0 {
+		return nil, nil
+	}
+	return model.PredictAll(d.Weights(), enc.Encode(ds), nil), nil
+}
+
+// Write writes the document as indented JSON.
+func (d *Document) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+// Decode reads and validates a document.
+func Decode(r io.Reader, name string) (*Document, error) {
+	var d Document
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("read model %s: %w", name, err)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("read model %s: %w", name, err)
+	}
+	return &d, nil
+}
+
+// Load reads and validates the document at path.
+func Load(path string) (*Document, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	defer f.Close()
+	return Decode(f, path)
+}

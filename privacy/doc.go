@@ -1,0 +1,32 @@
+// Package privacy is fedprop's differential-privacy library: clipping and Gaussian noise for
+// client-level DP-FedAvg and record-level DP-SGD, adaptive clipping by quantile (Andrew et al.
+// 2021), Poisson sampling, and a Renyi-DP accountant for the Poisson-subsampled Gaussian
+// mechanism (Mironov, Talwar and Zhang 2019) with budgets that a run must stay within.
+//
+// The package knows nothing about coordinators, clients or transports. Every function is pure
+// apart from the randomness it draws from a caller-supplied *rand.Rand, so the same seed gives
+// bit-for-bit the same noise.
+//
+// # Accounting
+//
+// [SampledGaussianRDP] follows the RDP accountant of TensorFlow Privacy / Google's
+// dp_accounting: integer orders by the binomial expansion, fractional orders by the signed
+// two-sided series with erfc terms, all in log space. [EpsilonFromRDP] converts to
+// (epsilon, delta) with the bound of Balle et al. 2020 ([Tight], the default) or the classic
+// RDP(a) - log(delta)/(a-1) ([Classic]). [Accountant] composes rounds with different sampling
+// rates and noise multipliers and refuses to go beyond a [Budget].
+//
+// # Who adds the noise, and the expected number of contributors m
+//
+// In plaintext aggregation the coordinator adds noise of standard deviation z*C to the sum. In
+// `he` mode the coordinator must never decrypt an un-noised sum, so each of the m expected
+// contributors adds a share of standard deviation z*C/sqrt(m) ([ClientNoiseStd]); k independent
+// shares sum to standard deviation z*C*sqrt(k/m). With Poisson sampling of clients at rate q
+// from a population of N, the number of contributors is random (Binomial(N, q)); m is its
+// expectation q*N ([ExpectedContributors]), fixed before the round so that neither the noise
+// share nor the denominator of the mean depends on who was actually sampled (that fixed
+// denominator is what makes the sensitivity of the mean C/m under Poisson sampling). When only
+// k < m contributions arrive, the noise present is lower: account for the round with
+// [AchievedNoiseMultiplier] and log the shortfall. A cautious operator may pass a smaller m
+// (for example the round's minimum contributor count), which makes every share larger.
+package privacy

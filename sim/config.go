@@ -1,0 +1,159 @@
+// Package sim is fedprop's simulator: it drives the production coordinator and client cores
+// in one process, without sockets, on synthetic or CSV data, and writes per-round metrics and
+// a summary. What researchers simulate is what branches run.
+package sim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/synth"
+)
+
+// Config is a simulation: the data, how it is split over clients, and the run.
+type Config struct {
+	// Seed drives partitioning, cohort selection and local training; the same seed gives the
+	// same numbers, bit for bit.
+	Seed uint64     `yaml:"seed" json:"seed"`
+	Data DataConfig `yaml:"data" json:"data"`
+	Run  coordinator.RunConfig `yaml:"run" json:"run"`
+	// Centralized also trains the same model on the pooled training rows (L-BFGS) for comparison.
+	Centralized *bool `yaml:"centralized" json:"centralized"`
+	// Workers bounds how many clients train at once (default: the number of CPUs).
+	Workers int `yaml:"workers" json:"workers"`
+}
+
+// DataConfig chooses the data source.
+type DataConfig struct {
+	// Source is "synthetic" (the built-in bank generator) or "csv".
+	Source    string          `yaml:"source" json:"source"`
+	Synthetic synth.Config    `yaml:"synthetic" json:"synthetic"`
+	CSV       CSVConfig       `yaml:"csv" json:"csv"`
+	Partition PartitionConfig `yaml:"partition" json:"partition"`
+}
+
+// CSVConfig names a CSV, its schema and its held-out rows. Paths are relative to the working
+// directory.
+type CSVConfig struct {
+	Path   string `yaml:"path" json:"path"`
+	Schema string `yaml:"schema" json:"schema"`
+	// TestRows is a file of 0-based data-row indices (header excluded) held out for testing;
+	// without it, TestFraction of the rows are held out at random.
+	TestRows     string  `yaml:"test_rows" json:"test_rows"`
+	TestFraction float64 `yaml:"test_fraction" json:"test_fraction"`
+}
+
+// PartitionConfig splits CSV rows over clients.
+type PartitionConfig struct {
+	// Method is "iid", "dirichlet" (label skew), "quantity" (size skew) or "natural" (one
+	// client per value of Column).
+	Method  string  `yaml:"method" json:"method"`
+	Clients int     `yaml:"clients" json:"clients"`
+	Alpha   float64 `yaml:"alpha" json:"alpha"`
+	Column  string  `yaml:"column" json:"column"`
+}
+
+// ParseConfig decodes a YAML simulation config strictly (an unknown key is an error that names
+// it), fills defaults and validates.
+func ParseConfig(name string, data []byte) (Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+	}
+	return c, nil
+}
+
+// WithDefaults fills unset fields.
+func (c Config) WithDefaults() Config {
+	if c.Data.Source == "" {
+		c.Data.Source = "synthetic"
+	}
+	if c.Data.Source == "synthetic" {
+		if c.Data.Synthetic.Seed == 0 {
+			c.Data.Synthetic.Seed = c.Seed
+		}
+		c.Data.Synthetic = c.Data.Synthetic.WithDefaults()
+	}
+	if c.Data.Partition.Method == "" {
+		c.Data.Partition.Method = "iid"
+	}
+	if c.Data.Partition.Clients == 0 {
+		c.Data.Partition.Clients = 10
+	}
+	if c.Data.Partition.Alpha == 0 {
+		c.Data.Partition.Alpha = 0.5
+	}
+	if c.Data.CSV.TestFraction == 0 {
+		c.Data.CSV.TestFraction = 0.2
+	}
+	if c.Run.ID == "" {
+		c.Run.ID = "sim"
+	}
+	if c.Run.Seed == 0 {
+		c.Run.Seed = c.Seed
+	}
+	if c.Run.MinClients == 0 {
+		c.Run.MinClients = 1
+	}
+	if c.Centralized == nil {
+		t := true
+		c.Centralized = &t
+	}
+	c.Run = c.Run.WithDefaults()
+	return c
+}
+
+// Validate names the first key that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Data.Source {
+	case "synthetic":
+		if err := c.Data.Synthetic.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("data.synthetic: %w", err))
+		}
+	case "csv":
+		if c.Data.CSV.Path == "" {
+			errs = append(errs, errors.New("data.csv.path: required when data.source is csv"))
+		}
+		if c.Data.CSV.Schema == "" {
+			errs = append(errs, errors.New("data.csv.schema: required when data.source is csv"))
+		}
+		if c.Data.CSV.TestFraction <= 0 || c.Data.CSV.TestFraction >= 1 {
+			errs = append(errs, fmt.Errorf("data.csv.test_fraction: must be in (0, 1), got %v", c.Data.CSV.TestFraction))
+		}
+		switch c.Data.Partition.Method {
+		case "iid", "dirichlet", "quantity":
+		case "natural":
+			if c.Data.Partition.Column == "" {
+				errs = append(errs, errors.New("data.partition.column: required for the natural partition"))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("data.partition.method: %q is not one of iid, dirichlet, quantity, natural", c.Data.Partition.Method))
+		}
+		if c.Data.Partition.Clients < 1 {
+			errs = append(errs, fmt.Errorf("data.partition.clients: must be at least 1, got %d", c.Data.Partition.Clients))
+		}
+		if c.Data.Partition.Alpha <= 0 {
+			errs = append(errs, fmt.Errorf("data.partition.alpha: must be positive, got %v", c.Data.Partition.Alpha))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("data.source: %q is not synthetic or csv", c.Data.Source))
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers: must not be negative, got %d", c.Workers))
+	}
+	if err := c.Run.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

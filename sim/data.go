@@ -1,0 +1,242 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/partition"
+	"github.com/fedprop/fedprop/synth"
+)
+
+// ClientData is one simulated client's rows: training rows and held-out rows.
+type ClientData struct {
+	Name        string
+	Train, Test *dataset.Dataset
+}
+
+// World is the simulated federation's data.
+type World struct {
+	Schema     *dataset.Schema
+	SchemaYAML []byte
+	Clients    []ClientData
+	// Test is every client's held-out rows pooled: the test set the metrics are computed on.
+	Test *dataset.Dataset
+}
+
+// TrainRows counts the training rows over all clients.
+func (w *World) TrainRows() int {
+	n := 0
+	for _, c := range w.Clients {
+		n += c.Train.Len()
+	}
+	return n
+}
+
+// PooledTrain is every client's training rows together, for the centralized reference.
+func (w *World) PooledTrain() *dataset.Dataset {
+	parts := make([]*dataset.Dataset, len(w.Clients))
+	for i, c := range w.Clients {
+		parts[i] = c.Train
+	}
+	return dataset.Concat(parts...)
+}
+
+// Load builds the world a config describes.
+func Load(ctx context.Context, cfg Config) (*World, error) {
+	switch cfg.Data.Source {
+	case "synthetic":
+		return loadSynthetic(cfg.Data.Synthetic)
+	case "csv":
+		return loadCSV(ctx, cfg)
+	}
+	return nil, fmt.Errorf("data.source: %q is not synthetic or csv", cfg.Data.Source)
+}
+
+func loadSynthetic(sc synth.Config) (*World, error) {
+	branches, err := synth.Generate(sc)
+	if err != nil {
+		return nil, fmt.Errorf("synthetic data: %w", err)
+	}
+	schema := synth.Schema(sc)
+	doc, err := yaml.Marshal(schema)
+	if err != nil {
+		return nil, fmt.Errorf("synthetic schema: %w", err)
+	}
+	w := &World{Schema: schema, SchemaYAML: doc}
+	tests := make([]*dataset.Dataset, 0, len(branches))
+	for _, b := range branches {
+		w.Clients = append(w.Clients, ClientData{Name: b.Name, Train: b.Train, Test: b.Test})
+		tests = append(tests, b.Test)
+	}
+	w.Test = dataset.Concat(tests...)
+	return w, nil
+}
+
+func loadCSV(ctx context.Context, cfg Config) (*World, error) {
+	c := cfg.Data.CSV
+	doc, err := os.ReadFile(c.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("data.csv.schema: %w", err)
+	}
+	schema, err := dataset.ParseSchema(c.Schema, doc)
+	if err != nil {
+		return nil, err
+	}
+	all, err := dataset.ReadCSV(ctx, c.Path, schema)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0xda7a))
+
+	// Which rows are held out: the listed data-row indices, or a seeded random fraction.
+	isTest := make([]bool, all.Len())
+	if c.TestRows != "" {
+		listed, err := readIndexFile(c.TestRows)
+		if err != nil {
+			return nil, err
+		}
+		for i := range isTest {
+			// Line is 1-based and the header is line 1, so data row k sits on line k+2.
+			_, isTest[i] = listed[all.Line[i]-2]
+		}
+	} else {
+		for i := range isTest {
+			isTest[i] = rng.Float64() < c.TestFraction
+		}
+	}
+
+	// Partition all rows at once, so each client's held-out rows follow its own distribution,
+	// then split each client's rows into training and held-out rows.
+	names, parts, err := partitionRows(all, schema, cfg.Data.Partition, rng)
+	if err != nil {
+		return nil, fmt.Errorf("data.partition: %w", err)
+	}
+	w := &World{Schema: schema, SchemaYAML: doc}
+	tests := make([]*dataset.Dataset, 0, len(parts))
+	for i, rows := range parts {
+		var train, test []int
+		for _, r := range rows {
+			if isTest[r] {
+				test = append(test, r)
+			} else {
+				train = append(train, r)
+			}
+		}
+		if len(train) == 0 {
+			return nil, fmt.Errorf("data.partition: client %s received no training rows; use fewer clients or a larger alpha", names[i])
+		}
+		cd := ClientData{Name: names[i], Train: all.Subset(train), Test: all.Subset(test)}
+		w.Clients = append(w.Clients, cd)
+		tests = append(tests, cd.Test)
+	}
+	if all.ExcludedNoConsent > 0 && len(w.Clients) > 0 {
+		// The reader counted the excluded rows for the whole file; the simulator attributes
+		// them to the first client so that totals stay right.
+		w.Clients[0].Train.ExcludedNoConsent = all.ExcludedNoConsent
+	}
+	w.Test = dataset.Concat(tests...)
+	return w, nil
+}
+
+func partitionRows(all *dataset.Dataset, schema *dataset.Schema, p PartitionConfig, rng *rand.Rand) ([]string, [][]int, error) {
+	var (
+		parts [][]int
+		err   error
+	)
+	switch p.Method {
+	case "iid":
+		parts, err = partition.IID(all.Len(), p.Clients, rng)
+	case "dirichlet":
+		parts, err = partition.Dirichlet(all.Label, p.Clients, p.Alpha, rng)
+	case "quantity":
+		parts, err = partition.Quantity(all.Len(), p.Clients, p.Alpha, rng)
+	case "natural":
+		values, err := columnValues(all, schema, p.Column)
+		if err != nil {
+			return nil, nil, err
+		}
+		names, parts := partition.Natural(values)
+		for i := range names {
+			names[i] = p.Column + "=" + names[i]
+		}
+		return names, parts, nil
+	default:
+		return nil, nil, fmt.Errorf("method %q is not one of iid, dirichlet, quantity, natural", p.Method)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(parts))
+	for i := range names {
+		names[i] = fmt.Sprintf("client-%02d", i+1)
+	}
+	return names, parts, nil
+}
+
+// columnValues returns a categorical or sensitive column's value per row.
+func columnValues(d *dataset.Dataset, s *dataset.Schema, column string) ([]string, error) {
+	for j, c := range s.Categorical {
+		if c.Column == column {
+			out := make([]string, d.Len())
+			for i := range out {
+				k := int(d.Category[i][j])
+				if k < len(c.Values) {
+					out[i] = c.Values[k]
+				} else {
+					out[i] = "<other>"
+				}
+			}
+			return out, nil
+		}
+	}
+	for k, c := range s.Sensitive {
+		if c.Column == column {
+			out := make([]string, d.Len())
+			for i := range out {
+				out[i] = d.Groups[i][k]
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("column %q is not a categorical or sensitive column of the schema", column)
+}
+
+// readIndexFile reads one non-negative integer per line.
+func readIndexFile(path string) (map[int]struct{}, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("data.csv.test_rows: %w", err)
+	}
+	defer f.Close()
+	out := map[int]struct{}{}
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		n, err := strconv.Atoi(text)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%s:%d:1: %q is not a row index", path, line, text)
+		}
+		out[n] = struct{}{}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no row indices", path)
+	}
+	return out, nil
+}
+

@@ -1,0 +1,302 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"gonum.org/v1/gonum/mat"
+
+	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/store/mem"
+	"github.com/fedprop/fedprop/task"
+)
+
+// RoundMetrics is one line of metrics.csv: the committed version of a round, evaluated
+// exactly on the pooled test rows, beside the federated evaluation the coordinator computed
+// from the clients' sums.
+type RoundMetrics struct {
+	Round        int
+	Version      uint64
+	Test         metrics.Summary
+	Federated    *metrics.Summary
+	TrainLoss    float64
+	Contributors int
+	Examples     float64
+	Seconds      float64
+}
+
+// Summary is summary.json.
+type Summary struct {
+	FedpropVersion string           `json:"fedprop_version"`
+	Seed           uint64           `json:"seed"`
+	Rounds         int              `json:"rounds"`
+	Status         string           `json:"status"`
+	Message        string           `json:"message,omitempty"`
+	Clients        int              `json:"clients"`
+	TrainRows      int              `json:"train_rows"`
+	TestRows       int              `json:"test_rows"`
+	ConsentTracked bool             `json:"consent_tracked"`
+	ExcludedNoConsent int           `json:"excluded_no_consent"`
+	Features       int              `json:"features"`
+	Final          metrics.Summary  `json:"final"`
+	Centralized    *metrics.Summary `json:"centralized,omitempty"`
+	// BytesPerClientRound is the mean payload a client sent per train task.
+	BytesPerClientRound float64 `json:"bytes_per_client_round"`
+	WallSeconds         float64 `json:"wall_seconds"`
+	Weights             []float64 `json:"weights"`
+	Config              Config    `json:"config"`
+}
+
+// Observer hears about a simulation's progress: the table printer and the progress bar.
+type Observer interface {
+	Round(m RoundMetrics)
+}
+
+// Options are the simulation's process settings.
+type Options struct {
+	Logger   *slog.Logger
+	Observer Observer
+	// Version is the fedprop version written into the summary.
+	Version string
+}
+
+// Result is a finished simulation.
+type Result struct {
+	Rounds  []RoundMetrics
+	Summary Summary
+}
+
+// Run simulates cfg. It returns an error when the data cannot be loaded or the run fails.
+func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
+	start := time.Now()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	world, err := Load(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	sessions := make([]*client.Session, len(world.Clients))
+	excluded := 0
+	for i, c := range world.Clients {
+		s, err := client.NewSession(c.Name, world.Schema, c.Train, c.Test, nil)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+		sessions[i] = s
+		excluded += s.Excluded()
+	}
+	store := mem.New()
+	core, err := coordinator.NewCore(cfg.Run, world.Schema, world.SchemaYAML, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	// In simulated time every client answers within the tick it was asked, so the deadline
+	// only matters for clients a scenario drops.
+	core.SetDeadlineTicks(2)
+
+	d := &driver{cfg: cfg, opts: opts, core: core, store: store, sessions: sessions, world: world}
+	if err := d.loop(ctx); err != nil {
+		return nil, err
+	}
+	status := core.Status()
+	res := &Result{Rounds: d.rounds}
+	sum := Summary{
+		FedpropVersion:    opts.Version,
+		Seed:              cfg.Seed,
+		Rounds:            status.LastRound,
+		Status:            string(status.Status),
+		Message:           status.Message,
+		Clients:           len(sessions),
+		TrainRows:         world.TrainRows(),
+		TestRows:          world.Test.Len(),
+		ConsentTracked:    status.ConsentTracked,
+		ExcludedNoConsent: excluded,
+		Config:            cfg,
+	}
+	if enc := core.Encoder(); enc != nil {
+		sum.Features = enc.Dim()
+	}
+	if n := len(d.rounds); n > 0 {
+		sum.Final = d.rounds[n-1].Test
+	}
+	if last := core.LastModel(); last != nil {
+		sum.Weights = last.Weights
+	}
+	if d.trainTasks > 0 {
+		sum.BytesPerClientRound = float64(d.trainBytes) / float64(d.trainTasks)
+	}
+	if status.Status != coordinator.RunCompleted {
+		return res, fmt.Errorf("simulate: run %s %s: %s", status.ID, status.Status, status.Message)
+	}
+	if *cfg.Centralized {
+		c, err := centralized(world, core.Encoder(), cfg.Run.Train.L2)
+		if err != nil {
+			return nil, err
+		}
+		sum.Centralized = &c
+	}
+	sum.WallSeconds = time.Since(start).Seconds()
+	res.Summary = sum
+	return res, nil
+}
+
+type driver struct {
+	cfg      Config
+	opts     Options
+	core     *coordinator.Core
+	store    *mem.Store
+	sessions []*client.Session
+	world    *World
+
+	rounds     []RoundMetrics
+	roundStart time.Time
+	testX      *mat.Dense // the pooled test rows, encoded once the encoding is pinned
+	trainBytes int
+	trainTasks int
+}
+
+// loop steps the coordinator core and the client sessions in simulated time: each tick every
+// client polls, the tasks run in parallel, and the results are submitted in client order so
+// that the floating-point sums, and so the run, repeat exactly.
+func (d *driver) loop(ctx context.Context) error {
+	ids := make([]string, len(d.sessions))
+	for i, s := range d.sessions {
+		ids[i] = s.ID()
+		if err := d.core.Register(s.ID()); err != nil {
+			return err
+		}
+	}
+	if err := d.flush(ctx); err != nil {
+		return err
+	}
+	d.roundStart = time.Now()
+	workers := d.cfg.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	type job struct {
+		i int
+		t task.Task
+	}
+	for !d.core.Status().Status.Finished() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var jobs []job
+		for i, id := range ids {
+			t, ok, err := d.core.Poll(id)
+			if err != nil {
+				return err
+			}
+			if ok {
+				jobs = append(jobs, job{i, t})
+			}
+		}
+		results := make([]task.Result, len(jobs))
+		errs := make([]error, len(jobs))
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range min(workers, len(jobs)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range next {
+					results[k], _, errs[k] = d.sessions[jobs[k].i].Handle(ctx, jobs[k].t)
+				}
+			}()
+		}
+		for k := range jobs {
+			next <- k
+		}
+		close(next)
+		wg.Wait()
+		for k := range jobs {
+			if errs[k] != nil {
+				return fmt.Errorf("simulate: %w", errs[k])
+			}
+			if jobs[k].t.Kind == task.KindTrain {
+				d.trainBytes += results[k].Sum.Bytes()
+				d.trainTasks++
+			}
+			if _, err := d.core.Submit(results[k]); err != nil {
+				return fmt.Errorf("simulate: %w", err)
+			}
+			if err := d.flush(ctx); err != nil {
+				return err
+			}
+		}
+		d.core.Tick()
+		if err := d.flush(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flush plays the driver's part: persist, log, evaluate committed versions, advance.
+func (d *driver) flush(ctx context.Context) error {
+	a := d.core.Ready()
+	if a.Empty() {
+		return nil
+	}
+	if a.Commit != nil {
+		if err := d.store.Commit(ctx, *a.Commit, *a.Run); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+		d.evaluate(*a.Commit)
+	} else if a.Run != nil {
+		if err := d.store.SaveRun(ctx, *a.Run); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+	}
+	for _, n := range a.Notes {
+		d.opts.Logger.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
+	}
+	d.core.Advance()
+	return nil
+}
+
+// evaluate scores a committed version exactly on the pooled test rows.
+func (d *driver) evaluate(v coordinator.ModelVersion) {
+	if d.testX == nil {
+		d.testX = d.core.Encoder().Encode(d.world.Test)
+	}
+	scores := model.PredictAll(v.Weights, d.testX, nil)
+	m := RoundMetrics{
+		Round:        v.Round,
+		Version:      v.Version,
+		Test:         metrics.Evaluate(scores, d.world.Test.Label),
+		Federated:    v.Evaluation,
+		TrainLoss:    v.TrainLoss,
+		Contributors: v.Contributors,
+		Examples:     v.Examples,
+		Seconds:      time.Since(d.roundStart).Seconds(),
+	}
+	d.roundStart = time.Now()
+	d.rounds = append(d.rounds, m)
+	if d.opts.Observer != nil {
+		d.opts.Observer.Round(m)
+	}
+}
+
+// centralized trains the same model (same encoding, same L2 penalty) on the pooled training
+// rows to convergence and evaluates it on the pooled test rows.
+func centralized(w *World, enc *dataset.Encoder, l2 float64) (metrics.Summary, error) {
+	train := w.PooledTrain()
+	weights, err := model.FitCentralized(enc.Encode(train), train.Label, l2)
+	if err != nil {
+		return metrics.Summary{}, fmt.Errorf("centralized fit: %w", err)
+	}
+	scores := model.PredictAll(weights, enc.Encode(w.Test), nil)
+	return metrics.Evaluate(scores, w.Test.Label), nil
+}

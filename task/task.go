@@ -1,0 +1,151 @@
+// Package task holds the domain types of fedprop's client-initiated task protocol: the tasks a
+// coordinator hands out and the results clients return. The coordinator and client cores speak
+// only these types; transport/grpc translates them to and from the wire contract in proto/.
+//
+// Every result is a sum (a Vector) so that one secure-aggregation mechanism protects every
+// quantity: the weighted training update, the feature statistics and the evaluation counts.
+package task
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model"
+)
+
+// Kind names what a task asks of a client.
+type Kind int
+
+// The task kinds of DESIGN.md. Keygen and Decrypt serve secure aggregation.
+const (
+	KindUnspecified Kind = iota
+	KindStats
+	KindTrain
+	KindEvaluate
+	KindKeygen
+	KindDecrypt
+)
+
+var kindNames = [...]string{"unspecified", "stats", "train", "evaluate", "keygen", "decrypt"}
+
+// String returns the kind's lower-case name as it appears in logs and configuration.
+func (k Kind) String() string {
+	if k < 0 || int(k) >= len(kindNames) {
+		return fmt.Sprintf("kind(%d)", int(k))
+	}
+	return kindNames[k]
+}
+
+// Encoding pins how records become model inputs: the schema every participant must use
+// (by hash) and the federated standardisation of the numeric features.
+type Encoding struct {
+	SchemaHash string
+	Mean, Std  []float64
+}
+
+// Task is one unit of work for one client.
+type Task struct {
+	ID       string
+	RunID    string
+	Round    int
+	Kind     Kind
+	Deadline time.Time // wall clock, set by the driver; zero in the simulator
+
+	ModelVersion  uint64
+	Weights       []float64
+	Encoding      Encoding
+	Train         model.Params
+	Seed          uint64
+	HistogramBins int
+}
+
+// Vector is a summable quantity: plaintext values, or a ciphertext of Length values.
+type Vector struct {
+	Plain      []float64
+	Ciphertext []byte
+	Length     int
+}
+
+// Len is the number of values the vector carries.
+func (v Vector) Len() int {
+	if v.Ciphertext != nil {
+		return v.Length
+	}
+	return len(v.Plain)
+}
+
+// Bytes is the payload size on the wire, for the client's log and the simulator's accounting.
+func (v Vector) Bytes() int {
+	if v.Ciphertext != nil {
+		return len(v.Ciphertext)
+	}
+	return 8 * len(v.Plain)
+}
+
+// CheckFinite reports the first NaN or infinite plaintext value.
+func (v Vector) CheckFinite() error {
+	for i, x := range v.Plain {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("value %d is %v", i, x)
+		}
+	}
+	return nil
+}
+
+// Result is a client's answer to a task.
+type Result struct {
+	ClientID string
+	TaskID   string
+	RunID    string
+	Round    int
+	Kind     Kind
+	Sum      Vector
+}
+
+// Layout of the train result vector: the example count n, then n*delta for each weight, then
+// n*loss. Keeping the count inside the vector means it is protected like the update.
+const (
+	TrainCountIndex = 0
+	TrainDeltaStart = 1
+)
+
+// TrainVectorLen is the length of a train result vector for a model of dim weights.
+func TrainVectorLen(dim int) int { return dim + 2 }
+
+// SchemaHash identifies a schema by its content, not its formatting: every participant of a
+// run must hold a schema with the same hash.
+func SchemaHash(s *dataset.Schema) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		// A Schema is plain data; Marshal cannot fail on it.
+		panic(fmt.Sprintf("task: marshal schema: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Protocol errors shared by both sides of the wire. Transports map them to and from status
+// codes so that errors.Is works on the client too.
+var (
+	// ErrUnknownClient: a call from a client that has not registered (or that a restarted
+	// coordinator does not know yet).
+	ErrUnknownClient = errors.New("unknown client: register first")
+	// ErrStale: a result for a task that is not outstanding: another run or round, past its
+	// deadline, or never issued to this client.
+	ErrStale = errors.New("stale or unknown task")
+	// ErrInvalid: a result or request whose content is malformed.
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Registration is what a client announces when it registers.
+type Registration struct {
+	ClientID        string
+	SoftwareVersion string
+	IdentityKey     []byte
+}

@@ -1,0 +1,177 @@
+package grpctransport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fedprop/fedprop/modelfile"
+	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/task"
+)
+
+// Dial connects to a coordinator. Without options the connection is plaintext; callers add
+// transport credentials (mutual TLS) through opts.
+func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial coordinator %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// Client is the client service over gRPC; it implements client.Coordinator.
+type Client struct {
+	rpc pb.ClientServiceClient
+}
+
+// NewClient wraps a connection.
+func NewClient(conn grpc.ClientConnInterface) *Client {
+	return &Client{rpc: pb.NewClientServiceClient(conn)}
+}
+
+func registrationFromProto(p *pb.RegisterRequest) task.Registration {
+	return task.Registration{ClientID: p.GetClientId(), SoftwareVersion: p.GetSoftwareVersion(), IdentityKey: p.GetIdentityKey()}
+}
+
+// Register implements client.Coordinator.
+func (c *Client) Register(ctx context.Context, r task.Registration) error {
+	_, err := c.rpc.Register(ctx, &pb.RegisterRequest{ClientId: r.ClientID, SoftwareVersion: r.SoftwareVersion, IdentityKey: r.IdentityKey})
+	return fromStatus(err)
+}
+
+// PollTask implements client.Coordinator.
+func (c *Client) PollTask(ctx context.Context, clientID string, wait time.Duration) (task.Task, bool, error) {
+	// The call itself may take the whole wait; give the network some slack beyond it.
+	ctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
+	defer cancel()
+	resp, err := c.rpc.PollTask(ctx, &pb.PollTaskRequest{ClientId: clientID, WaitMillis: wait.Milliseconds()})
+	if err != nil {
+		return task.Task{}, false, fromStatus(err)
+	}
+	if resp.GetTask() == nil {
+		return task.Task{}, false, nil
+	}
+	t, err := taskFromProto(resp.GetTask())
+	if err != nil {
+		return task.Task{}, false, fmt.Errorf("task from coordinator: %w", err)
+	}
+	return t, true, nil
+}
+
+// SubmitResult implements client.Coordinator.
+func (c *Client) SubmitResult(ctx context.Context, r task.Result) (bool, error) {
+	resp, err := c.rpc.SubmitResult(ctx, resultToProto(r))
+	if err != nil {
+		return false, fromStatus(err)
+	}
+	return resp.GetDuplicate(), nil
+}
+
+// ModelClient is the model service over gRPC, for model owners.
+type ModelClient struct {
+	rpc pb.ModelServiceClient
+}
+
+// NewModelClient wraps a connection.
+func NewModelClient(conn grpc.ClientConnInterface) *ModelClient {
+	return &ModelClient{rpc: pb.NewModelServiceClient(conn)}
+}
+
+// ModelInfo summarises a committed version.
+type ModelInfo struct {
+	Version                uint64
+	RunID                  string
+	Round                  int
+	Created                time.Time
+	AUC, LogLoss, Accuracy float64
+	Status                 string
+}
+
+// List lists committed versions, oldest first.
+func (c *ModelClient) List(ctx context.Context) ([]ModelInfo, error) {
+	resp, err := c.rpc.ListModels(ctx, &pb.ListModelsRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	out := make([]ModelInfo, 0, len(resp.GetModels()))
+	for _, m := range resp.GetModels() {
+		out = append(out, ModelInfo{Version: m.GetVersion(), RunID: m.GetRunId(), Round: int(m.GetRound()),
+			Created: time.UnixMilli(m.GetCreatedUnixMillis()).UTC(), AUC: m.GetAuc(), LogLoss: m.GetLogLoss(),
+			Accuracy: m.GetAccuracy(), Status: m.GetStatus()})
+	}
+	return out, nil
+}
+
+// maxModelBytes bounds a pulled model document, so a broken server cannot exhaust memory.
+const maxModelBytes = 1 << 30
+
+// Pull streams version (0 = latest) and decodes the model document.
+func (c *ModelClient) Pull(ctx context.Context, version uint64) (*modelfile.Document, []byte, error) {
+	stream, err := c.rpc.GetModel(ctx, &pb.GetModelRequest{Version: version})
+	if err != nil {
+		return nil, nil, fromStatus(err)
+	}
+	var buf bytes.Buffer
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, nil, fromStatus(err)
+		}
+		if chunk.GetTotalBytes() > maxModelBytes || int64(buf.Len()+len(chunk.GetData())) > maxModelBytes {
+			return nil, nil, fmt.Errorf("model %d is larger than %d bytes", version, maxModelBytes)
+		}
+		buf.Write(chunk.GetData())
+	}
+	doc, err := modelfile.Decode(bytes.NewReader(buf.Bytes()), fmt.Sprintf("version %d from coordinator", version))
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, buf.Bytes(), nil
+}
+
+// Card fetches a version's model card (JSON).
+func (c *ModelClient) Card(ctx context.Context, version uint64) ([]byte, error) {
+	resp, err := c.rpc.GetModelCard(ctx, &pb.GetModelCardRequest{Version: version})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp.GetJson(), nil
+}
+
+// AdminClient is the admin service over gRPC, for operators.
+type AdminClient struct {
+	rpc pb.AdminServiceClient
+}
+
+// NewAdminClient wraps a connection.
+func NewAdminClient(conn grpc.ClientConnInterface) *AdminClient {
+	return &AdminClient{rpc: pb.NewAdminServiceClient(conn)}
+}
+
+// StartRun asks the coordinator to start the run configured by configYAML.
+func (c *AdminClient) StartRun(ctx context.Context, configYAML []byte) (string, error) {
+	resp, err := c.rpc.StartRun(ctx, &pb.StartRunRequest{ConfigYaml: configYAML})
+	if err != nil {
+		return "", fromStatus(err)
+	}
+	return resp.GetRunId(), nil
+}
+
+// GetRun reports a run (the active one when id is empty).
+func (c *AdminClient) GetRun(ctx context.Context, id string) (*pb.Run, error) {
+	r, err := c.rpc.GetRun(ctx, &pb.GetRunRequest{RunId: id})
+	return r, fromStatus(err)
+}
+

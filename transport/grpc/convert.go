@@ -1,0 +1,204 @@
+// Package grpctransport adapts fedprop's coordinator and client to the gRPC wire contract in
+// proto/fedprop/v1. The proto types stay in this package: the cores see only domain types.
+package grpctransport
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/model"
+	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/task"
+)
+
+// maxVectorLen bounds a result vector's length before anything is allocated for it.
+const maxVectorLen = 1 << 24
+
+func kindToProto(k task.Kind) pb.TaskKind { return pb.TaskKind(k) }
+
+func kindFromProto(k pb.TaskKind) (task.Kind, error) {
+	if k <= pb.TaskKind_TASK_KIND_UNSPECIFIED || k > pb.TaskKind_TASK_KIND_DECRYPT {
+		return 0, fmt.Errorf("kind: %w: %v is not a task kind", task.ErrInvalid, k)
+	}
+	return task.Kind(k), nil
+}
+
+func taskToProto(t task.Task) *pb.Task {
+	out := &pb.Task{
+		Id:           t.ID,
+		RunId:        t.RunID,
+		Round:        int32(t.Round),
+		Kind:         kindToProto(t.Kind),
+		ModelVersion: t.ModelVersion,
+		Weights:      t.Weights,
+		Encoding: &pb.Encoding{
+			SchemaHash: t.Encoding.SchemaHash,
+			Mean:       t.Encoding.Mean,
+			Std:        t.Encoding.Std,
+		},
+		TrainParams: &pb.TrainParams{
+			Epochs:       int32(t.Train.Epochs),
+			BatchSize:    int32(t.Train.BatchSize),
+			LearningRate: t.Train.LearningRate,
+			L2:           t.Train.L2,
+			ProxMu:       t.Train.ProxMu,
+		},
+		Seed:          t.Seed,
+		HistogramBins: int32(t.HistogramBins),
+	}
+	if !t.Deadline.IsZero() {
+		out.DeadlineUnixMillis = t.Deadline.UnixMilli()
+	}
+	return out
+}
+
+func taskFromProto(p *pb.Task) (task.Task, error) {
+	kind, err := kindFromProto(p.GetKind())
+	if err != nil {
+		return task.Task{}, err
+	}
+	t := task.Task{
+		ID:           p.GetId(),
+		RunID:        p.GetRunId(),
+		Round:        int(p.GetRound()),
+		Kind:         kind,
+		ModelVersion: p.GetModelVersion(),
+		Weights:      p.GetWeights(),
+		Encoding: task.Encoding{
+			SchemaHash: p.GetEncoding().GetSchemaHash(),
+			Mean:       p.GetEncoding().GetMean(),
+			Std:        p.GetEncoding().GetStd(),
+		},
+		Train: model.Params{
+			Epochs:       int(p.GetTrainParams().GetEpochs()),
+			BatchSize:    int(p.GetTrainParams().GetBatchSize()),
+			LearningRate: p.GetTrainParams().GetLearningRate(),
+			L2:           p.GetTrainParams().GetL2(),
+			ProxMu:       p.GetTrainParams().GetProxMu(),
+		},
+		Seed:          p.GetSeed(),
+		HistogramBins: int(p.GetHistogramBins()),
+	}
+	if ms := p.GetDeadlineUnixMillis(); ms != 0 {
+		t.Deadline = time.UnixMilli(ms)
+	}
+	return t, nil
+}
+
+func resultToProto(r task.Result) *pb.SubmitResultRequest {
+	return &pb.SubmitResultRequest{
+		ClientId: r.ClientID,
+		TaskId:   r.TaskID,
+		RunId:    r.RunID,
+		Round:    int32(r.Round),
+		Kind:     kindToProto(r.Kind),
+		Sum: &pb.AggregateVector{
+			Plain:      r.Sum.Plain,
+			Ciphertext: r.Sum.Ciphertext,
+			Length:     int32(r.Sum.Length),
+		},
+	}
+}
+
+// resultFromProto checks the fields of a submission that can be checked without the run's
+// state; the core checks the rest.
+func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
+	bad := func(field string, err error) error {
+		return &coordinator.ProtocolError{Client: p.GetClientId(), Run: p.GetRunId(), Round: int(p.GetRound()), Field: field, Err: err}
+	}
+	if p.GetClientId() == "" {
+		return task.Result{}, bad("client_id", fmt.Errorf("%w: empty", task.ErrInvalid))
+	}
+	if p.GetTaskId() == "" {
+		return task.Result{}, bad("task_id", fmt.Errorf("%w: empty", task.ErrInvalid))
+	}
+	kind, err := kindFromProto(p.GetKind())
+	if err != nil {
+		return task.Result{}, bad("kind", err)
+	}
+	sum := p.GetSum()
+	if sum == nil {
+		return task.Result{}, bad("sum", fmt.Errorf("%w: missing", task.ErrInvalid))
+	}
+	if len(sum.GetPlain()) > 0 && len(sum.GetCiphertext()) > 0 {
+		return task.Result{}, bad("sum", fmt.Errorf("%w: both plaintext and ciphertext set", task.ErrInvalid))
+	}
+	if len(sum.GetPlain()) > maxVectorLen || sum.GetLength() < 0 || sum.GetLength() > maxVectorLen {
+		return task.Result{}, bad("sum", fmt.Errorf("%w: too long", task.ErrInvalid))
+	}
+	v := task.Vector{Plain: sum.GetPlain(), Length: int(sum.GetLength())}
+	if len(sum.GetCiphertext()) > 0 {
+		v.Ciphertext = sum.GetCiphertext()
+	}
+	return task.Result{
+		ClientID: p.GetClientId(),
+		TaskID:   p.GetTaskId(),
+		RunID:    p.GetRunId(),
+		Round:    int(p.GetRound()),
+		Kind:     kind,
+		Sum:      v,
+	}, nil
+}
+
+// toStatus maps domain errors to gRPC status codes, keeping the message that names the field.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var code codes.Code
+	switch {
+	case errors.Is(err, task.ErrUnknownClient):
+		code = codes.FailedPrecondition
+	case errors.Is(err, task.ErrStale):
+		code = codes.FailedPrecondition
+	case errors.Is(err, task.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, coordinator.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, coordinator.ErrRunActive), errors.Is(err, coordinator.ErrConflict):
+		code = codes.AlreadyExists
+	case errors.Is(err, coordinator.ErrBadConfig):
+		code = codes.InvalidArgument
+	default:
+		if s, ok := status.FromError(err); ok {
+			return s.Err()
+		}
+		code = codes.Internal
+	}
+	return status.Error(code, err.Error())
+}
+
+// Error details travel as message prefixes so the client can restore the sentinels.
+var sentinelMarkers = []struct {
+	marker string
+	err    error
+}{
+	{task.ErrUnknownClient.Error(), task.ErrUnknownClient},
+	{task.ErrStale.Error(), task.ErrStale},
+	{task.ErrInvalid.Error(), task.ErrInvalid},
+}
+
+// fromStatus restores the protocol sentinels on the client side so errors.Is works there.
+func fromStatus(err error) error {
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch s.Code() {
+	case codes.FailedPrecondition, codes.InvalidArgument:
+		for _, m := range sentinelMarkers {
+			if strings.Contains(s.Message(), m.marker) {
+				return fmt.Errorf("%w (%s)", m.err, s.Message())
+			}
+		}
+	case codes.NotFound:
+		return fmt.Errorf("%w (%s)", coordinator.ErrNotFound, s.Message())
+	}
+	return err
+}

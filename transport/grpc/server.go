@@ -1,0 +1,210 @@
+package grpctransport
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedprop/fedprop/coordinator"
+	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+)
+
+// ModelChunkSize is the size of one GetModel chunk: far below gRPC's 4 MiB message limit, so
+// a model of any size streams.
+const ModelChunkSize = 256 << 10
+
+// maxPollWait caps a client's requested long-poll wait.
+const maxPollWait = 60 * time.Second
+
+// SpecLoader turns a StartRun request's YAML into a run to start.
+type SpecLoader func(configYAML []byte) (coordinator.RunSpec, error)
+
+// Service exposes a coordinator.Server as the three gRPC services.
+type Service struct {
+	pb.UnimplementedClientServiceServer
+	pb.UnimplementedModelServiceServer
+	pb.UnimplementedAdminServiceServer
+
+	srv        *coordinator.Server
+	loadSpec   SpecLoader
+	coordinate string
+}
+
+// NewGRPCServer builds a gRPC server with fedprop's services, health checking and reflection
+// (so grpcurl works against a coordinator). loadSpec may be nil, which disables StartRun.
+func NewGRPCServer(srv *coordinator.Server, coordinatorID string, loadSpec SpecLoader, opts ...grpc.ServerOption) *grpc.Server {
+	g := grpc.NewServer(opts...)
+	svc := &Service{srv: srv, loadSpec: loadSpec, coordinate: coordinatorID}
+	pb.RegisterClientServiceServer(g, svc)
+	pb.RegisterModelServiceServer(g, svc)
+	pb.RegisterAdminServiceServer(g, svc)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, name := range []string{pb.ClientService_ServiceDesc.ServiceName, pb.ModelService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName} {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return g
+}
+
+// Serve serves g on lis until ctx ends, then stops gracefully.
+func Serve(ctx context.Context, g *grpc.Server, lis net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		stopped := make(chan struct{})
+		go func() { g.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			g.Stop()
+		}
+		return nil
+	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Register implements pb.ClientServiceServer.
+func (s *Service) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
+	err := s.srv.Register(ctx, registrationFromProto(req))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RegisterResponse{CoordinatorId: s.coordinate}, nil
+}
+
+// PollTask implements pb.ClientServiceServer.
+func (s *Service) PollTask(ctx context.Context, req *pb.PollTaskRequest) (*pb.PollTaskResponse, error) {
+	wait := time.Duration(req.GetWaitMillis()) * time.Millisecond
+	if wait < 0 {
+		return nil, status.Error(codes.InvalidArgument, "field wait_millis: must not be negative")
+	}
+	wait = min(wait, maxPollWait)
+	t, ok, err := s.srv.PollTask(ctx, req.GetClientId(), wait)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !ok {
+		return &pb.PollTaskResponse{}, nil
+	}
+	return &pb.PollTaskResponse{Task: taskToProto(t)}, nil
+}
+
+// SubmitResult implements pb.ClientServiceServer.
+func (s *Service) SubmitResult(ctx context.Context, req *pb.SubmitResultRequest) (*pb.SubmitResultResponse, error) {
+	r, err := resultFromProto(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	dup, err := s.srv.SubmitResult(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SubmitResultResponse{Duplicate: dup}, nil
+}
+
+// ListModels implements pb.ModelServiceServer.
+func (s *Service) ListModels(ctx context.Context, _ *pb.ListModelsRequest) (*pb.ListModelsResponse, error) {
+	versions, err := s.srv.Store().Versions(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListModelsResponse{}
+	for _, v := range versions {
+		m := &pb.ModelSummary{Version: v.Version, RunId: v.RunID, Round: int32(v.Round), CreatedUnixMillis: v.Created.UnixMilli(), Status: "committed"}
+		if v.Evaluation != nil {
+			m.Auc, m.LogLoss, m.Accuracy = v.Evaluation.AUC, v.Evaluation.LogLoss, v.Evaluation.Accuracy
+		}
+		out.Models = append(out.Models, m)
+	}
+	return out, nil
+}
+
+// GetModel implements pb.ModelServiceServer: the JSON model document in chunks.
+func (s *Service) GetModel(req *pb.GetModelRequest, stream pb.ModelService_GetModelServer) error {
+	doc, err := s.srv.ModelDocument(stream.Context(), req.GetVersion())
+	if err != nil {
+		return toStatus(err)
+	}
+	var buf bytes.Buffer
+	if err := doc.Write(&buf); err != nil {
+		return status.Errorf(codes.Internal, "encode model %d: %v", doc.Version, err)
+	}
+	data := buf.Bytes()
+	for off := 0; off < len(data) || off == 0; off += ModelChunkSize {
+		end := min(off+ModelChunkSize, len(data))
+		if err := stream.Send(&pb.ModelChunk{Version: doc.Version, Data: data[off:end], TotalBytes: int64(len(data))}); err != nil {
+			return err
+		}
+		if end == len(data) {
+			break
+		}
+	}
+	return nil
+}
+
+// GetModelCard implements pb.ModelServiceServer. Until model cards grow their own document,
+// the card is the model document without the weights.
+func (s *Service) GetModelCard(ctx context.Context, req *pb.GetModelCardRequest) (*pb.ModelCard, error) {
+	doc, err := s.srv.ModelDocument(ctx, req.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	doc.Coefficients = nil
+	var buf bytes.Buffer
+	if err := doc.Write(&buf); err != nil {
+		return nil, status.Errorf(codes.Internal, "encode card %d: %v", doc.Version, err)
+	}
+	return &pb.ModelCard{Version: doc.Version, Json: buf.Bytes()}, nil
+}
+
+// StartRun implements pb.AdminServiceServer.
+func (s *Service) StartRun(ctx context.Context, req *pb.StartRunRequest) (*pb.StartRunResponse, error) {
+	if s.loadSpec == nil {
+		return nil, status.Error(codes.Unimplemented, "this coordinator does not accept runs over the admin service")
+	}
+	spec, err := s.loadSpec(req.GetConfigYaml())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, "field config_yaml: "+err.Error())
+	}
+	if err := s.srv.StartRun(ctx, spec); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.StartRunResponse{RunId: spec.Config.ID}, nil
+}
+
+// GetRun implements pb.AdminServiceServer.
+func (s *Service) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.Run, error) {
+	info, err := s.srv.GetRun(ctx, req.GetRunId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	st := info.State
+	return &pb.Run{
+		RunId:             st.ID,
+		State:             string(st.Status),
+		RoundsTotal:       int32(st.Config.Rounds),
+		RoundsCommitted:   int32(st.LastRound),
+		LatestVersion:     st.LatestVersion,
+		RegisteredClients: int32(info.Registered),
+		Message:           st.Message,
+		ConsentTracked:    st.ConsentTracked,
+		ExcludedNoConsent: int64(st.ExcludedNoConsent),
+		TrainingExamples:  int64(st.StatsRecords),
+	}, nil
+}
