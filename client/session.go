@@ -20,6 +20,10 @@ import (
 	"github.com/fedprop/fedprop/task"
 )
 
+// maxHistogramBins bounds the evaluation histogram a task may ask for, so that a task cannot
+// make a client allocate without limit.
+const maxHistogramBins = 1 << 16
+
 // ErrSchemaMismatch: the coordinator's run uses a different schema than this client.
 var ErrSchemaMismatch = errors.New("schema mismatch")
 
@@ -156,8 +160,8 @@ func (s *Session) encode(t task.Task) error {
 
 func (s *Session) checkWeights(t task.Task) error {
 	_, cols := s.xTrain.Dims()
-	if len(t.Weights) != cols+1 {
-		return fmt.Errorf("weights: %d values, this schema needs %d", len(t.Weights), cols+1)
+	if err := model.CheckWeights(t.Weights, cols); err != nil {
+		return fmt.Errorf("weights: %w", err)
 	}
 	return nil
 }
@@ -192,6 +196,9 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 	}
 	if err := s.checkWeights(t); err != nil {
 		return nil, 0, err
+	}
+	if t.HistogramBins < 2 || t.HistogramBins > maxHistogramBins {
+		return nil, 0, fmt.Errorf("histogram_bins: %d is outside [2, %d]", t.HistogramBins, maxHistogramBins)
 	}
 	sums := metrics.NewEvalSums(t.HistogramBins)
 	if s.xEval != nil {

@@ -8,17 +8,57 @@
 package metrics
 
 import (
+	"encoding/json"
 	"math"
 	"slices"
 )
 
 // Summary holds the evaluation metrics of a set of scored rows.
 type Summary struct {
-	N        float64 // number of rows
-	AUC      float64 // ROC AUC; NaN when all rows are of one class
-	LogLoss  float64 // mean log loss, probabilities clamped to [ProbabilityClamp, 1-ProbabilityClamp]
-	Accuracy float64 // fraction of rows classified right at threshold 0.5 (positive when score > 0.5)
-	Brier    float64 // mean squared difference between score and label
+	N        float64 `json:"n"`        // number of rows
+	AUC      float64 `json:"auc"`      // ROC AUC; NaN when all rows are of one class
+	LogLoss  float64 `json:"log_loss"` // mean log loss, probabilities clamped to [ProbabilityClamp, 1-ProbabilityClamp]
+	Accuracy float64 `json:"accuracy"` // fraction of rows classified right at threshold 0.5 (positive when score > 0.5)
+	Brier    float64 `json:"brier"`    // mean squared difference between score and label
+}
+
+// summaryJSON mirrors Summary with nullable numbers: JSON has no NaN, and an AUC over rows of
+// one class is undefined, not an error.
+type summaryJSON struct {
+	N        *float64 `json:"n"`
+	AUC      *float64 `json:"auc"`
+	LogLoss  *float64 `json:"log_loss"`
+	Accuracy *float64 `json:"accuracy"`
+	Brier    *float64 `json:"brier"`
+}
+
+func finiteOrNil(x float64) *float64 {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return nil
+	}
+	return &x
+}
+
+func valueOrNaN(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
+
+// MarshalJSON writes undefined figures (NaN) as null.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	return json.Marshal(summaryJSON{finiteOrNil(s.N), finiteOrNil(s.AUC), finiteOrNil(s.LogLoss), finiteOrNil(s.Accuracy), finiteOrNil(s.Brier)})
+}
+
+// UnmarshalJSON reads null as NaN.
+func (s *Summary) UnmarshalJSON(b []byte) error {
+	var j summaryJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Summary{valueOrNaN(j.N), valueOrNaN(j.AUC), valueOrNaN(j.LogLoss), valueOrNaN(j.Accuracy), valueOrNaN(j.Brier)}
+	return nil
 }
 
 // ProbabilityClamp keeps log loss finite for scores of exactly 0 or 1; scikit-learn's log_loss

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -237,4 +238,15 @@ func floatBytes(v []float64) []byte {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(x))
 	}
 	return b
+}
+
+func TestSummaryJSONWritesUndefinedFiguresAsNull(t *testing.T) {
+	in := metrics.Summary{N: 4, AUC: math.NaN(), LogLoss: 0.25, Accuracy: 1, Brier: 0.125}
+	b, err := json.Marshal(in)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"n":4,"auc":null,"log_loss":0.25,"accuracy":1,"brier":0.125}`, string(b))
+	var out metrics.Summary
+	require.NoError(t, json.Unmarshal(b, &out))
+	assert.True(t, math.IsNaN(out.AUC))
+	assert.Equal(t, in.LogLoss, out.LogLoss)
 }

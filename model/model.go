@@ -44,15 +44,15 @@ const (
 
 // Params are the local training hyperparameters a train task carries.
 type Params struct {
-	Epochs       int     // passes over the local rows; default 1
-	BatchSize    int     // rows per SGD step; default 32
-	LearningRate float64 // SGD step size; default 0.1
+	Epochs       int     `yaml:"epochs" json:"epochs"`               // passes over the local rows; default 1
+	BatchSize    int     `yaml:"batch_size" json:"batch_size"`       // rows per SGD step; default 32
+	LearningRate float64 `yaml:"learning_rate" json:"learning_rate"` // SGD step size; default 0.1
 	// L2 is the penalty coefficient on the coefficients (not the intercept) in the objective
 	// mean_loss + L2/2*||w[1:]||^2.
-	L2 float64
+	L2 float64 `yaml:"l2" json:"l2"`
 	// ProxMu is the FedProx proximal term mu/2*||w - w_global||^2 over all weights, intercept
 	// included (0 = plain FedAvg local training).
-	ProxMu float64
+	ProxMu float64 `yaml:"prox_mu" json:"prox_mu"`
 }
 
 // WithDefaults returns p with every zero Epochs, BatchSize and LearningRate replaced by its

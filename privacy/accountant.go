@@ -11,8 +11,11 @@ import (
 // epsilon above Epsilon at Delta is refused. Conversion says how RDP is converted (Tight, the
 // zero value, by default).
 type Budget struct {
-	Epsilon    float64
-	Delta      float64
+	// Epsilon is the most the run may spend.
+	Epsilon float64
+	// Delta is the delta at which epsilon is measured.
+	Delta float64
+	// Conversion turns the accountant's RDP into epsilon.
 	Conversion Conversion
 }
 

@@ -7,4 +7,6 @@ const (
 	addWordsAsmBlock = 16
 )
 
-func addWordsAsm(acc *uint64, src *byte, n int) uint64 { panic("unreachable: no assembly kernel on this platform") }
+func addWordsAsm(acc *uint64, src *byte, n int) uint64 {
+	panic("unreachable: no assembly kernel on this platform")
+}

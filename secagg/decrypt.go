@@ -89,6 +89,8 @@ type Decryptor struct {
 	combined  mhe.KeySwitchShare
 	received  mhe.KeySwitchShare
 	decoded   []float64
+	// logRound is the DecodePublic rounding; tests set 0 (no rounding) to measure raw noise.
+	logRound float64
 }
 
 // NewDecryptor returns a Decryptor for p.
@@ -108,6 +110,7 @@ func NewDecryptor(p Params) (*Decryptor, error) {
 		combined:  keySwitch.AllocateShare(level),
 		received:  keySwitch.AllocateShare(level),
 		decoded:   make([]float64, p.Slots()),
+		logRound:  float64(p.lit.LogDecodePrecision),
 	}, nil
 }
 
@@ -171,7 +174,15 @@ func (d *Decryptor) Decrypt(aggregate []byte, active []int, shares map[int][]byt
 		}
 		shareBodies[i] = s[decryptionShareHeaderSize:]
 	}
+	return d.combine(h, body, shareBodies)
+}
 
+// combine adds the share bodies (one poly over Q per ciphertext each, already matched to the
+// aggregate) to the aggregate body and decodes. Share bodies are consumed.
+func (d *Decryptor) combine(h ciphertextHeader, body []byte, shareBodies [][]byte) ([]float64, error) {
+	p := d.params
+	nCt := p.CiphertextsFor(h.length)
+	var err error
 	moduli := p.he.Q()
 	ringQ := p.he.RingQ()
 	out := make([]float64, h.length)
@@ -186,7 +197,7 @@ func (d *Decryptor) Decrypt(aggregate []byte, active []int, shares map[int][]byt
 		d.combined.Value.Zero()
 		for i := range shareBodies {
 			if shareBodies[i], err = readRows(shareBodies[i], d.received.Value.Coeffs, moduli, kindDecryptionShare); err != nil {
-				return nil, fmt.Errorf("share of member %d: %w", active[i], err)
+				return nil, fmt.Errorf("share %d: %w", i, err)
 			}
 			ringQ.Add(d.combined.Value, d.received.Value, d.combined.Value)
 		}
@@ -197,7 +208,7 @@ func (d *Decryptor) Decrypt(aggregate []byte, active []int, shares map[int][]byt
 			return nil, fmt.Errorf("decrypt: %w", err)
 		}
 		*pt.MetaData = *d.ct.MetaData
-		if err := d.encoder.DecodePublic(pt, d.decoded, float64(p.lit.LogDecodePrecision)); err != nil {
+		if err := d.encoder.DecodePublic(pt, d.decoded, d.logRound); err != nil {
 			return nil, fmt.Errorf("decode: %w", err)
 		}
 		copy(out[k*slots:], d.decoded[:min(slots, h.length-k*slots)])

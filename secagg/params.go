@@ -75,8 +75,8 @@ type Params struct {
 	lit    ParamsLiteral
 	he     hefloat.Parameters
 	id     [8]byte
-	qBits  []uint   // bit length of each Q modulus
-	maxAbs float64  // largest |sum| that decodes correctly
+	qBits  []uint     // bit length of each Q modulus
+	maxAbs float64    // largest |sum| that decodes correctly
 	brc    [][]uint64 // Barrett constants of the Q moduli
 }
 
@@ -108,7 +108,9 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 	if err != nil {
 		return Params{}, fmt.Errorf("%w: %w", ErrInvalidParams, err)
 	}
-	if bound := maxLogQPFor128Bits[lit.LogN]; he.LogQP() > bound {
+	// Lattigo picks NTT-friendly primes next to 2^b, some just above, so log2(QP) may exceed
+	// the sum of the requested sizes by a few 1e-13; that is not a security difference.
+	if bound := maxLogQPFor128Bits[lit.LogN]; he.LogQP() > bound+1e-6 {
 		return Params{}, fmt.Errorf("%w: log2(QP)=%.2f exceeds the 128-bit bound %.0f for LogN=%d", ErrInvalidParams, he.LogQP(), bound, lit.LogN)
 	}
 	logQ := he.LogQ()

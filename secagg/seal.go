@@ -26,9 +26,9 @@ import (
 //
 // Box layout: version (1) | nonce (24) | ciphertext and tag.
 const (
-	boxVersion = 1
+	boxVersion  = 1
 	boxOverhead = 1 + chacha20poly1305.NonceSizeX + chacha20poly1305.Overhead
-	maxSetupID = 256
+	maxSetupID  = 256
 )
 
 // Recipient names a committee member and its X25519 identity public key (32 bytes).

@@ -65,16 +65,17 @@ var (
 // means a zero Beta1 (no momentum) cannot be expressed; no published setting needs it.
 type Config struct {
 	// Name is one of Names(); empty means "fedavg". Case and surrounding space are ignored.
-	Name string
+	Name string `yaml:"name" json:"name"`
 	// ServerLearningRate is eta: default 1.0 for fedavg/fedprox, 0.01 for the adaptive ones.
-	ServerLearningRate float64
+	ServerLearningRate float64 `yaml:"server_learning_rate" json:"server_learning_rate"`
 	// Beta1 and Beta2 are the moment decay rates of the adaptive strategies (fedadagrad uses
 	// only Beta1); defaults 0.9 and 0.99.
-	Beta1, Beta2 float64
+	Beta1 float64 `yaml:"beta1" json:"beta1"`
+	Beta2 float64 `yaml:"beta2" json:"beta2"`
 	// Tau is the adaptivity of the adaptive strategies; default 1e-3.
-	Tau float64
+	Tau float64 `yaml:"tau" json:"tau"`
 	// ProxMu is the FedProx proximal coefficient sent to clients; fedprox only, default 0.01.
-	ProxMu float64
+	ProxMu float64 `yaml:"prox_mu" json:"prox_mu"`
 }
 
 // WithDefaults returns c with its name normalised and every zero setting the named strategy uses
@@ -155,8 +156,9 @@ func (c Config) Validate() error {
 // the adaptive strategies (nil before their first step and for FedAvg/FedProx); Steps counts the
 // updates applied.
 type State struct {
-	M, V  []float64
-	Steps int
+	M     []float64 `json:"m,omitempty"`
+	V     []float64 `json:"v,omitempty"`
+	Steps int       `json:"steps"`
 }
 
 // Strategy is a server strategy. Implementations are stateless values (all state is in State),

@@ -110,6 +110,7 @@ global model that model owners pull with its metrics.`,
 		newSimCmd(g),
 		newModelCmd(g),
 		newSynthCmd(g),
+		newPrivacyCmd(g),
 	)
 	return root
 }

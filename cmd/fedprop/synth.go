@@ -44,15 +44,16 @@ func newSynthCmd(g *globals) *cobra.Command {
 			}
 			for _, b := range branches {
 				for _, part := range []struct {
-					suffix string
-					d      *dataset.Dataset
-				}{{"", b.Train}, {"-test", b.Test}} {
+					suffix             string
+					consenting, optOut *dataset.Dataset
+				}{{"", b.Train, b.TrainOptedOut}, {"-test", b.Test, b.TestOptedOut}} {
 					path := filepath.Join(out, b.Name+part.suffix+".csv")
-					if err := writeCSVFile(path, part.d); err != nil {
+					if err := writeShard(path, part.consenting, part.optOut); err != nil {
 						return err
 					}
 				}
-				fmt.Fprintf(g.stdout, "%s: %d training rows, %d held-out rows\n", b.Name, b.Train.Len(), b.Test.Len())
+				fmt.Fprintf(g.stdout, "%s: %d training rows, %d held-out rows, %d customers who opted out\n",
+					b.Name, b.Train.Len(), b.Test.Len(), b.TrainOptedOut.Len()+b.TestOptedOut.Len())
 			}
 			fmt.Fprintf(g.stdout, "schema: %s\n", schemaPath)
 			return nil
@@ -65,12 +66,14 @@ func newSynthCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func writeCSVFile(path string, d *dataset.Dataset) error {
+// writeShard writes a branch file as a branch holds it: consenting customers and those who
+// opted out, whom the client must exclude.
+func writeShard(path string, consenting, optedOut *dataset.Dataset) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := dataset.WriteCSV(f, d); err != nil {
+	if err := synth.WriteShard(f, consenting, optedOut); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestPrivacyEpsilonPrintsTheAccountantsValue(t *testing.T) {
+	code, out, errOut := runCLI(t, "privacy", "epsilon", "--q", "1", "--sigma", "4.530877117", "--steps", "1", "--delta", "1e-6")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "epsilon 1.00000")
+}
+
+func TestPrivacySigmaMeetsTheTarget(t *testing.T) {
+	code, out, errOut := runCLI(t, "privacy", "sigma", "--q", "0.01", "--steps", "100", "--delta", "1e-5", "--epsilon", "2")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "sigma ")
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("seed: 1\nrun:\n  roundz: 3\n"), 0o644))
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown command", []string{"nope"}, 2, "unknown command"},
+		{"missing flag", []string{"sim", "--out", dir}, 2, "--config is required"},
+		{"misspelt config key", []string{"sim", "--config", bad, "--out", dir}, 2, "roundz"},
+		{"bad conversion", []string{"privacy", "epsilon", "--q", "0.1", "--sigma", "1", "--steps", "3", "--conversion", "loose"}, 2, "--conversion"},
+		{"missing config file", []string{"sim", "--config", filepath.Join(dir, "none.yaml"), "--out", dir}, 2, "none.yaml"},
+		{"unreachable coordinator", []string{"model", "score", "--model", filepath.Join(dir, "none.json"), "--data", bad}, 1, "none.json"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := runCLI(t, tc.args...)
+			assert.Equal(t, tc.code, code, errOut)
+			assert.Contains(t, errOut, tc.msg)
+		})
+	}
+}
+
+func TestSimWritesTheTableMetricsAndSummary(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sim.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`
+seed: 3
+data:
+  source: synthetic
+  synthetic: {branches: 3, customers_per_branch: 300}
+run:
+  rounds: 3
+  min_clients: 3
+`), 0o644))
+	out := filepath.Join(dir, "out")
+	code, stdout, errOut := runCLI(t, "sim", "--config", cfg, "--out", out, "--log-level", "warn")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, stdout, "round")
+	assert.Contains(t, stdout, "centralized")
+
+	f, err := os.Open(filepath.Join(out, "metrics.csv"))
+	require.NoError(t, err)
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 4, "a header and one row per round")
+	assert.Equal(t, []string{"round", "auc", "log_loss", "accuracy"}, rows[0][:4])
+
+	raw, err := os.ReadFile(filepath.Join(out, "summary.json"))
+	require.NoError(t, err)
+	var summary struct {
+		Rounds      int                `json:"rounds"`
+		Final       map[string]float64 `json:"final"`
+		Centralized map[string]float64 `json:"centralized"`
+		WallSeconds float64            `json:"wall_seconds"`
+		Seed        uint64             `json:"seed"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &summary))
+	assert.Equal(t, 3, summary.Rounds)
+	for _, key := range []string{"auc", "log_loss", "accuracy"} {
+		assert.Contains(t, summary.Final, key)
+		assert.Contains(t, summary.Centralized, key)
+	}
+	assert.Greater(t, summary.WallSeconds, 0.0)
+	assert.Equal(t, uint64(3), summary.Seed)
+	assert.False(t, strings.Contains(stdout, "NaN"))
+}

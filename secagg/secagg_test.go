@@ -1,0 +1,44 @@
+package secagg
+
+import (
+	mrand "math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEndToEndMatchesPlaintextSum(t *testing.T) {
+	p := testParams(t)
+	tests := []struct {
+		name          string
+		n, threshold  int
+		contributions int
+		length        int
+		magnitude     float64
+		activeSets    [][]int
+	}{
+		{"N5T3 2000 values", 5, 3, 10, 2000, 1e3, [][]int{{1, 2, 3}, {3, 4, 5}, {1, 3, 5}}},
+		{"N10T6 2000 values", 10, 6, 12, 2000, 1e3, [][]int{{1, 2, 3, 4, 5, 6}, {5, 6, 7, 8, 9, 10}, {1, 3, 4, 7, 9, 10}}},
+		{"N5T3 5000 values over 3 ciphertexts", 5, 3, 10, 5000, 1e3, [][]int{{2, 4, 5}, {1, 2, 5}}},
+		{"N10T6 large magnitudes", 10, 6, 10, 300, 1e9, [][]int{{2, 3, 5, 7, 8, 9}}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setupCommittee(t, p, tc.n, tc.threshold, uint64(i+1))
+			r := mrand.New(mrand.NewPCG(uint64(i), 7))
+			vectors := randomVectors(r, tc.contributions, tc.length, tc.magnitude)
+			want := plainSum(vectors)
+			aggregate := encryptAndSum(t, p, c.publicKey, vectors)
+			for _, active := range tc.activeSets {
+				got := c.decrypt(t, aggregate, active)
+				require.Len(t, got, tc.length)
+				diff, scale := maxAbsDiff(got, want)
+				t.Logf("active %v: max abs error %.3g on sums up to %.3g (relative %.3g)", active, diff, scale, diff/scale)
+				// Release rounding (2^-31 at most) plus float64 decoding (~1e-16 of the magnitude).
+				assert.LessOrEqual(t, diff, 1e-9+1e-14*scale, "active set %v", active)
+				assert.LessOrEqual(t, diff/scale, 1e-9, "active set %v", active)
+			}
+		})
+	}
+}
