@@ -10,8 +10,8 @@ import (
 )
 
 func FuzzReadCSVFrom(f *testing.F) {
-	f.Add([]byte(testHeader + "\n" + `"all";25;"admin";100.5;"north";12;"f";"yes"` + "\n"), true)
-	f.Add([]byte(testHeader + "\n" + `"none";x;"admin";1;"north";1;"f";"no"` + "\n"), true)
+	f.Add([]byte(testHeader+"\n"+`"all";25;"admin";100.5;"north";12;"f";"yes"`+"\n"), true)
+	f.Add([]byte(testHeader+"\n"+`"none";x;"admin";1;"north";1;"f";"no"`+"\n"), true)
 	f.Add([]byte("consent\tage\tjob\tbalance\tregion\tduration\tgender\ty\nall\t1\tblue\t2\teast\t3\tm\tno\n"), false)
 	f.Add([]byte(`"a";"b"`+"\n\"unterminated"), true)
 	f.Add([]byte(""), false)

@@ -36,8 +36,8 @@ func TestWriteCSVRoundTrip(t *testing.T) {
 			s := testSchema(t)
 			s.CSV = tt.format
 			b := dataset.NewBuilder(s, "synthetic", 3)
-			b.Append([]float64{29.5, 0.1 + 0.2}, []int32{0, 2}, []string{"<30", "f"}, 1, 0)  // region in the other bucket
-			b.Append([]float64{61, -1e-300}, []int32{1, 1}, []string{">=60", "m"}, 0, 0)     // tiny numbers survive
+			b.Append([]float64{29.5, 0.1 + 0.2}, []int32{0, 2}, []string{"<30", "f"}, 1, 0)   // region in the other bucket
+			b.Append([]float64{61, -1e-300}, []int32{1, 1}, []string{">=60", "m"}, 0, 0)      // tiny numbers survive
 			b.Append([]float64{45, 123456789.25}, []int32{0, 0}, []string{"30-60", ""}, 0, 0) // empty raw group
 			d := b.Finish()
 

@@ -6,9 +6,10 @@
 // the base rate, so branches are non-IID as real ones are. Whether a customer takes up
 // the product follows a known logistic propensity (GroundTruth): a function of the
 // customer's features, with a non-linear age term that a linear model cannot capture
-// exactly, plus a per-branch effect that no feature explains. About 11% of customers are
-// positive, and a logistic regression fitted on the features reaches an AUC of about
-// 0.8 on held-out customers.
+// exactly, plus a per-branch effect that no feature explains. Overall 7-13% of customers
+// are positive, depending on the seed (single branches range from about 2% to 35%); a
+// logistic regression fitted on the pooled training customers reaches an AUC of 0.79-0.83
+// on the held-out ones, against 0.83-0.85 for the true propensity.
 //
 // Generation is deterministic for a Config: every branch draws from its own PCG stream
 // derived from the seed, so branches can be generated in parallel with identical results.

@@ -1,0 +1,125 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/synth"
+	"github.com/fedprop/fedprop/task"
+)
+
+// branchFile renders a synthetic branch as its CSV (optionally with the customers who opted
+// out) and reads it back as a client would.
+func branchFile(t *testing.T, withOptedOut bool, customers int) (*dataset.Schema, *dataset.Dataset, *dataset.Dataset) {
+	t.Helper()
+	cfg := synth.Config{Branches: 1, CustomersPerBranch: customers, ConsentOptOut: 0.2, Seed: 4}.WithDefaults()
+	b, err := synth.Generate(cfg)
+	require.NoError(t, err)
+	schema := synth.Schema(cfg)
+	read := func(consenting, optedOut *dataset.Dataset) *dataset.Dataset {
+		if !withOptedOut {
+			optedOut = optedOut.Subset(nil)
+		}
+		var buf bytes.Buffer
+		require.NoError(t, synth.WriteShard(&buf, consenting, optedOut))
+		d, err := dataset.ReadCSVFrom(context.Background(), &buf, "branch.csv", schema)
+		require.NoError(t, err)
+		return d
+	}
+	return schema, read(b[0].Train, b[0].TrainOptedOut), read(b[0].Test, b[0].TestOptedOut)
+}
+
+// tasks returns a stats, a train and an evaluate task for the schema, pinned to an encoding.
+func tasks(t *testing.T, schema *dataset.Schema, train *dataset.Dataset) []task.Task {
+	t.Helper()
+	std, err := train.Stats().Standardization()
+	require.NoError(t, err)
+	enc, err := dataset.NewEncoder(schema, std)
+	require.NoError(t, err)
+	encoding := task.Encoding{SchemaHash: task.SchemaHash(schema), Mean: std.Mean, Std: std.Std}
+	weights := make([]float64, enc.Dim()+1)
+	weights[0] = -1
+	return []task.Task{
+		{ID: "s", RunID: "r", Kind: task.KindStats, Encoding: encoding},
+		{ID: "t", RunID: "r", Round: 1, Kind: task.KindTrain, Encoding: encoding, Weights: weights, Seed: 3,
+			Train: model.Params{Epochs: 1, BatchSize: 16, LearningRate: 0.05}},
+		{ID: "e", RunID: "r", Round: 1, Kind: task.KindEvaluate, Encoding: encoding, Weights: weights, HistogramBins: 100},
+	}
+}
+
+func TestRowsWithoutConsentChangeNothingAClientSends(t *testing.T) {
+	schema, train, eval := branchFile(t, true, 600)
+	_, trainC, evalC := branchFile(t, false, 600)
+	require.Positive(t, train.ExcludedNoConsent, "the file holds customers who opted out")
+	require.Equal(t, train.Len(), trainC.Len())
+
+	with, err := client.NewSession("b", schema, train, eval, nil)
+	require.NoError(t, err)
+	without, err := client.NewSession("b", schema, trainC, evalC, nil)
+	require.NoError(t, err)
+	for _, tk := range tasks(t, schema, trainC) {
+		a, _, err := with.Handle(context.Background(), tk)
+		require.NoError(t, err)
+		b, _, err := without.Handle(context.Background(), tk)
+		require.NoError(t, err)
+		if tk.Kind == task.KindStats {
+			// Only the last value differs: the count of excluded rows, reported so the run
+			// can say how many were left out.
+			n := len(a.Sum.Plain) - 1
+			assert.Equal(t, b.Sum.Plain[:n], a.Sum.Plain[:n])
+			assert.Equal(t, float64(train.ExcludedNoConsent+eval.ExcludedNoConsent), a.Sum.Plain[n])
+			assert.Equal(t, 0.0, b.Sum.Plain[n])
+			continue
+		}
+		assert.Equal(t, b.Sum.Plain, a.Sum.Plain, "%s result", tk.Kind)
+	}
+}
+
+func TestWhatAClientSendsIsSizedByTheModelNotItsRecords(t *testing.T) {
+	sizes := map[task.Kind][]int{}
+	for _, customers := range []int{100, 1500} {
+		schema, train, eval := branchFile(t, true, customers)
+		s, err := client.NewSession("b", schema, train, eval, nil)
+		require.NoError(t, err)
+		for _, tk := range tasks(t, schema, train) {
+			r, rep, err := s.Handle(context.Background(), tk)
+			require.NoError(t, err)
+			assert.Equal(t, r.Sum.Bytes(), rep.Bytes)
+			sizes[tk.Kind] = append(sizes[tk.Kind], r.Sum.Len())
+		}
+	}
+	for kind, n := range sizes {
+		assert.Equal(t, n[0], n[1], "%s result length must not depend on the number of records", kind)
+	}
+}
+
+func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 200)
+	s, err := client.NewSession("b", schema, train, eval, nil)
+	require.NoError(t, err)
+	ts := tasks(t, schema, train)
+	cases := map[string]func(tk *task.Task){
+		"another schema":    func(tk *task.Task) { tk.Encoding.SchemaHash = "abc" },
+		"short weights":     func(tk *task.Task) { tk.Weights = tk.Weights[:2] },
+		"huge histogram":    func(tk *task.Task) { tk.Kind = task.KindEvaluate; tk.HistogramBins = 1 << 30 },
+		"unsupported kind":  func(tk *task.Task) { tk.Kind = task.KindDecrypt },
+		"bad training rate": func(tk *task.Task) { tk.Train.LearningRate = -1 },
+	}
+	for name, edit := range cases {
+		t.Run(name, func(t *testing.T) {
+			tk := ts[1]
+			tk.Weights = append([]float64(nil), tk.Weights...)
+			edit(&tk)
+			_, _, err := s.Handle(context.Background(), tk)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "client b")
+		})
+	}
+}
