@@ -18,7 +18,8 @@ type Dataset struct {
 	// Category holds [row][j], an index into Schema.Categorical[j].Values; the index
 	// len(Values) is the "other" bucket.
 	Category [][]int32
-	// Label is 1 for a positive row and 0 for a negative one.
+	// Label is 1 for a positive row and 0 for a negative one (NaN for every row of data
+	// read for scoring without a label column, see ReadOptions.LabelOptional).
 	Label []float64
 	// Groups holds [row][k], the group of Schema.Sensitive[k]: a band label such as "<30"
 	// for a banded attribute, the raw value otherwise.

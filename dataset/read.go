@@ -25,6 +25,9 @@ const ctxCheckRows = 4096
 type ReadOptions struct {
 	// Format, when non-nil, replaces the schema's CSV format.
 	Format *CSVFormat
+	// LabelOptional lets the label column be absent, for data to be scored: every row's
+	// Label is then NaN. A label column that is present is still checked.
+	LabelOptional bool
 }
 
 // ReadCSV reads the file at path with schema; see ReadCSVWith.
@@ -71,7 +74,7 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 		return nil, readError(name, err)
 	}
 	headerLine, _ := rr.FieldPos(0)
-	p, err := newPlan(schema, header, func(field int, column string, err error) error {
+	p, err := newPlan(schema, header, opts.LabelOptional, func(field int, column string, err error) error {
 		return fail(headerLine, field, column, err)
 	})
 	if err != nil {
@@ -107,14 +110,12 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 			excluded++
 			continue
 		}
-		var label float64
-		switch v := rec[p.label]; {
-		case v == schema.Label.Positive:
-			label = 1
-		case slices.Contains(schema.Label.Negative, v):
-			label = 0
-		default:
-			return nil, at(p.label, reason(ErrBadLabel, "cannot read %q as a label: want %q (positive) or one of %q (negative)", v, schema.Label.Positive, schema.Label.Negative))
+		label := math.NaN() // scoring data without a label column
+		if p.label >= 0 {
+			var err error
+			if label, err = parseLabel(schema.Label, rec[p.label]); err != nil {
+				return nil, at(p.label, err)
+			}
 		}
 		for i, f := range p.numeric {
 			v, err := parseNumber(rec[f])
@@ -169,7 +170,7 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 type plan struct {
 	header      []string
 	fields      int
-	label       int
+	label       int // -1 when an optional label is absent
 	consent     int // -1 when consent is not tracked
 	numeric     []int
 	categorical []int
@@ -178,7 +179,7 @@ type plan struct {
 	bands       [][]string // band labels per sensitive attribute (nil when unbanded)
 }
 
-func newPlan(s *Schema, header []string, fail func(field int, column string, err error) error) (*plan, error) {
+func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int, column string, err error) error) (*plan, error) {
 	header = slices.Clone(header) // the record slice is reused by the reader
 	if len(header) > 0 {
 		header[0] = strings.TrimPrefix(header[0], "\ufeff") // a UTF-8 byte order mark
@@ -190,7 +191,11 @@ func newPlan(s *Schema, header []string, fail func(field int, column string, err
 		}
 		pos[h] = i
 	}
+	_, hasLabel := pos[s.Label.Column]
 	for _, c := range s.Columns() {
+		if c == s.Label.Column && labelOptional && !hasLabel {
+			continue
+		}
 		if _, ok := pos[c]; !ok {
 			return nil, fail(0, c, reason(ErrMissingColumn, "missing column: the schema needs %q but the header does not have it", c))
 		}
@@ -208,7 +213,10 @@ func newPlan(s *Schema, header []string, fail func(field int, column string, err
 		}
 	}
 
-	p := &plan{header: header, fields: len(header), label: pos[s.Label.Column], consent: -1}
+	p := &plan{header: header, fields: len(header), label: -1, consent: -1}
+	if hasLabel {
+		p.label = pos[s.Label.Column]
+	}
 	if s.Consent.Tracked {
 		p.consent = pos[s.Consent.Column]
 	}
@@ -228,6 +236,17 @@ func newPlan(s *Schema, header []string, fail func(field int, column string, err
 		p.bands = append(p.bands, sa.BandLabels())
 	}
 	return p, nil
+}
+
+// parseLabel maps a label value to 1 or 0.
+func parseLabel(spec LabelSpec, v string) (float64, error) {
+	switch {
+	case v == spec.Positive:
+		return 1, nil
+	case slices.Contains(spec.Negative, v):
+		return 0, nil
+	}
+	return 0, reason(ErrBadLabel, "cannot read %q as a label: want %q (positive) or one of %q (negative)", v, spec.Positive, spec.Negative)
 }
 
 // parseNumber parses a finite float, allowing surrounding spaces.

@@ -3,6 +3,7 @@ package dataset_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -38,6 +39,14 @@ func TestReadCSV(t *testing.T) {
 	assert.Equal(t, []float64{1, 0}, d.Label)
 	assert.Equal(t, [][]string{{"<30", "f"}, {">=60", "m"}}, d.Groups)
 	assert.Equal(t, []int{2, 5}, d.Line)
+}
+
+func TestReadCSVHeaderOnly(t *testing.T) {
+	d, err := readString(t, testSchema(t), testHeader+"\n")
+	require.NoError(t, err)
+	assert.Equal(t, 0, d.Len())
+	_, err = d.Stats().Standardization()
+	require.Error(t, err, "no rows cannot be standardised")
 }
 
 func TestReadCSVErrors(t *testing.T) {
@@ -136,6 +145,27 @@ sensitive: [{column: income, bands: [1000]}]
 
 	_, err = readString(t, s, "x,income,y\n1,lots,1\n")
 	require.ErrorIs(t, err, dataset.ErrBadNumber)
+}
+
+func TestReadCSVLabelOptional(t *testing.T) {
+	s := testSchema(t)
+	noLabel := strings.TrimSuffix(testHeader, `;"y"`) + "\n" + `"all";25;"admin";1;"north";2;"f"` + "\n"
+	_, err := readString(t, s, noLabel)
+	require.ErrorIs(t, err, dataset.ErrMissingColumn)
+
+	read := func(in string) (*dataset.Dataset, error) {
+		return dataset.ReadCSVWith(context.Background(), strings.NewReader(in), "score.csv", s, dataset.ReadOptions{LabelOptional: true})
+	}
+	d, err := read(noLabel)
+	require.NoError(t, err)
+	require.Equal(t, 1, d.Len())
+	assert.True(t, math.IsNaN(d.Label[0]))
+
+	d, err = read(testHeader + "\n" + `"all";25;"admin";1;"north";2;"f";"yes"` + "\n")
+	require.NoError(t, err)
+	assert.Equal(t, []float64{1}, d.Label, "a present label is still read")
+	_, err = read(testHeader + "\n" + `"all";25;"admin";1;"north";2;"f";"?"` + "\n")
+	require.ErrorIs(t, err, dataset.ErrBadLabel, "and still checked")
 }
 
 func TestReadCSVHonoursContext(t *testing.T) {

@@ -262,7 +262,7 @@ func ParseSchema(name string, data []byte) (*Schema, error) {
 }
 
 func (s *Schema) fillDefaults() {
-	if s.Consent.Tracked && s.Consent.Purpose == "" {
+	if s.Consent.Purpose == "" {
 		s.Consent.Purpose = DefaultPurpose
 	}
 	for i := range s.Categorical {

@@ -318,6 +318,12 @@ type Task struct {
 	Seed uint64 `protobuf:"varint,10,opt,name=seed,proto3" json:"seed,omitempty"`
 	// Number of score-histogram bins for evaluate tasks.
 	HistogramBins int32 `protobuf:"varint,11,opt,name=histogram_bins,json=histogramBins,proto3" json:"histogram_bins,omitempty"`
+	// The committee's collective public key: when set, every sum is returned encrypted under it.
+	PublicKey []byte `protobuf:"bytes,12,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// Committee key generation (keygen tasks).
+	Keygen *KeygenSpec `protobuf:"bytes,13,opt,name=keygen,proto3" json:"keygen,omitempty"`
+	// One aggregate to help decrypt (decrypt tasks).
+	Decrypt       *DecryptSpec `protobuf:"bytes,14,opt,name=decrypt,proto3" json:"decrypt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -429,6 +435,329 @@ func (x *Task) GetHistogramBins() int32 {
 	return 0
 }
 
+func (x *Task) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *Task) GetKeygen() *KeygenSpec {
+	if x != nil {
+		return x.Keygen
+	}
+	return nil
+}
+
+func (x *Task) GetDecrypt() *DecryptSpec {
+	if x != nil {
+		return x.Decrypt
+	}
+	return nil
+}
+
+// CommitteeMember is one member of the decryption committee.
+type CommitteeMember struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The member's Shamir point, 1..N (never 0).
+	Index int32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// The member's X25519 identity key, registered when it enrolled.
+	IdentityKey   []byte `protobuf:"bytes,3,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitteeMember) Reset() {
+	*x = CommitteeMember{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitteeMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitteeMember) ProtoMessage() {}
+
+func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
+func (*CommitteeMember) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CommitteeMember) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *CommitteeMember) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CommitteeMember) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+// SealedShare is a Shamir share of one member's secret, encrypted for its recipient; the
+// coordinator relays it and cannot read it.
+type SealedShare struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          int32                  `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            int32                  `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	Box           []byte                 `protobuf:"bytes,3,opt,name=box,proto3" json:"box,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedShare) Reset() {
+	*x = SealedShare{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedShare) ProtoMessage() {}
+
+func (x *SealedShare) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
+func (*SealedShare) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SealedShare) GetFrom() int32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SealedShare) GetTo() int32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *SealedShare) GetBox() []byte {
+	if x != nil {
+		return x.Box
+	}
+	return nil
+}
+
+type KeygenSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies one committee setup; a new setup replaces an unfinished one.
+	SetupId string `protobuf:"bytes,1,opt,name=setup_id,json=setupId,proto3" json:"setup_id,omitempty"`
+	// 1: send a public-key share; 2: send sealed threshold shares; 3: combine received shares.
+	Step int32 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	// This member's Shamir point.
+	Index     int32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Threshold int32 `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Seed of the common reference polynomial for the collective public key.
+	CrsSeed []byte             `protobuf:"bytes,5,opt,name=crs_seed,json=crsSeed,proto3" json:"crs_seed,omitempty"`
+	Members []*CommitteeMember `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	// Step 3: the sealed shares addressed to this member.
+	Boxes         []*SealedShare `protobuf:"bytes,7,rep,name=boxes,proto3" json:"boxes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeygenSpec) Reset() {
+	*x = KeygenSpec{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeygenSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeygenSpec) ProtoMessage() {}
+
+func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
+func (*KeygenSpec) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *KeygenSpec) GetSetupId() string {
+	if x != nil {
+		return x.SetupId
+	}
+	return ""
+}
+
+func (x *KeygenSpec) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *KeygenSpec) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *KeygenSpec) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *KeygenSpec) GetCrsSeed() []byte {
+	if x != nil {
+		return x.CrsSeed
+	}
+	return nil
+}
+
+func (x *KeygenSpec) GetMembers() []*CommitteeMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *KeygenSpec) GetBoxes() []*SealedShare {
+	if x != nil {
+		return x.Boxes
+	}
+	return nil
+}
+
+type DecryptSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the aggregate is: stats, train (the update) or evaluate.
+	Purpose TaskKind `protobuf:"varint,1,opt,name=purpose,proto3,enum=fedprop.v1.TaskKind" json:"purpose,omitempty"`
+	// The round whose results the aggregate sums.
+	AggregateRound int32 `protobuf:"varint,2,opt,name=aggregate_round,json=aggregateRound,proto3" json:"aggregate_round,omitempty"`
+	// How many results the aggregate sums; members refuse below their min_contributors.
+	Contributors int32  `protobuf:"varint,3,opt,name=contributors,proto3" json:"contributors,omitempty"`
+	Aggregate    []byte `protobuf:"bytes,4,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
+	// The active set, ordered: exactly T Shamir points.
+	Active        []int32 `protobuf:"varint,5,rep,packed,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecryptSpec) Reset() {
+	*x = DecryptSpec{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecryptSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecryptSpec) ProtoMessage() {}
+
+func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
+func (*DecryptSpec) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DecryptSpec) GetPurpose() TaskKind {
+	if x != nil {
+		return x.Purpose
+	}
+	return TaskKind_TASK_KIND_UNSPECIFIED
+}
+
+func (x *DecryptSpec) GetAggregateRound() int32 {
+	if x != nil {
+		return x.AggregateRound
+	}
+	return 0
+}
+
+func (x *DecryptSpec) GetContributors() int32 {
+	if x != nil {
+		return x.Contributors
+	}
+	return 0
+}
+
+func (x *DecryptSpec) GetAggregate() []byte {
+	if x != nil {
+		return x.Aggregate
+	}
+	return nil
+}
+
+func (x *DecryptSpec) GetActive() []int32 {
+	if x != nil {
+		return x.Active
+	}
+	return nil
+}
+
 // Encoding pins how records become model inputs, identically on every client.
 type Encoding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -442,7 +771,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +783,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +796,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -504,7 +833,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +845,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +858,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -580,7 +909,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +921,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +934,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -630,20 +959,26 @@ func (x *AggregateVector) GetLength() int32 {
 }
 
 type SubmitResultRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClientId      string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	RunId         string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Round         int32                  `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
-	Kind          TaskKind               `protobuf:"varint,5,opt,name=kind,proto3,enum=fedprop.v1.TaskKind" json:"kind,omitempty"`
-	Sum           *AggregateVector       `protobuf:"bytes,6,opt,name=sum,proto3" json:"sum,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	RunId    string                 `protobuf:"bytes,3,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Round    int32                  `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
+	Kind     TaskKind               `protobuf:"varint,5,opt,name=kind,proto3,enum=fedprop.v1.TaskKind" json:"kind,omitempty"`
+	Sum      *AggregateVector       `protobuf:"bytes,6,opt,name=sum,proto3" json:"sum,omitempty"`
+	// keygen step 1: this member's public-key share.
+	PublicKeyShare []byte `protobuf:"bytes,7,opt,name=public_key_share,json=publicKeyShare,proto3" json:"public_key_share,omitempty"`
+	// keygen step 2: sealed threshold shares for the other members.
+	Boxes []*SealedShare `protobuf:"bytes,8,rep,name=boxes,proto3" json:"boxes,omitempty"`
+	// decrypt: this member's decryption share.
+	DecryptionShare []byte `protobuf:"bytes,9,opt,name=decryption_share,json=decryptionShare,proto3" json:"decryption_share,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +990,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +1003,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -713,6 +1048,27 @@ func (x *SubmitResultRequest) GetSum() *AggregateVector {
 	return nil
 }
 
+func (x *SubmitResultRequest) GetPublicKeyShare() []byte {
+	if x != nil {
+		return x.PublicKeyShare
+	}
+	return nil
+}
+
+func (x *SubmitResultRequest) GetBoxes() []*SealedShare {
+	if x != nil {
+		return x.Boxes
+	}
+	return nil
+}
+
+func (x *SubmitResultRequest) GetDecryptionShare() []byte {
+	if x != nil {
+		return x.DecryptionShare
+	}
+	return nil
+}
+
 type SubmitResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when this submission repeated one already accepted.
@@ -723,7 +1079,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +1091,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +1104,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -766,7 +1122,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1134,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1147,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 type ModelSummary struct {
@@ -810,7 +1166,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1178,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1191,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -903,7 +1259,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1271,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1284,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -948,7 +1304,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1316,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1329,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -995,7 +1351,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1007,7 +1363,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1020,7 +1376,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -1053,7 +1409,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1421,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1434,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -1099,7 +1455,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1467,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1480,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -1151,7 +1507,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1519,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1532,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -1195,7 +1551,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1563,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1576,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1240,7 +1596,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1608,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1621,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1293,7 +1649,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1661,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1674,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Run) GetRunId() string {
@@ -1408,7 +1764,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\x87\x03\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\x89\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -1421,7 +1777,34 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\ftrain_params\x18\t \x01(\v2\x17.fedprop.v1.TrainParamsR\vtrainParams\x12\x12\n" +
 	"\x04seed\x18\n" +
 	" \x01(\x04R\x04seed\x12%\n" +
-	"\x0ehistogram_bins\x18\v \x01(\x05R\rhistogramBins\"Q\n" +
+	"\x0ehistogram_bins\x18\v \x01(\x05R\rhistogramBins\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\f \x01(\fR\tpublicKey\x12.\n" +
+	"\x06keygen\x18\r \x01(\v2\x16.fedprop.v1.KeygenSpecR\x06keygen\x121\n" +
+	"\adecrypt\x18\x0e \x01(\v2\x17.fedprop.v1.DecryptSpecR\adecrypt\"g\n" +
+	"\x0fCommitteeMember\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
+	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\"C\n" +
+	"\vSealedShare\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\x05R\x02to\x12\x10\n" +
+	"\x03box\x18\x03 \x01(\fR\x03box\"\xf0\x01\n" +
+	"\n" +
+	"KeygenSpec\x12\x19\n" +
+	"\bsetup_id\x18\x01 \x01(\tR\asetupId\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\x05R\x04step\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x12\x19\n" +
+	"\bcrs_seed\x18\x05 \x01(\fR\acrsSeed\x125\n" +
+	"\amembers\x18\x06 \x03(\v2\x1b.fedprop.v1.CommitteeMemberR\amembers\x12-\n" +
+	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\"\xc0\x01\n" +
+	"\vDecryptSpec\x12.\n" +
+	"\apurpose\x18\x01 \x01(\x0e2\x14.fedprop.v1.TaskKindR\apurpose\x12'\n" +
+	"\x0faggregate_round\x18\x02 \x01(\x05R\x0eaggregateRound\x12\"\n" +
+	"\fcontributors\x18\x03 \x01(\x05R\fcontributors\x12\x1c\n" +
+	"\taggregate\x18\x04 \x01(\fR\taggregate\x12\x16\n" +
+	"\x06active\x18\x05 \x03(\x05R\x06active\"Q\n" +
 	"\bEncoding\x12\x1f\n" +
 	"\vschema_hash\x18\x01 \x01(\tR\n" +
 	"schemaHash\x12\x12\n" +
@@ -1439,14 +1822,17 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
 	"ciphertext\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x05R\x06length\"\xd1\x01\n" +
+	"\x06length\x18\x03 \x01(\x05R\x06length\"\xd5\x02\n" +
 	"\x13SubmitResultRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06run_id\x18\x03 \x01(\tR\x05runId\x12\x14\n" +
 	"\x05round\x18\x04 \x01(\x05R\x05round\x12(\n" +
 	"\x04kind\x18\x05 \x01(\x0e2\x14.fedprop.v1.TaskKindR\x04kind\x12-\n" +
-	"\x03sum\x18\x06 \x01(\v2\x1b.fedprop.v1.AggregateVectorR\x03sum\"4\n" +
+	"\x03sum\x18\x06 \x01(\v2\x1b.fedprop.v1.AggregateVectorR\x03sum\x12(\n" +
+	"\x10public_key_share\x18\a \x01(\fR\x0epublicKeyShare\x12-\n" +
+	"\x05boxes\x18\b \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\x12)\n" +
+	"\x10decryption_share\x18\t \x01(\fR\x0fdecryptionShare\"4\n" +
 	"\x14SubmitResultResponse\x12\x1c\n" +
 	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"\x13\n" +
 	"\x11ListModelsRequest\"\xe6\x01\n" +
@@ -1526,7 +1912,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
 	(*RegisterRequest)(nil),      // 1: fedprop.v1.RegisterRequest
@@ -1534,52 +1920,62 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*PollTaskRequest)(nil),      // 3: fedprop.v1.PollTaskRequest
 	(*PollTaskResponse)(nil),     // 4: fedprop.v1.PollTaskResponse
 	(*Task)(nil),                 // 5: fedprop.v1.Task
-	(*Encoding)(nil),             // 6: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 7: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 8: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 9: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 10: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 11: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 12: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 13: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 14: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 15: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 16: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 17: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 18: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 19: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 20: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 21: fedprop.v1.Run
+	(*CommitteeMember)(nil),      // 6: fedprop.v1.CommitteeMember
+	(*SealedShare)(nil),          // 7: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),           // 8: fedprop.v1.KeygenSpec
+	(*DecryptSpec)(nil),          // 9: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 10: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 11: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 12: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 13: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 14: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 15: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 16: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 17: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 18: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 19: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 20: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 21: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 22: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 23: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 24: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 25: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	5,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	6,  // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	7,  // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	0,  // 4: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	8,  // 5: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	12, // 6: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	1,  // 7: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	3,  // 8: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	9,  // 9: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	11, // 10: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	14, // 11: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	16, // 12: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	18, // 13: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	20, // 14: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	2,  // 15: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	4,  // 16: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	10, // 17: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	13, // 18: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	15, // 19: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	17, // 20: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	19, // 21: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	21, // 22: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	15, // [15:23] is the sub-list for method output_type
-	7,  // [7:15] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	11, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	8,  // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	9,  // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	6,  // 6: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	7,  // 7: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	0,  // 8: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	0,  // 9: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	12, // 10: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	7,  // 11: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	16, // 12: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	1,  // 13: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	3,  // 14: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	13, // 15: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	15, // 16: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	18, // 17: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	20, // 18: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	22, // 19: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	24, // 20: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	2,  // 21: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	4,  // 22: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	14, // 23: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	17, // 24: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	19, // 25: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	21, // 26: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	23, // 27: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	25, // 28: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -1593,7 +1989,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
