@@ -341,7 +341,7 @@ func (c *Core) startPhase(p phase, round int) {
 	for i, id := range c.cohort {
 		c.outstanding[id] = c.newTask(p, id, i)
 	}
-	c.note(slog.LevelInfo, "phase started", slog.String("phase", p.kind().String()), slog.Int("round", round),
+	c.note(slog.LevelDebug, "phase started", slog.String("phase", p.kind().String()), slog.Int("round", round),
 		slog.Int("attempt", c.attempt), slog.Int("cohort", len(c.cohort)), slog.Int64("deadline_ticks", c.deadlineTicks))
 }
 
@@ -545,6 +545,7 @@ func (c *Core) commit() {
 		c.run.Status = RunCompleted
 		c.run.Message = fmt.Sprintf("all %d rounds committed", c.cfg.Rounds)
 		c.phase = phaseDone
+		c.note(slog.LevelInfo, "run completed", slog.Int("rounds", c.cfg.Rounds), slog.Uint64("latest_version", v.Version))
 		c.outstanding = map[string]task.Task{}
 	}
 	c.pending.Commit = v

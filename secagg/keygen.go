@@ -19,8 +19,16 @@ import (
 // Wire forms:
 //
 //	public-key share: header (16) | CRS id (8) | member uint32 | reserved uint32 | poly over QP
-//	public key:       header (16) | CRS id (8) | members uint32 | reserved uint32 | 2 polys over QP
-const keyHeaderSize = headerSize + 8 + 4 + 4
+//	public key:       header (16) | CRS id (8) | members uint32 | reserved uint32 | key id (8) |
+//	                  2 polys over QP
+//
+// The key id fingerprints the CRS id and the key's coefficients. It is computed once, when the
+// key is made, so the coordinator can start a Sum every round without hashing the key again;
+// NewEncryptor recomputes and checks it.
+const (
+	keyHeaderSize       = headerSize + 8 + 4 + 4
+	publicKeyHeaderSize = keyHeaderSize + 8
+)
 
 const (
 	minCRSSeed = 16
@@ -131,38 +139,55 @@ func (a *PublicKeyAggregator) PublicKey() ([]byte, error) {
 	p := a.params
 	pk := rlwe.NewPublicKey(p.he)
 	a.proto.GenPublicKey(a.sum, a.crp, pk)
-	out := make([]byte, keyHeaderSize+2*8*p.wordsPerQPPoly())
+	out := make([]byte, p.publicKeySize())
 	putHeader(out, kindPublicKey, p)
 	copy(out[16:24], a.crsID[:])
 	binary.LittleEndian.PutUint32(out[24:28], uint32(len(a.members)))
-	rest := putRows(out[keyHeaderSize:], qpRows(pk.Value[0]))
+	rest := putRows(out[publicKeyHeaderSize:], qpRows(pk.Value[0]))
 	putRows(rest, qpRows(pk.Value[1]))
+	id := keyID(out)
+	copy(out[keyHeaderSize:publicKeyHeaderSize], id[:])
 	return out, nil
 }
 
-// decodePublicKey parses a collective public key and returns it with its fingerprint.
-func decodePublicKey(p Params, b []byte) (*rlwe.PublicKey, [8]byte, error) {
+func (p Params) publicKeySize() int { return publicKeyHeaderSize + 2*8*p.wordsPerQPPoly() }
+
+// parsePublicKeyHeader checks a public key's header and size and returns its embedded key id.
+func parsePublicKeyHeader(p Params, b []byte) ([8]byte, error) {
 	if err := checkHeader(b, kindPublicKey, p); err != nil {
-		return nil, [8]byte{}, err
+		return [8]byte{}, err
 	}
-	if err := checkSize(b, kindPublicKey, keyHeaderSize+2*8*p.wordsPerQPPoly()); err != nil {
-		return nil, [8]byte{}, err
+	if err := checkSize(b, kindPublicKey, p.publicKeySize()); err != nil {
+		return [8]byte{}, err
 	}
 	if n := binary.LittleEndian.Uint32(b[24:28]); n < 1 || n > maxMembers || binary.LittleEndian.Uint32(b[28:32]) != 0 {
-		return nil, [8]byte{}, fmt.Errorf("%w: public key: %d members", ErrMalformed, n)
+		return [8]byte{}, fmt.Errorf("%w: public key: %d members", ErrMalformed, n)
+	}
+	return [8]byte(b[keyHeaderSize:publicKeyHeaderSize]), nil
+}
+
+// decodePublicKey parses a collective public key, checking its coefficients and its key id.
+func decodePublicKey(p Params, b []byte) (*rlwe.PublicKey, [8]byte, error) {
+	id, err := parsePublicKeyHeader(p, b)
+	if err != nil {
+		return nil, [8]byte{}, err
+	}
+	if keyID(b) != id {
+		return nil, [8]byte{}, fmt.Errorf("%w: public key: key id does not match its contents", ErrMalformed)
 	}
 	pk := rlwe.NewPublicKey(p.he)
 	moduli := p.qpModuli()
-	rest, err := readRows(b[keyHeaderSize:], qpRows(pk.Value[0]), moduli, kindPublicKey)
+	rest, err := readRows(b[publicKeyHeaderSize:], qpRows(pk.Value[0]), moduli, kindPublicKey)
 	if err != nil {
 		return nil, [8]byte{}, err
 	}
 	if _, err := readRows(rest, qpRows(pk.Value[1]), moduli, kindPublicKey); err != nil {
 		return nil, [8]byte{}, err
 	}
-	return pk, keyID(b), nil
+	return pk, id, nil
 }
 
+// keyID fingerprints a public key: its CRS id and its coefficients (not its own id field).
 func keyID(publicKey []byte) [8]byte {
-	return fingerprint8("fedprop/secagg/key/v1", publicKey)
+	return fingerprint8("fedprop/secagg/key/v1", publicKey[16:24], publicKey[publicKeyHeaderSize:])
 }

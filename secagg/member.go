@@ -129,6 +129,7 @@ func (m *Member) PublicKeyShare(crsSeed []byte) ([]byte, error) {
 	}
 	share := proto.AllocateShare()
 	proto.GenShare(m.secret, crp, &share)
+	p.he.RingQP().Reduce(share.Value, share.Value) // the wire form is canonical
 	out := make([]byte, keyHeaderSize+8*p.wordsPerQPPoly())
 	putHeader(out, kindPublicKeyShare, p)
 	copy(out[16:24], crsID[:])
@@ -222,6 +223,7 @@ func (m *Member) SealedThresholdShares(setupID string, threshold int, committee 
 		return nil, err
 	}
 	thr := mhe.NewThresholdizer(p.he)
+	ringQP := p.he.RingQP()
 	share := thr.AllocateThresholdSecretShare()
 	plaintext := make([]byte, shamirHeaderSize+8*p.wordsPerQPPoly())
 	own := m.IdentityPublicKey()
@@ -231,6 +233,7 @@ func (m *Member) SealedThresholdShares(setupID string, threshold int, committee 
 			continue
 		}
 		thr.GenShamirSecretShare(mhe.ShamirPublicPoint(r.Index), poly, &share)
+		ringQP.Reduce(share.Poly, share.Poly)
 		putHeader(plaintext, kindShamirShare, p)
 		binary.LittleEndian.PutUint32(plaintext[16:20], uint32(m.index))
 		binary.LittleEndian.PutUint32(plaintext[20:24], uint32(r.Index))
@@ -395,6 +398,7 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	})
 	rest := out[decryptionShareHeaderSize:]
 	moduli := p.he.Q()
+	ringQ := p.he.RingQ().AtLevel(level)
 	for range nCt {
 		// c0 is not needed for the share, but a malformed aggregate is refused whole.
 		if body, err = readRows(body, ct.Value[0].Coeffs, moduli, kindCiphertext); err != nil {
@@ -404,6 +408,9 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 			return nil, err
 		}
 		keySwitch.GenShare(additive, zero, ct, &share)
+		// GenShare may leave coefficients in [q, 2q) (a lazy product plus noise); the wire
+		// form is canonical.
+		ringQ.Reduce(share.Value, share.Value)
 		rest = putRows(rest, share.Value.Coeffs)
 	}
 	return out, nil

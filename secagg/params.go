@@ -75,9 +75,8 @@ type Params struct {
 	lit    ParamsLiteral
 	he     hefloat.Parameters
 	id     [8]byte
-	qBits  []uint     // bit length of each Q modulus
-	maxAbs float64    // largest |sum| that decodes correctly
-	brc    [][]uint64 // Barrett constants of the Q moduli
+	qBits  []uint  // bit length of each Q modulus
+	maxAbs float64 // largest |sum| that decodes correctly
 }
 
 // NewParams validates lit, fills defaults, and builds the parameters.
@@ -125,7 +124,6 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 	p := Params{lit: lit, he: he, maxAbs: math.Floor(math.Exp2(logMax))}
 	for _, s := range he.RingQ().SubRings {
 		p.qBits = append(p.qBits, uint(bits.Len64(s.Modulus)))
-		p.brc = append(p.brc, s.BRedConstant)
 	}
 	p.id = paramsID(he)
 	return p, nil

@@ -36,10 +36,13 @@ func NewSum(p Params, publicKey []byte, length int) (*Sum, error) {
 	if length < 1 || length > maxLength {
 		return nil, fmt.Errorf("%w: length %d, want 1..%d", ErrLengthMismatch, length, maxLength)
 	}
-	if _, _, err := decodePublicKey(p, publicKey); err != nil {
+	// The coordinator's own key: the header (with the id computed when the key was made) is
+	// enough, and hashing 64 KiB every round is not needed.
+	id, err := parsePublicKeyHeader(p, publicKey)
+	if err != nil {
 		return nil, err
 	}
-	return newSum(p, keyID(publicKey), length), nil
+	return newSum(p, id, length), nil
 }
 
 func newSum(p Params, keyID [8]byte, length int) *Sum {
@@ -130,12 +133,21 @@ func (s *Sum) Length() int { return s.length }
 // MarshalBinary returns the aggregate: the wire form members decrypt and the coordinator
 // persists (UnmarshalSum restores it).
 func (s *Sum) MarshalBinary() ([]byte, error) {
-	s.reduce()
 	out := make([]byte, s.params.ciphertextSetSize(s.length))
 	body := putCiphertextHeader(out, s.params, ciphertextHeader{keyID: s.keyID, length: s.length, count: s.count})
-	for i, w := range s.acc {
-		binary.LittleEndian.PutUint64(body[8*i:], w)
+	n := s.params.he.N()
+	subRings := s.params.he.RingQ().SubRings
+	for r := 0; r*n < len(s.acc); r++ {
+		sr := subRings[r%len(subRings)]
+		row := s.acc[r*n : (r+1)*n]
+		dst := body[8*r*n : 8*(r+1)*n]
+		for i, w := range row {
+			w = ring.BRedAdd(w, sr.Modulus, sr.BRedConstant)
+			row[i] = w
+			binary.LittleEndian.PutUint64(dst[8*i:8*i+8], w)
+		}
 	}
+	s.pending = 0
 	return out, nil
 }
 

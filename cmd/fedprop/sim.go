@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -37,6 +36,11 @@ func newSimCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The per-round table is the simulator's progress report: unless asked, log only
+			// what needs attention.
+			if !cmd.Flags().Changed("log-level") && os.Getenv("FEDPROP_LOG_LEVEL") == "" {
+				g.logLevel = "warn"
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -49,7 +53,6 @@ func newSimCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			table.flush()
 			if err := writeMetricsCSV(filepath.Join(outDir, "metrics.csv"), res.Rounds); err != nil {
 				return err
 			}
@@ -65,27 +68,25 @@ func newSimCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// roundTable prints one aligned line per committed round as it happens.
+// roundTable prints one fixed-width line per committed round as it happens.
 type roundTable struct {
-	w       *tabwriter.Writer
+	w       io.Writer
 	started bool
 }
 
-func newRoundTable(w io.Writer) *roundTable {
-	return &roundTable{w: tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)}
-}
+func newRoundTable(w io.Writer) *roundTable { return &roundTable{w: w} }
+
+const roundRow = "%5s %9s %9s %9s %8s %11s %8s %8s\n"
 
 func (t *roundTable) Round(m sim.RoundMetrics) {
 	if !t.started {
-		fmt.Fprintln(t.w, "round\ttest_auc\tlog_loss\taccuracy\tbrier\ttrain_loss\tclients\tseconds\t")
+		fmt.Fprintf(t.w, roundRow, "round", "test_auc", "log_loss", "accuracy", "brier", "train_loss", "clients", "seconds")
 		t.started = true
 	}
-	fmt.Fprintf(t.w, "%d\t%.4f\t%.4f\t%.4f\t%.4f\t%.4f\t%d\t%.2f\t\n", m.Round, m.Test.AUC, m.Test.LogLoss, m.Test.Accuracy,
-		m.Test.Brier, m.TrainLoss, m.Contributors, m.Seconds)
-	t.w.Flush()
+	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+	fmt.Fprintf(t.w, roundRow, strconv.Itoa(m.Round), f4(m.Test.AUC), f4(m.Test.LogLoss), f4(m.Test.Accuracy), f4(m.Test.Brier),
+		f4(m.TrainLoss), strconv.Itoa(m.Contributors), strconv.FormatFloat(m.Seconds, 'f', 2, 64))
 }
-
-func (t *roundTable) flush() { t.w.Flush() }
 
 func printSummary(w io.Writer, s sim.Summary, outDir string) {
 	fmt.Fprintf(w, "\nfederated   (round %d): AUC %.4f  log loss %.4f  accuracy %.4f\n", s.Rounds, s.Final.AUC, s.Final.LogLoss, s.Final.Accuracy)
