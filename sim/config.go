@@ -18,8 +18,8 @@ import (
 type Config struct {
 	// Seed drives partitioning, cohort selection and local training; the same seed gives the
 	// same numbers, bit for bit.
-	Seed uint64     `yaml:"seed" json:"seed"`
-	Data DataConfig `yaml:"data" json:"data"`
+	Seed uint64                `yaml:"seed" json:"seed"`
+	Data DataConfig            `yaml:"data" json:"data"`
 	Run  coordinator.RunConfig `yaml:"run" json:"run"`
 	// Centralized also trains the same model on the pooled training rows (L-BFGS) for comparison.
 	Centralized *bool `yaml:"centralized" json:"centralized"`

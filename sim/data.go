@@ -239,4 +239,3 @@ func readIndexFile(path string) (map[int]struct{}, error) {
 	}
 	return out, nil
 }
-

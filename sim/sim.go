@@ -36,22 +36,22 @@ type RoundMetrics struct {
 
 // Summary is summary.json.
 type Summary struct {
-	FedpropVersion string           `json:"fedprop_version"`
-	Seed           uint64           `json:"seed"`
-	Rounds         int              `json:"rounds"`
-	Status         string           `json:"status"`
-	Message        string           `json:"message,omitempty"`
-	Clients        int              `json:"clients"`
-	TrainRows      int              `json:"train_rows"`
-	TestRows       int              `json:"test_rows"`
-	ConsentTracked bool             `json:"consent_tracked"`
-	ExcludedNoConsent int           `json:"excluded_no_consent"`
-	Features       int              `json:"features"`
-	Final          metrics.Summary  `json:"final"`
-	Centralized    *metrics.Summary `json:"centralized,omitempty"`
+	FedpropVersion    string           `json:"fedprop_version"`
+	Seed              uint64           `json:"seed"`
+	Rounds            int              `json:"rounds"`
+	Status            string           `json:"status"`
+	Message           string           `json:"message,omitempty"`
+	Clients           int              `json:"clients"`
+	TrainRows         int              `json:"train_rows"`
+	TestRows          int              `json:"test_rows"`
+	ConsentTracked    bool             `json:"consent_tracked"`
+	ExcludedNoConsent int              `json:"excluded_no_consent"`
+	Features          int              `json:"features"`
+	Final             metrics.Summary  `json:"final"`
+	Centralized       *metrics.Summary `json:"centralized,omitempty"`
 	// BytesPerClientRound is the mean payload a client sent per train task.
-	BytesPerClientRound float64 `json:"bytes_per_client_round"`
-	WallSeconds         float64 `json:"wall_seconds"`
+	BytesPerClientRound float64   `json:"bytes_per_client_round"`
+	WallSeconds         float64   `json:"wall_seconds"`
 	Weights             []float64 `json:"weights"`
 	Config              Config    `json:"config"`
 }

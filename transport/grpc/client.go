@@ -174,4 +174,3 @@ func (c *AdminClient) GetRun(ctx context.Context, id string) (*pb.Run, error) {
 	r, err := c.rpc.GetRun(ctx, &pb.GetRunRequest{RunId: id})
 	return r, fromStatus(err)
 }
-
