@@ -40,6 +40,8 @@ type RunConfig struct {
 	Strategy strategy.Config `yaml:"strategy" json:"strategy"`
 	// Seed drives cohort selection and the clients' local randomness.
 	Seed uint64 `yaml:"seed" json:"seed"`
+	// SecureAggregation protects every sum from the coordinator ("he") or not ("none").
+	SecureAggregation SecureAggregationConfig `yaml:"secure_aggregation" json:"secure_aggregation"`
 }
 
 // WithDefaults returns c with every unset field at its documented default.
@@ -74,6 +76,7 @@ func (c RunConfig) WithDefaults() RunConfig {
 	if c.HistogramBins == 0 {
 		c.HistogramBins = defaultHistogramBins
 	}
+	c.SecureAggregation = c.SecureAggregation.withDefaults()
 	c.Train = c.Train.WithDefaults()
 	c.Strategy = c.Strategy.WithDefaults()
 	return c
@@ -115,6 +118,7 @@ func (c RunConfig) Validate() error {
 	if c.HistogramBins < 2 {
 		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)
 	}
+	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
 	if err := c.Train.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("run.train: %w", err))
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -25,6 +26,8 @@ const (
 	phaseStats
 	phaseTrain
 	phaseEvaluate
+	phaseKeygen
+	phaseDecrypt
 	phaseDone
 )
 
@@ -36,6 +39,10 @@ func (p phase) kind() task.Kind {
 		return task.KindTrain
 	case phaseEvaluate:
 		return task.KindEvaluate
+	case phaseKeygen:
+		return task.KindKeygen
+	case phaseDecrypt:
+		return task.KindDecrypt
 	}
 	return task.KindUnspecified
 }
@@ -87,7 +94,14 @@ type Core struct {
 	cohort      []string
 	outstanding map[string]task.Task // client id -> task issued and not yet answered
 	accepted    map[string]bool      // task ids accepted in this run, to recognise duplicates
-	acc         *plainSum
+	acc         accumulator
+	results     int // results accepted in the current collection
+
+	// Secure aggregation (he mode).
+	params   secagg.Params
+	identity map[string][]byte // client id -> X25519 identity key from its registration
+	keygen   *keygenState
+	dec      *decryptState
 
 	// candidate holds the trained model of this round while it is being evaluated.
 	candidate *ModelVersion
@@ -111,6 +125,12 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		clients:       map[string]int64{},
 		outstanding:   map[string]task.Task{},
 		accepted:      map[string]bool{},
+		identity:      map[string][]byte{},
+	}
+	if c.he() {
+		if c.params, err = secagg.NewParams(secagg.DefaultParamsLiteral()); err != nil {
+			return nil, fmt.Errorf("run %s: secure aggregation: %w", cfg.ID, err)
+		}
 	}
 	if prev == nil {
 		c.run = RunState{
@@ -168,8 +188,10 @@ func (c *Core) Global() []float64 { return slices.Clone(c.global) }
 // Encoder is the run's pinned encoder, nil before the stats phase.
 func (c *Core) Encoder() *dataset.Encoder { return c.encoder }
 
-// Register adds a client; registering again only marks it as seen.
-func (c *Core) Register(clientID string) error {
+// Register adds a client; registering again only marks it as seen (and updates its identity
+// key, which committee members announce for the sealed threshold shares).
+func (c *Core) Register(r task.Registration) error {
+	clientID := r.ClientID
 	if clientID == "" {
 		return &ProtocolError{Run: c.cfg.ID, Round: c.round, Field: "client_id", Err: fmt.Errorf("%w: empty", ErrInvalid)}
 	}
@@ -177,6 +199,9 @@ func (c *Core) Register(clientID string) error {
 		c.note(slog.LevelInfo, "client registered", slog.String("client", clientID), slog.Int("registered", len(c.clients)+1))
 	}
 	c.clients[clientID] = c.tick
+	if len(r.IdentityKey) > 0 {
+		c.identity[clientID] = r.IdentityKey
+	}
 	c.progress()
 	return nil
 }
@@ -218,25 +243,54 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 	if r.Kind != t.Kind {
 		return false, perr("kind", fmt.Errorf("%w: task %s is a %s task, got %s", ErrInvalid, t.ID, t.Kind, r.Kind))
 	}
-	if want := c.resultLen(t.Kind); r.Sum.Len() != want {
-		return false, perr("sum", fmt.Errorf("%w: %d values, want %d", ErrInvalid, r.Sum.Len(), want))
+	switch t.Kind {
+	case task.KindKeygen:
+		if err := c.submitKeygen(r, perr); err != nil {
+			return false, err
+		}
+	case task.KindDecrypt:
+		if err := c.submitDecrypt(r, perr); err != nil {
+			return false, err
+		}
+	default:
+		if err := c.submitSum(t, r, perr); err != nil {
+			return false, err
+		}
 	}
-	if r.Sum.Ciphertext != nil {
-		return false, perr("sum.ciphertext", fmt.Errorf("%w: this run aggregates in plaintext", ErrInvalid))
-	}
-	if err := r.Sum.CheckFinite(); err != nil {
-		return false, perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
-	}
-	if err := c.checkContent(t.Kind, r.Sum.Plain); err != nil {
-		return false, perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
-	}
-	if err := c.acc.add(r.Sum.Plain); err != nil {
-		return false, perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
-	}
+	c.results++
 	delete(c.outstanding, r.ClientID)
 	c.accepted[r.TaskID] = true
 	c.progress()
 	return false, nil
+}
+
+// submitSum checks a stats, train or evaluate result and adds it to the running sum.
+func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) error) error {
+	if want := c.resultLen(t.Kind); r.Sum.Len() != want {
+		return perr("sum", fmt.Errorf("%w: %d values, want %d", ErrInvalid, r.Sum.Len(), want))
+	}
+	if c.he() {
+		if r.Sum.Ciphertext == nil {
+			return perr("sum.plain", fmt.Errorf("%w: this run aggregates encrypted sums; a plaintext result is refused", ErrInvalid))
+		}
+		if err := c.acc.add(r.Sum); err != nil {
+			return perr("sum.ciphertext", fmt.Errorf("%w: %v", ErrInvalid, err))
+		}
+		return nil
+	}
+	if r.Sum.Ciphertext != nil {
+		return perr("sum.ciphertext", fmt.Errorf("%w: this run aggregates in plaintext", ErrInvalid))
+	}
+	if err := r.Sum.CheckFinite(); err != nil {
+		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	if err := c.checkContent(t.Kind, r.Sum.Plain); err != nil {
+		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	if err := c.acc.add(r.Sum); err != nil {
+		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	return nil
 }
 
 // Tick advances time by one tick and ends phases whose deadline has passed.
@@ -300,16 +354,28 @@ func (c *Core) progress() {
 			if len(c.clients) < c.cfg.MinClients {
 				return
 			}
-			if c.encoder == nil {
+			switch {
+			case c.he() && (c.run.SecAgg == nil || !c.run.SecAgg.Ready):
+				if !c.committeeReady() {
+					return
+				}
+				c.startKeygen(task.KeygenPublicKey)
+			case c.encoder == nil:
 				c.startPhase(phaseStats, 0)
-			} else {
+			default:
 				c.startPhase(phaseTrain, c.run.LastRound+1)
 			}
-		case phaseStats, phaseTrain, phaseEvaluate:
+		case phaseStats, phaseTrain, phaseEvaluate, phaseKeygen:
 			if !c.phaseOver() {
 				return
 			}
 			c.finishPhase()
+		case phaseDecrypt:
+			before := c.phase
+			c.progressDecrypt()
+			if c.phase == before && c.dec != nil {
+				return
+			}
 		case phaseDone:
 			return
 		}
@@ -321,27 +387,47 @@ func (c *Core) phaseOver() bool {
 	return len(c.outstanding) == 0 || c.tick >= c.deadline
 }
 
-func (c *Core) startPhase(p phase, round int) {
+// attemptFor counts attempts of the same phase and round.
+func (c *Core) attemptFor(p phase, round int) {
 	if p != c.phase || round != c.round {
 		c.attempt = 0
 	}
 	c.phase, c.round = p, round
 	c.attempt++
-	c.deadline = c.tick + c.deadlineTicks
-	c.outstanding = map[string]task.Task{}
-	c.acc = newPlainSum(c.resultLen(p.kind()))
+}
 
+// startPhase opens a stats, train or evaluate collection.
+func (c *Core) startPhase(p phase, round int) {
+	c.attemptFor(p, round)
 	switch p {
 	case phaseStats:
 		c.run.Status = RunStats
 	default:
 		c.run.Status = RunTraining
 	}
-	c.cohort = c.selectCohort(p)
+	if c.he() {
+		sum, err := secagg.NewSum(c.params, c.run.SecAgg.PublicKey, c.resultLen(p.kind()))
+		if err != nil {
+			c.fail(fmt.Sprintf("%s phase of round %d: %v", p.kind(), round, err))
+			return
+		}
+		c.acc = &heSum{sum: sum}
+	} else {
+		c.acc = newPlainSum(c.resultLen(p.kind()))
+	}
+	c.beginCollect(p, c.selectCohort(p))
+}
+
+// beginCollect issues the phase's tasks to cohort and starts its deadline.
+func (c *Core) beginCollect(p phase, cohort []string) {
+	c.deadline = c.tick + c.deadlineTicks
+	c.outstanding = map[string]task.Task{}
+	c.results = 0
+	c.cohort = cohort
 	for i, id := range c.cohort {
 		c.outstanding[id] = c.newTask(p, id, i)
 	}
-	c.note(slog.LevelDebug, "phase started", slog.String("phase", p.kind().String()), slog.Int("round", round),
+	c.note(slog.LevelDebug, "phase started", slog.String("phase", p.kind().String()), slog.Int("round", c.round),
 		slog.Int("attempt", c.attempt), slog.Int("cohort", len(c.cohort)), slog.Int64("deadline_ticks", c.deadlineTicks))
 }
 
@@ -358,6 +444,9 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.Encoding.Mean = c.run.Standardization.Mean
 		t.Encoding.Std = c.run.Standardization.Std
 	}
+	if c.he() && c.run.SecAgg.Ready {
+		t.PublicKey = c.run.SecAgg.PublicKey
+	}
 	switch p {
 	case phaseTrain:
 		t.ModelVersion = c.run.LatestVersion
@@ -367,6 +456,10 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
 		t.HistogramBins = c.cfg.HistogramBins
+	case phaseKeygen:
+		c.keygenTask(&t, clientID)
+	case phaseDecrypt:
+		c.decryptTask(&t)
 	}
 	return t
 }
@@ -397,41 +490,59 @@ func (c *Core) selectCohort(p phase) []string {
 }
 
 func (c *Core) finishPhase() {
-	got := c.acc.count
-	if got < c.cfg.Quorum {
-		missing := make([]string, 0, len(c.outstanding))
-		for id := range c.outstanding {
-			missing = append(missing, id)
-		}
-		slices.Sort(missing)
-		if c.attempt >= c.cfg.MaxAttempts {
-			c.fail(fmt.Sprintf("%s phase of round %d missed its quorum %d times (last attempt: %d of %d results; quorum %d); nothing was committed for it",
-				c.phase.kind(), c.round, c.attempt, got, len(c.cohort), c.cfg.Quorum))
-			return
-		}
-		c.note(slog.LevelWarn, "quorum missed, retrying the phase", slog.String("phase", c.phase.kind().String()),
-			slog.Int("round", c.round), slog.Int("results", got), slog.Int("quorum", c.cfg.Quorum), slog.Any("missing", missing))
-		c.startPhase(c.phase, c.round)
+	got := c.results
+	quorum := c.cfg.Quorum
+	if c.phase == phaseKeygen {
+		// Every member's secret is part of the collective key: setup needs all of them.
+		quorum = len(c.cohort)
+	}
+	if got < quorum {
+		c.phaseFailed(fmt.Sprintf("%d of %d results by the deadline; quorum %d", got, len(c.cohort), quorum))
 		return
 	}
 	if len(c.outstanding) > 0 {
-		late := make([]string, 0, len(c.outstanding))
-		for id := range c.outstanding {
-			late = append(late, id)
-		}
-		slices.Sort(late)
 		c.note(slog.LevelWarn, "deadline passed; leaving out clients that did not answer", slog.String("phase", c.phase.kind().String()),
-			slog.Int("round", c.round), slog.Any("left_out", late))
+			slog.Int("round", c.round), slog.Any("left_out", c.Outstanding()))
+		c.outstanding = map[string]task.Task{}
 	}
-	sum := c.acc.values
+	switch {
+	case c.phase == phaseKeygen:
+		c.finishKeygen()
+	case c.he():
+		c.startDecrypt()
+	default:
+		c.finishWith(c.acc.(*plainSum).values, got)
+	}
+}
+
+// finishWith completes a stats, train or evaluate phase with its (decrypted) sum.
+func (c *Core) finishWith(sum []float64, contributors int) {
 	switch c.phase {
 	case phaseStats:
-		c.finishStats(sum, got)
+		c.finishStats(sum, contributors)
 	case phaseTrain:
-		c.finishTrain(sum, got)
+		c.finishTrain(sum, contributors)
 	case phaseEvaluate:
-		c.finishEvaluate(sum, got)
+		c.finishEvaluate(sum, contributors)
 	}
+}
+
+// phaseFailed retries the current phase, or fails the run after MaxAttempts. Nothing of the
+// failed attempt is committed.
+func (c *Core) phaseFailed(why string) {
+	missing := c.Outstanding()
+	if c.attempt >= c.cfg.MaxAttempts {
+		c.fail(fmt.Sprintf("%s phase of round %d failed %d times (last: %s); nothing was committed for it",
+			c.phase.kind(), c.round, c.attempt, why))
+		return
+	}
+	c.note(slog.LevelWarn, "phase failed, retrying", slog.String("phase", c.phase.kind().String()),
+		slog.Int("round", c.round), slog.String("why", why), slog.Any("missing", missing))
+	if c.phase == phaseKeygen {
+		c.startKeygen(task.KeygenPublicKey)
+		return
+	}
+	c.startPhase(c.phase, c.round)
 }
 
 func (c *Core) fail(msg string) {
@@ -574,25 +685,34 @@ func (c *Core) Outstanding() []string {
 	return ids
 }
 
+// accumulator is a phase's running sum: the coordinator holds one sum, never every result.
+type accumulator interface {
+	add(v task.Vector) error
+	count() int
+}
+
 // plainSum is the running sum of one phase's plaintext results: the coordinator holds one
 // sum, never every update.
 type plainSum struct {
 	values []float64
-	count  int
+	n      int
 }
 
 func newPlainSum(n int) *plainSum { return &plainSum{values: make([]float64, n)} }
 
-func (s *plainSum) add(v []float64) error {
+func (s *plainSum) add(vec task.Vector) error {
+	v := vec.Plain
 	if len(v) != len(s.values) {
 		return fmt.Errorf("length %d, want %d", len(v), len(s.values))
 	}
 	for i, x := range v {
 		s.values[i] += x
 	}
-	s.count++
+	s.n++
 	return nil
 }
+
+func (s *plainSum) count() int { return s.n }
 
 func statsVectorLen(numeric int) int { return 1 + 2*numeric + 1 }
 

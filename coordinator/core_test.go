@@ -103,7 +103,7 @@ func evalVec(bins int) []float64 {
 
 func registerAll(h *harness, ids ...string) {
 	for _, id := range ids {
-		require.NoError(h.t, h.core.Register(id))
+		require.NoError(h.t, h.core.Register(task.Registration{ClientID: id}))
 		h.flush()
 	}
 }
@@ -217,7 +217,8 @@ func TestCoreRetriesARoundThatMissesQuorumAndNeverCommitsItHalfDone(t *testing.T
 	}
 	st := h.core.Status()
 	assert.Equal(t, coordinator.RunFailed, st.Status)
-	assert.Contains(t, st.Message, "missed its quorum 2 times")
+	assert.Contains(t, st.Message, "failed 2 times")
+	assert.Contains(t, st.Message, "quorum 2")
 	assert.Empty(t, h.commits)
 }
 

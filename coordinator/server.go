@@ -131,8 +131,8 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 		}
 	}
 	s.core = core
-	for id := range s.clients {
-		if err := core.Register(id); err != nil {
+	for _, reg := range s.clients {
+		if err := core.Register(reg); err != nil {
 			return err
 		}
 	}
@@ -227,7 +227,7 @@ func (s *Server) Register(ctx context.Context, r task.Registration) error {
 	if derr := s.do(ctx, func() {
 		s.clients[r.ClientID] = r
 		if s.core != nil {
-			err = s.core.Register(r.ClientID)
+			err = s.core.Register(r)
 		}
 	}); derr != nil {
 		return derr

@@ -46,6 +46,9 @@ type RunState struct {
 	StatsClients      int     `json:"stats_clients"`
 	StatsRecords      float64 `json:"stats_records"`
 
+	// SecAgg is the committee setup of an he-mode run.
+	SecAgg *SecAggState `json:"secagg,omitempty"`
+
 	LastRound     int    `json:"last_round"`
 	LatestVersion uint64 `json:"latest_version"`
 }

@@ -172,7 +172,7 @@ func (d *driver) loop(ctx context.Context) error {
 	ids := make([]string, len(d.sessions))
 	for i, s := range d.sessions {
 		ids[i] = s.ID()
-		if err := d.core.Register(s.ID()); err != nil {
+		if err := d.core.Register(task.Registration{ClientID: s.ID()}); err != nil {
 			return err
 		}
 	}

@@ -63,6 +63,12 @@ type Task struct {
 	Train         model.Params
 	Seed          uint64
 	HistogramBins int
+
+	// PublicKey is the committee's collective public key: when set, every sum is returned
+	// encrypted under it.
+	PublicKey []byte
+	Keygen    *KeygenSpec
+	Decrypt   *DecryptSpec
 }
 
 // Vector is a summable quantity: plaintext values, or a ciphertext of Length values.
@@ -106,6 +112,12 @@ type Result struct {
 	Round    int
 	Kind     Kind
 	Sum      Vector
+
+	// PublicKeyShare answers keygen step 1, Boxes step 2.
+	PublicKeyShare []byte
+	Boxes          []SealedShare
+	// DecryptionShare answers a decrypt task.
+	DecryptionShare []byte
 }
 
 // Layout of the train result vector: the example count n, then n*delta for each weight, then
@@ -148,4 +160,47 @@ type Registration struct {
 	ClientID        string
 	SoftwareVersion string
 	IdentityKey     []byte
+}
+
+// CommitteeMember is one member of the decryption committee: its client, its Shamir point
+// (1..N, never 0) and its X25519 identity key, registered when it enrolled.
+type CommitteeMember struct {
+	ClientID    string `json:"client_id"`
+	Index       int    `json:"index"`
+	IdentityKey []byte `json:"identity_key"`
+}
+
+// SealedShare is a Shamir share of member From's secret sealed for member To; the coordinator
+// relays it and cannot open it.
+type SealedShare struct {
+	From, To int
+	Box      []byte
+}
+
+// Keygen steps of a committee setup.
+const (
+	KeygenPublicKey = 1 // send a share of the collective public key
+	KeygenShares    = 2 // send sealed threshold shares for the other members
+	KeygenCombine   = 3 // open and combine the shares addressed to this member
+)
+
+// KeygenSpec is what a keygen task asks of a committee member.
+type KeygenSpec struct {
+	SetupID   string
+	Step      int
+	Index     int
+	Threshold int
+	CRSSeed   []byte
+	Members   []CommitteeMember
+	Boxes     []SealedShare
+}
+
+// DecryptSpec is what a decrypt task asks a committee member to help decrypt. Members check
+// it before they answer: see client.Member.
+type DecryptSpec struct {
+	Purpose        Kind
+	AggregateRound int
+	Contributors   int
+	Aggregate      []byte
+	Active         []int
 }

@@ -1,0 +1,351 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/fedprop/fedprop/secagg"
+	"github.com/fedprop/fedprop/task"
+)
+
+// Secure-aggregation modes.
+const (
+	SecAggNone = "none"
+	SecAggHE   = "he"
+)
+
+// SecureAggregationConfig chooses how client sums are protected from the coordinator.
+type SecureAggregationConfig struct {
+	// Mode is "none" (plaintext sums, for trusted research settings) or "he" (threshold
+	// multiparty CKKS: the coordinator adds ciphertexts it cannot read).
+	Mode string `yaml:"mode" json:"mode"`
+	// Committee lists the client ids that jointly hold the decryption key, in Shamir-point
+	// order (the first is point 1).
+	Committee []string `yaml:"committee" json:"committee,omitempty"`
+	// Threshold is T: any T members can decrypt an aggregate, no T-1 can.
+	Threshold int `yaml:"threshold" json:"threshold,omitempty"`
+	// MinContributors is the fewest results an aggregate must sum before the committee helps
+	// decrypt it (members enforce their own copy of this setting).
+	MinContributors int `yaml:"min_contributors" json:"min_contributors,omitempty"`
+}
+
+func (c SecureAggregationConfig) withDefaults() SecureAggregationConfig {
+	if c.Mode == "" {
+		c.Mode = SecAggNone
+	}
+	if c.Mode == SecAggHE && c.MinContributors == 0 {
+		c.MinContributors = 2
+	}
+	return c
+}
+
+func (c SecureAggregationConfig) validate(quorum int) []error {
+	var errs []error
+	switch c.Mode {
+	case SecAggNone:
+		return nil
+	case SecAggHE:
+	default:
+		return []error{fmt.Errorf("run.secure_aggregation.mode: %q is not none or he", c.Mode)}
+	}
+	n := len(c.Committee)
+	if n == 0 {
+		errs = append(errs, errors.New("run.secure_aggregation.committee: required in he mode"))
+	}
+	seen := map[string]bool{}
+	for _, id := range c.Committee {
+		if id == "" || seen[id] {
+			errs = append(errs, fmt.Errorf("run.secure_aggregation.committee: %q is empty or listed twice", id))
+		}
+		seen[id] = true
+	}
+	if c.Threshold < 1 || c.Threshold > n {
+		errs = append(errs, fmt.Errorf("run.secure_aggregation.threshold: must be in [1, %d], got %d", n, c.Threshold))
+	}
+	if c.MinContributors < 2 {
+		errs = append(errs, fmt.Errorf("run.secure_aggregation.min_contributors: must be at least 2, got %d", c.MinContributors))
+	}
+	if quorum < c.MinContributors {
+		errs = append(errs, fmt.Errorf("run.quorum: %d is below secure_aggregation.min_contributors %d: the committee would refuse to decrypt such a round", quorum, c.MinContributors))
+	}
+	return errs
+}
+
+// SecAggState is the persisted committee setup of a run: a restarted coordinator needs no new
+// setup.
+type SecAggState struct {
+	SetupID   string                 `json:"setup_id"`
+	CRSSeed   []byte                 `json:"crs_seed"`
+	Threshold int                    `json:"threshold"`
+	Members   []task.CommitteeMember `json:"members"`
+	PublicKey []byte                 `json:"public_key,omitempty"`
+	Ready     bool                   `json:"ready"`
+}
+
+// keygenState is an unfinished committee setup; it lives only in memory (a restarted
+// coordinator starts a new setup).
+type keygenState struct {
+	step  int
+	pk    *secagg.PublicKeyAggregator
+	boxes map[int][]task.SealedShare // recipient index -> boxes
+}
+
+// decryptState is one aggregate being decrypted by the committee.
+type decryptState struct {
+	purpose      phase
+	aggregate    []byte
+	contributors int
+	length       int
+	active       []int
+	shares       map[int][]byte
+	excluded     map[int]bool // members that missed a share deadline for this aggregate
+	waited       bool
+}
+
+func (c *Core) he() bool { return c.cfg.SecureAggregation.Mode == SecAggHE }
+
+// memberIndex returns a client's Shamir point, or 0 when it is not a committee member.
+func (c *Core) memberIndex(clientID string) int {
+	return slices.Index(c.cfg.SecureAggregation.Committee, clientID) + 1
+}
+
+// committeeReady reports whether every committee member has registered with an identity key.
+func (c *Core) committeeReady() bool {
+	for _, id := range c.cfg.SecureAggregation.Committee {
+		if len(c.identity[id]) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Core) startKeygen(step int) {
+	if step == task.KeygenPublicKey {
+		c.attemptFor(phaseKeygen, 0)
+		setup := fmt.Sprintf("%s/setup-%d", c.cfg.ID, c.attempt)
+		seed := sha256.Sum256(binary.BigEndian.AppendUint64([]byte(setup), c.cfg.Seed))
+		agg, err := secagg.NewPublicKeyAggregator(c.params, seed[:])
+		if err != nil {
+			c.fail(fmt.Sprintf("committee setup: %v", err))
+			return
+		}
+		members := make([]task.CommitteeMember, 0, len(c.cfg.SecureAggregation.Committee))
+		for i, id := range c.cfg.SecureAggregation.Committee {
+			members = append(members, task.CommitteeMember{ClientID: id, Index: i + 1, IdentityKey: c.identity[id]})
+		}
+		c.run.SecAgg = &SecAggState{SetupID: setup, CRSSeed: seed[:], Threshold: c.cfg.SecureAggregation.Threshold, Members: members}
+		c.keygen = &keygenState{pk: agg, boxes: map[int][]task.SealedShare{}}
+		c.pending.Run = c.snapshot()
+	}
+	c.keygen.step = step
+	c.beginCollect(phaseKeygen, c.cfg.SecureAggregation.Committee)
+	c.note(slog.LevelInfo, "committee setup step", slog.Int("step", step), slog.String("setup", c.run.SecAgg.SetupID),
+		slog.Int("members", len(c.cfg.SecureAggregation.Committee)), slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
+}
+
+func (c *Core) keygenTask(t *task.Task, clientID string) {
+	st := c.run.SecAgg
+	idx := c.memberIndex(clientID)
+	spec := &task.KeygenSpec{SetupID: st.SetupID, Step: c.keygen.step, Index: idx, Threshold: st.Threshold, CRSSeed: st.CRSSeed}
+	if c.keygen.step >= task.KeygenShares {
+		spec.Members = st.Members
+	}
+	if c.keygen.step == task.KeygenCombine {
+		spec.Boxes = c.keygen.boxes[idx]
+	}
+	t.Keygen = spec
+}
+
+// submitKeygen folds one member's keygen result.
+func (c *Core) submitKeygen(r task.Result, perr func(string, error) error) error {
+	idx := c.memberIndex(r.ClientID)
+	switch c.keygen.step {
+	case task.KeygenPublicKey:
+		if len(r.PublicKeyShare) == 0 {
+			return perr("public_key_share", fmt.Errorf("%w: missing", ErrInvalid))
+		}
+		if _, err := c.keygen.pk.Add(r.PublicKeyShare); err != nil {
+			return perr("public_key_share", fmt.Errorf("%w: %v", ErrInvalid, err))
+		}
+	case task.KeygenShares:
+		n := len(c.cfg.SecureAggregation.Committee)
+		if len(r.Boxes) != n-1 {
+			return perr("boxes", fmt.Errorf("%w: %d sealed shares, want one for each of the %d other members", ErrInvalid, len(r.Boxes), n-1))
+		}
+		seen := map[int]bool{}
+		for _, b := range r.Boxes {
+			if b.From != idx || b.To < 1 || b.To > n || b.To == idx || seen[b.To] || len(b.Box) == 0 {
+				return perr("boxes", fmt.Errorf("%w: share from %d to %d is not one member %d may send", ErrInvalid, b.From, b.To, idx))
+			}
+			seen[b.To] = true
+		}
+		for _, b := range r.Boxes {
+			c.keygen.boxes[b.To] = append(c.keygen.boxes[b.To], b)
+		}
+	}
+	return nil
+}
+
+func (c *Core) finishKeygen() {
+	switch c.keygen.step {
+	case task.KeygenPublicKey:
+		c.startKeygen(task.KeygenShares)
+	case task.KeygenShares:
+		for to := range c.keygen.boxes {
+			slices.SortFunc(c.keygen.boxes[to], func(a, b task.SealedShare) int { return a.From - b.From })
+		}
+		c.startKeygen(task.KeygenCombine)
+	case task.KeygenCombine:
+		pk, err := c.keygen.pk.PublicKey()
+		if err != nil {
+			c.fail(fmt.Sprintf("committee setup: collective public key: %v", err))
+			return
+		}
+		c.run.SecAgg.PublicKey = pk
+		c.run.SecAgg.Ready = true
+		c.keygen = nil
+		c.pending.Run = c.snapshot()
+		c.note(slog.LevelInfo, "committee setup complete", slog.String("setup", c.run.SecAgg.SetupID),
+			slog.Int("members", len(c.run.SecAgg.Members)), slog.Int("threshold", c.run.SecAgg.Threshold))
+		c.startPhase(phaseStats, 0)
+	}
+}
+
+// startDecrypt asks the committee to decrypt the phase's aggregate.
+func (c *Core) startDecrypt() {
+	sum := c.acc.(*heSum)
+	agg, err := sum.sum.MarshalBinary()
+	if err != nil {
+		c.fail(fmt.Sprintf("%s phase of round %d: aggregate: %v", c.phase.kind(), c.round, err))
+		return
+	}
+	c.dec = &decryptState{purpose: c.phase, aggregate: agg, contributors: sum.count(), length: sum.sum.Length(), excluded: map[int]bool{}}
+	c.phase = phaseDecrypt
+	c.note(slog.LevelInfo, "aggregate ready for decryption", slog.String("purpose", c.dec.purpose.kind().String()), slog.Int("round", c.round),
+		slog.Int("contributors", c.dec.contributors), slog.String("digest", secagg.Digest(agg)))
+	c.nextDecryptSet()
+}
+
+// nextDecryptSet fixes and orders a new active set of exactly T live members (none that
+// already missed a deadline for this aggregate) before any share is computed. It reports
+// false when fewer than T are available.
+func (c *Core) nextDecryptSet() bool {
+	t := c.cfg.SecureAggregation.Threshold
+	var active []string
+	var points []int
+	for i, id := range c.cfg.SecureAggregation.Committee {
+		if len(active) == t {
+			break
+		}
+		seen, registered := c.clients[id]
+		if !registered || c.dec.excluded[i+1] || c.tick-seen > c.deadlineTicks {
+			continue
+		}
+		active = append(active, id)
+		points = append(points, i+1)
+	}
+	if len(active) < t {
+		return false
+	}
+	c.dec.active = points
+	c.dec.shares = map[int][]byte{}
+	c.attemptFor(phaseDecrypt, c.round)
+	c.beginCollect(phaseDecrypt, active)
+	c.note(slog.LevelInfo, "decryption set fixed", slog.Int("round", c.round), slog.Any("active", points), slog.Int("attempt", c.attempt))
+	return true
+}
+
+func (c *Core) decryptTask(t *task.Task) {
+	t.Decrypt = &task.DecryptSpec{
+		Purpose:        c.dec.purpose.kind(),
+		AggregateRound: c.round,
+		Contributors:   c.dec.contributors,
+		Aggregate:      c.dec.aggregate,
+		Active:         c.dec.active,
+	}
+}
+
+func (c *Core) submitDecrypt(r task.Result, perr func(string, error) error) error {
+	if len(r.DecryptionShare) == 0 {
+		return perr("decryption_share", fmt.Errorf("%w: missing", ErrInvalid))
+	}
+	c.dec.shares[c.memberIndex(r.ClientID)] = r.DecryptionShare
+	return nil
+}
+
+// progressDecrypt combines the shares once all of the active set answered; past the deadline
+// it excludes the members that did not and tries a new set, and when fewer than T members
+// remain it waits one more deadline for members to come back, then fails the phase.
+func (c *Core) progressDecrypt() {
+	if len(c.outstanding) == 0 && c.dec.active != nil {
+		values, err := secagg.CombineDecryption(c.params, c.dec.aggregate, c.dec.active, c.dec.shares)
+		if err != nil {
+			c.note(slog.LevelWarn, "decryption shares did not combine; trying another set", slog.Int("round", c.round), slog.String("err", err.Error()))
+			for _, p := range c.dec.active {
+				c.dec.excluded[p] = true
+			}
+			c.retryDecrypt()
+			return
+		}
+		dec := c.dec
+		c.dec = nil
+		c.phase = dec.purpose
+		c.finishWith(values[:dec.length], dec.contributors)
+		return
+	}
+	if c.dec.active == nil && c.nextDecryptSet() {
+		return
+	}
+	if c.tick < c.deadline {
+		return
+	}
+	if c.dec.active != nil {
+		for _, id := range c.Outstanding() {
+			c.dec.excluded[c.memberIndex(id)] = true
+		}
+		c.note(slog.LevelWarn, "committee members missed the decryption deadline; fixing a new set", slog.Int("round", c.round),
+			slog.Any("missing", c.Outstanding()))
+	}
+	c.retryDecrypt()
+}
+
+func (c *Core) retryDecrypt() {
+	if c.nextDecryptSet() {
+		return
+	}
+	if !c.dec.waited {
+		// Wait one more deadline for enough members to come back.
+		c.dec.waited, c.dec.active = true, nil
+		c.outstanding = map[string]task.Task{}
+		c.deadline = c.tick + c.deadlineTicks
+		c.note(slog.LevelWarn, "fewer than T live committee members; waiting", slog.Int("round", c.round),
+			slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
+		return
+	}
+	purpose := c.dec.purpose
+	c.dec = nil
+	c.phase = purpose
+	c.phaseFailed(fmt.Sprintf("fewer than T=%d live committee members could decrypt the %s aggregate of round %d before the deadline",
+		c.cfg.SecureAggregation.Threshold, purpose.kind(), c.round))
+}
+
+// heSum is the running sum of one phase's encrypted results.
+type heSum struct {
+	sum *secagg.Sum
+}
+
+func (s *heSum) add(v task.Vector) error {
+	if v.Ciphertext == nil {
+		return errors.New("this run aggregates encrypted sums: a plaintext result is refused")
+	}
+	if err := s.sum.Add(v.Ciphertext); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *heSum) count() int { return s.sum.Count() }
