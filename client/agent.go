@@ -26,8 +26,6 @@ type AgentConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// SoftwareVersion is announced at registration.
 	SoftwareVersion string
-	// IdentityKey is announced at registration (committee members).
-	IdentityKey []byte
 	Logger      *slog.Logger
 }
 
@@ -74,7 +72,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("client starting", "train_rows", a.session.TrainRows(), "excluded_no_consent", a.session.Excluded())
 	for ctx.Err() == nil {
 		if !registered {
-			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.cfg.IdentityKey})
+			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey()})
 			if err != nil {
 				a.log.Warn("register failed; retrying", "err", err, "retry_in", b.peek())
 				b.wait(ctx)
@@ -118,6 +116,17 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 	if res.TaskID != t.ID {
 		var err error
 		res, rep, err = a.session.Handle(ctx, t)
+		if rep.Share != nil {
+			// Every decryption share given, or refused, is logged so that an audit can match
+			// this log against the coordinator's.
+			sh := rep.Share
+			attrs := []any{"run", sh.Run, "round", sh.Round, "purpose", sh.Purpose.String(), "contributors", sh.Contributors, "aggregate_sha256", sh.Digest}
+			if err != nil {
+				a.log.Warn("decryption share refused", append(attrs, "err", err)...)
+			} else {
+				a.log.Info("decryption share given", attrs...)
+			}
+		}
 		if err != nil {
 			a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
 			return err
@@ -131,7 +140,10 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 		switch {
 		case err == nil:
 			a.log.Info("result sent", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "bytes", rep.Bytes,
-				"examples", rep.Examples, "duplicate", dup)
+				"examples", rep.Examples, "encrypted", rep.Encrypted, "duplicate", dup)
+			if rep.Clipped > 0 {
+				a.log.Warn("values clipped to the encryption range", "round", t.Round, "kind", t.Kind.String(), "clipped", rep.Clipped)
+			}
 			return nil
 		case errors.Is(err, task.ErrStale), errors.Is(err, task.ErrInvalid), errors.Is(err, task.ErrUnknownClient):
 			a.log.Warn("result refused", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "err", err)

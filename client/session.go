@@ -10,7 +10,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"time"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -53,6 +55,30 @@ type Report struct {
 	Bytes    int
 	Examples int
 	Excluded int
+	// Encrypted reports whether the sum left the client encrypted.
+	Encrypted bool
+	// Clipped counts values clipped to the encryption range (normally 0).
+	Clipped int
+	// EncryptSeconds is the time spent encoding and encrypting (with SessionOptions.Now).
+	EncryptSeconds float64
+	// Share is set when the client gave a decryption share: what it logs for audits.
+	Share *ShareRecord
+}
+
+// SessionOptions are a session's optional parts.
+type SessionOptions struct {
+	// Protector transforms sums before they leave the client (nil: unchanged).
+	Protector Protector
+	// Member makes the client a committee member of secure aggregation.
+	Member *Member
+	// RequireEncryption refuses tasks that do not carry a collective public key: a client
+	// configured for secure aggregation never sends a plaintext sum.
+	RequireEncryption bool
+	// Random is the source of encryption randomness (nil: crypto/rand); the simulator passes
+	// a seeded source.
+	Random io.Reader
+	// Now, when set, times encryption for the report (the simulator's cost accounting).
+	Now func() time.Time
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -63,6 +89,10 @@ type Session struct {
 	train      *dataset.Dataset
 	eval       *dataset.Dataset
 	protector  Protector
+	member     *Member
+	requireEnc bool
+	enc        *encryptor
+	now        func() time.Time
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -72,8 +102,8 @@ type Session struct {
 }
 
 // NewSession makes a session for client id over its training rows and held-out evaluation
-// rows (eval may be empty). A nil protector means Plaintext.
-func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset, protector Protector) (*Session, error) {
+// rows (eval may be empty).
+func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset, opts SessionOptions) (*Session, error) {
 	if id == "" {
 		return nil, errors.New("client id is empty")
 	}
@@ -83,10 +113,24 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	if eval == nil {
 		eval = train.Subset(nil)
 	}
-	if protector == nil {
-		protector = Plaintext
+	if opts.Protector == nil {
+		opts.Protector = Plaintext
 	}
-	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval, protector: protector}, nil
+	enc, err := newEncryptor(opts.Random)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
+		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, enc: enc, now: opts.Now}, nil
+}
+
+// IdentityKey is the committee identity key to announce at registration (nil when the client
+// is not a committee member).
+func (s *Session) IdentityKey() []byte {
+	if s.member == nil {
+		return nil
+	}
+	return s.member.IdentityKey()
 }
 
 // ID is the client's id.
@@ -103,6 +147,17 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	if t.Encoding.SchemaHash != s.schemaHash {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the run's schema hash is %.12s, this client's is %.12s",
 			s.id, t.RunID, t.Round, ErrSchemaMismatch, t.Encoding.SchemaHash, s.schemaHash)
+	}
+	if s.member != nil {
+		s.member.observe(t)
+	}
+	switch t.Kind {
+	case task.KindKeygen, task.KindDecrypt:
+		return s.committeeTask(t)
+	}
+	if t.PublicKey == nil && s.requireEnc {
+		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the %s task carries no collective public key and this client sends only encrypted sums",
+			s.id, t.RunID, t.Round, task.ErrInvalid, t.Kind)
 	}
 	var (
 		values   []float64
@@ -126,8 +181,54 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	if err != nil {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: protect %s result: %w", s.id, t.RunID, t.Round, t.Kind, err)
 	}
+	clipped, encSeconds := 0, 0.0
+	if t.PublicKey != nil {
+		var start time.Time
+		if s.now != nil {
+			start = s.now()
+		}
+		if vec.Ciphertext != nil {
+			return task.Result{}, Report{}, fmt.Errorf("client %s: protector returned a ciphertext; encryption is the session's last step", s.id)
+		}
+		vec, clipped, err = s.enc.encrypt(t.PublicKey, vec.Plain, t.CohortSize)
+		if err != nil {
+			return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: encrypt %s result: %w", s.id, t.RunID, t.Round, t.Kind, err)
+		}
+		if s.now != nil {
+			encSeconds = s.now().Sub(start).Seconds()
+		}
+	}
 	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind, Sum: vec}
-	rep := Report{Kind: t.Kind, Round: t.Round, Bytes: vec.Bytes(), Examples: examples, Excluded: s.Excluded()}
+	rep := Report{Kind: t.Kind, Round: t.Round, Bytes: vec.Bytes(), Examples: examples, Excluded: s.Excluded(),
+		Encrypted: vec.Ciphertext != nil, Clipped: clipped, EncryptSeconds: encSeconds}
+	return res, rep, nil
+}
+
+// committeeTask answers keygen and decrypt tasks: only committee members get them.
+func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
+	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind}
+	rep := Report{Kind: t.Kind, Round: t.Round}
+	if s.member == nil {
+		return res, rep, fmt.Errorf("client %s, run %s, round %d: %w: a %s task for a client that is not a committee member",
+			s.id, t.RunID, t.Round, task.ErrInvalid, t.Kind)
+	}
+	var err error
+	switch t.Kind {
+	case task.KindKeygen:
+		err = s.member.keygen(t, &res)
+		rep.Bytes = len(res.PublicKeyShare)
+		for _, b := range res.Boxes {
+			rep.Bytes += len(b.Box)
+		}
+	case task.KindDecrypt:
+		var rec ShareRecord
+		res.DecryptionShare, rec, err = s.member.decrypt(t)
+		rep.Share = &rec
+		rep.Bytes = len(res.DecryptionShare)
+	}
+	if err != nil {
+		return task.Result{}, rep, fmt.Errorf("client %s, run %s, round %d, %s task: %w", s.id, t.RunID, t.Round, t.Kind, err)
+	}
 	return res, rep, nil
 }
 

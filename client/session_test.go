@@ -60,9 +60,9 @@ func TestRowsWithoutConsentChangeNothingAClientSends(t *testing.T) {
 	require.Positive(t, train.ExcludedNoConsent, "the file holds customers who opted out")
 	require.Equal(t, train.Len(), trainC.Len())
 
-	with, err := client.NewSession("b", schema, train, eval, nil)
+	with, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
 	require.NoError(t, err)
-	without, err := client.NewSession("b", schema, trainC, evalC, nil)
+	without, err := client.NewSession("b", schema, trainC, evalC, client.SessionOptions{})
 	require.NoError(t, err)
 	for _, tk := range tasks(t, schema, trainC) {
 		a, _, err := with.Handle(context.Background(), tk)
@@ -86,7 +86,7 @@ func TestWhatAClientSendsIsSizedByTheModelNotItsRecords(t *testing.T) {
 	sizes := map[task.Kind][]int{}
 	for _, customers := range []int{100, 1500} {
 		schema, train, eval := branchFile(t, true, customers)
-		s, err := client.NewSession("b", schema, train, eval, nil)
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
 		require.NoError(t, err)
 		for _, tk := range tasks(t, schema, train) {
 			r, rep, err := s.Handle(context.Background(), tk)
@@ -102,7 +102,7 @@ func TestWhatAClientSendsIsSizedByTheModelNotItsRecords(t *testing.T) {
 
 func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
 	schema, train, eval := branchFile(t, false, 200)
-	s, err := client.NewSession("b", schema, train, eval, nil)
+	s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
 	require.NoError(t, err)
 	ts := tasks(t, schema, train)
 	cases := map[string]func(tk *task.Task){

@@ -433,7 +433,7 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 
 func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	t := task.Task{
-		ID:    fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID),
+		ID:    c.taskID(p, clientID),
 		RunID: c.cfg.ID,
 		Round: c.round,
 		Kind:  p.kind(),
@@ -446,6 +446,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	}
 	if c.he() && c.run.SecAgg.Ready {
 		t.PublicKey = c.run.SecAgg.PublicKey
+		t.CohortSize = len(c.cohort)
 	}
 	switch p {
 	case phaseTrain:
@@ -462,6 +463,18 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		c.decryptTask(&t)
 	}
 	return t
+}
+
+// taskID names a task uniquely within the run, so that a repeated submission is recognised.
+func (c *Core) taskID(p phase, clientID string) string {
+	switch p {
+	case phaseKeygen:
+		return fmt.Sprintf("%s/keygen%d/a%d/%s", c.cfg.ID, c.keygen.step, c.attempt, clientID)
+	case phaseDecrypt:
+		// The attempt of the phase whose aggregate this is, then the active set's.
+		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.dec.purpose.kind(), c.round, c.attempt, c.dec.attempt, clientID)
+	}
+	return fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID)
 }
 
 // selectCohort picks who works in a phase: every live client for stats and evaluation, a

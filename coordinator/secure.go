@@ -104,6 +104,7 @@ type decryptState struct {
 	shares       map[int][]byte
 	excluded     map[int]bool // members that missed a share deadline for this aggregate
 	waited       bool
+	attempt      int // active sets tried for this aggregate
 }
 
 func (c *Core) he() bool { return c.cfg.SecureAggregation.Mode == SecAggHE }
@@ -253,9 +254,10 @@ func (c *Core) nextDecryptSet() bool {
 	}
 	c.dec.active = points
 	c.dec.shares = map[int][]byte{}
-	c.attemptFor(phaseDecrypt, c.round)
+	c.dec.attempt++
 	c.beginCollect(phaseDecrypt, active)
-	c.note(slog.LevelInfo, "decryption set fixed", slog.Int("round", c.round), slog.Any("active", points), slog.Int("attempt", c.attempt))
+	c.note(slog.LevelInfo, "decryption set fixed", slog.Int("round", c.round), slog.String("purpose", c.dec.purpose.kind().String()),
+		slog.Any("active", points), slog.Int("attempt", c.dec.attempt))
 	return true
 }
 

@@ -21,6 +21,10 @@ type ServerConfig struct {
 	Logger       *slog.Logger
 	// Now is the wall clock, injectable for tests.
 	Now func() time.Time
+	// CrashPoint, when set, is called at named points of the driver: "result.KIND" for each
+	// accepted result, "aggregate" when one completes its phase, "commit" and "committed"
+	// around the store's commit. Crash tests kill the process there (internal/crashpoint).
+	CrashPoint func(point string)
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -183,10 +187,12 @@ func (s *Server) flush(ctx context.Context) error {
 	case a.Commit != nil:
 		v := *a.Commit
 		v.Created = s.cfg.Now().UTC()
+		s.crashPoint("commit")
 		if err := s.store.Commit(ctx, v, *a.Run); err != nil {
 			s.fatal = fmt.Errorf("commit version %d: %w", v.Version, err)
 			return s.fatal
 		}
+		s.crashPoint("committed")
 	case a.Run != nil:
 		if err := s.store.SaveRun(ctx, *a.Run); err != nil {
 			s.fatal = fmt.Errorf("save run %s: %w", a.Run.ID, err)
@@ -200,6 +206,12 @@ func (s *Server) flush(ctx context.Context) error {
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil
+}
+
+func (s *Server) crashPoint(point string) {
+	if s.cfg.CrashPoint != nil {
+		s.cfg.CrashPoint(point)
+	}
 }
 
 // do runs fn inside the driver loop and waits until its actions are persisted.
@@ -288,7 +300,14 @@ func (s *Server) SubmitResult(ctx context.Context, r task.Result) (bool, error) 
 			err = &ProtocolError{Client: r.ClientID, Run: r.RunID, Round: r.Round, Field: "run_id", Err: fmt.Errorf("%w: no run is active", ErrStale)}
 			return
 		}
+		last := s.cfg.CrashPoint != nil && len(s.core.Outstanding()) == 1
 		dup, err = s.core.Submit(r)
+		if err == nil && !dup {
+			s.crashPoint("result." + r.Kind.String())
+			if last {
+				s.crashPoint("aggregate")
+			}
+		}
 	}); derr != nil {
 		return false, derr
 	}

@@ -25,6 +25,9 @@ type Config struct {
 	Centralized *bool `yaml:"centralized" json:"centralized"`
 	// Workers bounds how many clients train at once (default: the number of CPUs).
 	Workers int `yaml:"workers" json:"workers"`
+	// CommitteeSize, in he mode with no committee listed, makes the first CommitteeSize
+	// clients the committee.
+	CommitteeSize int `yaml:"committee_size" json:"committee_size,omitempty"`
 }
 
 // DataConfig chooses the data source.
@@ -109,9 +112,23 @@ func (c Config) WithDefaults() Config {
 		t := true
 		c.Centralized = &t
 	}
+	sa := &c.Run.SecureAggregation
+	if sa.Mode == coordinator.SecAggHE && len(sa.Committee) == 0 && c.CommitteeSize > 0 {
+		for i := range c.CommitteeSize {
+			switch {
+			case c.Data.Source == "synthetic":
+				sa.Committee = append(sa.Committee, synth.BranchName(c.Data.Synthetic, i))
+			case c.Data.Partition.Method != "natural":
+				sa.Committee = append(sa.Committee, clientName(i))
+			}
+		}
+	}
 	c.Run = c.Run.WithDefaults()
 	return c
 }
+
+// clientName names the i-th (0-based) client of a CSV partition.
+func clientName(i int) string { return fmt.Sprintf("client-%02d", i+1) }
 
 // Validate names the first key that cannot work.
 func (c Config) Validate() error {

@@ -176,7 +176,7 @@ func partitionRows(all *dataset.Dataset, schema *dataset.Schema, p PartitionConf
 	}
 	names := make([]string, len(parts))
 	for i := range names {
-		names[i] = fmt.Sprintf("client-%02d", i+1)
+		names[i] = clientName(i)
 	}
 	return names, parts, nil
 }

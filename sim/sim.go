@@ -2,9 +2,11 @@ package sim
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store/mem"
 	"github.com/fedprop/fedprop/task"
 )
@@ -49,11 +52,20 @@ type Summary struct {
 	Features          int              `json:"features"`
 	Final             metrics.Summary  `json:"final"`
 	Centralized       *metrics.Summary `json:"centralized,omitempty"`
+	// SecureAggregation is the mode ("none" or "he") and, in he mode, the committee.
+	SecureAggregation string `json:"secure_aggregation"`
+	CommitteeSize     int    `json:"committee_size,omitempty"`
+	Threshold         int    `json:"threshold,omitempty"`
 	// BytesPerClientRound is the mean payload a client sent per train task.
-	BytesPerClientRound float64   `json:"bytes_per_client_round"`
-	WallSeconds         float64   `json:"wall_seconds"`
-	Weights             []float64 `json:"weights"`
-	Config              Config    `json:"config"`
+	BytesPerClientRound float64 `json:"bytes_per_client_round"`
+	// Time spent protecting sums: clients encoding and encrypting, the coordinator adding
+	// results into its running sums, and the committee decrypting (shares and combination).
+	EncryptionSeconds  float64   `json:"encryption_seconds"`
+	AggregationSeconds float64   `json:"aggregation_seconds"`
+	DecryptionSeconds  float64   `json:"decryption_seconds"`
+	WallSeconds        float64   `json:"wall_seconds"`
+	Weights            []float64 `json:"weights"`
+	Config             Config    `json:"config"`
 }
 
 // Observer hears about a simulation's progress: the table printer and the progress bar.
@@ -85,14 +97,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sessions := make([]*client.Session, len(world.Clients))
+	sessions, err := newSessions(cfg, world)
+	if err != nil {
+		return nil, err
+	}
 	excluded := 0
-	for i, c := range world.Clients {
-		s, err := client.NewSession(c.Name, world.Schema, c.Train, c.Test, nil)
-		if err != nil {
-			return nil, fmt.Errorf("simulate: %w", err)
-		}
-		sessions[i] = s
+	for _, s := range sessions {
 		excluded += s.Excluded()
 	}
 	store := mem.New()
@@ -111,17 +121,23 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	status := core.Status()
 	res := &Result{Rounds: d.rounds}
 	sum := Summary{
-		FedpropVersion:    opts.Version,
-		Seed:              cfg.Seed,
-		Rounds:            status.LastRound,
-		Status:            string(status.Status),
-		Message:           status.Message,
-		Clients:           len(sessions),
-		TrainRows:         world.TrainRows(),
-		TestRows:          world.Test.Len(),
-		ConsentTracked:    status.ConsentTracked,
-		ExcludedNoConsent: excluded,
-		Config:            cfg,
+		FedpropVersion:     opts.Version,
+		Seed:               cfg.Seed,
+		Rounds:             status.LastRound,
+		Status:             string(status.Status),
+		Message:            status.Message,
+		Clients:            len(sessions),
+		TrainRows:          world.TrainRows(),
+		TestRows:           world.Test.Len(),
+		ConsentTracked:     status.ConsentTracked,
+		ExcludedNoConsent:  excluded,
+		Config:             cfg,
+		SecureAggregation:  cfg.Run.SecureAggregation.Mode,
+		CommitteeSize:      len(cfg.Run.SecureAggregation.Committee),
+		Threshold:          cfg.Run.SecureAggregation.Threshold,
+		EncryptionSeconds:  d.encSeconds,
+		AggregationSeconds: d.aggSeconds,
+		DecryptionSeconds:  d.decSeconds,
 	}
 	if enc := core.Encoder(); enc != nil {
 		sum.Features = enc.Dim()
@@ -163,6 +179,9 @@ type driver struct {
 	testX      *mat.Dense // the pooled test rows, encoded once the encoding is pinned
 	trainBytes int
 	trainTasks int
+	encSeconds float64
+	aggSeconds float64
+	decSeconds float64
 }
 
 // loop steps the coordinator core and the client sessions in simulated time: each tick every
@@ -172,7 +191,7 @@ func (d *driver) loop(ctx context.Context) error {
 	ids := make([]string, len(d.sessions))
 	for i, s := range d.sessions {
 		ids[i] = s.ID()
-		if err := d.core.Register(task.Registration{ClientID: s.ID()}); err != nil {
+		if err := d.core.Register(task.Registration{ClientID: s.ID(), IdentityKey: s.IdentityKey()}); err != nil {
 			return err
 		}
 	}
@@ -203,6 +222,8 @@ func (d *driver) loop(ctx context.Context) error {
 			}
 		}
 		results := make([]task.Result, len(jobs))
+		reports := make([]client.Report, len(jobs))
+		seconds := make([]float64, len(jobs))
 		errs := make([]error, len(jobs))
 		var wg sync.WaitGroup
 		next := make(chan int)
@@ -211,7 +232,9 @@ func (d *driver) loop(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				for k := range next {
-					results[k], _, errs[k] = d.sessions[jobs[k].i].Handle(ctx, jobs[k].t)
+					start := time.Now()
+					results[k], reports[k], errs[k] = d.sessions[jobs[k].i].Handle(ctx, jobs[k].t)
+					seconds[k] = time.Since(start).Seconds()
 				}
 			}()
 		}
@@ -224,12 +247,24 @@ func (d *driver) loop(ctx context.Context) error {
 			if errs[k] != nil {
 				return fmt.Errorf("simulate: %w", errs[k])
 			}
-			if jobs[k].t.Kind == task.KindTrain {
+			kind := jobs[k].t.Kind
+			if kind == task.KindTrain {
 				d.trainBytes += results[k].Sum.Bytes()
 				d.trainTasks++
 			}
+			d.encSeconds += reports[k].EncryptSeconds
+			if kind == task.KindDecrypt {
+				d.decSeconds += seconds[k]
+			}
+			start := time.Now()
 			if _, err := d.core.Submit(results[k]); err != nil {
 				return fmt.Errorf("simulate: %w", err)
+			}
+			// The submit that completes a decryption combines the shares.
+			if kind == task.KindDecrypt {
+				d.decSeconds += time.Since(start).Seconds()
+			} else if kind != task.KindKeygen {
+				d.aggSeconds += time.Since(start).Seconds()
 			}
 			if err := d.flush(ctx); err != nil {
 				return err
@@ -287,6 +322,56 @@ func (d *driver) evaluate(v coordinator.ModelVersion) {
 	if d.opts.Observer != nil {
 		d.opts.Observer.Round(m)
 	}
+}
+
+// newSessions makes every simulated client's session: in he mode, committee members get key
+// material drawn from seeded sources and every client encrypts, so the run still repeats.
+func newSessions(cfg Config, world *World) ([]*client.Session, error) {
+	sa := cfg.Run.SecureAggregation
+	he := sa.Mode == coordinator.SecAggHE
+	members := map[string]bool{}
+	for _, id := range sa.Committee {
+		members[id] = true
+	}
+	sessions := make([]*client.Session, len(world.Clients))
+	for i, c := range world.Clients {
+		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now}
+		if he {
+			opts.Random = seededReader(cfg.Seed, uint64(i), 1)
+			if members[c.Name] {
+				identity, err := secagg.NewIdentity(seededReader(cfg.Seed, uint64(i), 2))
+				if err != nil {
+					return nil, fmt.Errorf("simulate: %w", err)
+				}
+				m, err := client.NewMember(client.MemberConfig{MinContributors: sa.MinContributors, Identity: identity,
+					Random: seededReader(cfg.Seed, uint64(i), 3)})
+				if err != nil {
+					return nil, fmt.Errorf("simulate: %w", err)
+				}
+				opts.Member = m
+				delete(members, c.Name)
+			}
+		}
+		s, err := client.NewSession(c.Name, world.Schema, c.Train, c.Test, opts)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+		sessions[i] = s
+	}
+	for id := range members {
+		return nil, fmt.Errorf("simulate: run.secure_aggregation.committee: %q is not one of the simulated clients", id)
+	}
+	return sessions, nil
+}
+
+// seededReader is a deterministic byte stream for one client and purpose.
+func seededReader(seed, client, purpose uint64) io.Reader {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[0:], seed)
+	binary.LittleEndian.PutUint64(key[8:], client)
+	binary.LittleEndian.PutUint64(key[16:], purpose)
+	copy(key[24:], "fedprop!")
+	return rand.NewChaCha8(key)
 }
 
 // centralized trains the same model (same encoding, same L2 penalty) on the pooled training

@@ -67,7 +67,10 @@ type Task struct {
 	// PublicKey is the committee's collective public key: when set, every sum is returned
 	// encrypted under it.
 	PublicKey []byte
-	Keygen    *KeygenSpec
+	// CohortSize is how many clients were asked in this phase: an encrypted sum adds at most
+	// this many results, so each bounds its values to the ciphertext range divided by it.
+	CohortSize int
+	Keygen     *KeygenSpec
 	Decrypt   *DecryptSpec
 }
 

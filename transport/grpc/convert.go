@@ -17,6 +17,9 @@ import (
 	"github.com/fedprop/fedprop/task"
 )
 
+// maxBoxes bounds the sealed shares one keygen result may carry (one per other member).
+const maxBoxes = 1 << 16
+
 // maxVectorLen bounds a result vector's length before anything is allocated for it.
 const maxVectorLen = 1 << 24
 
@@ -51,6 +54,19 @@ func taskToProto(t task.Task) *pb.Task {
 		},
 		Seed:          t.Seed,
 		HistogramBins: int32(t.HistogramBins),
+		PublicKey:     t.PublicKey,
+		CohortSize:    int32(t.CohortSize),
+	}
+	if k := t.Keygen; k != nil {
+		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
+			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes)}
+		for _, m := range k.Members {
+			out.Keygen.Members = append(out.Keygen.Members, &pb.CommitteeMember{ClientId: m.ClientID, Index: int32(m.Index), IdentityKey: m.IdentityKey})
+		}
+	}
+	if d := t.Decrypt; d != nil {
+		out.Decrypt = &pb.DecryptSpec{Purpose: kindToProto(d.Purpose), AggregateRound: int32(d.AggregateRound), Contributors: int32(d.Contributors),
+			Aggregate: d.Aggregate, Active: toInt32s(d.Active)}
 	}
 	if !t.Deadline.IsZero() {
 		out.DeadlineUnixMillis = t.Deadline.UnixMilli()
@@ -84,6 +100,23 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		},
 		Seed:          p.GetSeed(),
 		HistogramBins: int(p.GetHistogramBins()),
+		PublicKey:     p.GetPublicKey(),
+		CohortSize:    int(p.GetCohortSize()),
+	}
+	if k := p.GetKeygen(); k != nil {
+		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),
+			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes())}
+		for _, m := range k.GetMembers() {
+			t.Keygen.Members = append(t.Keygen.Members, task.CommitteeMember{ClientID: m.GetClientId(), Index: int(m.GetIndex()), IdentityKey: m.GetIdentityKey()})
+		}
+	}
+	if d := p.GetDecrypt(); d != nil {
+		purpose, err := kindFromProto(d.GetPurpose())
+		if err != nil {
+			return task.Task{}, fmt.Errorf("decrypt.purpose: %w", err)
+		}
+		t.Decrypt = &task.DecryptSpec{Purpose: purpose, AggregateRound: int(d.GetAggregateRound()), Contributors: int(d.GetContributors()),
+			Aggregate: d.GetAggregate(), Active: fromInt32s(d.GetActive())}
 	}
 	if ms := p.GetDeadlineUnixMillis(); ms != 0 {
 		t.Deadline = time.UnixMilli(ms)
@@ -103,7 +136,42 @@ func resultToProto(r task.Result) *pb.SubmitResultRequest {
 			Ciphertext: r.Sum.Ciphertext,
 			Length:     int32(r.Sum.Length),
 		},
+		PublicKeyShare:  r.PublicKeyShare,
+		Boxes:           boxesToProto(r.Boxes),
+		DecryptionShare: r.DecryptionShare,
 	}
+}
+
+func boxesToProto(in []task.SealedShare) []*pb.SealedShare {
+	out := make([]*pb.SealedShare, len(in))
+	for i, b := range in {
+		out[i] = &pb.SealedShare{From: int32(b.From), To: int32(b.To), Box: b.Box}
+	}
+	return out
+}
+
+func boxesFromProto(in []*pb.SealedShare) []task.SealedShare {
+	out := make([]task.SealedShare, len(in))
+	for i, b := range in {
+		out[i] = task.SealedShare{From: int(b.GetFrom()), To: int(b.GetTo()), Box: b.GetBox()}
+	}
+	return out
+}
+
+func toInt32s(in []int) []int32 {
+	out := make([]int32, len(in))
+	for i, v := range in {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+func fromInt32s(in []int32) []int {
+	out := make([]int, len(in))
+	for i, v := range in {
+		out[i] = int(v)
+	}
+	return out
 }
 
 // resultFromProto checks the fields of a submission that can be checked without the run's
@@ -122,9 +190,13 @@ func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
 	if err != nil {
 		return task.Result{}, bad("kind", err)
 	}
+	committee := kind == task.KindKeygen || kind == task.KindDecrypt
 	sum := p.GetSum()
-	if sum == nil {
+	if sum == nil && !committee {
 		return task.Result{}, bad("sum", fmt.Errorf("%w: missing", task.ErrInvalid))
+	}
+	if len(p.GetBoxes()) > maxBoxes {
+		return task.Result{}, bad("boxes", fmt.Errorf("%w: %d sealed shares, at most %d", task.ErrInvalid, len(p.GetBoxes()), maxBoxes))
 	}
 	if len(sum.GetPlain()) > 0 && len(sum.GetCiphertext()) > 0 {
 		return task.Result{}, bad("sum", fmt.Errorf("%w: both plaintext and ciphertext set", task.ErrInvalid))
@@ -137,12 +209,15 @@ func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
 		v.Ciphertext = sum.GetCiphertext()
 	}
 	return task.Result{
-		ClientID: p.GetClientId(),
-		TaskID:   p.GetTaskId(),
-		RunID:    p.GetRunId(),
-		Round:    int(p.GetRound()),
-		Kind:     kind,
-		Sum:      v,
+		ClientID:        p.GetClientId(),
+		TaskID:          p.GetTaskId(),
+		RunID:           p.GetRunId(),
+		Round:           int(p.GetRound()),
+		Kind:            kind,
+		Sum:             v,
+		PublicKeyShare:  p.GetPublicKeyShare(),
+		Boxes:           boxesFromProto(p.GetBoxes()),
+		DecryptionShare: p.GetDecryptionShare(),
 	}, nil
 }
 

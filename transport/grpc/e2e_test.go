@@ -118,7 +118,7 @@ func (f *federation) startClients() {
 		require.NoError(t, err)
 		eval, err := dataset.ReadCSV(ctx, filepath.Join(f.dir, name+"-test.csv"), f.schema)
 		require.NoError(t, err)
-		session, err := client.NewSession(name, f.schema, train, eval, nil)
+		session, err := client.NewSession(name, f.schema, train, eval, client.SessionOptions{})
 		require.NoError(t, err)
 		conn, err := grpctransport.Dial(f.addr)
 		require.NoError(t, err)

@@ -41,7 +41,11 @@ type Service struct {
 
 // NewGRPCServer builds a gRPC server with fedprop's services, health checking and reflection
 // (so grpcurl works against a coordinator). loadSpec may be nil, which disables StartRun.
+//
+// Every request's fields are checked before it reaches srv, after the interceptors in opts
+// (those of Edge.ServerOptions: authentication, roles, rate limits).
 func NewGRPCServer(srv *coordinator.Server, coordinatorID string, loadSpec SpecLoader, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts[:len(opts):len(opts)], grpc.ChainUnaryInterceptor(validateUnary))
 	g := grpc.NewServer(opts...)
 	svc := &Service{srv: srv, loadSpec: loadSpec, coordinate: coordinatorID}
 	pb.RegisterClientServiceServer(g, svc)

@@ -323,7 +323,10 @@ type Task struct {
 	// Committee key generation (keygen tasks).
 	Keygen *KeygenSpec `protobuf:"bytes,13,opt,name=keygen,proto3" json:"keygen,omitempty"`
 	// One aggregate to help decrypt (decrypt tasks).
-	Decrypt       *DecryptSpec `protobuf:"bytes,14,opt,name=decrypt,proto3" json:"decrypt,omitempty"`
+	Decrypt *DecryptSpec `protobuf:"bytes,14,opt,name=decrypt,proto3" json:"decrypt,omitempty"`
+	// How many clients were asked in this phase: an encrypted sum adds at most this many
+	// results, so each client bounds its values to the ciphertext range divided by it.
+	CohortSize    int32 `protobuf:"varint,15,opt,name=cohort_size,json=cohortSize,proto3" json:"cohort_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,6 +457,13 @@ func (x *Task) GetDecrypt() *DecryptSpec {
 		return x.Decrypt
 	}
 	return nil
+}
+
+func (x *Task) GetCohortSize() int32 {
+	if x != nil {
+		return x.CohortSize
+	}
+	return 0
 }
 
 // CommitteeMember is one member of the decryption committee.
@@ -1764,7 +1774,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\x89\x04\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xaa\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -1781,7 +1791,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\f \x01(\fR\tpublicKey\x12.\n" +
 	"\x06keygen\x18\r \x01(\v2\x16.fedprop.v1.KeygenSpecR\x06keygen\x121\n" +
-	"\adecrypt\x18\x0e \x01(\v2\x17.fedprop.v1.DecryptSpecR\adecrypt\"g\n" +
+	"\adecrypt\x18\x0e \x01(\v2\x17.fedprop.v1.DecryptSpecR\adecrypt\x12\x1f\n" +
+	"\vcohort_size\x18\x0f \x01(\x05R\n" +
+	"cohortSize\"g\n" +
 	"\x0fCommitteeMember\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
