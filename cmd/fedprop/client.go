@@ -34,20 +34,27 @@ type clientConfig struct {
 	PollWait time.Duration `yaml:"poll_wait"`
 	// MaxBackoff caps the retry delay when the coordinator is unreachable.
 	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// Insecure dials in plaintext; otherwise TLS is the client's kit (see ca.go).
+	Insecure bool     `yaml:"insecure"`
+	TLS      tlsFiles `yaml:"tls"`
+	// SecureAggregation is the client's side of secure aggregation.
+	SecureAggregation clientSecAggConfig `yaml:"secure_aggregation"`
 }
 
 func defaultClientConfig() clientConfig {
 	return clientConfig{
-		Coordinator:     "127.0.0.1:7070",
-		HoldoutFraction: 0.2,
-		Seed:            1,
-		PollWait:        20 * time.Second,
-		MaxBackoff:      15 * time.Second,
+		Coordinator:       "127.0.0.1:7070",
+		HoldoutFraction:   0.2,
+		Seed:              1,
+		PollWait:          20 * time.Second,
+		MaxBackoff:        15 * time.Second,
+		SecureAggregation: clientSecAggConfig{Mode: coordinator.SecAggNone, MinContributors: 2, StateDir: "fedprop-client-state"},
 	}
 }
 
 func newClientCmd(g *globals) *cobra.Command {
 	var configPath string
+	var securityKeys map[string]string
 	cmd := &cobra.Command{
 		Use:   "client",
 		Short: "Run a branch client: connect out, train on local records, send protected sums",
@@ -55,7 +62,7 @@ func newClientCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := defaultClientConfig()
 			keys := map[string]string{"id": "id", "coordinator": "coordinator", "data": "data", "schema": "schema", "eval-data": "eval_data"}
-			if err := loadConfig(configPath, &cfg, cmd.Flags(), keys); err != nil {
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), mergeKeys(keys, securityKeys)); err != nil {
 				return err
 			}
 			return runClient(cmd.Context(), g, cfg)
@@ -67,6 +74,7 @@ func newClientCmd(g *globals) *cobra.Command {
 	cmd.Flags().String("data", "", "local CSV (config data, env FEDPROP_DATA)")
 	cmd.Flags().String("schema", "", "schema file (config schema, env FEDPROP_SCHEMA)")
 	cmd.Flags().String("eval-data", "", "held-out CSV (config eval_data, env FEDPROP_EVAL_DATA)")
+	securityKeys = clientSecurityFlags(cmd.Flags())
 	return cmd
 }
 
@@ -89,6 +97,9 @@ func (c clientConfig) validate() error {
 	}
 	if c.PollWait <= 0 {
 		errs = append(errs, fmt.Errorf("poll_wait: must be positive, got %v", c.PollWait))
+	}
+	if err := checkTransport(c.Insecure, c.TLS.files()); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
@@ -141,11 +152,18 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 	}
 	log.Info("local data loaded", "client", cfg.ID, "file", cfg.Data, "train_rows", train.Len(), "eval_rows", eval.Len(),
 		"excluded_no_consent", train.ExcludedNoConsent+eval.ExcludedNoConsent, "consent_tracked", schema.Consent.Tracked)
-	session, err := client.NewSession(cfg.ID, schema, train, eval, nil)
+	if err := cfg.SecureAggregation.validate(); err != nil {
+		return err
+	}
+	opts, err := cfg.SecureAggregation.sessionOptions()
 	if err != nil {
 		return err
 	}
-	conn, err := grpctransport.Dial(cfg.Coordinator)
+	session, err := client.NewSession(cfg.ID, schema, train, eval, opts)
+	if err != nil {
+		return err
+	}
+	conn, err := dialCoordinator(log, cfg.Coordinator, cfg.Insecure, cfg.TLS.files(), cfg.ID)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,150 @@
+package client_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/strategy"
+	"github.com/fedprop/fedprop/synth"
+	"github.com/fedprop/fedprop/task"
+)
+
+// committeeAtDecrypt drives a coordinator core and three member sessions through committee
+// setup and the stats phase until the stats aggregate's decrypt tasks are out, and returns
+// the sessions and one decrypt task per member.
+func committeeAtDecrypt(t *testing.T, minContributors int) (map[string]*client.Session, map[string]task.Task) {
+	t.Helper()
+	cfg := synth.Config{Branches: 3, CustomersPerBranch: 150, Seed: 8}.WithDefaults()
+	branches, err := synth.Generate(cfg)
+	require.NoError(t, err)
+	schema := synth.Schema(cfg)
+	var names []string
+	for _, b := range branches {
+		names = append(names, b.Name)
+	}
+	rc := coordinator.RunConfig{ID: "r", Rounds: 1, MinClients: 3, MinCohort: 3, Quorum: 2, Strategy: strategy.Config{Name: "fedavg"},
+		SecureAggregation: coordinator.SecureAggregationConfig{Mode: "he", Committee: names, Threshold: 2, MinContributors: 2}}.WithDefaults()
+	require.NoError(t, rc.Validate())
+	core, err := coordinator.NewCore(rc, schema, nil, nil, nil)
+	require.NoError(t, err)
+	core.SetDeadlineTicks(1000)
+	sessions := map[string]*client.Session{}
+	for _, b := range branches {
+		id, err := client.StateDir(t.TempDir()).Identity()
+		require.NoError(t, err)
+		m, err := client.NewMember(client.MemberConfig{MinContributors: minContributors, Identity: id})
+		require.NoError(t, err)
+		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
+		require.NoError(t, err)
+		sessions[b.Name] = s
+		require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey()}))
+	}
+	for range 10 {
+		decrypts := map[string]task.Task{}
+		var results []task.Result
+		for _, name := range names {
+			tk, ok, err := core.Poll(name)
+			require.NoError(t, err)
+			if !ok {
+				continue
+			}
+			if tk.Kind == task.KindDecrypt {
+				decrypts[name] = tk
+				continue
+			}
+			res, _, err := sessions[name].Handle(context.Background(), tk)
+			require.NoError(t, err)
+			results = append(results, res)
+		}
+		if len(decrypts) > 0 {
+			return sessions, decrypts
+		}
+		for _, r := range results {
+			_, err := core.Submit(r)
+			require.NoError(t, err)
+		}
+		core.Advance()
+	}
+	t.Fatal("no decrypt task reached the committee")
+	return nil, nil
+}
+
+func TestMemberChecksEveryDecryptTaskBeforeItHelps(t *testing.T) {
+	sessions, decrypts := committeeAtDecrypt(t, 3)
+	var name string
+	var good task.Task
+	for name, good = range decrypts {
+		break
+	}
+	require.Equal(t, 3, good.Decrypt.Contributors)
+
+	cases := []struct {
+		name string
+		edit func(tk *task.Task)
+		want string
+	}{
+		{"another run", func(tk *task.Task) { tk.RunID = "other" }, "run"},
+		{"a stated count that is not the aggregate's", func(tk *task.Task) { tk.Decrypt.Contributors = 7 }, "contributions"},
+		{"a round that is not the task's", func(tk *task.Task) { tk.Decrypt.AggregateRound = 5 }, "round"},
+		{"no aggregate", func(tk *task.Task) { tk.Decrypt.Aggregate = []byte{1, 2, 3} }, "aggregate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := good
+			spec := *good.Decrypt
+			tk.Decrypt = &spec
+			tc.edit(&tk)
+			_, rep, err := sessions[name].Handle(context.Background(), tk)
+			require.ErrorIs(t, err, client.ErrRefused)
+			assert.Contains(t, err.Error(), tc.want)
+			require.NotNil(t, rep.Share, "a refusal is reported for the log too")
+		})
+	}
+
+	res, rep, err := sessions[name].Handle(context.Background(), good)
+	require.NoError(t, err)
+	assert.NotEmpty(t, res.DecryptionShare)
+	require.NotNil(t, rep.Share)
+	assert.Equal(t, task.KindStats, rep.Share.Purpose)
+	assert.Equal(t, 3, rep.Share.Contributors)
+	assert.Len(t, rep.Share.Digest, 64, "the share log names the aggregate by its SHA-256")
+}
+
+func TestMemberRefusesAggregatesBelowItsMinContributors(t *testing.T) {
+	// The members require 4 contributions; the stats aggregate sums 3.
+	sessions, decrypts := committeeAtDecrypt(t, 4)
+	for name, tk := range decrypts {
+		_, _, err := sessions[name].Handle(context.Background(), tk)
+		require.ErrorIs(t, err, client.ErrRefused)
+		assert.Contains(t, err.Error(), "below min_contributors 4")
+	}
+}
+
+func TestStateDirKeepsKeysPrivateAndAcrossRestarts(t *testing.T) {
+	dir := client.StateDir(t.TempDir())
+	first, err := dir.Identity()
+	require.NoError(t, err)
+	again, err := dir.Identity()
+	require.NoError(t, err)
+	assert.Equal(t, first.Bytes(), again.Bytes(), "a restarted client keeps its identity")
+	info, err := os.Stat(filepath.Join(string(dir), "identity.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	require.NoError(t, dir.SaveMember([]byte("material")))
+	info, err = os.Stat(filepath.Join(string(dir), "committee.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	require.NoError(t, os.Chmod(filepath.Join(string(dir), "committee.key"), 0o644))
+	_, err = dir.Member()
+	require.Error(t, err, "a key file others can read is refused")
+	assert.Contains(t, err.Error(), "chmod 600")
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/coordinator"
+)
+
+// clientSecAggConfig is the client's side of secure aggregation.
+type clientSecAggConfig struct {
+	// Mode "he" makes the client refuse any task without the committee's public key, so it
+	// never sends a plaintext sum; "none" accepts plaintext runs.
+	Mode string `yaml:"mode"`
+	// Member makes the client a committee member: it holds a share of the decryption key.
+	Member bool `yaml:"member"`
+	// MinContributors is the fewest results an aggregate must sum before this member helps
+	// decrypt it (at least 2).
+	MinContributors int `yaml:"min_contributors"`
+	// StateDir keeps the identity key and key material (mode 0600) across restarts.
+	StateDir string `yaml:"state_dir"`
+}
+
+func (c clientSecAggConfig) validate() error {
+	var errs []error
+	if c.Mode != coordinator.SecAggNone && c.Mode != coordinator.SecAggHE {
+		errs = append(errs, fmt.Errorf("secure_aggregation.mode: %q is not none or he", c.Mode))
+	}
+	if c.Member {
+		if c.MinContributors < 2 {
+			errs = append(errs, fmt.Errorf("secure_aggregation.min_contributors: must be at least 2, got %d", c.MinContributors))
+		}
+		if c.StateDir == "" {
+			errs = append(errs, errors.New("secure_aggregation.state_dir: required for a committee member (its key material lives there)"))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	return nil
+}
+
+// sessionOptions builds the session's secure-aggregation parts.
+func (c clientSecAggConfig) sessionOptions() (client.SessionOptions, error) {
+	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE}
+	if !c.Member {
+		return opts, nil
+	}
+	dir := client.StateDir(c.StateDir)
+	identity, err := dir.Identity()
+	if err != nil {
+		return opts, err
+	}
+	saved, err := dir.Member()
+	if err != nil {
+		return opts, err
+	}
+	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: saved, Persist: dir.SaveMember})
+	if err != nil {
+		return opts, err
+	}
+	opts.Member = m
+	return opts, nil
+}
