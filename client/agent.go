@@ -26,7 +26,7 @@ type AgentConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// SoftwareVersion is announced at registration.
 	SoftwareVersion string
-	Logger      *slog.Logger
+	Logger          *slog.Logger
 }
 
 // WithDefaults fills unset fields.

@@ -193,4 +193,3 @@ func (d dieOnDecrypt) PollTask(ctx context.Context, id string, wait time.Duratio
 	}
 	return t, ok, err
 }
-
