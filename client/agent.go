@@ -141,6 +141,9 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 		case err == nil:
 			a.log.Info("result sent", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "bytes", rep.Bytes,
 				"examples", rep.Examples, "encrypted", rep.Encrypted, "duplicate", dup)
+			if rep.Epsilon > 0 {
+				a.log.Info("privacy spent by this client", "run", t.RunID, "round", t.Round, "epsilon", rep.Epsilon, "delta", rep.Delta)
+			}
 			if rep.Clipped > 0 {
 				a.log.Warn("values clipped to the encryption range", "round", t.Round, "kind", t.Kind.String(), "clipped", rep.Clipped)
 			}

@@ -8,17 +8,20 @@ package client
 
 import (
 	"context"
+	cryptorand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"time"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -63,6 +66,10 @@ type Report struct {
 	EncryptSeconds float64
 	// Share is set when the client gave a decryption share: what it logs for audits.
 	Share *ShareRecord
+	// Epsilon is, under record-level DP, this client's own privacy spent so far (at Delta).
+	Epsilon, Delta float64
+	// UpdateClipped reports, under client-level DP, whether the update was clipped.
+	UpdateClipped bool
 }
 
 // SessionOptions are a session's optional parts.
@@ -93,6 +100,9 @@ type Session struct {
 	requireEnc bool
 	enc        *encryptor
 	now        func() time.Time
+	// noise draws the client's differential-privacy noise; dpSteps counts its DP-SGD steps.
+	noise   *rand.Rand
+	dpSteps int
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -120,8 +130,17 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	if err != nil {
 		return nil, err
 	}
+	random := opts.Random
+	if random == nil {
+		random = cryptorand.Reader
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(random, seed[:]); err != nil {
+		return nil, fmt.Errorf("client %s: noise source: %w", id, err)
+	}
 	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
-		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, enc: enc, now: opts.Now}, nil
+		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, enc: enc, now: opts.Now,
+		noise: rand.New(rand.NewChaCha8(seed))}, nil
 }
 
 // IdentityKey is the committee identity key to announce at registration (nil when the client
@@ -163,12 +182,13 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		values   []float64
 		examples int
 		err      error
+		dp       Report
 	)
 	switch t.Kind {
 	case task.KindStats:
 		values, examples, err = s.stats()
 	case task.KindTrain:
-		values, examples, err = s.trainTask(t)
+		values, examples, dp, err = s.trainTask(t)
 	case task.KindEvaluate:
 		values, examples, err = s.evaluate(t)
 	default:
@@ -200,7 +220,8 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	}
 	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind, Sum: vec}
 	rep := Report{Kind: t.Kind, Round: t.Round, Bytes: vec.Bytes(), Examples: examples, Excluded: s.Excluded(),
-		Encrypted: vec.Ciphertext != nil, Clipped: clipped, EncryptSeconds: encSeconds}
+		Encrypted: vec.Ciphertext != nil, Clipped: clipped, EncryptSeconds: encSeconds,
+		Epsilon: dp.Epsilon, Delta: dp.Delta, UpdateClipped: dp.UpdateClipped}
 	return res, rep, nil
 }
 
@@ -267,27 +288,88 @@ func (s *Session) checkWeights(t task.Task) error {
 	return nil
 }
 
-// trainTask trains locally from the global weights and returns n, n*(local-global) and n*loss.
-func (s *Session) trainTask(t task.Task) ([]float64, int, error) {
+// trainTask trains locally from the global weights and returns n, n*(local-global) and n*loss;
+// under differential privacy it returns the protected, unweighted form (see task.DPSpec).
+func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
+	var rep Report
 	if err := s.encode(t); err != nil {
-		return nil, 0, err
+		return nil, 0, rep, err
 	}
 	if err := s.checkWeights(t); err != nil {
-		return nil, 0, err
+		return nil, 0, rep, err
 	}
 	rng := rand.New(rand.NewPCG(t.Seed, 0x5eed))
+	out := make([]float64, task.TrainVectorLen(len(t.Weights)))
+	delta := out[task.TrainDeltaStart : task.TrainDeltaStart+len(t.Weights)]
+	if t.DP != nil && t.DP.Mechanism == task.DPRecord {
+		return s.trainDPSGD(t, rng, out, delta)
+	}
 	local, loss, err := model.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rng)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, rep, err
+	}
+	for i := range local {
+		delta[i] = local[i] - t.Weights[i]
+	}
+	if t.DP != nil {
+		switch t.DP.Mechanism {
+		case task.DPClient:
+			return s.clipUpdate(t, out, delta)
+		default:
+			return nil, 0, rep, fmt.Errorf("dp.mechanism: %q is not supported", t.DP.Mechanism)
+		}
 	}
 	n := float64(s.train.Len())
-	out := make([]float64, task.TrainVectorLen(len(local)))
+	floats.Scale(n, delta)
 	out[task.TrainCountIndex] = n
-	for i := range local {
-		out[task.TrainDeltaStart+i] = n * (local[i] - t.Weights[i])
-	}
 	out[len(out)-1] = n * loss
-	return out, s.train.Len(), nil
+	return out, s.train.Len(), rep, nil
+}
+
+// clipUpdate applies client-level DP (DP-FedAvg): the update is clipped to the task's norm and
+// counts once; the last value is the clipping indicator. In he mode the client adds its share
+// of the Gaussian noise, so the coordinator only ever decrypts a noised sum.
+func (s *Session) clipUpdate(t task.Task, out, delta []float64) ([]float64, int, Report, error) {
+	_, clipped, err := privacy.ClipL2(delta, t.DP.ClipNorm)
+	if err != nil {
+		return nil, 0, Report{}, fmt.Errorf("dp.clip_norm: %w", err)
+	}
+	out[task.TrainCountIndex] = 1
+	out[len(out)-1] = privacy.UnclippedIndicator(clipped)
+	if t.DP.NoiseStd > 0 {
+		if err := privacy.AddGaussianNoise(delta, t.DP.NoiseStd, s.noise); err != nil {
+			return nil, 0, Report{}, fmt.Errorf("dp.noise_std: %w", err)
+		}
+	}
+	if t.DP.IndicatorNoiseStd > 0 {
+		out[len(out)-1] += s.noise.NormFloat64() * t.DP.IndicatorNoiseStd
+	}
+	return out, s.train.Len(), Report{UpdateClipped: clipped}, nil
+}
+
+// trainDPSGD applies record-level DP: DP-SGD over the local rows. The client accounts for its
+// own steps and reports its epsilon.
+func (s *Session) trainDPSGD(t task.Task, rng *rand.Rand, out, delta []float64) ([]float64, int, Report, error) {
+	d := t.DP
+	p := model.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
+		LearningRate: t.Train.LearningRate, L2: t.Train.L2}
+	local, err := model.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, rng)
+	if err != nil {
+		return nil, 0, Report{}, err
+	}
+	for i := range local {
+		delta[i] = local[i] - t.Weights[i]
+	}
+	out[task.TrainCountIndex] = 1
+	s.dpSteps += d.Steps
+	rep := Report{Delta: d.Delta}
+	if d.Delta > 0 && d.NoiseMultiplier > 0 {
+		rep.Epsilon, _, err = privacy.Epsilon(d.SamplingRate, d.NoiseMultiplier, s.dpSteps, d.Delta, nil, privacy.Tight)
+		if err != nil {
+			return nil, 0, Report{}, fmt.Errorf("account DP-SGD steps: %w", err)
+		}
+	}
+	return out, s.train.Len(), rep, nil
 }
 
 // evaluate scores the global model on the held-out rows and returns only counts and sums.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"math"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -122,4 +123,49 @@ func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
 			assert.Contains(t, err.Error(), "client b")
 		})
 	}
+}
+
+func TestClientLevelDPClipsTheUpdateAndAddsItsNoiseShare(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 400)
+	s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{Random: bytes.NewReader(make([]byte, 64))})
+	require.NoError(t, err)
+	base := tasks(t, schema, train)[1]
+	norm := func(v []float64) float64 {
+		sq := 0.0
+		for _, x := range v {
+			sq += x * x
+		}
+		return math.Sqrt(sq)
+	}
+	dim := len(base.Weights)
+
+	tk := base
+	tk.DP = &task.DPSpec{Mechanism: task.DPClient, ClipNorm: 1e-3}
+	r, rep, err := s.Handle(context.Background(), tk)
+	require.NoError(t, err)
+	v := r.Sum.Plain
+	assert.Equal(t, 1.0, v[task.TrainCountIndex], "under client-level DP every update counts once")
+	assert.InDelta(t, 1e-3, norm(v[task.TrainDeltaStart:task.TrainDeltaStart+dim]), 1e-12, "clipped to C exactly")
+	assert.Equal(t, -0.5, v[len(v)-1], "the indicator says clipped")
+	assert.True(t, rep.UpdateClipped)
+
+	tk.DP = &task.DPSpec{Mechanism: task.DPClient, ClipNorm: 1e6}
+	r, _, err = s.Handle(context.Background(), tk)
+	require.NoError(t, err)
+	assert.Equal(t, 0.5, r.Sum.Plain[len(r.Sum.Plain)-1], "the indicator says unclipped")
+
+	// In he mode the client adds its share of the noise: std NoiseStd on every coordinate.
+	tk.DP = &task.DPSpec{Mechanism: task.DPClient, ClipNorm: 1e-9, NoiseStd: 0.25}
+	var draws []float64
+	for range 200 {
+		r, _, err = s.Handle(context.Background(), tk)
+		require.NoError(t, err)
+		draws = append(draws, r.Sum.Plain[task.TrainDeltaStart:task.TrainDeltaStart+dim]...)
+	}
+	var sq float64
+	for _, d := range draws {
+		sq += d * d
+	}
+	std := math.Sqrt(sq / float64(len(draws)))
+	assert.InDelta(t, 0.25, std, 0.25*0.05)
 }

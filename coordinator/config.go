@@ -42,6 +42,8 @@ type RunConfig struct {
 	Seed uint64 `yaml:"seed" json:"seed"`
 	// SecureAggregation protects every sum from the coordinator ("he") or not ("none").
 	SecureAggregation SecureAggregationConfig `yaml:"secure_aggregation" json:"secure_aggregation"`
+	// Privacy is the run's differential privacy and its budget.
+	Privacy PrivacyConfig `yaml:"privacy" json:"privacy"`
 }
 
 // WithDefaults returns c with every unset field at its documented default.
@@ -77,6 +79,7 @@ func (c RunConfig) WithDefaults() RunConfig {
 		c.HistogramBins = defaultHistogramBins
 	}
 	c.SecureAggregation = c.SecureAggregation.withDefaults()
+	c.Privacy = c.Privacy.withDefaults()
 	c.Train = c.Train.WithDefaults()
 	c.Strategy = c.Strategy.WithDefaults()
 	return c
@@ -119,6 +122,7 @@ func (c RunConfig) Validate() error {
 		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)
 	}
 	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
+	errs = append(errs, c.Privacy.validate()...)
 	if err := c.Train.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("run.train: %w", err))
 	}

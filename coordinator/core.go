@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"cmp"
+	"maps"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -95,7 +96,11 @@ type Core struct {
 	outstanding map[string]task.Task // client id -> task issued and not yet answered
 	accepted    map[string]bool      // task ids accepted in this run, to recognise duplicates
 	acc         accumulator
-	results     int // results accepted in the current collection
+	results     int      // results accepted in the current collection
+	submitters  []string // the clients whose results were accepted in it
+
+	// noise is the source of the coordinator's differential-privacy noise.
+	noise *rand.Rand
 
 	// Secure aggregation (he mode).
 	params   secagg.Params
@@ -126,6 +131,7 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		outstanding:   map[string]task.Task{},
 		accepted:      map[string]bool{},
 		identity:      map[string][]byte{},
+		noise:         rand.New(cryptoSource()),
 	}
 	if c.he() {
 		if c.params, err = secagg.NewParams(secagg.DefaultParamsLiteral()); err != nil {
@@ -140,6 +146,9 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 			SchemaYAML:     schemaYAML,
 			Status:         RunWaiting,
 			ConsentTracked: schema.Consent.Tracked,
+		}
+		if err := c.initPrivacy(); err != nil {
+			return nil, err
 		}
 		c.pending.Run = c.snapshot()
 		return c, nil
@@ -164,6 +173,9 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 	if c.run.Standardization != nil {
 		if err := c.pinEncoding(*c.run.Standardization); err != nil {
 			return nil, err
+		}
+		if c.global == nil { // stopped after the stats phase, before round 1 committed
+			c.global = make([]float64, c.encoder.Dim()+1)
 		}
 	}
 	return c, nil
@@ -258,6 +270,9 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 		}
 	}
 	c.results++
+	if t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt {
+		c.submitters = append(c.submitters, r.ClientID)
+	}
 	delete(c.outstanding, r.ClientID)
 	c.accepted[r.TaskID] = true
 	c.progress()
@@ -310,8 +325,21 @@ func (c *Core) note(level slog.Level, msg string, attrs ...slog.Attr) {
 	c.pending.Notes = append(c.pending.Notes, Note{Level: level, Msg: msg, Attrs: attrs})
 }
 
+// snapshot copies the run record, deeply enough that later rounds do not change a record
+// handed to the store.
 func (c *Core) snapshot() *RunState {
 	s := c.run
+	if s.Privacy != nil {
+		p := *s.Privacy
+		p.Accountant = p.Accountant.Clone()
+		p.ClipSchedule = slices.Clone(p.ClipSchedule)
+		p.Participation = maps.Clone(p.Participation)
+		s.Privacy = &p
+	}
+	if s.SecAgg != nil {
+		sa := *s.SecAgg
+		s.SecAgg = &sa
+	}
 	return &s
 }
 
@@ -399,6 +427,12 @@ func (c *Core) attemptFor(p phase, round int) {
 // startPhase opens a stats, train or evaluate collection.
 func (c *Core) startPhase(p phase, round int) {
 	c.attemptFor(p, round)
+	if p == phaseTrain && c.attempt == 1 {
+		if ok, why := c.budgetAllowsRound(); !ok {
+			c.stopForBudget(why)
+			return
+		}
+	}
 	switch p {
 	case phaseStats:
 		c.run.Status = RunStats
@@ -423,6 +457,7 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 	c.deadline = c.tick + c.deadlineTicks
 	c.outstanding = map[string]task.Task{}
 	c.results = 0
+	c.submitters = nil
 	c.cohort = cohort
 	for i, id := range c.cohort {
 		c.outstanding[id] = c.newTask(p, id, i)
@@ -453,6 +488,9 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.ModelVersion = c.run.LatestVersion
 		t.Weights = c.global
 		t.Train = c.strategy.ClientParams(c.cfg.Train)
+		if c.dp() != DPNone {
+			t.DP = c.dpSpec()
+		}
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
@@ -477,9 +515,8 @@ func (c *Core) taskID(p phase, clientID string) string {
 	return fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID)
 }
 
-// selectCohort picks who works in a phase: every live client for stats and evaluation, a
-// seeded random CohortFraction (at least MinCohort) of them for training.
-func (c *Core) selectCohort(p phase) []string {
+// liveClients lists, sorted, the registered clients seen within the last deadline.
+func (c *Core) liveClients() []string {
 	live := make([]string, 0, len(c.clients))
 	for id, seen := range c.clients {
 		if c.tick-seen <= c.deadlineTicks {
@@ -487,15 +524,33 @@ func (c *Core) selectCohort(p phase) []string {
 		}
 	}
 	slices.Sort(live)
+	return live
+}
+
+// selectCohort picks who works in a phase: every live client for stats and evaluation; for
+// training, a seeded random CohortFraction (at least MinCohort) of them, or under client-level
+// differential privacy each one independently with probability q (Poisson sampling, which
+// the accountant assumes).
+func (c *Core) selectCohort(p phase) []string {
+	live := c.liveClients()
 	if p != phaseTrain {
 		return live
+	}
+	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
+	if c.dp() == DPClient {
+		cohort := live[:0:0]
+		for _, id := range live {
+			if rng.Float64() < c.run.Privacy.SamplingRate {
+				cohort = append(cohort, id)
+			}
+		}
+		return cohort
 	}
 	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
 	n = min(len(live), max(n, c.cfg.MinCohort))
 	if n == len(live) {
 		return live
 	}
-	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
 	rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
 	cohort := live[:n]
 	slices.Sort(cohort)
@@ -558,6 +613,16 @@ func (c *Core) phaseFailed(why string) {
 	c.startPhase(c.phase, c.round)
 }
 
+// stopForBudget ends the run before a round that would exceed the privacy budget.
+func (c *Core) stopForBudget(why string) {
+	c.run.Status = RunCompleted
+	c.run.Message = fmt.Sprintf("stopped by the privacy budget after %d rounds: %s", c.run.LastRound, why)
+	c.phase = phaseDone
+	c.outstanding = map[string]task.Task{}
+	c.pending.Run = c.snapshot()
+	c.note(slog.LevelWarn, "run stopped by the privacy budget", slog.Int("rounds_committed", c.run.LastRound), slog.String("reason", why))
+}
+
 func (c *Core) fail(msg string) {
 	c.run.Status = RunFailed
 	c.run.Message = msg
@@ -609,8 +674,18 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 	n := sum[task.TrainCountIndex]
 	dim := len(c.global)
 	mean := make([]float64, dim)
-	for i := range mean {
-		mean[i] = sum[task.TrainDeltaStart+i] / n
+	trainLoss := sum[len(sum)-1] / n
+	if c.dp() != DPNone {
+		var err error
+		if mean, err = c.privatize(sum, clients, c.submitters); err != nil {
+			c.fail(fmt.Sprintf("round %d: differential privacy: %v", c.round, err))
+			return
+		}
+		trainLoss = 0 // not released under differential privacy
+	} else {
+		for i := range mean {
+			mean[i] = sum[task.TrainDeltaStart+i] / n
+		}
 	}
 	next, st, err := c.strategy.Apply(c.global, mean, c.stratSt)
 	if err != nil {
@@ -626,8 +701,9 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 		Features:      c.features,
 		Contributors:  clients,
 		Examples:      n,
-		TrainLoss:     sum[len(sum)-1] / n,
+		TrainLoss:     trainLoss,
 		StrategyState: st,
+		Privacy:       c.privacyReport(),
 	}
 	c.candidate = v
 	if c.round%c.cfg.EvalEvery == 0 || c.round == c.cfg.Rounds {

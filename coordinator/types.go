@@ -48,6 +48,8 @@ type RunState struct {
 
 	// SecAgg is the committee setup of an he-mode run.
 	SecAgg *SecAggState `json:"secagg,omitempty"`
+	// Privacy is the differential-privacy accounting of a DP run.
+	Privacy *PrivacyState `json:"privacy,omitempty"`
 
 	LastRound     int    `json:"last_round"`
 	LatestVersion uint64 `json:"latest_version"`
@@ -66,11 +68,15 @@ type ModelVersion struct {
 	// Contributors and Examples describe the training aggregate of this round.
 	Contributors int     `json:"contributors"`
 	Examples     float64 `json:"examples"`
-	TrainLoss    float64 `json:"train_loss"`
+	// TrainLoss is the clients' mean training loss; 0 (absent) under differential privacy,
+	// which does not release it.
+	TrainLoss float64 `json:"train_loss,omitempty"`
 	// Evaluation is the federated evaluation of this version; nil in rounds without one.
 	Evaluation    *metrics.Summary `json:"evaluation,omitempty"`
 	EvalClients   int              `json:"eval_clients,omitempty"`
 	StrategyState strategy.State   `json:"strategy_state"`
+	// Privacy is the differential-privacy guarantee of this version (nil without DP).
+	Privacy *PrivacyReport `json:"privacy,omitempty"`
 }
 
 // Sentinel errors of the coordinator and its Store. Check them with errors.Is.

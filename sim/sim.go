@@ -58,6 +58,8 @@ type Summary struct {
 	Threshold         int    `json:"threshold,omitempty"`
 	// BytesPerClientRound is the mean payload a client sent per train task.
 	BytesPerClientRound float64 `json:"bytes_per_client_round"`
+	// Privacy is the differential-privacy guarantee of the final model (nil without DP).
+	Privacy *coordinator.PrivacyReport `json:"privacy,omitempty"`
 	// Time spent protecting sums: clients encoding and encrypting, the coordinator adding
 	// results into its running sums, and the committee decrypting (shares and combination).
 	EncryptionSeconds  float64   `json:"encryption_seconds"`
@@ -113,6 +115,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	// In simulated time every client answers within the tick it was asked, so the deadline
 	// only matters for clients a scenario drops.
 	core.SetDeadlineTicks(2)
+	core.SetNoiseSource(rand.NewChaCha8(seedKey(cfg.Seed, 0, 4)))
 
 	d := &driver{cfg: cfg, opts: opts, core: core, store: store, sessions: sessions, world: world}
 	if err := d.loop(ctx); err != nil {
@@ -147,6 +150,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	}
 	if last := core.LastModel(); last != nil {
 		sum.Weights = last.Weights
+		sum.Privacy = last.Privacy
 	}
 	if d.trainTasks > 0 {
 		sum.BytesPerClientRound = float64(d.trainBytes) / float64(d.trainTasks)
@@ -335,9 +339,8 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 	}
 	sessions := make([]*client.Session, len(world.Clients))
 	for i, c := range world.Clients {
-		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now}
+		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now, Random: seededReader(cfg.Seed, uint64(i), 1)}
 		if he {
-			opts.Random = seededReader(cfg.Seed, uint64(i), 1)
 			if members[c.Name] {
 				identity, err := secagg.NewIdentity(seededReader(cfg.Seed, uint64(i), 2))
 				if err != nil {
@@ -366,12 +369,16 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 
 // seededReader is a deterministic byte stream for one client and purpose.
 func seededReader(seed, client, purpose uint64) io.Reader {
+	return rand.NewChaCha8(seedKey(seed, client, purpose))
+}
+
+func seedKey(seed, client, purpose uint64) [32]byte {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[0:], seed)
 	binary.LittleEndian.PutUint64(key[8:], client)
 	binary.LittleEndian.PutUint64(key[16:], purpose)
 	copy(key[24:], "fedprop!")
-	return rand.NewChaCha8(key)
+	return key
 }
 
 // centralized trains the same model (same encoding, same L2 penalty) on the pooled training

@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fedprop/fedprop/internal/sharedtest"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/sim"
 )
 
@@ -177,4 +179,60 @@ func TestBankHEMatchesPlaintext(t *testing.T) {
 	assert.InDelta(t, plain.Final.AUC, he.Final.AUC, 1e-4)
 	assert.Equal(t, 10, he.CommitteeSize)
 	assert.Equal(t, 6, he.Threshold)
+}
+
+// TestBankDPSGDAtEpsilonOne is issue 4's utility check: record-level DP-SGD at epsilon 1,
+// delta 1e-5 (configs/sim-bank-dp.yaml) keeps test AUC at 0.74 or more.
+func TestBankDPSGDAtEpsilonOne(t *testing.T) {
+	sharedtest.Path(t, "bank-full.csv")
+	root, err := sharedtest.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	raw, err := os.ReadFile("configs/sim-bank-dp.yaml")
+	require.NoError(t, err)
+	cfg, err := sim.ParseConfig("configs/sim-bank-dp.yaml", raw)
+	require.NoError(t, err)
+	f := false
+	cfg.Centralized = &f
+	res, err := sim.Run(context.Background(), cfg, sim.Options{})
+	require.NoError(t, err)
+	s := res.Summary
+	require.NotNil(t, s.Privacy)
+	t.Logf("DP-SGD: AUC %.4f, epsilon %.4f at delta %g, z %.4f, %d steps", s.Final.AUC, s.Privacy.Epsilon, s.Privacy.Delta, s.Privacy.NoiseMultiplier, s.Privacy.Steps)
+	assert.Equal(t, "record", s.Privacy.Mechanism)
+	assert.LessOrEqual(t, s.Privacy.Epsilon, 1.0)
+	assert.Greater(t, s.Privacy.Epsilon, 0.9, "the derived noise spends the budget, not far less")
+	assert.GreaterOrEqual(t, s.Final.AUC, 0.74)
+}
+
+// TestPrivacyBudgetStopsTheRun: a run whose budget allows exactly 7 rounds commits 7 versions
+// and says why it stopped.
+func TestPrivacyBudgetStopsTheRun(t *testing.T) {
+	const z, q = 3.0, 1.0
+	eps7, _, err := privacy.Epsilon(q, z, 7, 1e-5, nil, privacy.Tight)
+	require.NoError(t, err)
+	eps8, _, err := privacy.Epsilon(q, z, 8, 1e-5, nil, privacy.Tight)
+	require.NoError(t, err)
+	budget := (eps7 + eps8) / 2
+	cfg := parse(t, fmt.Sprintf(`
+seed: 5
+data:
+  source: synthetic
+  synthetic: {branches: 4, customers_per_branch: 300}
+run:
+  rounds: 20
+  min_clients: 4
+  privacy: {mechanism: client, noise_multiplier: %v, sampling_rate: %v, epsilon: %v, delta: 1.0e-5, clip_norm: 0.5}
+`, z, q, budget))
+	res, err := sim.Run(context.Background(), cfg, sim.Options{})
+	require.NoError(t, err)
+	s := res.Summary
+	assert.Equal(t, 7, s.Rounds)
+	require.Len(t, res.Rounds, 7)
+	assert.Equal(t, "completed", s.Status)
+	assert.Contains(t, s.Message, "stopped by the privacy budget after 7 rounds")
+	assert.Contains(t, s.Message, "round 8 would raise epsilon")
+	require.NotNil(t, s.Privacy)
+	assert.InDelta(t, eps7, s.Privacy.Epsilon, 1e-9)
+	assert.LessOrEqual(t, s.Privacy.Epsilon, budget)
 }

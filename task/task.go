@@ -70,7 +70,9 @@ type Task struct {
 	// CohortSize is how many clients were asked in this phase: an encrypted sum adds at most
 	// this many results, so each bounds its values to the ciphertext range divided by it.
 	CohortSize int
-	Keygen     *KeygenSpec
+	// DP is the differential privacy to apply to a train task (nil: none).
+	DP     *DPSpec
+	Keygen *KeygenSpec
 	Decrypt   *DecryptSpec
 }
 
@@ -206,4 +208,30 @@ type DecryptSpec struct {
 	Contributors   int
 	Aggregate      []byte
 	Active         []int
+}
+
+// Differential-privacy mechanisms a train task can ask for.
+const (
+	DPNone   = ""       // no differential privacy
+	DPClient = "client" // DP-FedAvg: the update is clipped to ClipNorm (and noised, in he mode)
+	DPRecord = "record" // DP-SGD: per-example clipping and noise in local training
+)
+
+// DPSpec is the differential privacy a train task asks the client to apply.
+//
+// Under client-level DP the train result is unweighted: 1, the clipped update, and in the last
+// place the clipping indicator (+0.5 unclipped, -0.5 clipped) instead of the loss; NoiseStd
+// and IndicatorNoiseStd are the client's share of the Gaussian noise in he mode (zero when the
+// coordinator adds the noise). Under record-level DP the result is 1, the update, and 0.
+type DPSpec struct {
+	Mechanism         string
+	ClipNorm          float64
+	NoiseStd          float64
+	IndicatorNoiseStd float64
+	// Record-level DP-SGD: Poisson sampling rate, steps and noise multiplier.
+	SamplingRate    float64
+	Steps           int
+	NoiseMultiplier float64
+	// Delta is the delta the client reports its own epsilon at (record level).
+	Delta float64
 }

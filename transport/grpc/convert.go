@@ -57,6 +57,10 @@ func taskToProto(t task.Task) *pb.Task {
 		PublicKey:     t.PublicKey,
 		CohortSize:    int32(t.CohortSize),
 	}
+	if d := t.DP; d != nil {
+		out.Dp = &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, NoiseStd: d.NoiseStd, IndicatorNoiseStd: d.IndicatorNoiseStd,
+			SamplingRate: d.SamplingRate, Steps: int32(d.Steps), NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta}
+	}
 	if k := t.Keygen; k != nil {
 		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
 			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes)}
@@ -102,6 +106,10 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		HistogramBins: int(p.GetHistogramBins()),
 		PublicKey:     p.GetPublicKey(),
 		CohortSize:    int(p.GetCohortSize()),
+	}
+	if d := p.GetDp(); d != nil {
+		t.DP = &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), NoiseStd: d.GetNoiseStd(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),
+			SamplingRate: d.GetSamplingRate(), Steps: int(d.GetSteps()), NoiseMultiplier: d.GetNoiseMultiplier(), Delta: d.GetDelta()}
 	}
 	if k := p.GetKeygen(); k != nil {
 		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),

@@ -326,7 +326,9 @@ type Task struct {
 	Decrypt *DecryptSpec `protobuf:"bytes,14,opt,name=decrypt,proto3" json:"decrypt,omitempty"`
 	// How many clients were asked in this phase: an encrypted sum adds at most this many
 	// results, so each client bounds its values to the ciphertext range divided by it.
-	CohortSize    int32 `protobuf:"varint,15,opt,name=cohort_size,json=cohortSize,proto3" json:"cohort_size,omitempty"`
+	CohortSize int32 `protobuf:"varint,15,opt,name=cohort_size,json=cohortSize,proto3" json:"cohort_size,omitempty"`
+	// Differential privacy to apply to a train task.
+	Dp            *DPSpec `protobuf:"bytes,16,opt,name=dp,proto3" json:"dp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -466,6 +468,118 @@ func (x *Task) GetCohortSize() int32 {
 	return 0
 }
 
+func (x *Task) GetDp() *DPSpec {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+// DPSpec is the differential privacy a train task asks for.
+type DPSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "client" (DP-FedAvg: clip the update) or "record" (DP-SGD in local training).
+	Mechanism string  `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	ClipNorm  float64 `protobuf:"fixed64,2,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// The client's share of the Gaussian noise on the update and on the clipping indicator,
+	// when the sum is encrypted (client level).
+	NoiseStd          float64 `protobuf:"fixed64,3,opt,name=noise_std,json=noiseStd,proto3" json:"noise_std,omitempty"`
+	IndicatorNoiseStd float64 `protobuf:"fixed64,4,opt,name=indicator_noise_std,json=indicatorNoiseStd,proto3" json:"indicator_noise_std,omitempty"`
+	// Record level: Poisson sampling rate, steps, noise multiplier, and the delta to report at.
+	SamplingRate    float64 `protobuf:"fixed64,5,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
+	Steps           int32   `protobuf:"varint,6,opt,name=steps,proto3" json:"steps,omitempty"`
+	NoiseMultiplier float64 `protobuf:"fixed64,7,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
+	Delta           float64 `protobuf:"fixed64,8,opt,name=delta,proto3" json:"delta,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DPSpec) Reset() {
+	*x = DPSpec{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DPSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DPSpec) ProtoMessage() {}
+
+func (x *DPSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
+func (*DPSpec) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DPSpec) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *DPSpec) GetClipNorm() float64 {
+	if x != nil {
+		return x.ClipNorm
+	}
+	return 0
+}
+
+func (x *DPSpec) GetNoiseStd() float64 {
+	if x != nil {
+		return x.NoiseStd
+	}
+	return 0
+}
+
+func (x *DPSpec) GetIndicatorNoiseStd() float64 {
+	if x != nil {
+		return x.IndicatorNoiseStd
+	}
+	return 0
+}
+
+func (x *DPSpec) GetSamplingRate() float64 {
+	if x != nil {
+		return x.SamplingRate
+	}
+	return 0
+}
+
+func (x *DPSpec) GetSteps() int32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *DPSpec) GetNoiseMultiplier() float64 {
+	if x != nil {
+		return x.NoiseMultiplier
+	}
+	return 0
+}
+
+func (x *DPSpec) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
 // CommitteeMember is one member of the decryption committee.
 type CommitteeMember struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -480,7 +594,7 @@ type CommitteeMember struct {
 
 func (x *CommitteeMember) Reset() {
 	*x = CommitteeMember{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +606,7 @@ func (x *CommitteeMember) String() string {
 func (*CommitteeMember) ProtoMessage() {}
 
 func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +619,7 @@ func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
 func (*CommitteeMember) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CommitteeMember) GetClientId() string {
@@ -542,7 +656,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -554,7 +668,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -567,7 +681,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -611,7 +725,7 @@ type KeygenSpec struct {
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +737,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +750,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -705,7 +819,7 @@ type DecryptSpec struct {
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +831,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +844,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -781,7 +895,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +907,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +920,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -843,7 +957,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +969,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +982,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -919,7 +1033,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1045,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1058,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -988,7 +1102,7 @@ type SubmitResultRequest struct {
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1114,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1127,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1089,7 +1203,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1215,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1228,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1132,7 +1246,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1258,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1271,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 type ModelSummary struct {
@@ -1176,7 +1290,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1302,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1315,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1269,7 +1383,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +1395,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +1408,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -1314,7 +1428,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1440,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1453,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -1361,7 +1475,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1487,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1500,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -1419,7 +1533,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1545,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1558,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -1465,7 +1579,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1591,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1604,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -1517,7 +1631,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1643,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1656,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -1561,7 +1675,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1687,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1700,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1606,7 +1720,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1732,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1745,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1659,7 +1773,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +1785,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +1798,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Run) GetRunId() string {
@@ -1774,7 +1888,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xaa\x04\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xce\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -1793,7 +1907,17 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x06keygen\x18\r \x01(\v2\x16.fedprop.v1.KeygenSpecR\x06keygen\x121\n" +
 	"\adecrypt\x18\x0e \x01(\v2\x17.fedprop.v1.DecryptSpecR\adecrypt\x12\x1f\n" +
 	"\vcohort_size\x18\x0f \x01(\x05R\n" +
-	"cohortSize\"g\n" +
+	"cohortSize\x12\"\n" +
+	"\x02dp\x18\x10 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\"\x8c\x02\n" +
+	"\x06DPSpec\x12\x1c\n" +
+	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
+	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x1b\n" +
+	"\tnoise_std\x18\x03 \x01(\x01R\bnoiseStd\x12.\n" +
+	"\x13indicator_noise_std\x18\x04 \x01(\x01R\x11indicatorNoiseStd\x12#\n" +
+	"\rsampling_rate\x18\x05 \x01(\x01R\fsamplingRate\x12\x14\n" +
+	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12)\n" +
+	"\x10noise_multiplier\x18\a \x01(\x01R\x0fnoiseMultiplier\x12\x14\n" +
+	"\x05delta\x18\b \x01(\x01R\x05delta\"g\n" +
 	"\x0fCommitteeMember\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
@@ -1924,7 +2048,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
 	(*RegisterRequest)(nil),      // 1: fedprop.v1.RegisterRequest
@@ -1932,62 +2056,64 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*PollTaskRequest)(nil),      // 3: fedprop.v1.PollTaskRequest
 	(*PollTaskResponse)(nil),     // 4: fedprop.v1.PollTaskResponse
 	(*Task)(nil),                 // 5: fedprop.v1.Task
-	(*CommitteeMember)(nil),      // 6: fedprop.v1.CommitteeMember
-	(*SealedShare)(nil),          // 7: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),           // 8: fedprop.v1.KeygenSpec
-	(*DecryptSpec)(nil),          // 9: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 10: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 11: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 12: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 13: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 14: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 15: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 16: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 17: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 18: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 19: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 20: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 21: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 22: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 23: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 24: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 25: fedprop.v1.Run
+	(*DPSpec)(nil),               // 6: fedprop.v1.DPSpec
+	(*CommitteeMember)(nil),      // 7: fedprop.v1.CommitteeMember
+	(*SealedShare)(nil),          // 8: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),           // 9: fedprop.v1.KeygenSpec
+	(*DecryptSpec)(nil),          // 10: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 11: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 12: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 13: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 14: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 15: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 16: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 17: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 18: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 19: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 20: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 21: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 22: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 23: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 24: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 25: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 26: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	5,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	10, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	11, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	8,  // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	9,  // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
-	6,  // 6: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	7,  // 7: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	0,  // 8: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	0,  // 9: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	12, // 10: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	7,  // 11: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	16, // 12: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	1,  // 13: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	3,  // 14: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	13, // 15: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	15, // 16: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	18, // 17: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	20, // 18: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	22, // 19: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	24, // 20: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	2,  // 21: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	4,  // 22: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	14, // 23: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	17, // 24: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	19, // 25: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	21, // 26: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	23, // 27: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	25, // 28: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	12, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	9,  // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	10, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	6,  // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
+	7,  // 7: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	8,  // 8: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	0,  // 9: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	0,  // 10: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	13, // 11: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	8,  // 12: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	17, // 13: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	1,  // 14: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	3,  // 15: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	14, // 16: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	16, // 17: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	19, // 18: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	21, // 19: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	23, // 20: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	25, // 21: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	2,  // 22: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	4,  // 23: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	15, // 24: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	18, // 25: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	20, // 26: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	22, // 27: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	24, // 28: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	26, // 29: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2001,7 +2127,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
