@@ -2,10 +2,10 @@ package coordinator
 
 import (
 	"cmp"
-	"maps"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"

@@ -71,9 +71,9 @@ type Task struct {
 	// this many results, so each bounds its values to the ciphertext range divided by it.
 	CohortSize int
 	// DP is the differential privacy to apply to a train task (nil: none).
-	DP     *DPSpec
-	Keygen *KeygenSpec
-	Decrypt   *DecryptSpec
+	DP      *DPSpec
+	Keygen  *KeygenSpec
+	Decrypt *DecryptSpec
 }
 
 // Vector is a summable quantity: plaintext values, or a ciphertext of Length values.
