@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -351,20 +352,9 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 	return nil, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
 }
 
-// PrivacyReport is the guarantee of a committed version, as the model card states it.
-type PrivacyReport struct {
-	Mechanism       string    `json:"mechanism"`
-	NoiseMultiplier float64   `json:"noise_multiplier"`
-	ClipNorm        float64   `json:"clip_norm"`
-	ClipSchedule    []float64 `json:"clip_schedule,omitempty"`
-	AdaptiveClip    bool      `json:"adaptive_clipping,omitempty"`
-	SamplingRate    float64   `json:"sampling_rate"`
-	Steps           int       `json:"steps"`
-	Epsilon         float64   `json:"epsilon"`
-	Delta           float64   `json:"delta"`
-	Conversion      string    `json:"conversion"`
-	Budget          float64   `json:"budget_epsilon,omitempty"`
-}
+// PrivacyReport is the guarantee of a committed version, as the model document and the model
+// card state it.
+type PrivacyReport = modelfile.Privacy
 
 func (c *Core) privacyReport() *PrivacyReport {
 	ps := c.run.Privacy

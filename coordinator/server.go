@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -421,6 +422,14 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		Examples:          v.Examples,
 		ConsentTracked:    run.ConsentTracked,
 		ExcludedNoConsent: run.ExcludedNoConsent,
+		Privacy:           v.Privacy,
+		SecureAggregation: modelfile.SecureAggregation{Mode: run.Config.SecureAggregation.Mode},
+	}
+	if sa := run.Config.SecureAggregation; sa.Mode == SecAggHE {
+		d.SecureAggregation.CommitteeSize = len(sa.Committee)
+		d.SecureAggregation.Threshold = sa.Threshold
+		d.SecureAggregation.MinContributors = sa.MinContributors
+		d.SecureAggregation.Parameters = secagg.DefaultParamsLiteral().String()
 	}
 	return d, d.Validate()
 }

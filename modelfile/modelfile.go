@@ -42,6 +42,40 @@ type Document struct {
 
 	ConsentTracked    bool    `json:"consent_tracked"`
 	ExcludedNoConsent float64 `json:"excluded_no_consent"`
+
+	// Privacy is the differential-privacy guarantee (nil: the run used none).
+	Privacy *Privacy `json:"privacy,omitempty"`
+	// SecureAggregation says how the clients' sums were protected from the coordinator.
+	SecureAggregation SecureAggregation `json:"secure_aggregation"`
+}
+
+// Privacy is a model's differential-privacy guarantee: the mechanism, its parameters and the
+// (epsilon, delta) spent.
+type Privacy struct {
+	// Mechanism is "client" (DP-FedAvg) or "record" (DP-SGD).
+	Mechanism       string    `json:"mechanism"`
+	NoiseMultiplier float64   `json:"noise_multiplier"`
+	ClipNorm        float64   `json:"clip_norm"`
+	ClipSchedule    []float64 `json:"clip_schedule,omitempty"`
+	AdaptiveClip    bool      `json:"adaptive_clipping,omitempty"`
+	SamplingRate    float64   `json:"sampling_rate"`
+	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record).
+	Steps      int     `json:"steps"`
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	Conversion string  `json:"conversion"`
+	Budget     float64 `json:"budget_epsilon,omitempty"`
+}
+
+// SecureAggregation is how a model's sums were protected.
+type SecureAggregation struct {
+	// Mode is "none" (plaintext sums) or "he" (threshold multiparty CKKS).
+	Mode            string `json:"mode"`
+	CommitteeSize   int    `json:"committee_size,omitempty"`
+	Threshold       int    `json:"threshold,omitempty"`
+	MinContributors int    `json:"min_contributors,omitempty"`
+	// Parameters names the CKKS parameters (ring degree, moduli, scale).
+	Parameters string `json:"parameters,omitempty"`
 }
 
 // Weights returns the intercept followed by the coefficients, the layout package model uses.
