@@ -86,6 +86,9 @@ type SessionOptions struct {
 	Random io.Reader
 	// Now, when set, times encryption for the report (the simulator's cost accounting).
 	Now func() time.Time
+	// NoEncodingCache encodes the records afresh for every task instead of keeping the
+	// encoded matrices.
+	NoEncodingCache bool
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -98,7 +101,13 @@ type Session struct {
 	protector  Protector
 	member     *Member
 	requireEnc bool
-	enc        *encryptor
+	// enc is made on the first encrypted task: plaintext clients never pay for the CKKS
+	// parameters.
+	enc       *encryptor
+	encRandom io.Reader
+	// cache keeps the encoded matrices between tasks (the default; the simulator turns it off
+	// for very many small clients, whose idle state then costs nothing beyond their data).
+	cache bool
 	now        func() time.Time
 	// noise draws the client's differential-privacy noise; dpSteps counts its DP-SGD steps.
 	noise   *rand.Rand
@@ -126,10 +135,6 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	if opts.Protector == nil {
 		opts.Protector = Plaintext
 	}
-	enc, err := newEncryptor(opts.Random)
-	if err != nil {
-		return nil, err
-	}
 	random := opts.Random
 	if random == nil {
 		random = cryptorand.Reader
@@ -139,7 +144,7 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 		return nil, fmt.Errorf("client %s: noise source: %w", id, err)
 	}
 	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
-		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, enc: enc, now: opts.Now,
+		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
 		noise: rand.New(rand.NewChaCha8(seed))}, nil
 }
 
@@ -197,6 +202,9 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	if err != nil {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d, %s task: %w", s.id, t.RunID, t.Round, t.Kind, err)
 	}
+	if !s.cache {
+		s.xTrain, s.xEval, s.encodedFor = nil, nil, ""
+	}
 	vec, err := s.protector.Protect(ctx, t, values)
 	if err != nil {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: protect %s result: %w", s.id, t.RunID, t.Round, t.Kind, err)
@@ -209,6 +217,11 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		}
 		if vec.Ciphertext != nil {
 			return task.Result{}, Report{}, fmt.Errorf("client %s: protector returned a ciphertext; encryption is the session's last step", s.id)
+		}
+		if s.enc == nil {
+			if s.enc, err = newEncryptor(s.encRandom); err != nil {
+				return task.Result{}, Report{}, err
+			}
 		}
 		vec, clipped, err = s.enc.encrypt(t.PublicKey, vec.Plain, t.CohortSize)
 		if err != nil {

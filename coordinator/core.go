@@ -94,13 +94,18 @@ type Core struct {
 
 	cohort      []string
 	outstanding map[string]task.Task // client id -> task issued and not yet answered
-	accepted    map[string]bool      // task ids accepted in this run, to recognise duplicates
+	accepted    map[string]string    // task id -> client, accepted in this phase, to recognise duplicates
+	previous    map[string]string    // and in the phase before it (a retry may arrive late)
 	acc         accumulator
 	results     int      // results accepted in the current collection
 	submitters  []string // the clients whose results were accepted in it
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
+	// expected is m, the contributors the current train phase expects, and phaseDP the DP
+	// spec its tasks carry; both are fixed when the phase starts.
+	expected int
+	phaseDP  *task.DPSpec
 
 	// Secure aggregation (he mode).
 	params   secagg.Params
@@ -129,7 +134,7 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		numeric:       len(schema.Numeric),
 		clients:       map[string]int64{},
 		outstanding:   map[string]task.Task{},
-		accepted:      map[string]bool{},
+		accepted:      map[string]string{},
 		identity:      map[string][]byte{},
 		noise:         rand.New(cryptoSource()),
 	}
@@ -242,7 +247,10 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 	if r.RunID != c.cfg.ID {
 		return false, perr("run_id", fmt.Errorf("%w: the active run is %q", ErrStale, c.cfg.ID))
 	}
-	if c.accepted[r.TaskID] {
+	if by, ok := c.accepted[r.TaskID]; ok && by == r.ClientID {
+		return true, nil
+	}
+	if by, ok := c.previous[r.TaskID]; ok && by == r.ClientID {
 		return true, nil
 	}
 	t, ok := c.outstanding[r.ClientID]
@@ -274,7 +282,7 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 		c.submitters = append(c.submitters, r.ClientID)
 	}
 	delete(c.outstanding, r.ClientID)
-	c.accepted[r.TaskID] = true
+	c.accepted[r.TaskID] = r.ClientID
 	c.progress()
 	return false, nil
 }
@@ -449,7 +457,13 @@ func (c *Core) startPhase(p phase, round int) {
 	} else {
 		c.acc = newPlainSum(c.resultLen(p.kind()))
 	}
-	c.beginCollect(p, c.selectCohort(p))
+	cohort := c.selectCohort(p)
+	if p == phaseTrain && c.dp() != DPNone {
+		// m and the noise shares are fixed before anyone answers, once for the phase.
+		c.expected = c.expectedContributors()
+		c.phaseDP = c.dpSpec()
+	}
+	c.beginCollect(p, cohort)
 }
 
 // beginCollect issues the phase's tasks to cohort and starts its deadline.
@@ -458,6 +472,9 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 	c.outstanding = map[string]task.Task{}
 	c.results = 0
 	c.submitters = nil
+	// Remember accepted task ids for this phase and the one before; older ones are stale, so
+	// the set stays small however long the run.
+	c.previous, c.accepted = c.accepted, map[string]string{}
 	c.cohort = cohort
 	for i, id := range c.cohort {
 		c.outstanding[id] = c.newTask(p, id, i)
@@ -489,7 +506,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.Weights = c.global
 		t.Train = c.strategy.ClientParams(c.cfg.Train)
 		if c.dp() != DPNone {
-			t.DP = c.dpSpec()
+			t.DP = c.phaseDP
 		}
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1

@@ -260,6 +260,8 @@ func TestCoreRejectsMalformedResultsAndKeepsTheRound(t *testing.T) {
 	dup, err := h.core.Submit(task.Result{ClientID: "a", TaskID: tk.ID, RunID: "r1", Round: 1, Kind: task.KindTrain, Sum: task.Vector{Plain: trainVec(1, 1, 1, 1, 1)}})
 	require.NoError(t, err)
 	assert.True(t, dup, "a repeated submission is accepted once")
+	_, err = h.core.Submit(task.Result{ClientID: "b", TaskID: tk.ID, RunID: "r1", Round: 1, Kind: task.KindTrain, Sum: task.Vector{Plain: trainVec(1, 1, 1, 1, 1)}})
+	require.ErrorIs(t, err, coordinator.ErrStale, "another client replaying an accepted task id is refused, not taken as a duplicate")
 	h.submit("b", trainVec(1, 3, 3, 3, 3))
 	h.submit("c", trainVec(2, 0, 0, 0, 0))
 	for _, id := range []string{"a", "b", "c"} {

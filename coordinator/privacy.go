@@ -219,7 +219,7 @@ func (c *Core) dpSpec() *task.DPSpec {
 		if c.he() {
 			// Each client adds its share of the noise, so the coordinator only ever decrypts a
 			// noised sum.
-			m := c.expectedContributors()
+			m := c.expected
 			zSum, sigmaB, err := c.adaptiveNoise(m)
 			if err == nil {
 				spec.NoiseStd = zSum * ps.ClipNorm / math.Sqrt(float64(m))
@@ -298,7 +298,7 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		ps.Epsilon = eps
 		return mean, nil
 	case DPClient:
-		m := c.expectedContributors()
+		m := c.expected
 		zSum, sigmaB, err := c.adaptiveNoise(m)
 		if err != nil {
 			return nil, err

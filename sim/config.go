@@ -28,6 +28,8 @@ type Config struct {
 	// CommitteeSize, in he mode with no committee listed, makes the first CommitteeSize
 	// clients the committee.
 	CommitteeSize int `yaml:"committee_size" json:"committee_size,omitempty"`
+	// Failures is how simulated clients fail: dropouts, stragglers, late joiners, leavers.
+	Failures FailureConfig `yaml:"failures" json:"failures"`
 }
 
 // DataConfig chooses the data source.
@@ -112,6 +114,9 @@ func (c Config) WithDefaults() Config {
 		t := true
 		c.Centralized = &t
 	}
+	if c.Failures.DeadlineTicks == 0 {
+		c.Failures.DeadlineTicks = 2
+	}
 	sa := &c.Run.SecureAggregation
 	if sa.Mode == coordinator.SecAggHE && len(sa.Committee) == 0 && c.CommitteeSize > 0 {
 		for i := range c.CommitteeSize {
@@ -165,6 +170,9 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("data.source: %q is not synthetic or csv", c.Data.Source))
+	}
+	if err := c.Failures.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers: must not be negative, got %d", c.Workers))

@@ -29,6 +29,8 @@ type World struct {
 	Clients    []ClientData
 	// Test is every client's held-out rows pooled: the test set the metrics are computed on.
 	Test *dataset.Dataset
+	// Idle counts clients left out for having no training rows.
+	Idle int
 }
 
 // TrainRows counts the training rows over all clients.
@@ -73,8 +75,14 @@ func loadSynthetic(sc synth.Config) (*World, error) {
 	w := &World{Schema: schema, SchemaYAML: doc}
 	tests := make([]*dataset.Dataset, 0, len(branches))
 	for _, b := range branches {
-		w.Clients = append(w.Clients, ClientData{Name: b.Name, Train: b.Train, Test: b.Test})
 		tests = append(tests, b.Test)
+		if b.Train.Len() == 0 {
+			// A tiny app client whose customers all opted out (or were held out) has nothing
+			// to train on: it takes no part, but its held-out rows still count in the test set.
+			w.Idle++
+			continue
+		}
+		w.Clients = append(w.Clients, ClientData{Name: b.Name, Train: b.Train, Test: b.Test})
 	}
 	w.Test = dataset.Concat(tests...)
 	return w, nil

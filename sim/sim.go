@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"runtime"
-	"sync"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
@@ -20,7 +18,6 @@ import (
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store/mem"
-	"github.com/fedprop/fedprop/task"
 )
 
 // RoundMetrics is one line of metrics.csv: the committed version of a round, evaluated
@@ -60,6 +57,10 @@ type Summary struct {
 	BytesPerClientRound float64 `json:"bytes_per_client_round"`
 	// Privacy is the differential-privacy guarantee of the final model (nil without DP).
 	Privacy *coordinator.PrivacyReport `json:"privacy,omitempty"`
+	// Dropped and Late count the answers the failure model dropped and those that arrived
+	// after their phase's deadline.
+	Dropped int `json:"dropped"`
+	Late    int `json:"late"`
 	// Time spent protecting sums: clients encoding and encrypting, the coordinator adding
 	// results into its running sums, and the committee decrypting (shares and combination).
 	EncryptionSeconds  float64   `json:"encryption_seconds"`
@@ -114,10 +115,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	}
 	// In simulated time every client answers within the tick it was asked, so the deadline
 	// only matters for clients a scenario drops.
-	core.SetDeadlineTicks(2)
+	core.SetDeadlineTicks(int64(cfg.Failures.DeadlineTicks))
 	core.SetNoiseSource(rand.NewChaCha8(seedKey(cfg.Seed, 0, 4)))
 
-	d := &driver{cfg: cfg, opts: opts, core: core, store: store, sessions: sessions, world: world}
+	d := &driver{cfg: cfg, opts: opts, core: core, store: store, sessions: sessions, world: world, answered: map[string]bool{}}
 	if err := d.loop(ctx); err != nil {
 		return nil, err
 	}
@@ -138,6 +139,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		SecureAggregation:  cfg.Run.SecureAggregation.Mode,
 		CommitteeSize:      len(cfg.Run.SecureAggregation.Committee),
 		Threshold:          cfg.Run.SecureAggregation.Threshold,
+		Dropped:            d.dropped,
+		Late:               d.late,
 		EncryptionSeconds:  d.encSeconds,
 		AggregationSeconds: d.aggSeconds,
 		DecryptionSeconds:  d.decSeconds,
@@ -183,103 +186,12 @@ type driver struct {
 	testX      *mat.Dense // the pooled test rows, encoded once the encoding is pinned
 	trainBytes int
 	trainTasks int
+	answered   map[string]bool // task ids already computed (a task stays outstanding until it ends)
+	dropped    int             // answers the failure model dropped
+	late       int             // answers that arrived after their phase ended
 	encSeconds float64
 	aggSeconds float64
 	decSeconds float64
-}
-
-// loop steps the coordinator core and the client sessions in simulated time: each tick every
-// client polls, the tasks run in parallel, and the results are submitted in client order so
-// that the floating-point sums, and so the run, repeat exactly.
-func (d *driver) loop(ctx context.Context) error {
-	ids := make([]string, len(d.sessions))
-	for i, s := range d.sessions {
-		ids[i] = s.ID()
-		if err := d.core.Register(task.Registration{ClientID: s.ID(), IdentityKey: s.IdentityKey()}); err != nil {
-			return err
-		}
-	}
-	if err := d.flush(ctx); err != nil {
-		return err
-	}
-	d.roundStart = time.Now()
-	workers := d.cfg.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	type job struct {
-		i int
-		t task.Task
-	}
-	for !d.core.Status().Status.Finished() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var jobs []job
-		for i, id := range ids {
-			t, ok, err := d.core.Poll(id)
-			if err != nil {
-				return err
-			}
-			if ok {
-				jobs = append(jobs, job{i, t})
-			}
-		}
-		results := make([]task.Result, len(jobs))
-		reports := make([]client.Report, len(jobs))
-		seconds := make([]float64, len(jobs))
-		errs := make([]error, len(jobs))
-		var wg sync.WaitGroup
-		next := make(chan int)
-		for range min(workers, len(jobs)) {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for k := range next {
-					start := time.Now()
-					results[k], reports[k], errs[k] = d.sessions[jobs[k].i].Handle(ctx, jobs[k].t)
-					seconds[k] = time.Since(start).Seconds()
-				}
-			}()
-		}
-		for k := range jobs {
-			next <- k
-		}
-		close(next)
-		wg.Wait()
-		for k := range jobs {
-			if errs[k] != nil {
-				return fmt.Errorf("simulate: %w", errs[k])
-			}
-			kind := jobs[k].t.Kind
-			if kind == task.KindTrain {
-				d.trainBytes += results[k].Sum.Bytes()
-				d.trainTasks++
-			}
-			d.encSeconds += reports[k].EncryptSeconds
-			if kind == task.KindDecrypt {
-				d.decSeconds += seconds[k]
-			}
-			start := time.Now()
-			if _, err := d.core.Submit(results[k]); err != nil {
-				return fmt.Errorf("simulate: %w", err)
-			}
-			// The submit that completes a decryption combines the shares.
-			if kind == task.KindDecrypt {
-				d.decSeconds += time.Since(start).Seconds()
-			} else if kind != task.KindKeygen {
-				d.aggSeconds += time.Since(start).Seconds()
-			}
-			if err := d.flush(ctx); err != nil {
-				return err
-			}
-		}
-		d.core.Tick()
-		if err := d.flush(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // flush plays the driver's part: persist, log, evaluate committed versions, advance.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -235,4 +236,42 @@ run:
 	require.NotNil(t, s.Privacy)
 	assert.InDelta(t, eps7, s.Privacy.Epsilon, 1e-9)
 	assert.LessOrEqual(t, s.Privacy.Epsilon, budget)
+}
+
+func TestFailuresAreSimulatedAndRepeat(t *testing.T) {
+	cfg := parse(t, `
+seed: 12
+data:
+  source: synthetic
+  synthetic: {branches: 12, customers_per_branch: 150}
+run:
+  rounds: 6
+  min_clients: 8
+  min_cohort: 4
+  quorum: 4
+  max_attempts: 10
+failures:
+  dropout: 0.1
+  straggler: {median_ticks: 1, sigma: 1.0}
+  deadline_ticks: 3
+  join_late: {fraction: 0.25, round: 3}
+  leave: {fraction: 0.2, round: 4}
+`)
+	a, err := sim.Run(context.Background(), cfg, sim.Options{})
+	require.NoError(t, err)
+	s := a.Summary
+	assert.Equal(t, 6, s.Rounds)
+	assert.Positive(t, s.Dropped, "some answers were dropped")
+	assert.Positive(t, s.Late, "some stragglers missed the deadline")
+	var contributors []int
+	for _, r := range a.Rounds {
+		contributors = append(contributors, r.Contributors)
+	}
+	assert.NotEqual(t, 12, slices.Max(contributors), "never every client at once: %v", contributors)
+
+	b, err := sim.Run(context.Background(), cfg, sim.Options{})
+	require.NoError(t, err)
+	assert.Equal(t, s.Weights, b.Summary.Weights, "failures are drawn from seeds: the run repeats")
+	assert.Equal(t, s.Dropped, b.Summary.Dropped)
+	assert.Equal(t, s.Late, b.Summary.Late)
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +18,7 @@ import (
 )
 
 func newSimCmd(g *globals) *cobra.Command {
-	var configPath, outDir string
+	var configPath, outDir, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a federation in one process with the production cores",
@@ -48,8 +50,21 @@ func newSimCmd(g *globals) *cobra.Command {
 			if err := os.MkdirAll(outDir, 0o755); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			table := newRoundTable(g.stdout)
-			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: table, Version: version})
+			bar := newProgress(g.stdout, cfg.Run.Rounds, "rounds")
+			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version})
+			bar.Close()
 			if err != nil {
 				return err
 			}
@@ -60,11 +75,18 @@ func newSimCmd(g *globals) *cobra.Command {
 				return err
 			}
 			printSummary(g.stdout, res.Summary, outDir)
+			plots, err := writeRoundPlots(outDir, res)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "wrote %s\n", strings.Join(plots, ", "))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "simulation config (YAML)")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for metrics.csv and summary.json")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulation to this file (go tool pprof)")
+	cmd.AddCommand(newSimSweepCmd(g))
 	return cmd
 }
 
