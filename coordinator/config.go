@@ -44,6 +44,10 @@ type RunConfig struct {
 	SecureAggregation SecureAggregationConfig `yaml:"secure_aggregation" json:"secure_aggregation"`
 	// Privacy is the run's differential privacy and its budget.
 	Privacy PrivacyConfig `yaml:"privacy" json:"privacy"`
+	// Robust replaces the weighted mean of the updates by a Byzantine-robust aggregator
+	// (median, trimmed mean, Krum, Multi-Krum, norm bounding). It needs the individual
+	// updates, so only plaintext runs without differential privacy can use it.
+	Robust strategy.RobustConfig `yaml:"robust" json:"robust"`
 }
 
 // WithDefaults returns c with every unset field at its documented default.
@@ -123,6 +127,17 @@ func (c RunConfig) Validate() error {
 	}
 	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
 	errs = append(errs, c.Privacy.validate()...)
+	if c.Robust.Enabled() {
+		if err := c.Robust.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.SecureAggregation.Mode == SecAggHE {
+			errs = append(errs, fmt.Errorf("run.robust.name: %q needs the individual client updates, and secure_aggregation he hides them from the coordinator by design: use robust aggregation only in plaintext runs", c.Robust.Name))
+		}
+		if c.Privacy.Mechanism != DPNone {
+			errs = append(errs, fmt.Errorf("run.robust.name: %q is not accounted by the differential-privacy mechanism: use one or the other", c.Robust.Name))
+		}
+	}
 	if err := c.Train.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("run.train: %w", err))
 	}

@@ -99,6 +99,9 @@ type Core struct {
 	acc         accumulator
 	results     int      // results accepted in the current collection
 	submitters  []string // the clients whose results were accepted in it
+	// updates and weights keep the individual train updates, only for a robust aggregator.
+	updates [][]float64
+	weights []float64
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
@@ -313,6 +316,14 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	if err := c.acc.add(r.Sum); err != nil {
 		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
+	if t.Kind == task.KindTrain && c.cfg.Robust.Enabled() {
+		n := r.Sum.Plain[task.TrainCountIndex]
+		u := make([]float64, len(c.global))
+		for i := range u {
+			u[i] = r.Sum.Plain[task.TrainDeltaStart+i] / n
+		}
+		c.updates, c.weights = append(c.updates, u), append(c.weights, n)
+	}
 	return nil
 }
 
@@ -472,6 +483,7 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 	c.outstanding = map[string]task.Task{}
 	c.results = 0
 	c.submitters = nil
+	c.updates, c.weights = nil, nil
 	// Remember accepted task ids for this phase and the one before; older ones are stale, so
 	// the set stays small however long the run.
 	c.previous, c.accepted = c.accepted, map[string]string{}
@@ -699,6 +711,12 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 			return
 		}
 		trainLoss = 0 // not released under differential privacy
+	} else if c.cfg.Robust.Enabled() {
+		var err error
+		if mean, err = c.cfg.Robust.Aggregate(c.updates, c.weights); err != nil {
+			c.fail(fmt.Sprintf("round %d: robust aggregation %s: %v", c.round, c.cfg.Robust.Name, err))
+			return
+		}
 	} else {
 		for i := range mean {
 			mean[i] = sum[task.TrainDeltaStart+i] / n

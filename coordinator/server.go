@@ -60,7 +60,6 @@ type Server struct {
 	log   *slog.Logger
 
 	events chan *event
-	ready  chan struct{}
 
 	// Owned by the Run loop.
 	core    *Core

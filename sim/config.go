@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fedprop/fedprop/attack"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/synth"
 )
@@ -30,6 +31,8 @@ type Config struct {
 	CommitteeSize int `yaml:"committee_size" json:"committee_size,omitempty"`
 	// Failures is how simulated clients fail: dropouts, stragglers, late joiners, leavers.
 	Failures FailureConfig `yaml:"failures" json:"failures"`
+	// Attack makes a fraction of the clients malicious (plaintext research runs).
+	Attack attack.Config `yaml:"attack" json:"attack"`
 }
 
 // DataConfig chooses the data source.
@@ -170,6 +173,11 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("data.source: %q is not synthetic or csv", c.Data.Source))
+	}
+	if c.Attack.Enabled() {
+		if err := c.Attack.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := c.Failures.validate(); err != nil {
 		errs = append(errs, err)

@@ -109,6 +109,9 @@ func (d *driver) loop(ctx context.Context) error {
 				if err := d.submit(ctx, j.t.Kind, j.result, j.report, j.seconds); err != nil {
 					return err
 				}
+				// Drop the submitted result now: an evaluation of 100,000 clients must not
+				// hold every result until the tick ends.
+				*j = job{}
 			}
 		}
 		d.core.Tick()

@@ -11,6 +11,7 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
+	"github.com/fedprop/fedprop/attack"
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
@@ -18,6 +19,7 @@ import (
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store/mem"
+	"github.com/fedprop/fedprop/task"
 )
 
 // RoundMetrics is one line of metrics.csv: the committed version of a round, evaluated
@@ -249,9 +251,30 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 	for _, id := range sa.Committee {
 		members[id] = true
 	}
+	names := make([]string, len(world.Clients))
+	for i, c := range world.Clients {
+		names[i] = c.Name
+	}
+	var malicious map[string]bool
+	if cfg.Attack.Enabled() {
+		malicious = cfg.Attack.Malicious(names, cfg.Seed)
+	}
 	sessions := make([]*client.Session, len(world.Clients))
 	for i, c := range world.Clients {
-		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now, Random: seededReader(cfg.Seed, uint64(i), 1)}
+		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now, Random: seededReader(cfg.Seed, uint64(i), 1),
+			// Very many small clients keep nothing but their records between tasks.
+			NoEncodingCache: len(world.Clients) > 1000}
+		train := c.Train
+		if malicious[c.Name] {
+			switch cfg.Attack.Kind {
+			case attack.LabelFlip:
+				train = train.Subset(nil)
+				*train = *c.Train
+				train.Label = attack.FlipLabels(c.Train.Label)
+			default:
+				opts.Protector = poisoner(cfg.Attack)
+			}
+		}
 		if he {
 			if members[c.Name] {
 				identity, err := secagg.NewIdentity(seededReader(cfg.Seed, uint64(i), 2))
@@ -267,7 +290,7 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 				delete(members, c.Name)
 			}
 		}
-		s, err := client.NewSession(c.Name, world.Schema, c.Train, c.Test, opts)
+		s, err := client.NewSession(c.Name, world.Schema, train, c.Test, opts)
 		if err != nil {
 			return nil, fmt.Errorf("simulate: %w", err)
 		}
@@ -277,6 +300,16 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 		return nil, fmt.Errorf("simulate: run.secure_aggregation.committee: %q is not one of the simulated clients", id)
 	}
 	return sessions, nil
+}
+
+// poisoner is a malicious client's last step: it corrupts its train update as the attack says.
+func poisoner(a attack.Config) client.Protector {
+	return client.ProtectorFunc(func(_ context.Context, t task.Task, values []float64) (task.Vector, error) {
+		if t.Kind == task.KindTrain {
+			values = a.Poison(values)
+		}
+		return task.Vector{Plain: values}, nil
+	})
 }
 
 // seededReader is a deterministic byte stream for one client and purpose.

@@ -14,6 +14,7 @@ import (
 	"github.com/fedprop/fedprop/internal/sharedtest"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/sim"
+	"github.com/fedprop/fedprop/strategy"
 )
 
 func parse(t *testing.T, doc string) sim.Config {
@@ -274,4 +275,51 @@ failures:
 	assert.Equal(t, s.Weights, b.Summary.Weights, "failures are drawn from seeds: the run repeats")
 	assert.Equal(t, s.Dropped, b.Summary.Dropped)
 	assert.Equal(t, s.Late, b.Summary.Late)
+}
+
+// TestRobustAggregationDefeatsTheAttack is issue 5's defence check on bank-full: 20% of the
+// branches flip and scale their update by 10; FedAvg falls below AUC 0.70 while the trimmed
+// mean, the median and Krum stay at 0.75 or more.
+func TestRobustAggregationDefeatsTheAttack(t *testing.T) {
+	sharedtest.Path(t, "bank-full.csv")
+	root, err := sharedtest.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	raw, err := os.ReadFile("configs/sim-bank-attack.yaml")
+	require.NoError(t, err)
+	base, err := sim.ParseConfig("configs/sim-bank-attack.yaml", raw)
+	require.NoError(t, err)
+	require.Equal(t, 0.2, base.Attack.Fraction)
+	for _, tc := range []struct {
+		robust strategy.RobustConfig
+		atLeast, below float64
+	}{
+		{strategy.RobustConfig{}, 0, 0.70},
+		{strategy.RobustConfig{Name: "trimmed_mean", Beta: 0.2}, 0.75, 1},
+		{strategy.RobustConfig{Name: "median"}, 0.75, 1},
+		{strategy.RobustConfig{Name: "krum", F: 2}, 0.75, 1},
+	} {
+		cfg := base
+		cfg.Run.Robust = tc.robust
+		res, err := sim.Run(context.Background(), cfg, sim.Options{})
+		require.NoError(t, err)
+		auc := res.Summary.Final.AUC
+		t.Logf("%-12s AUC %.4f", tc.robust.Name, auc)
+		assert.GreaterOrEqual(t, auc, tc.atLeast, "defence %q", tc.robust.Name)
+		assert.Less(t, auc, tc.below, "defence %q", tc.robust.Name)
+	}
+}
+
+func TestRobustAggregationIsRefusedInHEMode(t *testing.T) {
+	_, err := sim.ParseConfig("cfg.yaml", []byte(`
+data: {source: synthetic, synthetic: {branches: 4}}
+committee_size: 4
+run:
+  min_clients: 4
+  robust: {name: median}
+  secure_aggregation: {mode: he, threshold: 3}
+`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "run.robust.name")
+	assert.Contains(t, err.Error(), "hides them from the coordinator")
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -290,4 +291,28 @@ func TestSweepRefusesAnInvalidGridBeforeRunning(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "sweep configuration 1 (run.rounds=-3)")
 	assert.False(t, ran, "nothing runs when one configuration is invalid")
+}
+
+// BenchmarkSweep runs four synthetic configurations one at a time (each run training its
+// clients on every core) and side by side (each run on its share of the cores).
+func BenchmarkSweep(b *testing.B) {
+	base := []byte(`
+seed: 3
+data:
+  source: synthetic
+  synthetic: {branches: 8, customers_per_branch: 2000}
+run: {rounds: 5, min_clients: 8}
+centralized: false
+`)
+	g, err := sim.ParseGrid("run.train.learning_rate=0.02,0.05,0.1,0.2")
+	require.NoError(b, err)
+	for _, parallel := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run("parallel="+strconv.Itoa(parallel), func(b *testing.B) {
+			for b.Loop() {
+				rows, err := sim.Sweep(context.Background(), base, "bench.yaml", g, sim.SweepOptions{Workers: parallel})
+				require.NoError(b, err)
+				require.Len(b, rows, 4)
+			}
+		})
+	}
 }

@@ -18,7 +18,7 @@ import (
 )
 
 func newSimCmd(g *globals) *cobra.Command {
-	var configPath, outDir, cpuProfile string
+	var configPath, outDir, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a federation in one process with the production cores",
@@ -63,6 +63,9 @@ func newSimCmd(g *globals) *cobra.Command {
 			}
 			table := newRoundTable(g.stdout)
 			bar := newProgress(g.stdout, cfg.Run.Rounds, "rounds")
+			if memProfile != "" {
+				defer writeHeapProfile(memProfile)
+			}
 			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version})
 			bar.Close()
 			if err != nil {
@@ -86,6 +89,7 @@ func newSimCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&configPath, "config", "", "simulation config (YAML)")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for metrics.csv and summary.json")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulation to this file (go tool pprof)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the simulation to this file (go tool pprof)")
 	cmd.AddCommand(newSimSweepCmd(g))
 	return cmd
 }
@@ -118,6 +122,15 @@ func printSummary(w io.Writer, s sim.Summary, outDir string) {
 	fmt.Fprintf(w, "%d clients, %d training rows, %d test rows, %d excluded for lack of consent (consent tracked: %v); %.1fs\n",
 		s.Clients, s.TrainRows, s.TestRows, s.ExcludedNoConsent, s.ConsentTracked, s.WallSeconds)
 	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
+}
+
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 func writeMetricsCSV(path string, rounds []sim.RoundMetrics) error {
