@@ -108,7 +108,7 @@ type Session struct {
 	// cache keeps the encoded matrices between tasks (the default; the simulator turns it off
 	// for very many small clients, whose idle state then costs nothing beyond their data).
 	cache bool
-	now        func() time.Time
+	now   func() time.Time
 	// noise draws the client's differential-privacy noise; dpSteps counts its DP-SGD steps.
 	noise   *rand.Rand
 	dpSteps int

@@ -291,7 +291,7 @@ func TestRobustAggregationDefeatsTheAttack(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 0.2, base.Attack.Fraction)
 	for _, tc := range []struct {
-		robust strategy.RobustConfig
+		robust         strategy.RobustConfig
 		atLeast, below float64
 	}{
 		{strategy.RobustConfig{}, 0, 0.70},
