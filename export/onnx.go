@@ -118,7 +118,7 @@ func ONNX(doc *modelfile.Document) ([]byte, error) {
 			nodes:        b.nodes,
 			initializers: b.inits,
 			inputs:       b.inputs,
-			output: []valueInfo{{name: ONNXOutput, doc: "P(" + label + ")", elemType: onnxDouble, batch: ONNXBatch, dims: []int64{1}}},
+			output:       []valueInfo{{name: ONNXOutput, doc: "P(" + label + ")", elemType: onnxDouble, batch: ONNXBatch, dims: []int64{1}}},
 		},
 		metadata: []metadata{
 			{"fedprop.schema", s.Name},

@@ -12,7 +12,6 @@ import (
 
 // ONNX TensorProto.DataType values used by the export.
 const (
-	onnxFloat  = 1
 	onnxInt64  = 7
 	onnxString = 8
 	onnxDouble = 11
@@ -44,7 +43,7 @@ func (b *pbuf) msg(field protowire.Number, m pbuf) { b.bytes(field, m) }
 
 func (b *pbuf) varint(field protowire.Number, v int64) {
 	*b = protowire.AppendTag(*b, field, protowire.VarintType)
-	*b = protowire.AppendVarint(*b, uint64(v))
+	*b = protowire.AppendVarint(*b, uint64(v)) // #nosec G115 -- protobuf writes int64 as its two's complement
 }
 
 func (b *pbuf) float32(field protowire.Number, v float32) {
@@ -56,7 +55,7 @@ func (b *pbuf) float32(field protowire.Number, v float32) {
 func (b *pbuf) packedVarints(field protowire.Number, vs []int64) {
 	var p []byte
 	for _, v := range vs {
-		p = protowire.AppendVarint(p, uint64(v))
+		p = protowire.AppendVarint(p, uint64(v)) // #nosec G115 -- protobuf writes int64 as its two's complement
 	}
 	b.bytes(field, p)
 }
@@ -177,8 +176,6 @@ func (a attribute) encode() pbuf {
 }
 
 func intAttr(name string, v int64) attribute { return attribute{name: name, typ: attrInt, i: v} }
-
-func intsAttr(name string, v []int64) attribute { return attribute{name: name, typ: attrInts, ints: v} }
 
 func stringsAttr(name string, v []string) attribute {
 	return attribute{name: name, typ: attrStrings, strings: v}
@@ -308,13 +305,13 @@ type metadata struct{ key, value string }
 
 // modelProto is a ModelProto.
 type modelProto struct {
-	irVersion                    int64
+	irVersion                     int64
 	producerName, producerVersion string
-	domain, doc                  string
-	modelVersion                 int64
-	opsets                       []opset
-	graph                        graph
-	metadata                     []metadata
+	domain, doc                   string
+	modelVersion                  int64
+	opsets                        []opset
+	graph                         graph
+	metadata                      []metadata
 }
 
 func (m modelProto) encode() []byte {

@@ -279,4 +279,3 @@ func evalPMML(t *testing.T, raw []byte, ds *dataset.Dataset, unseen string) []fl
 }
 
 func formatNumber(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-

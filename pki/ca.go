@@ -133,7 +133,7 @@ func InitCA(dir string, opts InitOptions) (*CA, error) {
 // LoadCA reads the CA written by InitCA. The key file must not be readable by group or others.
 func LoadCA(dir string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	certPEM, err := os.ReadFile(certPath)
+	certPEM, err := os.ReadFile(certPath) // #nosec G304 -- the CA directory is the operator's choice
 	if err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
@@ -151,7 +151,7 @@ func LoadCA(dir string) (*CA, error) {
 	if info.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("load CA: %s: %w: mode %v lets others read the CA key (chmod 600 it)", keyPath, ErrInvalid, info.Mode().Perm())
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	keyPEM, err := os.ReadFile(keyPath) // #nosec G304 -- the CA directory is the operator's choice
 	if err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
@@ -273,37 +273,32 @@ func (ca *CA) Issue(req IssueRequest) (*Credential, error) {
 	}, nil
 }
 
-// Kit is where a provisioning kit's files are.
-type Kit struct {
-	CA, Cert, Key string
-}
-
-// KitFiles names the files of NAME's kit in dir.
-func KitFiles(dir, name string) Kit {
-	return Kit{CA: filepath.Join(dir, CACertFile), Cert: filepath.Join(dir, CertFile(name)), Key: filepath.Join(dir, KeyFile(name))}
+// KitFiles names the files of NAME's provisioning kit in dir.
+func KitFiles(dir, name string) TLSFiles {
+	return TLSFiles{CA: filepath.Join(dir, CACertFile), Cert: filepath.Join(dir, CertFile(name)), Key: filepath.Join(dir, KeyFile(name))}
 }
 
 // WriteKit writes cred's provisioning kit into dir: ca.pem, NAME.pem and NAME-key.pem (mode
 // 0600). It never overwrites a certificate or key; an existing ca.pem must be this CA's.
-func (ca *CA) WriteKit(dir string, cred *Credential) (Kit, error) {
+func (ca *CA) WriteKit(dir string, cred *Credential) (TLSFiles, error) {
 	kit := KitFiles(dir, cred.Identity.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Kit{}, fmt.Errorf("create kit directory: %w", err)
+		return TLSFiles{}, fmt.Errorf("create kit directory: %w", err)
 	}
 	files := []fileSpec{{kit.Cert, cred.CertPEM, 0o644}, {kit.Key, cred.KeyPEM, 0o600}}
 	existing, err := os.ReadFile(kit.CA)
 	switch {
 	case err == nil:
 		if !bytes.Equal(existing, ca.certPEM) {
-			return Kit{}, fmt.Errorf("write kit: %s: %w and holds another CA's certificate", kit.CA, ErrExists)
+			return TLSFiles{}, fmt.Errorf("write kit: %s: %w and holds another CA's certificate", kit.CA, ErrExists)
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		files = append(files, fileSpec{kit.CA, ca.certPEM, 0o644})
 	default:
-		return Kit{}, fmt.Errorf("write kit: %w", err)
+		return TLSFiles{}, fmt.Errorf("write kit: %w", err)
 	}
 	if err := writeFiles(files); err != nil {
-		return Kit{}, fmt.Errorf("write kit for %s: %w", cred.Identity, err)
+		return TLSFiles{}, fmt.Errorf("write kit for %s: %w", cred.Identity, err)
 	}
 	return kit, nil
 }
@@ -422,7 +417,7 @@ func writeFiles(files []fileSpec) error {
 }
 
 func writeExcl(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm) // #nosec G304 -- a kit directory the operator chose; O_EXCL never overwrites
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%s: %w (nothing was overwritten)", path, ErrExists)
@@ -430,12 +425,12 @@ func writeExcl(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		f.Close()
+		_ = f.Close()
 		_ = os.Remove(path)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
+		_ = f.Close()
 		_ = os.Remove(path)
 		return fmt.Errorf("sync %s: %w", path, err)
 	}

@@ -188,11 +188,10 @@ func TestMutualTLS13Handshake(t *testing.T) {
 		require.NoError(t, err)
 		k, err := ca.WriteKit(dir, cred)
 		require.NoError(t, err)
-		return TLSFiles{CA: k.CA, Cert: k.Cert, Key: k.Key}
+		return k
 	}
 	server := kit(RoleCoordinator, "coord")
 	client := kit(RoleClient, "bank-a")
-	revokedClient := kit(RoleClient, "bank-r")
 
 	foreignDir := t.TempDir()
 	foreign, err := InitCA(foreignDir, InitOptions{})
@@ -201,16 +200,16 @@ func TestMutualTLS13Handshake(t *testing.T) {
 	require.NoError(t, err)
 	fk, err := foreign.WriteKit(foreignDir, fc)
 	require.NoError(t, err)
-	foreignClient := TLSFiles{CA: fk.CA, Cert: fk.Cert, Key: fk.Key}
+	foreignClient := fk
 
-	_, err = ServerTLSConfig(client, nil)
+	_, err = ServerTLSConfig(client)
 	require.ErrorIs(t, err, ErrInvalid, "a coordinator needs a coordinator certificate")
-	_, err = ServerTLSConfig(TLSFiles{CA: server.CA, Cert: server.Cert}, nil)
+	_, err = ServerTLSConfig(TLSFiles{CA: server.CA, Cert: server.Cert})
 	require.ErrorIs(t, err, ErrInvalid)
 	_, err = ClientTLSConfig(TLSFiles{CA: server.CA, Cert: foreignClient.Cert, Key: foreignClient.Key})
 	require.ErrorContains(t, err, "is not signed by tls.ca", "a certificate not signed by the configured CA is refused at load")
 
-	scfg, err := ServerTLSConfig(server, func(id Identity) bool { return id.Name == "bank-r" })
+	scfg, err := ServerTLSConfig(server)
 	require.NoError(t, err)
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
 	require.NoError(t, err)
@@ -258,11 +257,6 @@ func TestMutualTLS13Handshake(t *testing.T) {
 			c.Certificates = []tls.Certificate{pair}
 			return c
 		}},
-		{"revoked certificate", func() *tls.Config {
-			c, err := ClientTLSConfig(revokedClient)
-			require.NoError(t, err)
-			return c
-		}},
 		{"TLS 1.2", func() *tls.Config {
 			c := ccfg.Clone()
 			c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
@@ -308,7 +302,7 @@ func TestClientRefusesAServerThatIsNotACoordinator(t *testing.T) {
 	require.NoError(t, err)
 	kit, err := ca.WriteKit(dir, cred)
 	require.NoError(t, err)
-	cfg, err := ClientTLSConfig(TLSFiles{CA: kit.CA, Cert: kit.Cert, Key: kit.Key})
+	cfg, err := ClientTLSConfig(kit)
 	require.NoError(t, err)
 	_, err = tls.Dial("tcp", lis.Addr().String(), cfg)
 	require.ErrorIs(t, err, ErrNoIdentity)

@@ -33,9 +33,12 @@ func (f TLSFiles) Set() bool { return f.CA != "" || f.Cert != "" || f.Key != "" 
 
 // ServerTLSConfig is the coordinator's side of mutual TLS: TLS 1.3 only, a client certificate
 // required and verified against the CA, and refused during the handshake when it carries no
-// fedprop identity or when revoked (may be nil) says it is revoked. files.Cert must be a
-// coordinator certificate.
-func ServerTLSConfig(files TLSFiles, revoked func(Identity) bool) (*tls.Config, error) {
+// fedprop identity. files.Cert must be a coordinator certificate.
+//
+// Revocation is not checked here but on every call (transport/grpc's Edge): a revoked
+// certificate is then refused with a status that says so, where a refused TLS 1.3 handshake
+// shows the client only a broken connection.
+func ServerTLSConfig(files TLSFiles) (*tls.Config, error) {
 	pool, own, err := loadKit(files)
 	if err != nil {
 		return nil, err
@@ -50,14 +53,8 @@ func ServerTLSConfig(files TLSFiles, revoked func(Identity) bool) (*tls.Config, 
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			id, err := PeerIdentity(cs)
-			if err != nil {
-				return err
-			}
-			if revoked != nil && revoked(id) {
-				return fmt.Errorf("%w: %s (serial %s)", ErrRevoked, id, id.Serial)
-			}
-			return nil
+			_, err := PeerIdentity(cs)
+			return err
 		},
 	}, nil
 }

@@ -108,7 +108,7 @@ func EpsilonFromRDP(orders, rdp []float64, delta float64, conv Conversion) (eps,
 	}
 	for i := range orders {
 		if math.IsNaN(orders[i]) || orders[i] < 1 {
-			return 0, 0, fmt.Errorf("Renyi order %v, want >= 1: %w", orders[i], ErrInvalidArgument)
+			return 0, 0, fmt.Errorf("RDP order %v, want >= 1: %w", orders[i], ErrInvalidArgument)
 		}
 		if math.IsNaN(rdp[i]) || rdp[i] < 0 {
 			return 0, 0, fmt.Errorf("RDP %v at order %v, want >= 0: %w", rdp[i], orders[i], ErrInvalidArgument)

@@ -40,7 +40,7 @@ func validateOrders(orders []float64) error {
 	}
 	for i, a := range orders {
 		if math.IsNaN(a) || a <= 1 || a > MaxOrder {
-			return fmt.Errorf("Renyi order %d is %v, want 1 < order <= %d: %w", i, a, MaxOrder, ErrInvalidArgument)
+			return fmt.Errorf("RDP order %d is %v, want 1 < order <= %d: %w", i, a, MaxOrder, ErrInvalidArgument)
 		}
 	}
 	return nil

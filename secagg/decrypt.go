@@ -84,11 +84,10 @@ func InspectAggregate(p Params, aggregate []byte) (AggregateInfo, error) {
 type Decryptor struct {
 	params    Params
 	keySwitch mhe.KeySwitchProtocol
-	encoder   *hefloat.Encoder
+	decoder   *decoder
 	ct        *rlwe.Ciphertext
 	combined  mhe.KeySwitchShare
 	received  mhe.KeySwitchShare
-	decoded   []float64
 	// logRound is the DecodePublic rounding; tests set 0 (no rounding) to measure raw noise.
 	logRound float64
 }
@@ -105,11 +104,10 @@ func NewDecryptor(p Params) (*Decryptor, error) {
 	return &Decryptor{
 		params:    p,
 		keySwitch: keySwitch,
-		encoder:   hefloat.NewEncoder(p.he, p.lit.EncoderPrecision),
+		decoder:   newDecoder(p),
 		ct:        hefloat.NewCiphertext(p.he, 1, level),
 		combined:  keySwitch.AllocateShare(level),
 		received:  keySwitch.AllocateShare(level),
-		decoded:   make([]float64, p.Slots()),
 		logRound:  float64(p.lit.LogDecodePrecision),
 	}, nil
 }
@@ -208,10 +206,9 @@ func (d *Decryptor) combine(h ciphertextHeader, body []byte, shareBodies [][]byt
 			return nil, fmt.Errorf("decrypt: %w", err)
 		}
 		*pt.MetaData = *d.ct.MetaData
-		if err := d.encoder.DecodePublic(pt, d.decoded, d.logRound); err != nil {
-			return nil, fmt.Errorf("decode: %w", err)
+		if err := d.decoder.decode(pt, out[k*slots:min((k+1)*slots, h.length)], d.logRound); err != nil {
+			return nil, err
 		}
-		copy(out[k*slots:], d.decoded[:min(slots, h.length-k*slots)])
 	}
 	return out, nil
 }

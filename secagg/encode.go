@@ -49,8 +49,18 @@ func newEncoder(p Params) *encoder {
 }
 
 // encode writes values (len <= Slots, all finite) into pt, a plaintext at the top level with
-// the default scale.
+// the default scale, in the NTT domain.
 func (e *encoder) encode(values []float64, pt *rlwe.Plaintext) error {
+	if err := e.coefficients(values, pt.Value); err != nil {
+		return err
+	}
+	rlwe.NTTSparseAndMontgomery(e.params.he.RingQ().AtLevel(pt.Level()), pt.MetaData, pt.Value)
+	return nil
+}
+
+// coefficients is encode without the final NTT: it leaves the plaintext polynomial in the
+// coefficient domain.
+func (e *encoder) coefficients(values []float64, poly ring.Poly) error {
 	slots := len(e.buf)
 	for i, v := range values {
 		e.buf[i] = complex(v, 0)
@@ -59,7 +69,7 @@ func (e *encoder) encode(values []float64, pt *rlwe.Plaintext) error {
 	if err := e.lattigo.IFFT(e.buf, e.logSlots); err != nil {
 		return fmt.Errorf("encode: %w", err)
 	}
-	coeffs := pt.Value.Coeffs
+	coeffs := poly.Coeffs
 	for i, c := range e.buf {
 		if err := e.setCoefficient(coeffs, i, real(c)); err != nil {
 			return err
@@ -68,7 +78,6 @@ func (e *encoder) encode(values []float64, pt *rlwe.Plaintext) error {
 			return err
 		}
 	}
-	rlwe.NTTSparseAndMontgomery(e.params.he.RingQ().AtLevel(pt.Level()), pt.MetaData, pt.Value)
 	return nil
 }
 

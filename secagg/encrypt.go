@@ -1,12 +1,15 @@
 package secagg
 
 import (
+	cryptorand "crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
+	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
 // A ciphertext set is a vector of `length` values encrypted as CiphertextsFor(length)
@@ -60,36 +63,85 @@ func parseCiphertextSet(p Params, b []byte) (ciphertextHeader, []byte, error) {
 // Encryptor encrypts real vectors under the committee's collective public key. Any client,
 // committee member or not, uses one. It is not safe for concurrent use; make one per
 // goroutine.
-//
-// The encryption randomness (the ternary mask and the two Gaussian errors) is drawn by
-// lattigo's rlwe.Encryptor from its own crypto/rand-keyed PRNG: lattigo v5 offers no way to
-// inject it for public-key encryption, so ciphertext bytes are never reproducible. Decrypted
-// sums are, up to the release rounding (see the package documentation).
 type Encryptor struct {
-	params Params
-	keyID  [8]byte
-	enc    *rlwe.Encryptor
-	ecd    *encoder
-	pt     *rlwe.Plaintext
-	ct     *rlwe.Ciphertext
+	params  Params
+	keyID   [8]byte
+	pk      *rlwe.PublicKey
+	ecd     *encoder
+	ternary ring.Sampler
+	gauss   ring.Sampler
+	ct      *rlwe.Ciphertext
+	m, u, e ring.Poly
 }
 
 // NewEncryptor decodes the collective public key (the bytes PublicKeyAggregator.PublicKey
-// produced) and returns an Encryptor for it.
-func NewEncryptor(p Params, publicKey []byte) (*Encryptor, error) {
+// produced) and returns an Encryptor for it. Encryption randomness comes from a stream keyed
+// with 32 bytes read from random: nil means crypto/rand; a seeded source (a math/rand/v2
+// ChaCha8, say) makes a simulation's ciphertexts reproducible. Never use a predictable source
+// in production.
+func NewEncryptor(p Params, publicKey []byte, random io.Reader) (*Encryptor, error) {
 	pk, keyID, err := decodePublicKey(p, publicKey)
 	if err != nil {
 		return nil, err
 	}
+	if random == nil {
+		random = cryptorand.Reader
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(random, seed[:]); err != nil {
+		return nil, fmt.Errorf("new encryptor: read randomness: %w", err)
+	}
+	prng, err := newStreamPRNG("fedprop/secagg/encrypt/v1", seed[:])
+	if err != nil {
+		return nil, err
+	}
+	ringQ := p.he.RingQ()
+	ternary, err := ring.NewSampler(prng, ringQ, p.he.Xs(), false)
+	if err != nil {
+		return nil, fmt.Errorf("new encryptor: %w", err)
+	}
+	gauss, err := ring.NewSampler(prng, ringQ, p.he.Xe(), false)
+	if err != nil {
+		return nil, fmt.Errorf("new encryptor: %w", err)
+	}
 	level := p.he.MaxLevel()
 	return &Encryptor{
-		params: p,
-		keyID:  keyID,
-		enc:    rlwe.NewEncryptor(p.he, pk),
-		ecd:    newEncoder(p),
-		pt:     hefloat.NewPlaintext(p.he, level),
-		ct:     hefloat.NewCiphertext(p.he, 1, level),
+		params:  p,
+		keyID:   keyID,
+		pk:      pk,
+		ecd:     newEncoder(p),
+		ternary: ternary,
+		gauss:   gauss,
+		ct:      hefloat.NewCiphertext(p.he, 1, level),
+		m:       ringQ.NewPoly(),
+		u:       ringQ.NewPoly(),
+		e:       ringQ.NewPoly(),
 	}, nil
+}
+
+// encrypt sets ct (NTT domain) to a public-key encryption of the plaintext polynomial m, given
+// in the coefficient domain:
+//
+//	c0 = u*pk0 + NTT(m + e0),  c1 = u*pk1 + NTT(e1),  u ternary, e0 and e1 Gaussian.
+//
+// It is lattigo's rlwe.Encryptor public-key encryption (encryptZeroPkNoP, then addPtToCt) with
+// two differences: the samplers are fed by this Encryptor's stream (lattigo v5 draws that
+// randomness from its own crypto/rand-keyed blake2b PRNG, which can be neither injected nor
+// made fast, and was most of the encryption time), and e0 joins the plaintext before its NTT,
+// which saves one of four NTTs. m is overwritten.
+func (e *Encryptor) encrypt(m ring.Poly, ct *rlwe.Ciphertext) {
+	ringQ := e.params.he.RingQ()
+	e.ternary.Read(e.u)
+	ringQ.NTT(e.u, e.u)
+	// The key is in the Montgomery domain, so these products come out in the standard one.
+	ringQ.MulCoeffsMontgomery(e.u, e.pk.Value[0].Q, ct.Value[0])
+	ringQ.MulCoeffsMontgomery(e.u, e.pk.Value[1].Q, ct.Value[1])
+	e.gauss.ReadAndAdd(m)
+	ringQ.NTT(m, m)
+	ringQ.Add(ct.Value[0], m, ct.Value[0])
+	e.gauss.Read(e.e)
+	ringQ.NTT(e.e, e.e)
+	ringQ.Add(ct.Value[1], e.e, ct.Value[1])
 }
 
 // Encrypt encrypts values (at least one) and returns the wire form of the update: a
@@ -111,12 +163,10 @@ func (e *Encryptor) Encrypt(values []float64) ([]byte, error) {
 	slots := e.params.Slots()
 	for start := 0; start < len(values); start += slots {
 		chunk := values[start:min(start+slots, len(values))]
-		if err := e.ecd.encode(chunk, e.pt); err != nil {
+		if err := e.ecd.coefficients(chunk, e.m); err != nil {
 			return nil, err
 		}
-		if err := e.enc.Encrypt(e.pt, e.ct); err != nil {
-			return nil, fmt.Errorf("encrypt: %w", err)
-		}
+		e.encrypt(e.m, e.ct)
 		body = putRows(body, e.ct.Value[0].Coeffs)
 		body = putRows(body, e.ct.Value[1].Coeffs)
 	}

@@ -123,7 +123,7 @@ func encryptAndSum(tb testing.TB, p Params, publicKey []byte, vectors [][]float6
 	tb.Helper()
 	sum, err := NewSum(p, publicKey, len(vectors[0]))
 	require.NoError(tb, err)
-	enc, err := NewEncryptor(p, publicKey)
+	enc, err := NewEncryptor(p, publicKey, nil)
 	require.NoError(tb, err)
 	for _, v := range vectors {
 		ct, err := enc.Encrypt(v)

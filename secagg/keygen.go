@@ -8,7 +8,6 @@ import (
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
 	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
-	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
 
 // Collective public-key generation (setup round 1). The coordinator publishes a fresh seed per
@@ -32,7 +31,7 @@ const (
 
 const (
 	minCRSSeed = 16
-	maxCRSSeed = 64 // the blake2b XOF behind sampling.KeyedPRNG takes keys up to 64 bytes
+	maxCRSSeed = 64
 )
 
 // crpFromSeed expands the coordinator's seed into the common reference polynomial.
@@ -40,9 +39,9 @@ func crpFromSeed(p Params, proto mhe.PublicKeyGenProtocol, crsSeed []byte) (mhe.
 	if len(crsSeed) < minCRSSeed || len(crsSeed) > maxCRSSeed {
 		return mhe.PublicKeyGenCRP{}, [8]byte{}, fmt.Errorf("%w: CRS seed of %d bytes, want %d..%d", ErrMalformed, len(crsSeed), minCRSSeed, maxCRSSeed)
 	}
-	crs, err := sampling.NewKeyedPRNG(crsSeed)
+	crs, err := newStreamPRNG("fedprop/secagg/crs/v1", crsSeed)
 	if err != nil {
-		return mhe.PublicKeyGenCRP{}, [8]byte{}, fmt.Errorf("CRS: %w", err)
+		return mhe.PublicKeyGenCRP{}, [8]byte{}, err
 	}
 	return proto.SampleCRP(crs), fingerprint8("fedprop/secagg/crs/v1", crsSeed), nil
 }

@@ -3,7 +3,6 @@ package secagg
 import (
 	"bytes"
 	"crypto/ecdh"
-	"crypto/hmac"
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -16,7 +15,6 @@ import (
 	"github.com/tuneinsight/lattigo/v5/mhe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/ring/ringqp"
-	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 	"github.com/tuneinsight/lattigo/v5/utils/structs"
 )
 
@@ -78,9 +76,9 @@ func NewMember(p Params, index int, random io.Reader) (*Member, error) {
 // secret keys (NTT and Montgomery domain). It is rlwe.KeyGenerator.GenSecretKey with an
 // injected PRNG, which the lattigo v5 key generator does not accept.
 func sampleSecretKey(p Params, key []byte) (*rlwe.SecretKey, error) {
-	prng, err := sampling.NewKeyedPRNG(key)
+	prng, err := newStreamPRNG("fedprop/secagg/secret/v1", key)
 	if err != nil {
-		return nil, fmt.Errorf("secret key PRNG: %w", err)
+		return nil, err
 	}
 	sampler, err := ring.NewSampler(prng, p.he.RingQ(), p.he.Xs(), false)
 	if err != nil {
@@ -180,19 +178,16 @@ func (m *Member) checkCommittee(setupID string, threshold int, committee []Recip
 // what mhe.Thresholdizer.GenShamirPolynomial builds, but from an injected PRNG.
 func (m *Member) shamirPolynomial(setupID string, threshold int, committee []Recipient) (mhe.ShamirPolynomial, error) {
 	p := m.params
-	mac := hmac.New(sha256.New, m.shamirSeed[:])
-	mac.Write([]byte("fedprop/secagg/shamir/v1"))
-	mac.Write(p.id[:])
-	mac.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(setupID))))
-	mac.Write([]byte(setupID))
-	mac.Write(binary.LittleEndian.AppendUint32(nil, uint32(threshold)))
+	var setup []byte
+	setup = append(setup, p.id[:]...)
+	setup = binary.LittleEndian.AppendUint32(setup, uint32(threshold))
 	for _, r := range committee {
-		mac.Write(binary.LittleEndian.AppendUint32(nil, uint32(r.Index)))
-		mac.Write(r.IdentityKey)
+		setup = binary.LittleEndian.AppendUint32(setup, uint32(r.Index))
+		setup = append(setup, r.IdentityKey...)
 	}
-	prng, err := sampling.NewKeyedPRNG(mac.Sum(nil))
+	prng, err := newStreamPRNG("fedprop/secagg/shamir/v1", m.shamirSeed[:], []byte(setupID), setup)
 	if err != nil {
-		return mhe.ShamirPolynomial{}, fmt.Errorf("shamir PRNG: %w", err)
+		return mhe.ShamirPolynomial{}, err
 	}
 	ringQP := p.he.RingQP()
 	uniform := ringqp.NewUniformSampler(prng, *ringQP)
@@ -262,15 +257,9 @@ func (m *Member) CombineThresholdShares(setupID string, threshold int, committee
 	for _, r := range sorted {
 		keys[r.Index] = r.IdentityKey
 	}
-	poly, err := m.shamirPolynomial(setupID, threshold, sorted)
-	if err != nil {
-		return err
-	}
+	// Open and check every box before any key material is computed.
 	thr := mhe.NewThresholdizer(p.he)
-	tsk := thr.AllocateThresholdSecretShare()
-	thr.GenShamirSecretShare(mhe.ShamirPublicPoint(m.index), poly, &tsk)
-
-	received := thr.AllocateThresholdSecretShare()
+	var received []mhe.ShamirSecretShare
 	moduli := p.qpModuli()
 	own := m.IdentityPublicKey()
 	seen := make(map[int]bool, len(boxes))
@@ -300,12 +289,11 @@ func (m *Member) CombineThresholdShares(setupID string, threshold int, committee
 		if int(binary.LittleEndian.Uint32(plaintext[16:20])) != b.From || int(binary.LittleEndian.Uint32(plaintext[20:24])) != m.index {
 			return fmt.Errorf("%w: box from member %d names another sender or recipient", ErrMalformed, b.From)
 		}
-		if _, err := readRows(plaintext[shamirHeaderSize:], qpRows(received.Poly), moduli, kindShamirShare); err != nil {
+		share := thr.AllocateThresholdSecretShare()
+		if _, err := readRows(plaintext[shamirHeaderSize:], qpRows(share.Poly), moduli, kindShamirShare); err != nil {
 			return fmt.Errorf("box from member %d: %w", b.From, err)
 		}
-		if err := thr.AggregateShares(tsk, received, &tsk); err != nil {
-			return fmt.Errorf("box from member %d: %w", b.From, err)
-		}
+		received = append(received, share)
 	}
 	var missing []int
 	for _, r := range sorted {
@@ -316,6 +304,18 @@ func (m *Member) CombineThresholdShares(setupID string, threshold int, committee
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: no threshold share from members %v", ErrMissingShare, missing)
 	}
+	poly, err := m.shamirPolynomial(setupID, threshold, sorted)
+	if err != nil {
+		return err
+	}
+	tsk := thr.AllocateThresholdSecretShare()
+	thr.GenShamirSecretShare(mhe.ShamirPublicPoint(m.index), poly, &tsk)
+	for _, share := range received {
+		if err := thr.AggregateShares(tsk, share, &tsk); err != nil {
+			return fmt.Errorf("aggregate threshold shares: %w", err)
+		}
+	}
+	p.he.RingQP().Reduce(tsk.Poly, tsk.Poly) // persisted in canonical form
 	m.setupID = setupID
 	m.threshold = threshold
 	m.committee = make([]int, len(sorted))
@@ -367,6 +367,12 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	nCt := p.CiphertextsFor(h.length)
+	moduli := p.he.Q()
+	// A malformed aggregate is refused whole, before any key material is touched.
+	if err := checkRows(body, moduli, 2*nCt*len(moduli), p.he.N(), kindCiphertext); err != nil {
+		return nil, err
+	}
 	points := make([]mhe.ShamirPublicPoint, len(active))
 	for i, a := range active {
 		points[i] = mhe.ShamirPublicPoint(a)
@@ -387,7 +393,6 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	ct := hefloat.NewCiphertext(p.he, 1, level)
 	share := keySwitch.AllocateShare(level)
 
-	nCt := p.CiphertextsFor(h.length)
 	out := make([]byte, decryptionShareHeaderSize+8*nCt*p.wordsPerQPoly())
 	putDecryptionShareHeader(out, p, decryptionShareHeader{
 		keyID:  h.keyID,
@@ -397,14 +402,12 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 		active: activeID(active),
 	})
 	rest := out[decryptionShareHeaderSize:]
-	moduli := p.he.Q()
 	ringQ := p.he.RingQ().AtLevel(level)
-	for range nCt {
-		// c0 is not needed for the share, but a malformed aggregate is refused whole.
-		if body, err = readRows(body, ct.Value[0].Coeffs, moduli, kindCiphertext); err != nil {
-			return nil, err
-		}
-		if body, err = readRows(body, ct.Value[1].Coeffs, moduli, kindCiphertext); err != nil {
+	wordsQ := p.wordsPerQPoly()
+	for k := range nCt {
+		// Only c1 enters a share.
+		c1 := body[8*(2*k+1)*wordsQ:]
+		if _, err := readRows(c1, ct.Value[1].Coeffs, moduli, kindCiphertext); err != nil {
 			return nil, err
 		}
 		keySwitch.GenShare(additive, zero, ct, &share)

@@ -13,16 +13,16 @@ import (
 
 // ParamsLiteral is the unchecked, configuration-friendly form of the scheme parameters. Pass it
 // through NewParams to get an immutable, validated Params. The zero value of every field except
-// LogN and LogQ means "use the default" (see DefaultParamsLiteral).
+// LogN, LogQ and LogDefaultScale means "use the default" (see DefaultParamsLiteral).
+//
+// There are no auxiliary (P) moduli: additive aggregation never key-switches with evaluation
+// keys, so they would only spend security budget.
 type ParamsLiteral struct {
 	// LogN is the log2 of the ring degree; the number of real values per ciphertext is 2^(LogN-1).
 	LogN int `yaml:"log_n" json:"log_n"`
 	// LogQ lists the bit sizes of the ciphertext moduli. Ciphertexts stay at the top level, so
 	// the product Q bounds the magnitude of any sum (see Params.MaxAbsValue).
 	LogQ []int `yaml:"log_q" json:"log_q"`
-	// LogP lists the bit sizes of auxiliary key-switching moduli. Additive aggregation does not
-	// need any; they only count against the security bound.
-	LogP []int `yaml:"log_p,omitempty" json:"log_p,omitempty"`
 	// LogDefaultScale is the log2 of the CKKS encoding scale.
 	LogDefaultScale int `yaml:"log_default_scale" json:"log_default_scale"`
 	// EncoderPrecision is the precision, in bits, of the encoder's FFT. Only float64 (53) is
@@ -92,14 +92,12 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 		lit.LogDecodePrecision = def.LogDecodePrecision
 	}
 	lit.LogQ = append([]int(nil), lit.LogQ...)
-	lit.LogP = append([]int(nil), lit.LogP...)
 	if err := lit.validate(); err != nil {
 		return Params{}, err
 	}
 	he, err := hefloat.NewParametersFromLiteral(hefloat.ParametersLiteral{
 		LogN:            lit.LogN,
 		LogQ:            lit.LogQ,
-		LogP:            lit.LogP,
 		LogDefaultScale: lit.LogDefaultScale,
 		Xs:              ring.Ternary{P: 2.0 / 3},
 		Xe:              ring.DiscreteGaussian{Sigma: 3.2, Bound: 19.2},
@@ -136,16 +134,11 @@ func (lit ParamsLiteral) validate() error {
 	if len(lit.LogQ) == 0 || len(lit.LogQ) > 8 {
 		return fmt.Errorf("%w: LogQ needs 1..8 moduli, has %d", ErrInvalidParams, len(lit.LogQ))
 	}
-	if len(lit.LogP) > 4 {
-		return fmt.Errorf("%w: LogP allows at most 4 moduli, has %d", ErrInvalidParams, len(lit.LogP))
-	}
-	for _, list := range [][]int{lit.LogQ, lit.LogP} {
-		for _, b := range list {
-			// Lattigo needs NTT-friendly primes below 2^61; the lazy accumulator in Sum needs
-			// several additions of headroom in a 64-bit word.
-			if b < 20 || b > 58 {
-				return fmt.Errorf("%w: modulus size %d bits, want 20..58", ErrInvalidParams, b)
-			}
+	for _, b := range lit.LogQ {
+		// Lattigo needs NTT-friendly primes below 2^61; the lazy accumulator in Sum needs
+		// several additions of headroom in a 64-bit word.
+		if b < 20 || b > 58 {
+			return fmt.Errorf("%w: modulus size %d bits, want 20..58", ErrInvalidParams, b)
 		}
 	}
 	if lit.LogDefaultScale < 20 || lit.LogDefaultScale > 64 {
@@ -194,7 +187,6 @@ func paramsID(he hefloat.Parameters) [8]byte {
 func (p Params) Literal() ParamsLiteral {
 	lit := p.lit
 	lit.LogQ = append([]int(nil), lit.LogQ...)
-	lit.LogP = append([]int(nil), lit.LogP...)
 	return lit
 }
 

@@ -1,6 +1,7 @@
 package secagg
 
 import (
+	"math"
 	mrand "math/rand/v2"
 	"testing"
 
@@ -41,4 +42,38 @@ func TestEndToEndMatchesPlaintextSum(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDecryptionNoiseIsBelowTheReleaseGrid measures the raw error of a decrypted sum (no
+// release rounding) for 100 contributions and T=6, and checks it stays far below the 2^-30
+// grid the released values are rounded to, so that the rounding removes it.
+func TestDecryptionNoiseIsBelowTheReleaseGrid(t *testing.T) {
+	p := testParams(t)
+	c := setupCommittee(t, p, 10, 6, 200)
+	vectors := randomVectors(mrand.New(mrand.NewPCG(20, 20)), 100, 2000, 1e3)
+	want := plainSum(vectors)
+	aggregate := encryptAndSum(t, p, c.publicKey, vectors)
+	active := []int{1, 2, 4, 6, 8, 9}
+	shares := make(map[int][]byte)
+	for _, a := range active {
+		s, err := c.member(a).DecryptionShare(aggregate, active)
+		require.NoError(t, err)
+		shares[a] = s
+	}
+	d, err := NewDecryptor(p)
+	require.NoError(t, err)
+	d.logRound = 0
+	raw, err := d.Decrypt(aggregate, active, shares)
+	require.NoError(t, err)
+	var sumSq float64
+	for i := range raw {
+		e := raw[i] - want[i]
+		sumSq += e * e
+	}
+	rawMax, scale := maxAbsDiff(raw, want)
+	rms := math.Sqrt(sumSq / float64(len(raw)))
+	grid := math.Exp2(-float64(p.Literal().LogDecodePrecision))
+	t.Logf("raw decryption error over %d values summing 100 updates (|sum| up to %.3g): rms %.3g, max %.3g; release grid %.3g",
+		len(raw), scale, rms, rawMax, grid)
+	assert.Less(t, rawMax, grid/4)
 }

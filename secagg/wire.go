@@ -36,6 +36,7 @@ const (
 	kindShamirShare     kind = 6
 )
 
+// String names the kind in error messages.
 func (k kind) String() string {
 	switch k {
 	case kindPublicKeyShare:
@@ -117,6 +118,20 @@ func readRows(src []byte, rows [][]uint64, moduli []uint64, what kind) ([]byte, 
 		}
 	}
 	return src, nil
+}
+
+// checkRows checks that src holds rows of n words, row r reduced modulo moduli[r mod len].
+func checkRows(src []byte, moduli []uint64, rows, n int, what kind) error {
+	for r := range rows {
+		q := moduli[r%len(moduli)]
+		row := src[8*r*n : 8*(r+1)*n]
+		for j := 0; j < n; j++ {
+			if binary.LittleEndian.Uint64(row[8*j:]) >= q {
+				return fmt.Errorf("%w: %s: coefficient %d of row %d is not reduced", ErrMalformed, what, j, r)
+			}
+		}
+	}
+	return nil
 }
 
 // fingerprint8 returns the first 8 bytes of SHA-256 over a domain label and data.

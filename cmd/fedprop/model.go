@@ -23,13 +23,15 @@ func newModelCmd(g *globals) *cobra.Command {
 	}
 	var addr string
 	cmd.PersistentFlags().StringVar(&addr, "coordinator", envOr("FEDPROP_COORDINATOR", "127.0.0.1:7070"), "coordinator address (env FEDPROP_COORDINATOR)")
+	var dialer modelDialer // mutual TLS flags, see ca.go
+	dialer.flags(cmd.PersistentFlags())
 
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List committed model versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := grpctransport.Dial(addr)
+			conn, err := dialer.dial(cmd, g, addr)
 			if err != nil {
 				return err
 			}
@@ -58,7 +60,7 @@ func newModelCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn, err := grpctransport.Dial(addr)
+			conn, err := dialer.dial(cmd, g, addr)
 			if err != nil {
 				return err
 			}
@@ -136,6 +138,7 @@ func newModelCmd(g *globals) *cobra.Command {
 	score.Flags().StringVar(&scoreOut, "out", "-", "output CSV (- for standard output)")
 
 	cmd.AddCommand(list, pull, score)
+	cmd.AddCommand(newExplainCmd(g))
 	return cmd
 }
 

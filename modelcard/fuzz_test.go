@@ -1,0 +1,28 @@
+package modelcard_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fedprop/fedprop/modelcard"
+)
+
+// FuzzDecode reads arbitrary card documents (a card may come from a store or over the network):
+// it must return an error or a card that renders without panicking.
+func FuzzDecode(f *testing.F) {
+	card, err := modelcard.Build(bankInput(f))
+	require.NoError(f, err)
+	var buf bytes.Buffer
+	require.NoError(f, card.Write(&buf))
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"format":"fedprop.modelcard/v1","approval":{"status":"approved"},"fairness":{"report":{"thresholds":[],"attributes":[{"groups":[{"rates":[]}]}]}}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := modelcard.Decode(bytes.NewReader(raw))
+		if err != nil {
+			return
+		}
+		require.NotEmpty(t, c.Markdown())
+	})
+}
