@@ -33,6 +33,8 @@ type Config struct {
 	Failures FailureConfig `yaml:"failures" json:"failures"`
 	// Attack makes a fraction of the clients malicious (plaintext research runs).
 	Attack attack.Config `yaml:"attack" json:"attack"`
+	// Personalization fine-tunes the global model at every client after the run.
+	Personalization PersonalizationConfig `yaml:"personalization" json:"personalization"`
 }
 
 // DataConfig chooses the data source.
@@ -181,6 +183,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Failures.validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Personalization.Epochs < 0 {
+		errs = append(errs, fmt.Errorf("personalization.epochs: must not be negative, got %d", c.Personalization.Epochs))
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers: must not be negative, got %d", c.Workers))

@@ -59,6 +59,8 @@ type Summary struct {
 	BytesPerClientRound float64 `json:"bytes_per_client_round"`
 	// Privacy is the differential-privacy guarantee of the final model (nil without DP).
 	Privacy *coordinator.PrivacyReport `json:"privacy,omitempty"`
+	// Personalization compares, per client, the global model with its fine-tuned copy.
+	Personalization *Personalization `json:"personalization,omitempty"`
 	// Dropped and Late count the answers the failure model dropped and those that arrived
 	// after their phase's deadline.
 	Dropped int `json:"dropped"`
@@ -169,6 +171,13 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 			return nil, err
 		}
 		sum.Centralized = &c
+	}
+	if cfg.Personalization.Epochs > 0 {
+		st := core.Status()
+		enc := task.Encoding{SchemaHash: st.SchemaHash, Mean: st.Standardization.Mean, Std: st.Standardization.Std}
+		if sum.Personalization, err = personalize(cfg, sessions, sum.Weights, enc); err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	res.Summary = sum

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -322,4 +323,34 @@ run:
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "run.robust.name")
 	assert.Contains(t, err.Error(), "hides them from the coordinator")
+}
+
+// TestPersonalizationPerJob is issue 5's personalization check: bank-full partitioned
+// naturally by job, the summary compares the global and the personalized model per client.
+func TestPersonalizationPerJob(t *testing.T) {
+	sharedtest.Path(t, "bank-full.csv")
+	root, err := sharedtest.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	raw, err := os.ReadFile("configs/sim-bank-personalize.yaml")
+	require.NoError(t, err)
+	cfg, err := sim.ParseConfig("configs/sim-bank-personalize.yaml", raw)
+	require.NoError(t, err)
+	f := false
+	cfg.Centralized = &f
+	res, err := sim.Run(context.Background(), cfg, sim.Options{})
+	require.NoError(t, err)
+	p := res.Summary.Personalization
+	require.NotNil(t, p)
+	require.Len(t, p.Clients, 12, "one client per job value")
+	for _, c := range p.Clients {
+		assert.True(t, strings.HasPrefix(c.Client, "job="), c.Client)
+		require.NotNil(t, c.GlobalAUC, c.Client)
+		require.NotNil(t, c.PersonalizedAUC, c.Client)
+		assert.NotEqual(t, *c.GlobalAUC, *c.PersonalizedAUC, "%s: fine-tuning changed the model", c.Client)
+	}
+	assert.Equal(t, 12, p.Global.Clients)
+	assert.LessOrEqual(t, p.Global.P25, p.Global.Median)
+	assert.LessOrEqual(t, p.Global.Median, p.Global.P75)
+	t.Logf("global median AUC %.4f, personalized %.4f; %d of 12 improved", p.Global.Median, p.Personalized.Median, p.Improved)
 }
