@@ -81,4 +81,3 @@ func distribution(x []float64) Distribution {
 	q := func(p float64) float64 { return stat.Quantile(p, stat.LinInterp, s, nil) }
 	return Distribution{Clients: len(s), Mean: stat.Mean(s, nil), P25: q(0.25), Median: q(0.5), P75: q(0.75), Min: s[0], Max: s[len(s)-1]}
 }
-
