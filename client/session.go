@@ -192,7 +192,7 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	)
 	switch t.Kind {
 	case task.KindStats:
-		values, examples, err = s.stats()
+		values, examples, err = s.stats(t.StatsScale)
 	case task.KindTrain:
 		values, examples, dp, err = s.trainTask(t)
 	case task.KindEvaluate:
@@ -269,8 +269,15 @@ func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
 
 // stats: count, sums and sums of squares per numeric feature over the consenting training
 // rows, and the number of rows excluded for lack of consent.
-func (s *Session) stats() ([]float64, int, error) {
+func (s *Session) stats(scale float64) ([]float64, int, error) {
 	st := s.train.Stats()
+	if scale != 0 && scale != 1 {
+		if scale < 0 || math.IsNaN(scale) || math.IsInf(scale, 0) {
+			return nil, 0, fmt.Errorf("stats_scale: %v is not a positive number", scale)
+		}
+		floats.Scale(scale, st.Sum)
+		floats.Scale(scale*scale, st.SumSq)
+	}
 	v := append(st.Vector(), float64(s.Excluded()))
 	return v, s.train.Len(), nil
 }

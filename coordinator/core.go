@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/secagg"
@@ -512,6 +514,9 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.PublicKey = c.run.SecAgg.PublicKey
 		t.CohortSize = len(c.cohort)
 	}
+	if p == phaseStats {
+		t.StatsScale = c.statsScale()
+	}
 	switch p {
 	case phaseTrain:
 		t.ModelVersion = c.run.LatestVersion
@@ -530,6 +535,16 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		c.decryptTask(&t)
 	}
 	return t
+}
+
+// statsScale is the factor stats sums are taken at: in he mode 2^-10, so that the sums of
+// squares of raw features (incomes of 1e5 over a million records) stay far inside the
+// ciphertext range, while the decoding grid (2^-30) keeps them exact to about 1e-9.
+func (c *Core) statsScale() float64 {
+	if c.he() {
+		return 1.0 / 1024
+	}
+	return 1
 }
 
 // taskID names a task uniquely within the run, so that a repeated submission is recognised.
@@ -663,6 +678,10 @@ func (c *Core) fail(msg string) {
 
 func (c *Core) finishStats(sum []float64, clients int) {
 	stats, err := dataset.FeatureStatsFromVector(sum[:len(sum)-1], c.numeric)
+	if scale := c.statsScale(); err == nil && scale != 1 {
+		floats.Scale(1/scale, stats.Sum)
+		floats.Scale(1/(scale*scale), stats.SumSq)
+	}
 	if err == nil {
 		var std dataset.Standardization
 		if std, err = stats.Standardization(); err == nil {

@@ -70,6 +70,10 @@ type Task struct {
 	// CohortSize is how many clients were asked in this phase: an encrypted sum adds at most
 	// this many results, so each bounds its values to the ciphertext range divided by it.
 	CohortSize int
+	// StatsScale multiplies every value a stats task sums (its square by StatsScale²), so that
+	// the sums of squares of raw features over a million records stay inside the ciphertext
+	// range; the coordinator divides it out. Zero means 1.
+	StatsScale float64
 	// DP is the differential privacy to apply to a train task (nil: none).
 	DP      *DPSpec
 	Keygen  *KeygenSpec

@@ -56,6 +56,7 @@ func taskToProto(t task.Task) *pb.Task {
 		HistogramBins: int32(t.HistogramBins),
 		PublicKey:     t.PublicKey,
 		CohortSize:    int32(t.CohortSize),
+		StatsScale:    t.StatsScale,
 	}
 	if d := t.DP; d != nil {
 		out.Dp = &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, NoiseStd: d.NoiseStd, IndicatorNoiseStd: d.IndicatorNoiseStd,
@@ -106,6 +107,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		HistogramBins: int(p.GetHistogramBins()),
 		PublicKey:     p.GetPublicKey(),
 		CohortSize:    int(p.GetCohortSize()),
+		StatsScale:    p.GetStatsScale(),
 	}
 	if d := p.GetDp(); d != nil {
 		t.DP = &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), NoiseStd: d.GetNoiseStd(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),

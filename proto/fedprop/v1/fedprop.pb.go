@@ -328,7 +328,10 @@ type Task struct {
 	// results, so each client bounds its values to the ciphertext range divided by it.
 	CohortSize int32 `protobuf:"varint,15,opt,name=cohort_size,json=cohortSize,proto3" json:"cohort_size,omitempty"`
 	// Differential privacy to apply to a train task.
-	Dp            *DPSpec `protobuf:"bytes,16,opt,name=dp,proto3" json:"dp,omitempty"`
+	Dp *DPSpec `protobuf:"bytes,16,opt,name=dp,proto3" json:"dp,omitempty"`
+	// Stats tasks: multiply every value summed by this (its square by its square), so that sums of
+	// squares stay inside the ciphertext range; 0 means 1.
+	StatsScale    float64 `protobuf:"fixed64,17,opt,name=stats_scale,json=statsScale,proto3" json:"stats_scale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +476,13 @@ func (x *Task) GetDp() *DPSpec {
 		return x.Dp
 	}
 	return nil
+}
+
+func (x *Task) GetStatsScale() float64 {
+	if x != nil {
+		return x.StatsScale
+	}
+	return 0
 }
 
 // DPSpec is the differential privacy a train task asks for.
@@ -1888,7 +1898,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xce\x04\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xef\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -1908,7 +1918,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\adecrypt\x18\x0e \x01(\v2\x17.fedprop.v1.DecryptSpecR\adecrypt\x12\x1f\n" +
 	"\vcohort_size\x18\x0f \x01(\x05R\n" +
 	"cohortSize\x12\"\n" +
-	"\x02dp\x18\x10 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\"\x8c\x02\n" +
+	"\x02dp\x18\x10 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\x12\x1f\n" +
+	"\vstats_scale\x18\x11 \x01(\x01R\n" +
+	"statsScale\"\x8c\x02\n" +
 	"\x06DPSpec\x12\x1c\n" +
 	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
 	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x1b\n" +
