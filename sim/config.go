@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"go.yaml.in/yaml/v3"
 
@@ -71,16 +72,63 @@ type PartitionConfig struct {
 // it), fills defaults and validates.
 func ParseConfig(name string, data []byte) (Config, error) {
 	var c Config
+	noPrivacy, data := explicitNone(data, "run", "privacy", "epsilon")
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+	}
+	if noPrivacy {
+		// "epsilon: none" (or null) is the no-privacy point of a utility curve: the same run
+		// without differential privacy. An absent epsilon is not: it stays an error unless
+		// a noise multiplier is given.
+		c.Run.Privacy = coordinator.PrivacyConfig{Mechanism: coordinator.DPNone}
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
 	}
 	return c, nil
+}
+
+// explicitNone reports whether the YAML document sets the key path to null or to "none", and
+// returns the document with a "none" there turned into null, so that it decodes.
+func explicitNone(data []byte, path ...string) (bool, []byte) {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+		return false, data
+	}
+	n := root.Content[0]
+	for i, key := range path {
+		if n.Kind != yaml.MappingNode {
+			return false, data
+		}
+		var next *yaml.Node
+		for k := 0; k+1 < len(n.Content); k += 2 {
+			if n.Content[k].Value == key {
+				next = n.Content[k+1]
+			}
+		}
+		if next == nil {
+			return false, data
+		}
+		if i < len(path)-1 {
+			n = next
+			continue
+		}
+		switch {
+		case next.Tag == "!!null":
+			return true, data
+		case next.Kind == yaml.ScalarNode && next.Value == "none":
+			next.Tag, next.Value, next.Style = "!!null", "null", 0
+			out, err := yaml.Marshal(&root)
+			if err != nil {
+				return false, data
+			}
+			return true, out
+		}
+	}
+	return false, data
 }
 
 // WithDefaults fills unset fields.

@@ -354,3 +354,15 @@ func TestPersonalizationPerJob(t *testing.T) {
 	assert.LessOrEqual(t, p.Global.Median, p.Global.P75)
 	t.Logf("global median AUC %.4f, personalized %.4f; %d of 12 improved", p.Global.Median, p.Personalized.Median, p.Improved)
 }
+
+func TestEpsilonNoneMeansNoDifferentialPrivacy(t *testing.T) {
+	base := "data: {source: synthetic}\nrun:\n  privacy: {mechanism: record, epsilon: %s, sampling_rate: 0.1}\n"
+	for _, v := range []string{"none", "null"} {
+		cfg, err := sim.ParseConfig("cfg.yaml", []byte(fmt.Sprintf(base, v)))
+		require.NoError(t, err, v)
+		assert.Equal(t, "none", cfg.Run.Privacy.Mechanism, v)
+	}
+	_, err := sim.ParseConfig("cfg.yaml", []byte("data: {source: synthetic}\nrun:\n  privacy: {mechanism: record, sampling_rate: 0.1}\n"))
+	require.Error(t, err, "an absent epsilon is not taken for none")
+	assert.Contains(t, err.Error(), "run.privacy.noise_multiplier")
+}
