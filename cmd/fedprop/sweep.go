@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/plot"
+	"github.com/fedprop/fedprop/sim"
+)
+
+func newSimSweepCmd(g *globals) *cobra.Command {
+	var (
+		configPath, gridSpec, outDir, xKey string
+		plotMetrics                        []string
+		parallel                           int
+	)
+	cmd := &cobra.Command{
+		Use:   "sweep",
+		Short: "Simulate every configuration of a grid of config values and tabulate the results",
+		Long: `Runs the simulation config once per point of the grid's cartesian product, several
+configurations at once (at most one per core; each run then trains its clients on its share of
+the cores), and writes:
+
+  DIR/sweep.csv                 one row per configuration, in grid order: the swept keys, then
+                                auc, log_loss, accuracy, brier, centralized_auc, rounds,
+                                wall_seconds, every other figure of the run's summary.json
+                                (privacy figures included), and error
+  DIR/<metric>_by_<key>.png/svg the metric against the swept key (--x), a line per value of
+                                the other swept keys
+  DIR/<index>-<key=value...>/   each configuration's metrics.csv, summary.json and per-round
+                                plots (auc, log_loss)
+
+The grid is 'key=v1,v2;key2=w1,w2': keys are dotted paths of the simulation config
+(data.partition.alpha, run.rounds, run.strategy.name, run.privacy.epsilon, ...), values are
+YAML scalars. The value none sets a key to null: the field's zero value, so whatever the config
+means by an unset key. Every configuration is checked before any runs; an unknown key is an
+error that names it. Each run is seeded by its config, so a sweep repeats exactly.`,
+		Example: `  fedprop sim sweep --config configs/sim-bank.yaml --grid 'data.partition.alpha=0.1,0.5,1,10' --out out/alpha
+  fedprop sim sweep --config configs/sim-bank-dp.yaml --grid 'run.privacy.epsilon=0.5,1,2,4,8,none' --out out/epsilon`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case configPath == "":
+				return usagef("--config is required")
+			case gridSpec == "":
+				return usagef("--grid is required")
+			case outDir == "":
+				return usagef("--out is required")
+			}
+			raw, err := os.ReadFile(configPath)
+			if err != nil {
+				return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+			}
+			grid, err := sim.ParseGrid(gridSpec)
+			if err != nil {
+				return usagef("--grid: %w", err)
+			}
+			configs, err := sim.ExpandSweep(raw, configPath, grid)
+			if errors.Is(err, sim.ErrBadGrid) {
+				return usagef("--grid: %w", err)
+			} else if err != nil {
+				return err
+			}
+			if xKey == "" {
+				xKey = grid[0].Key
+			} else if !slices.Contains(grid.Keys(), xKey) {
+				return usagef("--x: %s is not a key of the grid (%s)", xKey, strings.Join(grid.Keys(), ", "))
+			}
+			if !cmd.Flags().Changed("log-level") && os.Getenv("FEDPROP_LOG_LEVEL") == "" {
+				g.logLevel = "warn"
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(outDir, 0o755); err != nil {
+				return err
+			}
+
+			total := 0
+			for _, c := range configs {
+				total += c.Config.Run.Rounds
+			}
+			bar := newProgress(g.stdout, total, "sweep rounds")
+			defer bar.Close()
+			fmt.Fprintf(g.stdout, "%d configurations of %s\n", len(configs), configPath)
+			fmt.Fprintf(g.stdout, sweepLine, "#", "test_auc", "log_loss", "rounds", "seconds", "configuration")
+			var writeErrs []error
+			done := func(row sim.SweepRow) {
+				if err := writeSweepRun(filepath.Join(outDir, sweepDirName(row, len(configs))), row); err != nil {
+					writeErrs = append(writeErrs, err)
+				}
+				bar.Print(func() { printSweepRow(g.stdout, row) })
+			}
+			rows, err := sim.Sweep(cmd.Context(), raw, configPath, grid, sim.SweepOptions{
+				Workers:  parallel,
+				Logger:   log,
+				Version:  version,
+				Observer: func(sim.SweepConfig) sim.Observer { return withProgress(nil, bar) },
+				Done:     done,
+			})
+			bar.Close()
+			if err != nil {
+				return err
+			}
+			if err := errors.Join(writeErrs...); err != nil {
+				return err
+			}
+			table, err := newSweepTable(grid.Keys(), rows)
+			if err != nil {
+				return err
+			}
+			csvPath := filepath.Join(outDir, "sweep.csv")
+			if err := table.writeCSV(csvPath); err != nil {
+				return err
+			}
+			written := []string{csvPath}
+			for _, metric := range plotMetrics {
+				files, err := plot.Sweep(table.points(), xKey, metric, outDir)
+				if errors.Is(err, plot.ErrNoData) {
+					fmt.Fprintf(g.stderr, "fedprop: no plot of %s: %v\n", metric, err)
+					continue
+				} else if err != nil {
+					return err
+				}
+				written = append(written, files...)
+			}
+			fmt.Fprintf(g.stdout, "\nwrote %s and a directory per configuration\n", strings.Join(written, ", "))
+			failed := 0
+			for _, r := range rows {
+				if r.Err != nil {
+					failed++
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("sweep: %d of %d configurations failed; see the error column of %s", failed, len(rows), csvPath)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "base simulation config (YAML)")
+	cmd.Flags().StringVar(&gridSpec, "grid", "", "grid of config values: 'key=v1,v2;key2=w1,w2' (none sets a key to null)")
+	cmd.Flags().StringVar(&outDir, "out", "", "directory for sweep.csv, the plots and a directory per configuration")
+	cmd.Flags().StringVar(&xKey, "x", "", "swept key on the plots' x axis (default: the grid's first key)")
+	cmd.Flags().StringSliceVar(&plotMetrics, "plot", []string{"auc"}, "metrics (columns of sweep.csv) to plot against --x")
+	cmd.Flags().IntVar(&parallel, "parallel", 0, "configurations run at once (default and maximum: the number of cores)")
+	return cmd
+}
+
+const sweepLine = "%4s %9s %9s %6s %8s  %s\n"
+
+func printSweepRow(w io.Writer, row sim.SweepRow) {
+	if row.Err != nil {
+		fmt.Fprintf(w, "%4d %s: failed: %v\n", row.Index, row.Settings, row.Err)
+		return
+	}
+	s := row.Result.Summary
+	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+	fmt.Fprintf(w, sweepLine, strconv.Itoa(row.Index), f4(s.Final.AUC), f4(s.Final.LogLoss), strconv.Itoa(s.Rounds),
+		strconv.FormatFloat(s.WallSeconds, 'f', 1, 64), row.Settings)
+}
+
+var unsafePathChars = regexp.MustCompile(`[^A-Za-z0-9._=+-]+`)
+
+// sweepDirName is "<index>-<key=value_key2=value2>", the index zero-padded to sort in grid
+// order, with characters that do not belong in a file name replaced.
+func sweepDirName(row sim.SweepRow, n int) string {
+	parts := make([]string, len(row.Settings))
+	for i, s := range row.Settings {
+		parts[i] = s.Key + "=" + s.Value
+	}
+	name := unsafePathChars.ReplaceAllString(strings.Join(parts, "_"), "_")
+	if len(name) > 120 {
+		name = name[:120]
+	}
+	return fmt.Sprintf("%0*d-%s", len(strconv.Itoa(n-1)), row.Index, name)
+}
+
+// writeSweepRun writes one configuration's metrics.csv, summary.json and per-round plots.
+func writeSweepRun(dir string, row sim.SweepRow) error {
+	if row.Result == nil || len(row.Result.Rounds) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeMetricsCSV(filepath.Join(dir, "metrics.csv"), row.Result.Rounds); err != nil {
+		return err
+	}
+	if row.Err == nil {
+		if err := writeJSON(filepath.Join(dir, "summary.json"), row.Result.Summary); err != nil {
+			return err
+		}
+	}
+	_, err := writeRoundPlots(dir, row.Result)
+	return err
+}
+
+// writeRoundPlots writes auc.png/svg and log_loss.png/svg per round into dir (beside
+// metrics.csv), with the centralized fit as a reference line when the run has one.
+func writeRoundPlots(dir string, res *sim.Result) ([]string, error) {
+	if len(res.Rounds) == 0 {
+		return nil, nil
+	}
+	rounds := make([]plot.Round, len(res.Rounds))
+	for i, m := range res.Rounds {
+		rounds[i] = plot.Round{Round: m.Round, AUC: m.Test.AUC, LogLoss: m.Test.LogLoss,
+			FederatedAUC: math.NaN(), FederatedLogLoss: math.NaN()}
+		if m.Federated != nil {
+			rounds[i].FederatedAUC, rounds[i].FederatedLogLoss = m.Federated.AUC, m.Federated.LogLoss
+		}
+	}
+	var ref *plot.Reference
+	if c := res.Summary.Centralized; c != nil {
+		ref = &plot.Reference{Label: "centralized fit (pooled training rows)", AUC: c.AUC, LogLoss: c.LogLoss}
+	}
+	return plot.Rounds(rounds, ref, dir)
+}
+
+// sweepTable is sweep.csv: the swept keys, the fixed result columns, then every other figure
+// of the summaries, read from their JSON so that new summary fields appear by themselves.
+type sweepTable struct {
+	keys    []string
+	columns []string
+	rows    []sweepTableRow
+}
+
+type sweepTableRow struct {
+	settings sim.Settings
+	text     map[string]string  // column -> cell
+	numbers  map[string]float64 // column (and config.* leaf) -> value, for plotting
+}
+
+// sweepFixed are the result columns that come first, and the summary fields they are read from.
+func sweepFixed() []struct{ column, field string } {
+	return []struct{ column, field string }{
+		{"auc", "final.auc"},
+		{"log_loss", "final.log_loss"},
+		{"accuracy", "final.accuracy"},
+		{"brier", "final.brier"},
+		{"centralized_auc", "centralized.auc"},
+		{"rounds", "rounds"},
+		{"wall_seconds", "wall_seconds"},
+	}
+}
+
+func newSweepTable(keys []string, rows []sim.SweepRow) (*sweepTable, error) {
+	t := &sweepTable{keys: keys}
+	extra := map[string]bool{}
+	for _, r := range rows {
+		row := sweepTableRow{settings: r.Settings, text: map[string]string{}, numbers: map[string]float64{}}
+		if r.Result != nil && r.Err == nil {
+			fields, err := flattenJSON(r.Result.Summary)
+			if err != nil {
+				return nil, fmt.Errorf("sweep configuration %d: summary: %w", r.Index, err)
+			}
+			for _, f := range sweepFixed() {
+				if v, ok := fields[f.field]; ok {
+					row.set(f.column, v)
+				}
+			}
+			for name, v := range fields {
+				if skipped(name) {
+					continue
+				}
+				extra[name] = true
+				row.set(name, v)
+			}
+		}
+		if r.Err != nil {
+			row.text["error"] = r.Err.Error()
+		}
+		cfg, err := flattenJSON(r.Config)
+		if err != nil {
+			return nil, fmt.Errorf("sweep configuration %d: config: %w", r.Index, err)
+		}
+		for name, v := range cfg {
+			if x, ok := v.number(); ok {
+				row.numbers["config."+name] = x
+			}
+		}
+		t.rows = append(t.rows, row)
+	}
+	t.columns = append(t.columns, keys...)
+	for _, f := range sweepFixed() {
+		t.columns = append(t.columns, f.column)
+	}
+	names := make([]string, 0, len(extra))
+	for name := range extra {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	t.columns = append(t.columns, names...)
+	t.columns = append(t.columns, "error")
+	return t, nil
+}
+
+// skipped reports whether a summary field stays out of the table's extra columns: the config
+// (its swept keys are the first columns), and the metrics already in the fixed columns.
+func skipped(name string) bool {
+	for _, s := range []string{"config", "final", "centralized", "rounds", "wall_seconds"} {
+		if name == s || strings.HasPrefix(name, s+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *sweepTableRow) set(column string, v jsonValue) {
+	r.text[column] = v.text
+	if x, ok := v.number(); ok {
+		r.numbers[column] = x
+	}
+}
+
+func (t *sweepTable) writeCSV(path string) error {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write(t.columns)
+	for _, r := range t.rows {
+		record := make([]string, len(t.columns))
+		for i, c := range t.columns {
+			if i < len(t.keys) {
+				record[i], _ = r.settings.Value(c)
+				continue
+			}
+			record[i] = r.text[c]
+		}
+		_ = w.Write(record)
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// points are the table's configurations that ran, for plot.Sweep.
+func (t *sweepTable) points() []plot.SweepPoint {
+	var pts []plot.SweepPoint
+	for _, r := range t.rows {
+		if r.text["error"] != "" {
+			continue
+		}
+		values := map[string]string{}
+		for _, s := range r.settings {
+			values[s.Key] = s.Value
+		}
+		pts = append(pts, plot.SweepPoint{Values: values, Metrics: r.numbers})
+	}
+	return pts
+}
+
+// jsonValue is a scalar leaf of a JSON document as text, and whether it was a JSON number.
+type jsonValue struct {
+	text     string
+	isNumber bool
+}
+
+func (v jsonValue) number() (float64, bool) {
+	if !v.isNumber {
+		return 0, false
+	}
+	x, err := strconv.ParseFloat(v.text, 64)
+	return x, err == nil
+}
+
+// flattenJSON marshals v and returns its scalar leaves by dotted path (final.auc). Arrays are
+// left out (weights, per-client lists); null is an empty cell.
+func flattenJSON(v any) (map[string]jsonValue, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	out := map[string]jsonValue{}
+	var walk func(prefix string, x any)
+	walk = func(prefix string, x any) {
+		switch x := x.(type) {
+		case map[string]any:
+			for k, v := range x {
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				walk(k, v)
+			}
+		case []any:
+		case json.Number:
+			out[prefix] = jsonValue{text: x.String(), isNumber: true}
+		case string:
+			out[prefix] = jsonValue{text: x}
+		case bool:
+			out[prefix] = jsonValue{text: strconv.FormatBool(x)}
+		case nil:
+			out[prefix] = jsonValue{}
+		}
+	}
+	walk("", doc)
+	return out, nil
+}
