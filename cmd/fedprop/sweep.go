@@ -228,7 +228,24 @@ func writeRoundPlots(dir string, res *sim.Result) ([]string, error) {
 	if c := res.Summary.Centralized; c != nil {
 		ref = &plot.Reference{Label: "centralized fit (pooled training rows)", AUC: c.AUC, LogLoss: c.LogLoss}
 	}
-	return plot.Rounds(rounds, ref, dir)
+	files, err := plot.Rounds(rounds, ref, dir)
+	if err != nil {
+		return files, err
+	}
+	if p := res.Summary.Personalization; p != nil {
+		var global, personalized []float64
+		for _, c := range p.Clients {
+			if c.GlobalAUC != nil && c.PersonalizedAUC != nil {
+				global, personalized = append(global, *c.GlobalAUC), append(personalized, *c.PersonalizedAUC)
+			}
+		}
+		more, err := plot.Distribution(global, personalized, dir)
+		files = append(files, more...)
+		if err != nil && !errors.Is(err, plot.ErrNoData) {
+			return files, err
+		}
+	}
+	return files, nil
 }
 
 // sweepTable is sweep.csv: the swept keys, the fixed result columns, then every other figure
