@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -145,4 +146,45 @@ func (c RunConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("run.strategy: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// MarshalJSON writes the round deadline as a duration string ("1m0s"), so that a stored or
+// summarised configuration reads as it was written and decodes as YAML too.
+func (c RunConfig) MarshalJSON() ([]byte, error) {
+	type plain RunConfig
+	return json.Marshal(struct {
+		plain
+		RoundDeadline string `json:"round_deadline"`
+	}{plain(c), c.RoundDeadline.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes (and a deadline in nanoseconds).
+func (c *RunConfig) UnmarshalJSON(b []byte) error {
+	type plain RunConfig
+	var v struct {
+		plain
+		RoundDeadline json.RawMessage `json:"round_deadline"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = RunConfig(v.plain)
+	if len(v.RoundDeadline) == 0 || string(v.RoundDeadline) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(v.RoundDeadline, &s); err == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("round_deadline: %w", err)
+		}
+		c.RoundDeadline = d
+		return nil
+	}
+	var ns int64
+	if err := json.Unmarshal(v.RoundDeadline, &ns); err != nil {
+		return fmt.Errorf("round_deadline: %w", err)
+	}
+	c.RoundDeadline = time.Duration(ns)
+	return nil
 }

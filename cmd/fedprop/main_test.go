@@ -103,3 +103,25 @@ run:
 	assert.Equal(t, uint64(3), summary.Seed)
 	assert.False(t, strings.Contains(stdout, "NaN"))
 }
+
+func TestSimRerunsASummaryExactly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "sim.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte("seed: 4\ndata: {source: synthetic, synthetic: {branches: 3, customers_per_branch: 200}}\nrun: {rounds: 2, min_clients: 3, round_deadline: 45s}\n"), 0o644))
+	first, second := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	code, _, errOut := runCLI(t, "sim", "--config", cfg, "--out", first)
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = runCLI(t, "sim", "--config", filepath.Join(first, "summary.json"), "--out", second)
+	require.Equal(t, 0, code, errOut)
+	read := func(dir string) map[string]any {
+		raw, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+		require.NoError(t, err)
+		var s map[string]any
+		require.NoError(t, json.Unmarshal(raw, &s))
+		return s
+	}
+	a, b := read(first), read(second)
+	for _, key := range []string{"weights", "final", "centralized", "seed", "config", "fedprop_version"} {
+		assert.Equal(t, a[key], b[key], key)
+	}
+}

@@ -34,6 +34,9 @@ func newSimCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 			}
+			if raw, err = configFromSummary(raw); err != nil {
+				return fmt.Errorf("%w: %s: %w", coordinator.ErrBadConfig, configPath, err)
+			}
 			cfg, err := sim.ParseConfig(configPath, raw)
 			if err != nil {
 				return err
@@ -122,6 +125,18 @@ func printSummary(w io.Writer, s sim.Summary, outDir string) {
 	fmt.Fprintf(w, "%d clients, %d training rows, %d test rows, %d excluded for lack of consent (consent tracked: %v); %.1fs\n",
 		s.Clients, s.TrainRows, s.TestRows, s.ExcludedNoConsent, s.ConsentTracked, s.WallSeconds)
 	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
+}
+
+// configFromSummary lets --config name a summary.json: its "config" (the complete, defaulted
+// configuration of the run, written as JSON, which is YAML) is what reruns it.
+func configFromSummary(raw []byte) ([]byte, error) {
+	var summary struct {
+		Config json.RawMessage `json:"config"`
+	}
+	if json.Unmarshal(raw, &summary) != nil || len(summary.Config) == 0 {
+		return raw, nil
+	}
+	return summary.Config, nil
 }
 
 func writeHeapProfile(path string) {
