@@ -20,6 +20,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/privacy"
@@ -405,11 +406,27 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 		return nil, 0, fmt.Errorf("histogram_bins: %d is outside [2, %d]", t.HistogramBins, maxHistogramBins)
 	}
 	sums := metrics.NewEvalSums(t.HistogramBins)
+	var scores []float64
 	if s.xEval != nil {
-		scores := model.PredictAll(t.Weights, s.xEval, nil)
+		scores = model.PredictAll(t.Weights, s.xEval, nil)
 		sums.AddScores(scores, s.eval.Label)
 	}
-	return sums.Vector(), s.eval.Len(), nil
+	out := sums.Vector()
+	if f := t.Fairness; f != nil {
+		// The fairness audit: the same counts per group of every sensitive attribute.
+		layout, err := fairness.NewLayout(s.schema, fairness.LayoutConfig{Thresholds: f.Thresholds, Bins: f.Bins, Groups: f.Groups})
+		if err != nil {
+			return nil, 0, fmt.Errorf("fairness: %w", err)
+		}
+		groups := fairness.NewGroupSums(layout)
+		if scores != nil {
+			if err := groups.AddScores(scores, s.eval.Label, s.eval.Groups); err != nil {
+				return nil, 0, fmt.Errorf("fairness: %w", err)
+			}
+		}
+		out = append(out, groups.Vector()...)
+	}
+	return out, s.eval.Len(), nil
 }
 
 // Personalization is one client's comparison of the global model with its own fine-tuned copy

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/strategy"
 )
@@ -49,6 +50,18 @@ type RunConfig struct {
 	// (median, trimmed mean, Krum, Multi-Krum, norm bounding). It needs the individual
 	// updates, so only plaintext runs without differential privacy can use it.
 	Robust strategy.RobustConfig `yaml:"robust" json:"robust"`
+	// Fairness audits the model on the schema's sensitive attributes in every federated
+	// evaluation; a version beyond the policy's gaps is flagged and cannot be approved without
+	// an explicit override.
+	Fairness FairnessConfig `yaml:"fairness" json:"fairness"`
+}
+
+// FairnessConfig is the fairness audit of a run: the layout of the per-group sums (decision
+// thresholds, histogram bins for group AUC, the groups of attributes that have neither bands
+// nor a vocabulary) and the policy that flags a model.
+type FairnessConfig struct {
+	fairness.LayoutConfig `yaml:",inline" json:",inline"`
+	Policy                *fairness.Policy `yaml:"policy" json:"policy,omitempty"`
 }
 
 // WithDefaults returns c with every unset field at its documented default.
@@ -128,6 +141,11 @@ func (c RunConfig) Validate() error {
 	}
 	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
 	errs = append(errs, c.Privacy.validate()...)
+	if c.Fairness.Policy != nil {
+		if err := c.Fairness.Policy.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("run.fairness.policy: %w", err))
+		}
+	}
 	if c.Robust.Enabled() {
 		if err := c.Robust.Validate(); err != nil {
 			errs = append(errs, err)

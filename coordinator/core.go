@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"
@@ -107,6 +108,9 @@ type Core struct {
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
+	// fairness is the layout of the per-group sums evaluate tasks return (nil: no sensitive
+	// attributes).
+	fairness *fairness.Layout
 	// expected is m, the contributors the current train phase expects, and phaseDP the DP
 	// spec its tasks carry; both are fixed when the phase starts.
 	expected int
@@ -142,6 +146,13 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		accepted:      map[string]string{},
 		identity:      map[string][]byte{},
 		noise:         rand.New(cryptoSource()),
+	}
+	if len(schema.Sensitive) > 0 {
+		layout, err := fairness.NewLayout(schema, cfg.Fairness.LayoutConfig)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: run.fairness: %w", cfg.ID, err)
+		}
+		c.fairness = &layout
 	}
 	if c.he() {
 		if c.params, err = secagg.NewParams(secagg.DefaultParamsLiteral()); err != nil {
@@ -371,7 +382,11 @@ func (c *Core) resultLen(k task.Kind) int {
 	case task.KindTrain:
 		return task.TrainVectorLen(len(c.global))
 	case task.KindEvaluate:
-		return len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
+		n := len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
+		if c.fairness != nil {
+			n += c.fairness.VectorLen()
+		}
+		return n
 	}
 	return -1
 }
@@ -529,6 +544,9 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
 		t.HistogramBins = c.cfg.HistogramBins
+		if c.fairness != nil {
+			t.Fairness = &task.FairnessSpec{Thresholds: c.fairness.Thresholds, Bins: c.fairness.Bins, Groups: c.cfg.Fairness.Groups}
+		}
 	case phaseKeygen:
 		c.keygenTask(&t, clientID)
 	case phaseDecrypt:
@@ -768,7 +786,8 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 }
 
 func (c *Core) finishEvaluate(sum []float64, clients int) {
-	ev, err := metrics.EvalSumsFromVector(sum, c.cfg.HistogramBins)
+	n := len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
+	ev, err := metrics.EvalSumsFromVector(sum[:n], c.cfg.HistogramBins)
 	if err != nil {
 		c.fail(fmt.Sprintf("round %d: evaluation: %v", c.round, err))
 		return
@@ -776,6 +795,30 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 	s := ev.Summary()
 	c.candidate.Evaluation = &s
 	c.candidate.EvalClients = clients
+	c.candidate.EvalSums = sum[:n]
+	if c.fairness != nil {
+		groups, err := fairness.GroupSumsFromVector(*c.fairness, sum[n:])
+		if err == nil {
+			var report fairness.Report
+			if report, err = groups.Report(); err == nil {
+				c.candidate.Fairness = &report
+				if p := c.cfg.Fairness.Policy; p != nil {
+					var verdict fairness.Verdict
+					if verdict, err = p.Check(report); err == nil {
+						c.candidate.FairnessVerdict = &verdict
+					}
+				}
+			}
+		}
+		if err != nil {
+			c.fail(fmt.Sprintf("round %d: fairness audit: %v", c.round, err))
+			return
+		}
+		if v := c.candidate.FairnessVerdict; v != nil && v.Flagged {
+			c.note(slog.LevelWarn, "version flagged by the fairness policy: it needs an override to be approved",
+				slog.Int("round", c.round), slog.Any("violations", v.Violations))
+		}
+	}
 	c.commit()
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -77,6 +78,13 @@ type ModelVersion struct {
 	StrategyState strategy.State   `json:"strategy_state"`
 	// Privacy is the differential-privacy guarantee of this version (nil without DP).
 	Privacy *PrivacyReport `json:"privacy,omitempty"`
+	// EvalSums is the federated evaluation's summed vector (metrics.EvalSums), kept for the
+	// calibration table of the model card.
+	EvalSums []float64 `json:"eval_sums,omitempty"`
+	// Fairness is the audit on the sensitive attributes, and FairnessVerdict the run policy's
+	// judgement of it (flagged versions need an override to be approved).
+	Fairness        *fairness.Report  `json:"fairness,omitempty"`
+	FairnessVerdict *fairness.Verdict `json:"fairness_verdict,omitempty"`
 }
 
 // Sentinel errors of the coordinator and its Store. Check them with errors.Is.

@@ -180,6 +180,10 @@ type SensitiveSpec struct {
 	// "<30" (x < 30), "30-60" (30 <= x < 60) and ">=60". Without bands the group is the
 	// raw value.
 	Bands []float64 `yaml:"bands"`
+	// Groups lists the expected values of an attribute without bands that is not a
+	// categorical feature, so that a fairness audit knows its groups in advance (values
+	// outside it count in an "<other>" group).
+	Groups []string `yaml:"groups"`
 }
 
 // BandLabels returns the group labels of a banded attribute, lowest band first (nil

@@ -99,10 +99,12 @@ func NewLayout(schema *dataset.Schema, cfg LayoutConfig) (Layout, error) {
 			if schema.Categorical[i].Policy() == dataset.UnseenOther {
 				groups = append(groups, dataset.OtherCategory)
 			}
+		case len(sa.Groups) > 0 && len(cfg.Groups[sa.Column]) == 0:
+			groups = append(slices.Clone(sa.Groups), dataset.OtherCategory)
 		default:
 			listed, ok := cfg.Groups[sa.Column]
 			if !ok || len(listed) == 0 {
-				return Layout{}, fmt.Errorf("%w: sensitive attribute %q has neither bands nor a vocabulary: list its groups in the fairness configuration", ErrLayout, sa.Column)
+				return Layout{}, fmt.Errorf("%w: sensitive attribute %q has neither bands, a vocabulary nor groups: list its groups in the schema (sensitive[].groups) or the fairness configuration", ErrLayout, sa.Column)
 			}
 			groups = append(slices.Clone(listed), dataset.OtherCategory)
 		}

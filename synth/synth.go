@@ -185,7 +185,7 @@ func Schema(cfg Config) *dataset.Schema {
 		},
 		Sensitive: []dataset.SensitiveSpec{
 			{Column: "age", ModelInput: true, Bands: append([]float64(nil), ageBands[:]...)},
-			{Column: GenderColumn},
+			{Column: GenderColumn, Groups: []string{"female", "male"}},
 		},
 	}
 }

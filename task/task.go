@@ -74,6 +74,8 @@ type Task struct {
 	// the sums of squares of raw features over a million records stay inside the ciphertext
 	// range; the coordinator divides it out. Zero means 1.
 	StatsScale float64
+	// Fairness is the layout of the per-group sums an evaluate task also returns (nil: none).
+	Fairness *FairnessSpec
 	// DP is the differential privacy to apply to a train task (nil: none).
 	DP      *DPSpec
 	Keygen  *KeygenSpec
@@ -238,4 +240,12 @@ type DPSpec struct {
 	NoiseMultiplier float64
 	// Delta is the delta the client reports its own epsilon at (record level).
 	Delta float64
+}
+
+// FairnessSpec is the layout of the per-group evaluation sums: the decision thresholds, the
+// histogram bins for group AUC, and the groups of attributes without bands or vocabulary.
+type FairnessSpec struct {
+	Thresholds []float64
+	Bins       int
+	Groups     map[string][]string
 }

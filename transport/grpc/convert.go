@@ -5,6 +5,7 @@ package grpctransport
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,12 @@ func taskToProto(t task.Task) *pb.Task {
 		CohortSize:    int32(t.CohortSize),
 		StatsScale:    t.StatsScale,
 	}
+	if f := t.Fairness; f != nil {
+		out.Fairness = &pb.FairnessSpec{Thresholds: f.Thresholds, Bins: int32(f.Bins)}
+		for _, a := range sortedKeys(f.Groups) {
+			out.Fairness.Groups = append(out.Fairness.Groups, &pb.AttributeGroups{Attribute: a, Groups: f.Groups[a]})
+		}
+	}
 	if d := t.DP; d != nil {
 		out.Dp = &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, NoiseStd: d.NoiseStd, IndicatorNoiseStd: d.IndicatorNoiseStd,
 			SamplingRate: d.SamplingRate, Steps: int32(d.Steps), NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta}
@@ -109,6 +116,15 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		CohortSize:    int(p.GetCohortSize()),
 		StatsScale:    p.GetStatsScale(),
 	}
+	if f := p.GetFairness(); f != nil {
+		t.Fairness = &task.FairnessSpec{Thresholds: f.GetThresholds(), Bins: int(f.GetBins())}
+		for _, g := range f.GetGroups() {
+			if t.Fairness.Groups == nil {
+				t.Fairness.Groups = map[string][]string{}
+			}
+			t.Fairness.Groups[g.GetAttribute()] = g.GetGroups()
+		}
+	}
 	if d := p.GetDp(); d != nil {
 		t.DP = &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), NoiseStd: d.GetNoiseStd(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),
 			SamplingRate: d.GetSamplingRate(), Steps: int(d.GetSteps()), NoiseMultiplier: d.GetNoiseMultiplier(), Delta: d.GetDelta()}
@@ -150,6 +166,15 @@ func resultToProto(r task.Result) *pb.SubmitResultRequest {
 		Boxes:           boxesToProto(r.Boxes),
 		DecryptionShare: r.DecryptionShare,
 	}
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func boxesToProto(in []task.SealedShare) []*pb.SealedShare {

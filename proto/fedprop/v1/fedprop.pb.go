@@ -95,6 +95,136 @@ func (TaskKind) EnumDescriptor() ([]byte, []int) {
 	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
 }
 
+type ReviewRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Approve a version the fairness policy flagged; the reason must say why.
+	Override      bool `protobuf:"varint,3,opt,name=override,proto3" json:"override,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewRequest) Reset() {
+	*x = ReviewRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewRequest) ProtoMessage() {}
+
+func (x *ReviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewRequest.ProtoReflect.Descriptor instead.
+func (*ReviewRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ReviewRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ReviewRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReviewRequest) GetOverride() bool {
+	if x != nil {
+		return x.Override
+	}
+	return false
+}
+
+type ReviewResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Status  string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The audit entry that records the decision.
+	AuditSeq      uint64 `protobuf:"varint,3,opt,name=audit_seq,json=auditSeq,proto3" json:"audit_seq,omitempty"`
+	AuditHash     string `protobuf:"bytes,4,opt,name=audit_hash,json=auditHash,proto3" json:"audit_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewResponse) Reset() {
+	*x = ReviewResponse{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewResponse) ProtoMessage() {}
+
+func (x *ReviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewResponse.ProtoReflect.Descriptor instead.
+func (*ReviewResponse) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReviewResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ReviewResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReviewResponse) GetAuditSeq() uint64 {
+	if x != nil {
+		return x.AuditSeq
+	}
+	return 0
+}
+
+func (x *ReviewResponse) GetAuditHash() string {
+	if x != nil {
+		return x.AuditHash
+	}
+	return ""
+}
+
 type RegisterRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -108,7 +238,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -120,7 +250,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -133,7 +263,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterRequest) GetClientId() string {
@@ -167,7 +297,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -179,7 +309,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -192,7 +322,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{1}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterResponse) GetCoordinatorId() string {
@@ -213,7 +343,7 @@ type PollTaskRequest struct {
 
 func (x *PollTaskRequest) Reset() {
 	*x = PollTaskRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -225,7 +355,7 @@ func (x *PollTaskRequest) String() string {
 func (*PollTaskRequest) ProtoMessage() {}
 
 func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -238,7 +368,7 @@ func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskRequest.ProtoReflect.Descriptor instead.
 func (*PollTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{2}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PollTaskRequest) GetClientId() string {
@@ -265,7 +395,7 @@ type PollTaskResponse struct {
 
 func (x *PollTaskResponse) Reset() {
 	*x = PollTaskResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +407,7 @@ func (x *PollTaskResponse) String() string {
 func (*PollTaskResponse) ProtoMessage() {}
 
 func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +420,7 @@ func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskResponse.ProtoReflect.Descriptor instead.
 func (*PollTaskResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{3}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PollTaskResponse) GetTask() *Task {
@@ -331,14 +461,16 @@ type Task struct {
 	Dp *DPSpec `protobuf:"bytes,16,opt,name=dp,proto3" json:"dp,omitempty"`
 	// Stats tasks: multiply every value summed by this (its square by its square), so that sums of
 	// squares stay inside the ciphertext range; 0 means 1.
-	StatsScale    float64 `protobuf:"fixed64,17,opt,name=stats_scale,json=statsScale,proto3" json:"stats_scale,omitempty"`
+	StatsScale float64 `protobuf:"fixed64,17,opt,name=stats_scale,json=statsScale,proto3" json:"stats_scale,omitempty"`
+	// Evaluate tasks: the layout of the per-group sums for the fairness audit (unset: none).
+	Fairness      *FairnessSpec `protobuf:"bytes,18,opt,name=fairness,proto3" json:"fairness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +482,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +495,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Task) GetId() string {
@@ -485,6 +617,128 @@ func (x *Task) GetStatsScale() float64 {
 	return 0
 }
 
+func (x *Task) GetFairness() *FairnessSpec {
+	if x != nil {
+		return x.Fairness
+	}
+	return nil
+}
+
+// FairnessSpec lays out the per-group evaluation sums of a fairness audit.
+type FairnessSpec struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Thresholds []float64              `protobuf:"fixed64,1,rep,packed,name=thresholds,proto3" json:"thresholds,omitempty"`
+	// Histogram bins of each group's score histograms (for group AUC).
+	Bins int32 `protobuf:"varint,2,opt,name=bins,proto3" json:"bins,omitempty"`
+	// The groups of sensitive attributes that have neither bands nor a vocabulary.
+	Groups        []*AttributeGroups `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FairnessSpec) Reset() {
+	*x = FairnessSpec{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FairnessSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FairnessSpec) ProtoMessage() {}
+
+func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FairnessSpec.ProtoReflect.Descriptor instead.
+func (*FairnessSpec) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FairnessSpec) GetThresholds() []float64 {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
+func (x *FairnessSpec) GetBins() int32 {
+	if x != nil {
+		return x.Bins
+	}
+	return 0
+}
+
+func (x *FairnessSpec) GetGroups() []*AttributeGroups {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type AttributeGroups struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attribute     string                 `protobuf:"bytes,1,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	Groups        []string               `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttributeGroups) Reset() {
+	*x = AttributeGroups{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttributeGroups) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttributeGroups) ProtoMessage() {}
+
+func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttributeGroups.ProtoReflect.Descriptor instead.
+func (*AttributeGroups) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AttributeGroups) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
+func (x *AttributeGroups) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // DPSpec is the differential privacy a train task asks for.
 type DPSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -506,7 +760,7 @@ type DPSpec struct {
 
 func (x *DPSpec) Reset() {
 	*x = DPSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -518,7 +772,7 @@ func (x *DPSpec) String() string {
 func (*DPSpec) ProtoMessage() {}
 
 func (x *DPSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -531,7 +785,7 @@ func (x *DPSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
 func (*DPSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DPSpec) GetMechanism() string {
@@ -604,7 +858,7 @@ type CommitteeMember struct {
 
 func (x *CommitteeMember) Reset() {
 	*x = CommitteeMember{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +870,7 @@ func (x *CommitteeMember) String() string {
 func (*CommitteeMember) ProtoMessage() {}
 
 func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +883,7 @@ func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
 func (*CommitteeMember) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommitteeMember) GetClientId() string {
@@ -666,7 +920,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +932,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +945,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -735,7 +989,7 @@ type KeygenSpec struct {
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +1001,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +1014,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -829,7 +1083,7 @@ type DecryptSpec struct {
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1095,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1108,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -905,7 +1159,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1171,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1184,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -967,7 +1221,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1233,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1246,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -1043,7 +1297,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1309,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1322,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -1112,7 +1366,7 @@ type SubmitResultRequest struct {
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1378,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1391,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1213,7 +1467,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1479,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1492,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1256,7 +1510,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1522,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1535,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 type ModelSummary struct {
@@ -1300,7 +1554,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1566,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1579,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1393,7 +1647,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1659,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1672,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -1430,15 +1684,17 @@ func (x *ListModelsResponse) GetModels() []*ModelSummary {
 
 type GetModelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 0 means the latest version.
-	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// 0 means the latest approved version (the latest candidate with candidate set).
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// Allow a version no approver has approved yet.
+	Candidate     bool `protobuf:"varint,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1706,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1719,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -1471,6 +1727,13 @@ func (x *GetModelRequest) GetVersion() uint64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *GetModelRequest) GetCandidate() bool {
+	if x != nil {
+		return x.Candidate
+	}
+	return false
 }
 
 // ModelChunk is one piece of a model document (JSON); concatenated in order they form it.
@@ -1485,7 +1748,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1497,7 +1760,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1510,7 +1773,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -1543,7 +1806,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1818,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1831,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -1589,7 +1852,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1864,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1877,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -1641,7 +1904,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +1916,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +1929,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -1685,7 +1948,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1960,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1973,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1730,7 +1993,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +2005,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +2018,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1783,7 +2046,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +2058,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +2071,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Run) GetRunId() string {
@@ -1886,7 +2149,17 @@ var File_proto_fedprop_v1_fedprop_proto protoreflect.FileDescriptor
 const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"\x1eproto/fedprop/v1/fedprop.proto\x12\n" +
-	"fedprop.v1\"|\n" +
+	"fedprop.v1\"]\n" +
+	"\rReviewRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
+	"\boverride\x18\x03 \x01(\bR\boverride\"~\n" +
+	"\x0eReviewResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
+	"\taudit_seq\x18\x03 \x01(\x04R\bauditSeq\x12\x1d\n" +
+	"\n" +
+	"audit_hash\x18\x04 \x01(\tR\tauditHash\"|\n" +
 	"\x0fRegisterRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12)\n" +
 	"\x10software_version\x18\x02 \x01(\tR\x0fsoftwareVersion\x12!\n" +
@@ -1898,7 +2171,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xef\x04\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa5\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -1920,7 +2193,17 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"cohortSize\x12\"\n" +
 	"\x02dp\x18\x10 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\x12\x1f\n" +
 	"\vstats_scale\x18\x11 \x01(\x01R\n" +
-	"statsScale\"\x8c\x02\n" +
+	"statsScale\x124\n" +
+	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\"w\n" +
+	"\fFairnessSpec\x12\x1e\n" +
+	"\n" +
+	"thresholds\x18\x01 \x03(\x01R\n" +
+	"thresholds\x12\x12\n" +
+	"\x04bins\x18\x02 \x01(\x05R\x04bins\x123\n" +
+	"\x06groups\x18\x03 \x03(\v2\x1b.fedprop.v1.AttributeGroupsR\x06groups\"G\n" +
+	"\x0fAttributeGroups\x12\x1c\n" +
+	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"\x8c\x02\n" +
 	"\x06DPSpec\x12\x1c\n" +
 	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
 	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x1b\n" +
@@ -1994,9 +2277,10 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\baccuracy\x18\a \x01(\x01R\baccuracy\x12\x16\n" +
 	"\x06status\x18\b \x01(\tR\x06status\"F\n" +
 	"\x12ListModelsResponse\x120\n" +
-	"\x06models\x18\x01 \x03(\v2\x18.fedprop.v1.ModelSummaryR\x06models\"+\n" +
+	"\x06models\x18\x01 \x03(\v2\x18.fedprop.v1.ModelSummaryR\x06models\"I\n" +
 	"\x0fGetModelRequest\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"[\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tcandidate\x18\x02 \x01(\bR\tcandidate\"[\n" +
 	"\n" +
 	"ModelChunk\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
@@ -2042,7 +2326,10 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"ListModels\x12\x1d.fedprop.v1.ListModelsRequest\x1a\x1e.fedprop.v1.ListModelsResponse\x12A\n" +
 	"\bGetModel\x12\x1b.fedprop.v1.GetModelRequest\x1a\x16.fedprop.v1.ModelChunk0\x01\x12F\n" +
-	"\fGetModelCard\x12\x1f.fedprop.v1.GetModelCardRequest\x1a\x15.fedprop.v1.ModelCard2\x8b\x01\n" +
+	"\fGetModelCard\x12\x1f.fedprop.v1.GetModelCardRequest\x1a\x15.fedprop.v1.ModelCard2\x9f\x01\n" +
+	"\x10OversightService\x12E\n" +
+	"\fApproveModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse\x12D\n" +
+	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\x8b\x01\n" +
 	"\fAdminService\x12E\n" +
 	"\bStartRun\x12\x1b.fedprop.v1.StartRunRequest\x1a\x1c.fedprop.v1.StartRunResponse\x124\n" +
 	"\x06GetRun\x12\x19.fedprop.v1.GetRunRequest\x1a\x0f.fedprop.v1.RunB7Z5github.com/fedprop/fedprop/proto/fedprop/v1;fedpropv1b\x06proto3"
@@ -2060,72 +2347,82 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
-	(*RegisterRequest)(nil),      // 1: fedprop.v1.RegisterRequest
-	(*RegisterResponse)(nil),     // 2: fedprop.v1.RegisterResponse
-	(*PollTaskRequest)(nil),      // 3: fedprop.v1.PollTaskRequest
-	(*PollTaskResponse)(nil),     // 4: fedprop.v1.PollTaskResponse
-	(*Task)(nil),                 // 5: fedprop.v1.Task
-	(*DPSpec)(nil),               // 6: fedprop.v1.DPSpec
-	(*CommitteeMember)(nil),      // 7: fedprop.v1.CommitteeMember
-	(*SealedShare)(nil),          // 8: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),           // 9: fedprop.v1.KeygenSpec
-	(*DecryptSpec)(nil),          // 10: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 11: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 12: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 13: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 14: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 15: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 16: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 17: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 18: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 19: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 20: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 21: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 22: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 23: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 24: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 25: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 26: fedprop.v1.Run
+	(*ReviewRequest)(nil),        // 1: fedprop.v1.ReviewRequest
+	(*ReviewResponse)(nil),       // 2: fedprop.v1.ReviewResponse
+	(*RegisterRequest)(nil),      // 3: fedprop.v1.RegisterRequest
+	(*RegisterResponse)(nil),     // 4: fedprop.v1.RegisterResponse
+	(*PollTaskRequest)(nil),      // 5: fedprop.v1.PollTaskRequest
+	(*PollTaskResponse)(nil),     // 6: fedprop.v1.PollTaskResponse
+	(*Task)(nil),                 // 7: fedprop.v1.Task
+	(*FairnessSpec)(nil),         // 8: fedprop.v1.FairnessSpec
+	(*AttributeGroups)(nil),      // 9: fedprop.v1.AttributeGroups
+	(*DPSpec)(nil),               // 10: fedprop.v1.DPSpec
+	(*CommitteeMember)(nil),      // 11: fedprop.v1.CommitteeMember
+	(*SealedShare)(nil),          // 12: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),           // 13: fedprop.v1.KeygenSpec
+	(*DecryptSpec)(nil),          // 14: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 15: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 16: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 17: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 18: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 19: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 20: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 21: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 22: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 23: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 24: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 25: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 26: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 27: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 28: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 29: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 30: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
-	5,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
+	7,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	11, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	12, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	9,  // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	10, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
-	6,  // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
-	7,  // 7: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	8,  // 8: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	0,  // 9: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	0,  // 10: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	13, // 11: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	8,  // 12: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	17, // 13: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	1,  // 14: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	3,  // 15: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	14, // 16: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	16, // 17: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	19, // 18: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	21, // 19: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	23, // 20: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	25, // 21: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	2,  // 22: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	4,  // 23: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	15, // 24: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	18, // 25: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	20, // 26: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	22, // 27: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	24, // 28: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	26, // 29: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	16, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	13, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	14, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	10, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
+	8,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
+	9,  // 8: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
+	11, // 9: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	12, // 10: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	0,  // 11: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	0,  // 12: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	17, // 13: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	12, // 14: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	21, // 15: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	3,  // 16: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	5,  // 17: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	18, // 18: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	20, // 19: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	23, // 20: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	25, // 21: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 22: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	1,  // 23: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	27, // 24: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	29, // 25: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	4,  // 26: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	6,  // 27: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	19, // 28: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	22, // 29: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	24, // 30: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	26, // 31: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 32: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	2,  // 33: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	28, // 34: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	30, // 35: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2139,9 +2436,9 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_proto_fedprop_v1_fedprop_proto_goTypes,
 		DependencyIndexes: file_proto_fedprop_v1_fedprop_proto_depIdxs,

@@ -411,6 +411,152 @@ var ModelService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	OversightService_ApproveModel_FullMethodName = "/fedprop.v1.OversightService/ApproveModel"
+	OversightService_RejectModel_FullMethodName  = "/fedprop.v1.OversightService/RejectModel"
+)
+
+// OversightServiceClient is the client API for OversightService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// OversightService is the human gate: approvers approve or reject candidate versions; every
+// decision goes into the hash-chained audit log.
+type OversightServiceClient interface {
+	ApproveModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
+	RejectModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
+}
+
+type oversightServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewOversightServiceClient(cc grpc.ClientConnInterface) OversightServiceClient {
+	return &oversightServiceClient{cc}
+}
+
+func (c *oversightServiceClient) ApproveModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReviewResponse)
+	err := c.cc.Invoke(ctx, OversightService_ApproveModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *oversightServiceClient) RejectModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReviewResponse)
+	err := c.cc.Invoke(ctx, OversightService_RejectModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// OversightServiceServer is the server API for OversightService service.
+// All implementations must embed UnimplementedOversightServiceServer
+// for forward compatibility.
+//
+// OversightService is the human gate: approvers approve or reject candidate versions; every
+// decision goes into the hash-chained audit log.
+type OversightServiceServer interface {
+	ApproveModel(context.Context, *ReviewRequest) (*ReviewResponse, error)
+	RejectModel(context.Context, *ReviewRequest) (*ReviewResponse, error)
+	mustEmbedUnimplementedOversightServiceServer()
+}
+
+// UnimplementedOversightServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedOversightServiceServer struct{}
+
+func (UnimplementedOversightServiceServer) ApproveModel(context.Context, *ReviewRequest) (*ReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveModel not implemented")
+}
+func (UnimplementedOversightServiceServer) RejectModel(context.Context, *ReviewRequest) (*ReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectModel not implemented")
+}
+func (UnimplementedOversightServiceServer) mustEmbedUnimplementedOversightServiceServer() {}
+func (UnimplementedOversightServiceServer) testEmbeddedByValue()                          {}
+
+// UnsafeOversightServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to OversightServiceServer will
+// result in compilation errors.
+type UnsafeOversightServiceServer interface {
+	mustEmbedUnimplementedOversightServiceServer()
+}
+
+func RegisterOversightServiceServer(s grpc.ServiceRegistrar, srv OversightServiceServer) {
+	// If the following call panics, it indicates UnimplementedOversightServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&OversightService_ServiceDesc, srv)
+}
+
+func _OversightService_ApproveModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OversightServiceServer).ApproveModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OversightService_ApproveModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OversightServiceServer).ApproveModel(ctx, req.(*ReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OversightService_RejectModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OversightServiceServer).RejectModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OversightService_RejectModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OversightServiceServer).RejectModel(ctx, req.(*ReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// OversightService_ServiceDesc is the grpc.ServiceDesc for OversightService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var OversightService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "fedprop.v1.OversightService",
+	HandlerType: (*OversightServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ApproveModel",
+			Handler:    _OversightService_ApproveModel_Handler,
+		},
+		{
+			MethodName: "RejectModel",
+			Handler:    _OversightService_RejectModel_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "proto/fedprop/v1/fedprop.proto",
+}
+
+const (
 	AdminService_StartRun_FullMethodName = "/fedprop.v1.AdminService/StartRun"
 	AdminService_GetRun_FullMethodName   = "/fedprop.v1.AdminService/GetRun"
 )
