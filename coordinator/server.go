@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/secagg"
@@ -26,6 +27,11 @@ type ServerConfig struct {
 	// accepted result, "aggregate" when one completes its phase, "commit" and "committed"
 	// around the store's commit. Crash tests kill the process there (internal/crashpoint).
 	CrashPoint func(point string)
+	// Audit stores the hash-chained audit log of approvals, rejections and runs (nil keeps it
+	// in memory).
+	Audit audit.Store
+	// Version is the fedprop version, for model cards.
+	Version string
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -61,6 +67,8 @@ type Server struct {
 
 	events chan *event
 
+	oversight *oversight
+
 	// Owned by the Run loop.
 	core    *Core
 	clients map[string]task.Registration
@@ -86,6 +94,10 @@ func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig
 		events:  make(chan *event),
 		clients: map[string]task.Registration{},
 		changed: make(chan struct{}),
+	}
+	var err error
+	if s.oversight, err = newOversight(ctx, cfg.Audit); err != nil {
+		return nil, err
 	}
 	if spec != nil {
 		if err := s.startRun(ctx, *spec, true); err != nil {
@@ -130,6 +142,10 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 	} else {
 		s.log.Info("starting run", "run", cfg.ID, "rounds", cfg.Rounds, "min_clients", cfg.MinClients,
 			"strategy", cfg.Strategy.Name, "consent_tracked", spec.Schema.Consent.Tracked)
+		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
+			Reason: fmt.Sprintf("%d rounds, strategy %s, secure aggregation %s, privacy %s", cfg.Rounds, cfg.Strategy.Name, cfg.SecureAggregation.Mode, cfg.Privacy.Mechanism)}); err != nil {
+			return err
+		}
 		if !spec.Schema.Consent.Tracked {
 			s.log.Warn("the schema declares no consent column: this run's record says consent was not tracked", "run", cfg.ID)
 		}
@@ -201,6 +217,18 @@ func (s *Server) flush(ctx context.Context) error {
 	}
 	for _, n := range a.Notes {
 		s.log.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
+	}
+	if a.Commit != nil {
+		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionCommit,
+			Subject: subjectOf(a.Commit.Version), Reason: fmt.Sprintf("run %s round %d, candidate", a.Commit.RunID, a.Commit.Round)}); err != nil {
+			s.log.Error("audit log", "err", err)
+		}
+	}
+	if a.Run != nil && a.Run.Status.Finished() {
+		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStop, Subject: a.Run.ID,
+			Reason: string(a.Run.Status) + ": " + a.Run.Message}); err != nil {
+			s.log.Error("audit log", "err", err)
+		}
 	}
 	s.core.Advance()
 	close(s.changed)

@@ -11,9 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/store/bolt"
+	"github.com/fedprop/fedprop/internal/crashpoint"
+	"github.com/fedprop/fedprop/store/postgres"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -21,7 +23,7 @@ import (
 type coordinatorConfig struct {
 	// Listen is the gRPC address.
 	Listen string `yaml:"listen"`
-	// Store is the path of the embedded store file.
+	// Store is the path of the embedded store file, or a postgres:// DSN (replicas).
 	Store string `yaml:"store"`
 	// ID names this coordinator in clients' logs.
 	ID string `yaml:"id"`
@@ -29,27 +31,35 @@ type coordinatorConfig struct {
 	Tick time.Duration `yaml:"tick"`
 	// Run is the run this coordinator starts (or resumes) at start-up.
 	Run coordinator.RunConfig `yaml:"run"`
+	// AuditLog is the hash-chained audit log of runs, commits, approvals and rejections.
+	AuditLog string `yaml:"audit_log"`
+	// Security is the network edge: insecure, tls.*, max_message_bytes, rate_limit.* (ca.go).
+	Security coordinatorSecurity `yaml:",inline"`
 }
 
 func defaultCoordinatorConfig() coordinatorConfig {
 	return coordinatorConfig{
-		Listen: "127.0.0.1:7070",
-		Store:  "fedprop.db",
-		ID:     "fedprop-coordinator",
-		Tick:   100 * time.Millisecond,
-		Run:    coordinator.RunConfig{}.WithDefaults(),
+		Listen:   "127.0.0.1:7070",
+		Store:    "fedprop.db",
+		ID:       "fedprop-coordinator",
+		Tick:     100 * time.Millisecond,
+		AuditLog: "fedprop-audit.jsonl",
+		Run:      coordinator.RunConfig{}.WithDefaults(),
+
+		Security: defaultCoordinatorSecurity(),
 	}
 }
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
 	var configPath string
+	var securityKeys map[string]string
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator: serve clients, aggregate their sums, commit model versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := defaultCoordinatorConfig()
-			if err := loadConfig(configPath, &cfg, cmd.Flags(), map[string]string{"listen": "listen", "store": "store"}); err != nil {
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), mergeKeys(map[string]string{"listen": "listen", "store": "store"}, securityKeys)); err != nil {
 				return err
 			}
 			return runCoordinator(cmd.Context(), g, cfg)
@@ -57,7 +67,8 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "coordinator config file (YAML)")
 	cmd.Flags().String("listen", "", "gRPC listen address (config listen, env FEDPROP_LISTEN)")
-	cmd.Flags().String("store", "", "embedded store file (config store, env FEDPROP_STORE)")
+	cmd.Flags().String("store", "", "embedded store file, or a postgres:// DSN for replicas (config store, env FEDPROP_STORE)")
+	securityKeys = coordinatorSecurityFlags(cmd.Flags())
 	return cmd
 }
 
@@ -90,12 +101,21 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 	if err != nil {
 		return err
 	}
-	store, err := bolt.Open(cfg.Store)
+	edgeOpts, watchDeny, err := cfg.Security.serverOptions(log, cfg.Listen)
+	if err != nil {
+		return err
+	}
+	crash, err := crashpoint.FromEnv()
+	if err != nil {
+		return err
+	}
+	store, ctx, err := openStore(ctx, log, cfg.Store, cfg.ID)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log})
+	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log, CrashPoint: crash,
+		Audit: audit.NewFileStore(cfg.AuditLog), Version: version})
 	if err != nil {
 		return err
 	}
@@ -109,12 +129,18 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 			return coordinator.RunSpec{}, err
 		}
 		return loadRunSpec(rc)
-	})
-	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", cfg.Store, "run", cfg.Run.ID)
+	}, edgeOpts...)
+	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", postgres.Redact(cfg.Store), "run", cfg.Run.ID)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return grpctransport.Serve(ctx, gs, lis) })
 	eg.Go(func() error { return srv.Run(ctx) })
+	if watchDeny != nil {
+		eg.Go(func() error { return watchDeny(ctx) })
+	}
 	err = eg.Wait()
+	if lost := leadershipLost(ctx); lost != nil {
+		return lost
+	}
 	if errors.Is(err, context.Canceled) {
 		log.Info("coordinator stopped")
 		return nil

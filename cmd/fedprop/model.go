@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/export"
+	"github.com/fedprop/fedprop/modelcard"
 	"github.com/fedprop/fedprop/modelfile"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
@@ -50,24 +53,39 @@ func newModelCmd(g *globals) *cobra.Command {
 		},
 	}
 
-	var versionFlag, out string
+	var (
+		versionFlag, out, format string
+		candidate                bool
+	)
 	pull := &cobra.Command{
 		Use:   "pull",
-		Short: "Pull a model version with everything needed to score",
+		Short: "Pull a model version with everything needed to score (the latest approved by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			v, err := parseVersion(versionFlag)
 			if err != nil {
 				return err
 			}
+			if format != "json" && format != "pmml" && format != "onnx" {
+				return usagef("--format: %q is not json, pmml or onnx", format)
+			}
 			conn, err := dialer.dial(cmd, g, addr)
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			doc, raw, err := grpctransport.NewModelClient(conn).Pull(cmd.Context(), v)
+			doc, raw, err := grpctransport.NewModelClient(conn).Pull(cmd.Context(), v, candidate)
 			if err != nil {
 				return fmt.Errorf("pull version %s from %s: %w", versionFlag, addr, err)
+			}
+			switch format {
+			case "pmml":
+				raw, err = export.PMML(doc)
+			case "onnx":
+				raw, err = export.ONNX(doc)
+			}
+			if err != nil {
+				return fmt.Errorf("export version %d as %s: %w", doc.Version, format, err)
 			}
 			if out == "" || out == "-" {
 				_, err = g.stdout.Write(raw)
@@ -76,12 +94,99 @@ func newModelCmd(g *globals) *cobra.Command {
 			if err := os.WriteFile(out, raw, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stderr, "pulled version %d (run %s, round %d, %d features) to %s\n", doc.Version, doc.RunID, doc.Round, len(doc.Features), out)
+			fmt.Fprintf(g.stderr, "pulled version %d (run %s, round %d, %d features) as %s to %s\n", doc.Version, doc.RunID, doc.Round, len(doc.Features), format, out)
+			if p := doc.Privacy; p != nil {
+				fmt.Fprintf(g.stderr, "differential privacy: %s, epsilon %.4g at delta %g (z %.4g, C %.4g, q %g, %d steps)\n",
+					p.Mechanism, p.Epsilon, p.Delta, p.NoiseMultiplier, p.ClipNorm, p.SamplingRate, p.Steps)
+			}
 			return nil
 		},
 	}
-	pull.Flags().StringVar(&versionFlag, "version", "latest", "version number or latest")
+	pull.Flags().StringVar(&versionFlag, "version", "latest", "version number or latest (the latest approved one)")
 	pull.Flags().StringVar(&out, "out", "model.json", "output file (- for standard output)")
+	pull.Flags().StringVar(&format, "format", "json", "json (the model document), pmml (PMML 4.4) or onnx")
+	pull.Flags().BoolVar(&candidate, "candidate", false, "allow a version no approver has approved yet")
+
+	var cardFormat string
+	card := &cobra.Command{
+		Use:   "card VERSION|latest",
+		Short: "Print a version's model card: how it was made, how it performs, fairness, privacy, lineage, approval",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := parseVersion(args[0])
+			if err != nil {
+				return err
+			}
+			if cardFormat != "md" && cardFormat != "json" {
+				return usagef("--format: %q is not md or json", cardFormat)
+			}
+			conn, err := dialer.dial(cmd, g, addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			raw, err := grpctransport.NewModelClient(conn).Card(cmd.Context(), v)
+			if err != nil {
+				return fmt.Errorf("model card of version %s from %s: %w", args[0], addr, err)
+			}
+			if cardFormat == "json" {
+				_, err = g.stdout.Write(raw)
+				return err
+			}
+			c, err := modelcard.Decode(bytes.NewReader(raw))
+			if err != nil {
+				return err
+			}
+			_, err = g.stdout.Write(c.Markdown())
+			return err
+		},
+	}
+	card.Flags().StringVar(&cardFormat, "format", "md", "md (a page to file) or json")
+
+	review := func(approve bool) *cobra.Command {
+		var reason string
+		var override bool
+		use, short := "reject VERSION --reason TEXT", "Reject a candidate version (needs the approver role)"
+		if approve {
+			use, short = "approve VERSION --reason TEXT", "Approve a candidate version for release (needs the approver role)"
+		}
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				v, err := parseVersion(args[0])
+				if err != nil || v == 0 {
+					return usagef("VERSION: %q is not a version number", args[0])
+				}
+				if reason == "" {
+					return usagef("--reason is required: every decision is recorded with its reason")
+				}
+				conn, err := dialer.dial(cmd, g, addr)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				oc := grpctransport.NewOversightClient(conn)
+				var r grpctransport.Review
+				if approve {
+					r, err = oc.Approve(cmd.Context(), v, reason, override)
+				} else {
+					r, err = oc.Reject(cmd.Context(), v, reason)
+				}
+				if err != nil {
+					return fmt.Errorf("review version %d at %s: %w", v, addr, err)
+				}
+				fmt.Fprintf(g.stdout, "version %d is %s (audit entry %d, %s)\n", r.Version, r.Status, r.AuditSeq, r.AuditHash)
+				return nil
+			},
+		}
+		c.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+		if approve {
+			c.Flags().BoolVar(&override, "override", false, "approve a version the fairness policy flagged; the reason must say why")
+		}
+		return c
+	}
 
 	var modelPath, dataPath, scoreOut string
 	score := &cobra.Command{
@@ -137,7 +242,7 @@ func newModelCmd(g *globals) *cobra.Command {
 	score.Flags().StringVar(&dataPath, "data", "", "CSV to score (the label column may be absent)")
 	score.Flags().StringVar(&scoreOut, "out", "-", "output CSV (- for standard output)")
 
-	cmd.AddCommand(list, pull, score)
+	cmd.AddCommand(list, pull, score, card, review(true), review(false))
 	cmd.AddCommand(newExplainCmd(g))
 	return cmd
 }

@@ -39,6 +39,9 @@ func DefaultPolicy() Policy {
 	for _, m := range []string{pb.ModelService_ListModels_FullMethodName, pb.ModelService_GetModel_FullMethodName, pb.ModelService_GetModelCard_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleOwner}
 	}
+	for _, m := range []string{pb.OversightService_ApproveModel_FullMethodName, pb.OversightService_RejectModel_FullMethodName} {
+		p[m] = []pki.Role{pki.RoleApprover}
+	}
 	for _, m := range []string{pb.AdminService_StartRun_FullMethodName, pb.AdminService_GetRun_FullMethodName,
 		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName, reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleAdmin}

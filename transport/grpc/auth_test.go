@@ -88,6 +88,13 @@ type secureCoordinator struct {
 // startSecureCoordinator serves spec's run behind the edge; edit may adjust the edge.
 func startSecureCoordinator(t *testing.T, spec coordinator.RunSpec, edit func(*grpctransport.Edge)) *secureCoordinator {
 	t.Helper()
+	return startSecureCoordinatorWith(t, spec, coordinator.ServerConfig{}, edit)
+}
+
+// startSecureCoordinatorWith is startSecureCoordinator with the server's settings (its audit
+// log, for one); the tick and the logger are the tests'.
+func startSecureCoordinatorWith(t *testing.T, spec coordinator.RunSpec, sc coordinator.ServerConfig, edit func(*grpctransport.Edge)) *secureCoordinator {
+	t.Helper()
 	p := newTestPKI(t)
 	serverFiles, _ := p.issue(pki.RoleCoordinator, "coordinator")
 	denyPath := filepath.Join(t.TempDir(), "deny.txt")
@@ -105,7 +112,8 @@ func startSecureCoordinator(t *testing.T, spec coordinator.RunSpec, edit func(*g
 
 	ctx, cancel := context.WithCancel(context.Background())
 	store := mem.New()
-	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{TickInterval: 10 * time.Millisecond, Logger: quietLogger()})
+	sc.TickInterval, sc.Logger = 10*time.Millisecond, quietLogger()
+	srv, err := coordinator.NewServer(ctx, store, &spec, sc)
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -114,9 +114,10 @@ func (c *ModelClient) List(ctx context.Context) ([]ModelInfo, error) {
 // maxModelBytes bounds a pulled model document, so a broken server cannot exhaust memory.
 const maxModelBytes = 1 << 30
 
-// Pull streams version (0 = latest) and decodes the model document.
-func (c *ModelClient) Pull(ctx context.Context, version uint64) (*modelfile.Document, []byte, error) {
-	stream, err := c.rpc.GetModel(ctx, &pb.GetModelRequest{Version: version})
+// Pull streams version (0 = the latest approved) and decodes the model document; candidate
+// allows a version nobody has approved yet.
+func (c *ModelClient) Pull(ctx context.Context, version uint64, candidate bool) (*modelfile.Document, []byte, error) {
+	stream, err := c.rpc.GetModel(ctx, &pb.GetModelRequest{Version: version, Candidate: candidate})
 	if err != nil {
 		return nil, nil, fromStatus(err)
 	}
@@ -173,4 +174,40 @@ func (c *AdminClient) StartRun(ctx context.Context, configYAML []byte) (string, 
 func (c *AdminClient) GetRun(ctx context.Context, id string) (*pb.Run, error) {
 	r, err := c.rpc.GetRun(ctx, &pb.GetRunRequest{RunId: id})
 	return r, fromStatus(err)
+}
+
+// OversightClient is the oversight service over gRPC, for approvers.
+type OversightClient struct {
+	rpc pb.OversightServiceClient
+}
+
+// NewOversightClient wraps a connection.
+func NewOversightClient(conn grpc.ClientConnInterface) *OversightClient {
+	return &OversightClient{rpc: pb.NewOversightServiceClient(conn)}
+}
+
+// Review is the coordinator's answer to an approval or a rejection.
+type Review struct {
+	Version   uint64
+	Status    string
+	AuditSeq  uint64
+	AuditHash string
+}
+
+// Approve releases version; override approves one the fairness policy flagged.
+func (c *OversightClient) Approve(ctx context.Context, version uint64, reason string, override bool) (Review, error) {
+	r, err := c.rpc.ApproveModel(ctx, &pb.ReviewRequest{Version: version, Reason: reason, Override: override})
+	if err != nil {
+		return Review{}, fromStatus(err)
+	}
+	return Review{Version: r.GetVersion(), Status: r.GetStatus(), AuditSeq: r.GetAuditSeq(), AuditHash: r.GetAuditHash()}, nil
+}
+
+// Reject refuses version.
+func (c *OversightClient) Reject(ctx context.Context, version uint64, reason string) (Review, error) {
+	r, err := c.rpc.RejectModel(ctx, &pb.ReviewRequest{Version: version, Reason: reason})
+	if err != nil {
+		return Review{}, fromStatus(err)
+	}
+	return Review{Version: r.GetVersion(), Status: r.GetStatus(), AuditSeq: r.GetAuditSeq(), AuditHash: r.GetAuditHash()}, nil
 }

@@ -172,7 +172,7 @@ func TestThreeClientsTrainOverGRPCAndTheModelIsPulled(t *testing.T) {
 	list, err := models.List(ctx)
 	require.NoError(t, err)
 	require.Len(t, list, 3)
-	doc, raw, err := models.Pull(ctx, 0)
+	doc, raw, err := models.Pull(ctx, 0, true)
 	require.NoError(t, err)
 	assert.NotEmpty(t, raw)
 	assert.Equal(t, last.Version, doc.Version)
@@ -189,7 +189,7 @@ func TestThreeClientsTrainOverGRPCAndTheModelIsPulled(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, scores, eval.Len())
 
-	_, _, err = models.Pull(ctx, 99)
+	_, _, err = models.Pull(ctx, 99, true)
 	require.ErrorIs(t, err, coordinator.ErrNotFound)
 }
 

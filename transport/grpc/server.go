@@ -33,6 +33,7 @@ type Service struct {
 	pb.UnimplementedClientServiceServer
 	pb.UnimplementedModelServiceServer
 	pb.UnimplementedAdminServiceServer
+	pb.UnimplementedOversightServiceServer
 
 	srv        *coordinator.Server
 	loadSpec   SpecLoader
@@ -51,9 +52,10 @@ func NewGRPCServer(srv *coordinator.Server, coordinatorID string, loadSpec SpecL
 	pb.RegisterClientServiceServer(g, svc)
 	pb.RegisterModelServiceServer(g, svc)
 	pb.RegisterAdminServiceServer(g, svc)
+	pb.RegisterOversightServiceServer(g, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range []string{pb.ClientService_ServiceDesc.ServiceName, pb.ModelService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName} {
+	for _, name := range []string{pb.ClientService_ServiceDesc.ServiceName, pb.ModelService_ServiceDesc.ServiceName, pb.AdminService_ServiceDesc.ServiceName, pb.OversightService_ServiceDesc.ServiceName} {
 		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 	healthpb.RegisterHealthServer(g, hs)
@@ -130,7 +132,7 @@ func (s *Service) ListModels(ctx context.Context, _ *pb.ListModelsRequest) (*pb.
 	}
 	out := &pb.ListModelsResponse{}
 	for _, v := range versions {
-		m := &pb.ModelSummary{Version: v.Version, RunId: v.RunID, Round: int32(v.Round), CreatedUnixMillis: v.Created.UnixMilli(), Status: "committed"}
+		m := &pb.ModelSummary{Version: v.Version, RunId: v.RunID, Round: int32(v.Round), CreatedUnixMillis: v.Created.UnixMilli(), Status: s.srv.Status(v.Version).Status}
 		if v.Evaluation != nil {
 			m.Auc, m.LogLoss, m.Accuracy = v.Evaluation.AUC, v.Evaluation.LogLoss, v.Evaluation.Accuracy
 		}
@@ -141,7 +143,11 @@ func (s *Service) ListModels(ctx context.Context, _ *pb.ListModelsRequest) (*pb.
 
 // GetModel implements pb.ModelServiceServer: the JSON model document in chunks.
 func (s *Service) GetModel(req *pb.GetModelRequest, stream pb.ModelService_GetModelServer) error {
-	doc, err := s.srv.ModelDocument(stream.Context(), req.GetVersion())
+	version, err := s.srv.ReleasedVersion(stream.Context(), req.GetVersion(), req.GetCandidate())
+	if err != nil {
+		return toStatus(err)
+	}
+	doc, err := s.srv.ModelDocument(stream.Context(), version)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -162,19 +168,52 @@ func (s *Service) GetModel(req *pb.GetModelRequest, stream pb.ModelService_GetMo
 	return nil
 }
 
-// GetModelCard implements pb.ModelServiceServer. Until model cards grow their own document,
-// the card is the model document without the weights.
+// GetModelCard implements pb.ModelServiceServer: the version's model card as JSON.
 func (s *Service) GetModelCard(ctx context.Context, req *pb.GetModelCardRequest) (*pb.ModelCard, error) {
-	doc, err := s.srv.ModelDocument(ctx, req.GetVersion())
+	card, err := s.srv.ModelCard(ctx, req.GetVersion())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	doc.Coefficients = nil
 	var buf bytes.Buffer
-	if err := doc.Write(&buf); err != nil {
-		return nil, status.Errorf(codes.Internal, "encode card %d: %v", doc.Version, err)
+	if err := card.Write(&buf); err != nil {
+		return nil, status.Errorf(codes.Internal, "encode card: %v", err)
 	}
-	return &pb.ModelCard{Version: doc.Version, Json: buf.Bytes()}, nil
+	return &pb.ModelCard{Version: card.Model.Version, Json: buf.Bytes()}, nil
+}
+
+// ApproveModel implements pb.OversightServiceServer: the caller (an approver, by its
+// certificate) releases a version.
+func (s *Service) ApproveModel(ctx context.Context, req *pb.ReviewRequest) (*pb.ReviewResponse, error) {
+	r, err := s.srv.Approve(ctx, req.GetVersion(), reviewer(ctx), req.GetReason(), req.GetOverride())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return reviewResponse(req.GetVersion(), r), nil
+}
+
+// RejectModel implements pb.OversightServiceServer.
+func (s *Service) RejectModel(ctx context.Context, req *pb.ReviewRequest) (*pb.ReviewResponse, error) {
+	if req.GetOverride() {
+		return nil, status.Error(codes.InvalidArgument, "field override: only an approval overrides the fairness policy")
+	}
+	r, err := s.srv.Reject(ctx, req.GetVersion(), reviewer(ctx), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return reviewResponse(req.GetVersion(), r), nil
+}
+
+// reviewer is the caller as its certificate names it; without mutual TLS (--insecure) there is
+// no identity, and the audit log says so.
+func reviewer(ctx context.Context) coordinator.Reviewer {
+	if id, ok := IdentityFromContext(ctx); ok {
+		return coordinator.Reviewer{Name: id.Name, Role: string(id.Role)}
+	}
+	return coordinator.Reviewer{Name: "unauthenticated (insecure mode)", Role: "none"}
+}
+
+func reviewResponse(version uint64, r coordinator.Review) *pb.ReviewResponse {
+	return &pb.ReviewResponse{Version: version, Status: r.Status, AuditSeq: r.Entry.Seq, AuditHash: r.Entry.Hash}
 }
 
 // StartRun implements pb.AdminServiceServer.
