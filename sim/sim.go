@@ -15,6 +15,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/secagg"
@@ -59,6 +60,12 @@ type Summary struct {
 	BytesPerClientRound float64 `json:"bytes_per_client_round"`
 	// Privacy is the differential-privacy guarantee of the final model (nil without DP).
 	Privacy *coordinator.PrivacyReport `json:"privacy,omitempty"`
+	// Fairness is the final model's fairness audit, computed by the coordinator from the
+	// clients' per-group sums, and FairnessVerdict the run policy's judgement of it.
+	Fairness        *fairness.Report  `json:"fairness,omitempty"`
+	FairnessVerdict *fairness.Verdict `json:"fairness_verdict,omitempty"`
+	// FederatedEvaluation is the final federated evaluation (histogram AUC, exact counts).
+	FederatedEvaluation *metrics.Summary `json:"federated_evaluation,omitempty"`
 	// Personalization compares, per client, the global model with its fine-tuned copy.
 	Personalization *Personalization `json:"personalization,omitempty"`
 	// Dropped and Late count the answers the failure model dropped and those that arrived
@@ -158,6 +165,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if last := core.LastModel(); last != nil {
 		sum.Weights = last.Weights
 		sum.Privacy = last.Privacy
+		sum.Fairness, sum.FairnessVerdict = last.Fairness, last.FairnessVerdict
+		sum.FederatedEvaluation = last.Evaluation
 	}
 	if d.trainTasks > 0 {
 		sum.BytesPerClientRound = float64(d.trainBytes) / float64(d.trainTasks)

@@ -12,7 +12,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/internal/sharedtest"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/sim"
 	"github.com/fedprop/fedprop/strategy"
@@ -365,4 +369,82 @@ func TestEpsilonNoneMeansNoDifferentialPrivacy(t *testing.T) {
 	_, err := sim.ParseConfig("cfg.yaml", []byte("data: {source: synthetic}\nrun:\n  privacy: {mechanism: record, sampling_rate: 0.1}\n"))
 	require.Error(t, err, "an absent epsilon is not taken for none")
 	assert.Contains(t, err.Error(), "run.privacy.noise_multiplier")
+}
+
+// TestFederatedEvaluationAndFairnessEqualCentralFigures is issue 6's check: on bank-full with
+// 10 Dirichlet clients, the federated AUC, log loss and every fairness figure equal the figures
+// computed centrally on the pooled test rows (AUC within the histogram bound, counts exactly),
+// in plaintext and in he mode.
+func TestFederatedEvaluationAndFairnessEqualCentralFigures(t *testing.T) {
+	sharedtest.Path(t, "bank-full.csv")
+	root, err := sharedtest.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	for _, path := range []string{"configs/sim-bank.yaml", "configs/sim-bank-he.yaml"} {
+		t.Run(path, func(t *testing.T) {
+			raw, err := os.ReadFile(path)
+			require.NoError(t, err)
+			cfg, err := sim.ParseConfig(path, raw)
+			require.NoError(t, err)
+			f := false
+			cfg.Centralized = &f
+			cfg.Run.Rounds = 3
+			world, err := sim.Load(context.Background(), cfg)
+			require.NoError(t, err)
+			res, err := sim.Run(context.Background(), cfg, sim.Options{})
+			require.NoError(t, err)
+			s := res.Summary
+			require.NotNil(t, s.Fairness)
+			require.NotNil(t, s.FederatedEvaluation)
+
+			// Central figures: the final weights scored on the pooled test rows.
+			enc, err := encoderFor(world)
+			require.NoError(t, err)
+			scores := model.PredictAll(s.Weights, enc.Encode(world.Test), nil)
+			exact := metrics.Evaluate(scores, world.Test.Label)
+			fed := *s.FederatedEvaluation
+			assert.Equal(t, exact.N, math.Round(fed.N))
+			assert.InDelta(t, exact.AUC, fed.AUC, 0.001, "within the histogram bound")
+			assert.InDelta(t, exact.LogLoss, fed.LogLoss, 1e-6)
+			assert.InDelta(t, exact.Accuracy, fed.Accuracy, 1e-9)
+
+			layout, err := fairness.NewLayout(world.Schema, cfg.Run.Fairness.LayoutConfig)
+			require.NoError(t, err)
+			central := fairness.NewGroupSums(layout)
+			require.NoError(t, central.AddScores(scores, world.Test.Label, world.Test.Groups))
+			want, err := central.Report()
+			require.NoError(t, err)
+			require.Len(t, s.Fairness.Attributes, len(want.Attributes))
+			for a, wa := range want.Attributes {
+				ga := s.Fairness.Attributes[a]
+				require.Equal(t, wa.Attribute, ga.Attribute)
+				for g, wg := range wa.Groups {
+					gg := ga.Groups[g]
+					assert.Equal(t, float64(wg.N), math.Round(float64(gg.N)), "%s=%s size", wa.Attribute, wg.Group)
+					assert.Equal(t, float64(wg.Positives), math.Round(float64(gg.Positives)), "%s=%s positives", wa.Attribute, wg.Group)
+					for k := range wg.Rates {
+						assert.Equal(t, float64(wg.Rates[k].PredictedPositive), math.Round(float64(gg.Rates[k].PredictedPositive)))
+						assert.Equal(t, float64(wg.Rates[k].TruePositive), math.Round(float64(gg.Rates[k].TruePositive)))
+						assert.InDelta(t, float64(wg.Rates[k].PositiveRate), float64(gg.Rates[k].PositiveRate), 1e-9)
+					}
+					if !math.IsNaN(float64(wg.AUC)) {
+						assert.InDelta(t, float64(wg.AUC), float64(gg.AUC), 1e-6)
+					}
+				}
+				for k := range wa.Gaps {
+					assert.InDelta(t, float64(wa.Gaps[k].DemographicParity), float64(ga.Gaps[k].DemographicParity), 1e-9)
+					assert.InDelta(t, float64(wa.Gaps[k].EqualOpportunity), float64(ga.Gaps[k].EqualOpportunity), 1e-9)
+				}
+			}
+		})
+	}
+}
+
+// encoderFor pins the encoding the run pinned: the standardisation of the pooled training rows.
+func encoderFor(w *sim.World) (*dataset.Encoder, error) {
+	std, err := w.PooledTrain().Stats().Standardization()
+	if err != nil {
+		return nil, err
+	}
+	return dataset.NewEncoder(w.Schema, std)
 }
