@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,7 +32,9 @@ type coordinatorConfig struct {
 	Tick time.Duration `yaml:"tick"`
 	// Run is the run this coordinator starts (or resumes) at start-up.
 	Run coordinator.RunConfig `yaml:"run"`
-	// AuditLog is the hash-chained audit log of runs, commits, approvals and rejections.
+	// AuditLog is the hash-chained audit log of runs, commits, approvals and rejections;
+	// empty means beside the embedded store (STORE.audit.jsonl), or fedprop-audit.jsonl with
+	// a PostgreSQL store.
 	AuditLog string `yaml:"audit_log"`
 	// Security is the network edge: insecure, tls.*, max_message_bytes, rate_limit.* (ca.go).
 	Security coordinatorSecurity `yaml:",inline"`
@@ -39,12 +42,12 @@ type coordinatorConfig struct {
 
 func defaultCoordinatorConfig() coordinatorConfig {
 	return coordinatorConfig{
-		Listen:   "127.0.0.1:7070",
-		Store:    "fedprop.db",
-		ID:       "fedprop-coordinator",
-		Tick:     100 * time.Millisecond,
-		AuditLog: "fedprop-audit.jsonl",
-		Run:      coordinator.RunConfig{}.WithDefaults(),
+		Listen: "127.0.0.1:7070",
+		Store:  "fedprop.db",
+		ID:     "fedprop-coordinator",
+		Tick:   100 * time.Millisecond,
+
+		Run: coordinator.RunConfig{}.WithDefaults(),
 
 		Security: defaultCoordinatorSecurity(),
 	}
@@ -115,7 +118,7 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 	}
 	defer store.Close()
 	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log, CrashPoint: crash,
-		Audit: audit.NewFileStore(cfg.AuditLog), Version: version})
+		Audit: audit.NewFileStore(auditLogPath(cfg)), Version: version})
 	if err != nil {
 		return err
 	}
@@ -146,4 +149,15 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 		return nil
 	}
 	return err
+}
+
+// auditLogPath is where the audit log lives: audit_log, or beside the embedded store.
+func auditLogPath(cfg coordinatorConfig) string {
+	switch {
+	case cfg.AuditLog != "":
+		return cfg.AuditLog
+	case strings.HasPrefix(cfg.Store, "postgres://"), strings.HasPrefix(cfg.Store, "postgresql://"):
+		return "fedprop-audit.jsonl"
+	}
+	return cfg.Store + ".audit.jsonl"
 }
