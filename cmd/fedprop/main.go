@@ -5,6 +5,7 @@
 //	fedprop sim         --config configs/sim-synthetic.yaml --out out/demo
 //	fedprop model       list | pull | score
 //	fedprop synth       --out data/ --branches 3
+//	fedprop ca          init | issue | revoke
 //
 // Configuration comes from a YAML file, FEDPROP_* environment variables and flags, in
 // increasing precedence. Exit status: 0 success, 1 runtime failure, 2 bad usage or config.
@@ -111,6 +112,9 @@ global model that model owners pull with its metrics.`,
 		newModelCmd(g),
 		newSynthCmd(g),
 		newPrivacyCmd(g),
+		newCACmd(g),
+		newAuditCmd(g),
+		newLoadtestCmd(g),
 	)
 	return root
 }

@@ -74,7 +74,7 @@ func writeShard(path string, consenting, optedOut *dataset.Dataset) error {
 		return err
 	}
 	if err := synth.WriteShard(f, consenting, optedOut); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()

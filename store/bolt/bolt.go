@@ -43,7 +43,7 @@ func Open(path string) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		db.Close()
+		_ = db.Close() // the error that failed the open is the one to report
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
