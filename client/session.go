@@ -20,6 +20,7 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
@@ -426,7 +427,27 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 		}
 		out = append(out, groups.Vector()...)
 	}
-	return out, s.eval.Len(), nil
+	// Global feature importance: the sums of each feature's contribution to the log-odds.
+	x, err := s.explainer(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	imp := x.NewImportanceSums()
+	if s.eval.Len() > 0 {
+		if err := x.AddImportance(&imp, s.eval); err != nil {
+			return nil, 0, fmt.Errorf("importance: %w", err)
+		}
+	}
+	return append(out, imp.Vector()...), s.eval.Len(), nil
+}
+
+// explainer explains scores of the task's model under its encoding.
+func (s *Session) explainer(t task.Task) (*explain.Explainer, error) {
+	enc, err := dataset.NewEncoder(s.schema, dataset.Standardization{Mean: t.Encoding.Mean, Std: t.Encoding.Std})
+	if err != nil {
+		return nil, err
+	}
+	return explain.New(task.ModelDocument(s.schema, t.Encoding, enc.FeatureNames(), t.Weights))
 }
 
 // Personalization is one client's comparison of the global model with its own fine-tuned copy

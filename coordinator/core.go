@@ -13,6 +13,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/secagg"
@@ -111,6 +112,9 @@ type Core struct {
 	// fairness is the layout of the per-group sums evaluate tasks return (nil: no sensitive
 	// attributes).
 	fairness *fairness.Layout
+	// importanceFeatures is the number of raw features whose importance sums evaluate tasks
+	// return.
+	importanceFeatures int
 	// expected is m, the contributors the current train phase expects, and phaseDP the DP
 	// spec its tasks carry; both are fixed when the phase starts.
 	expected int
@@ -386,7 +390,7 @@ func (c *Core) resultLen(k task.Kind) int {
 		if c.fairness != nil {
 			n += c.fairness.VectorLen()
 		}
-		return n
+		return n + 1 + 2*c.importanceFeatures
 	}
 	return -1
 }
@@ -729,6 +733,11 @@ func (c *Core) pinEncoding(std dataset.Standardization) error {
 	}
 	c.encoder = enc
 	c.features = enc.FeatureNames()
+	x, err := c.explainer(make([]float64, enc.Dim()+1), std)
+	if err != nil {
+		return fmt.Errorf("pin encoding: %w", err)
+	}
+	c.importanceFeatures = len(x.Features())
 	c.run.Standardization = &std
 	if c.global != nil && len(c.global) != enc.Dim()+1 {
 		return fmt.Errorf("pin encoding: stored model has %d weights, the schema gives %d: %w", len(c.global), enc.Dim()+1, ErrConflict)
@@ -796,8 +805,16 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 	c.candidate.Evaluation = &s
 	c.candidate.EvalClients = clients
 	c.candidate.EvalSums = sum[:n]
+	impStart := len(sum) - (1 + 2*c.importanceFeatures)
+	if imp, err := explain.ImportanceSumsFromVector(sum[impStart:], c.importanceFeatures); err == nil {
+		if x, err := c.explainer(c.candidate.Weights, *c.run.Standardization); err == nil {
+			if importance, err := x.Importance(imp); err == nil {
+				c.candidate.Importance = importance
+			}
+		}
+	}
 	if c.fairness != nil {
-		groups, err := fairness.GroupSumsFromVector(*c.fairness, sum[n:])
+		groups, err := fairness.GroupSumsFromVector(*c.fairness, sum[n:impStart])
 		if err == nil {
 			var report fairness.Report
 			if report, err = groups.Report(); err == nil {
@@ -850,6 +867,12 @@ func (c *Core) commit() {
 	if c.phase != phaseDone {
 		c.startPhase(phaseTrain, c.round+1)
 	}
+}
+
+// explainer explains the scores of weights under the run's encoding.
+func (c *Core) explainer(weights []float64, std dataset.Standardization) (*explain.Explainer, error) {
+	enc := task.Encoding{SchemaHash: c.run.SchemaHash, Mean: std.Mean, Std: std.Std}
+	return explain.New(task.ModelDocument(c.schema, enc, c.features, weights))
 }
 
 // LastModel is the latest committed version of this run, nil before the first.

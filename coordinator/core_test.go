@@ -98,7 +98,8 @@ func trainVec(n float64, delta ...float64) []float64 {
 func evalVec(bins int) []float64 {
 	e := metrics.NewEvalSums(bins)
 	e.AddScores([]float64{0.9, 0.2, 0.6, 0.1}, []float64{1, 0, 1, 0})
-	return e.Vector()
+	// Then the importance sums of the two raw features x and c: rows, sums, sums of squares.
+	return append(e.Vector(), 4, 0.5, -0.5, 1, 1)
 }
 
 func registerAll(h *harness, ids ...string) {

@@ -242,6 +242,7 @@ func (s *Server) ModelCard(ctx context.Context, version uint64) (*modelcard.Card
 		}
 	}
 	in.Fairness = v.Fairness
+	in.Importance = v.Importance
 	r := s.Status(v.Version)
 	in.Approval = modelcard.Approval{Status: r.Status, Actor: r.Actor, Role: r.Role, Reason: r.Reason, Override: r.Override}
 	if r.Status != modelcard.StatusCandidate {

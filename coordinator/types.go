@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/strategy"
@@ -83,8 +84,10 @@ type ModelVersion struct {
 	EvalSums []float64 `json:"eval_sums,omitempty"`
 	// Fairness is the audit on the sensitive attributes, and FairnessVerdict the run policy's
 	// judgement of it (flagged versions need an override to be approved).
-	Fairness        *fairness.Report  `json:"fairness,omitempty"`
-	FairnessVerdict *fairness.Verdict `json:"fairness_verdict,omitempty"`
+	Fairness *fairness.Report `json:"fairness,omitempty"`
+	// Importance is the features' global importance from the clients' contribution sums.
+	Importance      []explain.Importance `json:"importance,omitempty"`
+	FairnessVerdict *fairness.Verdict    `json:"fairness_verdict,omitempty"`
 }
 
 // Sentinel errors of the coordinator and its Store. Check them with errors.Is.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/modelfile"
 )
 
 // Kind names what a task asks of a client.
@@ -248,4 +249,13 @@ type FairnessSpec struct {
 	Thresholds []float64
 	Bins       int
 	Groups     map[string][]string
+}
+
+// ModelDocument is the scoring document of weights under an encoding, as model owners pull it:
+// what a client needs to explain its scores (the contributions behind global importance).
+func ModelDocument(schema *dataset.Schema, enc Encoding, features []string, weights []float64) *modelfile.Document {
+	return &modelfile.Document{
+		Format: modelfile.Format, Intercept: weights[0], Coefficients: weights[1:], Features: features, Schema: schema,
+		Standardization: dataset.Standardization{Mean: enc.Mean, Std: enc.Std},
+	}
 }
