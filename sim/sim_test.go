@@ -96,14 +96,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 // TestBankFederatedMatchesCentralized is the foundation's acceptance check on the real UCI
 // Bank Marketing data: configs/sim-bank.yaml.
 func TestBankFederatedMatchesCentralized(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
-	raw, err := os.ReadFile("configs/sim-bank.yaml")
-	require.NoError(t, err)
-	cfg, err := sim.ParseConfig("configs/sim-bank.yaml", raw)
-	require.NoError(t, err)
+	cfg := bankConfig(t, "configs/sim-bank.yaml")
 	res, err := sim.Run(context.Background(), cfg, sim.Options{})
 	require.NoError(t, err)
 	s := res.Summary
@@ -163,15 +156,8 @@ run:
 // TestBankHEMatchesPlaintext is issue 3's acceptance check: configs/sim-bank-he.yaml gives the
 // model of configs/sim-bank.yaml to 1e-6, and its test AUC to 1e-4.
 func TestBankHEMatchesPlaintext(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
 	run := func(path string) sim.Summary {
-		raw, err := os.ReadFile(path)
-		require.NoError(t, err)
-		cfg, err := sim.ParseConfig(path, raw)
-		require.NoError(t, err)
+		cfg := bankConfig(t, path)
 		f := false
 		cfg.Centralized = &f
 		res, err := sim.Run(context.Background(), cfg, sim.Options{})
@@ -191,14 +177,7 @@ func TestBankHEMatchesPlaintext(t *testing.T) {
 // TestBankDPSGDAtEpsilonOne is issue 4's utility check: record-level DP-SGD at epsilon 1,
 // delta 1e-5 (configs/sim-bank-dp.yaml) keeps test AUC at 0.74 or more.
 func TestBankDPSGDAtEpsilonOne(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
-	raw, err := os.ReadFile("configs/sim-bank-dp.yaml")
-	require.NoError(t, err)
-	cfg, err := sim.ParseConfig("configs/sim-bank-dp.yaml", raw)
-	require.NoError(t, err)
+	cfg := bankConfig(t, "configs/sim-bank-dp.yaml")
 	f := false
 	cfg.Centralized = &f
 	res, err := sim.Run(context.Background(), cfg, sim.Options{})
@@ -286,14 +265,7 @@ failures:
 // branches flip and scale their update by 10; FedAvg falls below AUC 0.70 while the trimmed
 // mean, the median and Krum stay at 0.75 or more.
 func TestRobustAggregationDefeatsTheAttack(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
-	raw, err := os.ReadFile("configs/sim-bank-attack.yaml")
-	require.NoError(t, err)
-	base, err := sim.ParseConfig("configs/sim-bank-attack.yaml", raw)
-	require.NoError(t, err)
+	base := bankConfig(t, "configs/sim-bank-attack.yaml")
 	require.Equal(t, 0.2, base.Attack.Fraction)
 	for _, tc := range []struct {
 		robust         strategy.RobustConfig
@@ -332,14 +304,7 @@ run:
 // TestPersonalizationPerJob is issue 5's personalization check: bank-full partitioned
 // naturally by job, the summary compares the global and the personalized model per client.
 func TestPersonalizationPerJob(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
-	raw, err := os.ReadFile("configs/sim-bank-personalize.yaml")
-	require.NoError(t, err)
-	cfg, err := sim.ParseConfig("configs/sim-bank-personalize.yaml", raw)
-	require.NoError(t, err)
+	cfg := bankConfig(t, "configs/sim-bank-personalize.yaml")
 	f := false
 	cfg.Centralized = &f
 	res, err := sim.Run(context.Background(), cfg, sim.Options{})
@@ -376,16 +341,9 @@ func TestEpsilonNoneMeansNoDifferentialPrivacy(t *testing.T) {
 // computed centrally on the pooled test rows (AUC within the histogram bound, counts exactly),
 // in plaintext and in he mode.
 func TestFederatedEvaluationAndFairnessEqualCentralFigures(t *testing.T) {
-	sharedtest.Path(t, "bank-full.csv")
-	root, err := sharedtest.ModuleRoot()
-	require.NoError(t, err)
-	t.Chdir(root)
 	for _, path := range []string{"configs/sim-bank.yaml", "configs/sim-bank-he.yaml"} {
 		t.Run(path, func(t *testing.T) {
-			raw, err := os.ReadFile(path)
-			require.NoError(t, err)
-			cfg, err := sim.ParseConfig(path, raw)
-			require.NoError(t, err)
+			cfg := bankConfig(t, path)
 			f := false
 			cfg.Centralized = &f
 			cfg.Run.Rounds = 3
@@ -447,4 +405,19 @@ func encoderFor(w *sim.World) (*dataset.Encoder, error) {
 		return nil, err
 	}
 	return dataset.NewEncoder(w.Schema, std)
+}
+
+// bankConfig loads a shipped configuration that reads the UCI data from ../shared/data,
+// running from the module root as its paths expect; it skips (or fails under CI) without the data.
+func bankConfig(t *testing.T, path string) sim.Config {
+	t.Helper()
+	sharedtest.Path(t, "bank-full.csv")
+	root, err := sharedtest.ModuleRoot()
+	require.NoError(t, err)
+	t.Chdir(root)
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	cfg, err := sim.ParseConfig(path, raw)
+	require.NoError(t, err)
+	return cfg
 }

@@ -85,15 +85,11 @@ of each feature over the file: the standard deviation of its contribution across
 				}
 			}
 
-			w := g.stdout
-			if out != "" && out != "-" {
-				of, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer of.Close()
-				w = of
+			w, closeOut, err := openOutput(g, out)
+			if err != nil {
+				return err
 			}
+			defer closeOut()
 			bw := bufio.NewWriter(w)
 			target := doc.Schema.Label.Column + "=" + doc.Schema.Label.Positive
 			if format == "json" {

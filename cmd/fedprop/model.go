@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -214,15 +215,11 @@ func newModelCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := g.stdout
-			if scoreOut != "" && scoreOut != "-" {
-				of, err := os.Create(scoreOut)
-				if err != nil {
-					return err
-				}
-				defer of.Close()
-				w = of
+			w, closeOut, err := openOutput(g, scoreOut)
+			if err != nil {
+				return err
 			}
+			defer closeOut()
 			bw := bufio.NewWriter(w)
 			fmt.Fprintln(bw, "line,probability")
 			for i, p := range scores {
@@ -263,4 +260,16 @@ func parseVersion(s string) (uint64, error) {
 		return 0, usagef("--version: %q is not a version number or latest", s)
 	}
 	return v, nil
+}
+
+// openOutput is standard output for "" or "-", otherwise the file at path, created afresh.
+func openOutput(g *globals, path string) (io.Writer, func() error, error) {
+	if path == "" || path == "-" {
+		return g.stdout, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
 }
