@@ -50,17 +50,56 @@ proto-check: proto
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./...
 
-## lint: go vet plus formatting (staticcheck and gosec join with the security issue)
-lint: vet fmt-check
+# gosec exclusions, each with the reason it does not apply. Everything else gosec finds fails
+# `make lint`; a finding that is a false positive at one place gets a `#nosec Gxxx -- why`
+# comment there instead of a line here.
+#   G404        math/rand is used on purpose: seeded, reproducible simulations, cohorts and local
+#               training. Secrets (keys, masks, smudging noise, identities) come from crypto/rand.
+#   G304, G703  file paths come from the operator (flags and config files), never from the network.
+#   G115        the int conversions it reports are of counts, rounds, indices and sizes bounded by
+#               config validation and by transport/grpc's checks of every network field, or are
+#               deliberate bit-for-bit reinterpretations of seeds.
+GOSEC_EXCLUDE := G404,G304,G703,G115
+# Exclusions scoped to paths (gosec -exclude-rules, regular expressions on the file path):
+#   cmd/fedprop, plot: G301, G306  what the operator asks for (synthetic data, simulation results,
+#               plots, pulled models and scores) is written 0755/0644 under the umask, as any
+#               command's output; key material and client state are written 0600 explicitly.
+#   secagg/persist.go, client/state.go, cmd/fedprop/sim.go: G104  Close on an error path, whose
+#               first error is the one returned.
+#   coordinator/core.go: G104  hash.Hash.Write, which never returns an error.
+GOSEC_EXCLUDE_RULES := .*/cmd/fedprop/.*:G301,G306;.*/plot/.*:G301,G306;.*/secagg/persist\.go:G104;.*/client/state\.go:G104;.*/cmd/fedprop/sim\.go:G104;.*/coordinator/core\.go:G104
 
-## fuzz: every fuzz target for FUZZTIME each
+## lint: go vet, gofmt, staticcheck and gosec (both pinned as tool directives in go.mod)
+lint: vet fmt-check
+	$(GO) tool staticcheck ./...
+	$(GO) tool gosec -quiet -exclude-generated -exclude=$(GOSEC_EXCLUDE) -exclude-rules='$(GOSEC_EXCLUDE_RULES)' ./...
+
+## fuzz: list every fuzz target, then run each for FUZZTIME and print the executions per target.
+## A crasher is saved under its package's testdata/fuzz/ (commit it: go test then replays it as
+## a regression test) and fails the target once every fuzz target has run.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "== $$pkg $$t"; \
-			$(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
-		done; \
-	done
+	@set -e; targets=""; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for t in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do targets="$$targets $$dir:$$t"; done; \
+	done; \
+	echo "fuzz targets ($(FUZZTIME) each):"; for dt in $$targets; do echo "  $$dt"; done; \
+	log=$$(mktemp); summary=""; failed=""; \
+	for dt in $$targets; do \
+		dir=$${dt%%:*}; t=$${dt##*:}; echo "== $$dir $$t"; \
+		if $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$dir >$$log 2>&1; then res=ok; else res=FAILED; failed="$$failed $$dt"; fi; \
+		tail -n 3 $$log; \
+		execs=$$(grep -o 'execs: [0-9]*' $$log | tail -n 1 | cut -d' ' -f2); \
+		summary="$$summary$$(printf '%-8s %12s  %s %s' $$res "$${execs:-?}" $$dir $$t)\n"; \
+	done; rm -f $$log; \
+	printf '\nresult   executions  target\n'; printf "$$summary"; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashers found in:$$failed (see testdata/fuzz/ in those packages)"; exit 1; fi
 
 clean:
 	rm -rf bin $(TOOLBIN) out
+
+## onnx-runtime: install onnxruntime-node (pinned in export/testdata/onnxrt/package-lock.json), the
+## ONNX runtime the export tests score exported models with; needs Node.js 20 and npm. Its install
+## script only fetches optional GPU binaries, so it is skipped.
+.PHONY: onnx-runtime
+onnx-runtime:
+	cd export/testdata/onnxrt && npm ci --ignore-scripts --no-audit --no-fund
