@@ -66,6 +66,8 @@ type Server struct {
 	log   *slog.Logger
 
 	events chan *event
+	// stopped is closed when the driver loop returns, so that calls in flight give up at once.
+	stopped chan struct{}
 
 	oversight *oversight
 
@@ -92,6 +94,7 @@ func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig
 		store:   store,
 		log:     cfg.Logger,
 		events:  make(chan *event),
+		stopped: make(chan struct{}),
 		clients: map[string]task.Registration{},
 		changed: make(chan struct{}),
 	}
@@ -164,6 +167,7 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 func (s *Server) Run(ctx context.Context) error {
 	ticker := time.NewTicker(s.cfg.TickInterval)
 	defer ticker.Stop()
+	defer close(s.stopped)
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,14 +253,21 @@ func (s *Server) do(ctx context.Context, fn func()) error {
 	case s.events <- ev:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.stopped:
+		return ErrStopped
 	}
 	select {
 	case <-ev.done:
 		return ev.err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.stopped:
+		return ErrStopped
 	}
 }
+
+// ErrStopped: the coordinator's driver has stopped (shutting down, or after a store failure).
+var ErrStopped = errors.New("coordinator stopped")
 
 // Register implements the client service's Register.
 func (s *Server) Register(ctx context.Context, r task.Registration) error {

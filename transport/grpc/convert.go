@@ -275,6 +275,8 @@ func toStatus(err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, coordinator.ErrBadConfig):
 		code = codes.InvalidArgument
+	case errors.Is(err, coordinator.ErrStopped):
+		code = codes.Unavailable
 	case errors.Is(err, coordinator.ErrNotApproved), errors.Is(err, coordinator.ErrFlagged), errors.Is(err, coordinator.ErrReviewed):
 		code = codes.FailedPrecondition
 	default:
