@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/fedprop/fedprop/client"
+
 	"github.com/fedprop/fedprop/store/postgres/pgtest"
 )
 
@@ -11,11 +13,7 @@ import (
 const crashRuns = 50
 
 // crashPoints are where the coordinator is killed, with how many times each point is
-// reached in one run.
-//
-// TODO(secagg): add "result.decrypt" (a decryption share accepted) once this harness runs
-// he-mode federations with in-process committee members; the driver already names the
-// point, since every accepted result reports "result." and its kind.
+// reached in one run. The runs while decrypting are TestCoordinatorCrashesWhileDecrypting's.
 var crashPoints = []struct {
 	point string
 	count int
@@ -60,4 +58,25 @@ func TestCoordinatorCrashesBolt(t *testing.T) {
 func TestCoordinatorCrashesPostgres(t *testing.T) {
 	pgtest.ServerDSN(t) // skip at once, not 50 times, when there is no server
 	testCrashes(t, postgresBackend())
+}
+
+// TestCoordinatorCrashesWhileDecrypting kills an he-mode coordinator while the committee's
+// decryption shares arrive (after the k-th share accepted) and while it combines them (the
+// aggregate point): the restarted coordinator needs no new committee setup, recollects the
+// phase, and the run completes with the crash-free run's model, every version once.
+func TestCoordinatorCrashesWhileDecrypting(t *testing.T) {
+	f := newFixture(t)
+	f.he, f.members = true, map[string]*client.Member{}
+	reference := f.crashRun(t, boltBackend(), nil)
+	// T=2 shares per aggregate; stats, then train and evaluate in every round.
+	shares := 2 * (1 + 2*rounds)
+	for i, plan := range [][]string{
+		{"result.decrypt:1"}, {"result.decrypt:2"}, {fmt.Sprintf("result.decrypt:%d", shares/2)},
+		{fmt.Sprintf("result.decrypt:%d", shares-1)}, {"result.decrypt:3", "result.decrypt:2"}, {"aggregate:4"},
+	} {
+		t.Run(fmt.Sprintf("%02d %v", i, plan), func(t *testing.T) {
+			got := f.crashRun(t, boltBackend(), plan)
+			assertSameModel(t, reference, got)
+		})
+	}
 }

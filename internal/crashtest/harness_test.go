@@ -61,6 +61,10 @@ type fixture struct {
 	schemaPath string
 	schema     *dataset.Schema
 	branches   []synth.Branch
+	// he runs the federation with secure aggregation: every branch is on the committee and
+	// keeps its key material in memory across coordinator restarts.
+	he      bool
+	members map[string]*client.Member
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -126,6 +130,13 @@ func (f *fixture) writeConfig(t *testing.T, dir, id, store, addr string) string 
 			"round_deadline": "60s", "max_attempts": 2, "histogram_bins": 50, "seed": 3,
 			"train": map[string]any{"epochs": 1, "batch_size": 16, "learning_rate": 0.1},
 		},
+	}
+	if f.he {
+		var committee []string
+		for _, b := range f.branches {
+			committee = append(committee, b.Name)
+		}
+		cfg["run"].(map[string]any)["secure_aggregation"] = map[string]any{"mode": "he", "committee": committee, "threshold": 2, "min_contributors": 2}
 	}
 	doc, err := yaml.Marshal(cfg)
 	require.NoError(t, err)
@@ -258,7 +269,20 @@ func dialAny(t *testing.T, addrs ...string) *grpc.ClientConn {
 
 func (f *fixture) session(t *testing.T, b synth.Branch) *client.Session {
 	t.Helper()
-	s, err := client.NewSession(b.Name, f.schema, b.Train, b.Test, client.SessionOptions{})
+	opts := client.SessionOptions{}
+	if f.he {
+		// A member's key material outlives the agent, as its state directory would.
+		m, ok := f.members[b.Name]
+		if !ok {
+			id, err := client.StateDir(t.TempDir()).Identity()
+			require.NoError(t, err)
+			m, err = client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id})
+			require.NoError(t, err)
+			f.members[b.Name] = m
+		}
+		opts = client.SessionOptions{Member: m, RequireEncryption: true}
+	}
+	s, err := client.NewSession(b.Name, f.schema, b.Train, b.Test, opts)
 	require.NoError(t, err)
 	return s
 }
