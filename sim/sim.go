@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		return res, fmt.Errorf("simulate: run %s %s: %s", status.ID, status.Status, status.Message)
 	}
 	if *cfg.Centralized {
-		c, err := centralized(world, core.Encoder(), cfg.Run.Train.L2)
+		c, err := centralized(world, core.Encoder(), d.testX, cfg.Run.Train.L2)
 		if err != nil {
 			return nil, err
 		}
@@ -346,12 +346,17 @@ func seedKey(seed, client, purpose uint64) [32]byte {
 
 // centralized trains the same model (same encoding, same L2 penalty) on the pooled training
 // rows to convergence and evaluates it on the pooled test rows.
-func centralized(w *World, enc *dataset.Encoder, l2 float64) (metrics.Summary, error) {
+func centralized(w *World, enc *dataset.Encoder, testX *mat.Dense, l2 float64) (metrics.Summary, error) {
 	train := w.PooledTrain()
-	weights, err := model.FitCentralized(enc.Encode(train), train.Label, l2)
+	x, y := enc.Encode(train), train.Label
+	train = nil // only the encoded rows and the labels are needed from here on
+	weights, err := model.FitCentralized(x, y, l2)
 	if err != nil {
 		return metrics.Summary{}, fmt.Errorf("centralized fit: %w", err)
 	}
-	scores := model.PredictAll(weights, enc.Encode(w.Test), nil)
+	if testX == nil {
+		testX = enc.Encode(w.Test)
+	}
+	scores := model.PredictAll(weights, testX, nil)
 	return metrics.Evaluate(scores, w.Test.Label), nil
 }
