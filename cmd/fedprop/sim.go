@@ -1,15 +1,11 @@
 package main
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -71,7 +67,7 @@ func newSimCmd(g *globals) *cobra.Command {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			table := newRoundTable(g.stdout)
+			table := sim.NewTable(g.stdout)
 			bar := newProgress(g.stdout, cfg.Run.Rounds, "rounds")
 			if memProfile != "" {
 				defer writeHeapProfile(memProfile)
@@ -81,13 +77,10 @@ func newSimCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := writeMetricsCSV(filepath.Join(outDir, "metrics.csv"), res.Rounds); err != nil {
+			if err := sim.WriteResults(outDir, res); err != nil {
 				return err
 			}
-			if err := writeJSON(filepath.Join(outDir, "summary.json"), res.Summary); err != nil {
-				return err
-			}
-			printSummary(g.stdout, res.Summary, outDir)
+			sim.PrintSummary(g.stdout, res.Summary, outDir)
 			plots, err := writeRoundPlots(outDir, res)
 			if err != nil {
 				return err
@@ -102,36 +95,6 @@ func newSimCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the simulation to this file (go tool pprof)")
 	cmd.AddCommand(newSimSweepCmd(g))
 	return cmd
-}
-
-// roundTable prints one fixed-width line per committed round as it happens.
-type roundTable struct {
-	w       io.Writer
-	started bool
-}
-
-func newRoundTable(w io.Writer) *roundTable { return &roundTable{w: w} }
-
-const roundRow = "%5s %9s %9s %9s %8s %11s %8s %8s\n"
-
-func (t *roundTable) Round(m sim.RoundMetrics) {
-	if !t.started {
-		fmt.Fprintf(t.w, roundRow, "round", "test_auc", "log_loss", "accuracy", "brier", "train_loss", "clients", "seconds")
-		t.started = true
-	}
-	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
-	fmt.Fprintf(t.w, roundRow, strconv.Itoa(m.Round), f4(m.Test.AUC), f4(m.Test.LogLoss), f4(m.Test.Accuracy), f4(m.Test.Brier),
-		f4(m.TrainLoss), strconv.Itoa(m.Contributors), strconv.FormatFloat(m.Seconds, 'f', 2, 64))
-}
-
-func printSummary(w io.Writer, s sim.Summary, outDir string) {
-	fmt.Fprintf(w, "\nfederated   (round %d): AUC %.4f  log loss %.4f  accuracy %.4f\n", s.Rounds, s.Final.AUC, s.Final.LogLoss, s.Final.Accuracy)
-	if c := s.Centralized; c != nil {
-		fmt.Fprintf(w, "centralized (pooled)  : AUC %.4f  log loss %.4f  accuracy %.4f\n", c.AUC, c.LogLoss, c.Accuracy)
-	}
-	fmt.Fprintf(w, "%d clients, %d training rows, %d test rows, %d excluded for lack of consent (consent tracked: %v); %.1fs\n",
-		s.Clients, s.TrainRows, s.TestRows, s.ExcludedNoConsent, s.ConsentTracked, s.WallSeconds)
-	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
 }
 
 // configFromSummary lets --config name a summary.json: its "config" (the complete, defaulted
@@ -153,36 +116,4 @@ func writeHeapProfile(path string) {
 	}
 	defer f.Close()
 	_ = pprof.Lookup("allocs").WriteTo(f, 0)
-}
-
-func writeMetricsCSV(path string, rounds []sim.RoundMetrics) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	_ = w.Write([]string{"round", "auc", "log_loss", "accuracy", "brier", "federated_auc", "federated_log_loss", "train_loss", "contributors", "examples", "seconds"})
-	ff := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
-	for _, m := range rounds {
-		fedAUC, fedLL := "", ""
-		if m.Federated != nil {
-			fedAUC, fedLL = ff(m.Federated.AUC), ff(m.Federated.LogLoss)
-		}
-		_ = w.Write([]string{strconv.Itoa(m.Round), ff(m.Test.AUC), ff(m.Test.LogLoss), ff(m.Test.Accuracy), ff(m.Test.Brier),
-			fedAUC, fedLL, ff(m.TrainLoss), strconv.Itoa(m.Contributors), ff(m.Examples), strconv.FormatFloat(m.Seconds, 'f', 3, 64)})
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -198,11 +198,11 @@ func writeSweepRun(dir string, row sim.SweepRow) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := writeMetricsCSV(filepath.Join(dir, "metrics.csv"), row.Result.Rounds); err != nil {
+	if err := sim.WriteMetricsCSV(filepath.Join(dir, "metrics.csv"), row.Result.Rounds); err != nil {
 		return err
 	}
 	if row.Err == nil {
-		if err := writeJSON(filepath.Join(dir, "summary.json"), row.Result.Summary); err != nil {
+		if err := sim.WriteJSON(filepath.Join(dir, "summary.json"), row.Result.Summary); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,89 @@
+package sim
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Table is an Observer that prints one fixed-width line per committed round as it happens.
+type Table struct {
+	w       io.Writer
+	started bool
+}
+
+// NewTable prints to w.
+func NewTable(w io.Writer) *Table { return &Table{w: w} }
+
+const tableRow = "%5s %9s %9s %9s %8s %11s %8s %8s\n"
+
+// Round implements Observer.
+func (t *Table) Round(m RoundMetrics) {
+	if !t.started {
+		fmt.Fprintf(t.w, tableRow, "round", "test_auc", "log_loss", "accuracy", "brier", "train_loss", "clients", "seconds")
+		t.started = true
+	}
+	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
+	fmt.Fprintf(t.w, tableRow, strconv.Itoa(m.Round), f4(m.Test.AUC), f4(m.Test.LogLoss), f4(m.Test.Accuracy), f4(m.Test.Brier),
+		f4(m.TrainLoss), strconv.Itoa(m.Contributors), strconv.FormatFloat(m.Seconds, 'f', 2, 64))
+}
+
+// PrintSummary prints the final and the centralized figures and what was written.
+func PrintSummary(w io.Writer, s Summary, outDir string) {
+	fmt.Fprintf(w, "\nfederated   (round %d): AUC %.4f  log loss %.4f  accuracy %.4f\n", s.Rounds, s.Final.AUC, s.Final.LogLoss, s.Final.Accuracy)
+	if c := s.Centralized; c != nil {
+		fmt.Fprintf(w, "centralized (pooled)  : AUC %.4f  log loss %.4f  accuracy %.4f\n", c.AUC, c.LogLoss, c.Accuracy)
+	}
+	fmt.Fprintf(w, "%d clients, %d training rows, %d test rows, %d excluded for lack of consent (consent tracked: %v); %.1fs\n",
+		s.Clients, s.TrainRows, s.TestRows, s.ExcludedNoConsent, s.ConsentTracked, s.WallSeconds)
+	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
+}
+
+// WriteResults writes DIR/metrics.csv and DIR/summary.json, creating DIR.
+func WriteResults(dir string, res *Result) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := WriteMetricsCSV(filepath.Join(dir, "metrics.csv"), res.Rounds); err != nil {
+		return err
+	}
+	return WriteJSON(filepath.Join(dir, "summary.json"), res.Summary)
+}
+
+// WriteMetricsCSV writes one row per committed round.
+func WriteMetricsCSV(path string, rounds []RoundMetrics) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"round", "auc", "log_loss", "accuracy", "brier", "federated_auc", "federated_log_loss", "train_loss", "contributors", "examples", "seconds"})
+	ff := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	for _, m := range rounds {
+		fedAUC, fedLL := "", ""
+		if m.Federated != nil {
+			fedAUC, fedLL = ff(m.Federated.AUC), ff(m.Federated.LogLoss)
+		}
+		_ = w.Write([]string{strconv.Itoa(m.Round), ff(m.Test.AUC), ff(m.Test.LogLoss), ff(m.Test.Accuracy), ff(m.Test.Brier),
+			fedAUC, fedLL, ff(m.TrainLoss), strconv.Itoa(m.Contributors), ff(m.Examples), strconv.FormatFloat(m.Seconds, 'f', 3, 64)})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
