@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/modelfile"
 )
@@ -53,22 +51,13 @@ of each feature over the file: the standard deviation of its contribution across
 			if top < 1 {
 				return usagef("--top: %d is not a positive number", top)
 			}
-			doc, err := modelfile.Load(modelPath)
+			doc, ds, err := loadForScoring(cmd.Context(), modelPath, dataPath)
 			if err != nil {
 				return err
 			}
 			x, err := explain.New(doc)
 			if err != nil {
 				return fmt.Errorf("explain %s: %w", modelPath, err)
-			}
-			f, err := os.Open(dataPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			ds, err := dataset.ReadCSVWith(cmd.Context(), f, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
-			if err != nil {
-				return err
 			}
 			records, err := x.Explain(ds, top)
 			if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -198,16 +199,7 @@ func newModelCmd(g *globals) *cobra.Command {
 			if modelPath == "" || dataPath == "" {
 				return usagef("--model and --data are required")
 			}
-			doc, err := modelfile.Load(modelPath)
-			if err != nil {
-				return err
-			}
-			f, err := os.Open(dataPath)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			ds, err := dataset.ReadCSVWith(cmd.Context(), f, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
+			doc, ds, err := loadForScoring(cmd.Context(), modelPath, dataPath)
 			if err != nil {
 				return err
 			}
@@ -272,4 +264,23 @@ func openOutput(g *globals, path string) (io.Writer, func() error, error) {
 		return nil, nil, err
 	}
 	return f, f.Close, nil
+}
+
+// loadForScoring reads a pulled model and a CSV to score or explain with it: the schema's
+// consent rule applies, and the label column may be absent.
+func loadForScoring(ctx context.Context, modelPath, dataPath string) (*modelfile.Document, *dataset.Dataset, error) {
+	doc, err := modelfile.Load(modelPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.Open(dataPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	ds, err := dataset.ReadCSVWith(ctx, f, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, ds, nil
 }
