@@ -73,7 +73,7 @@ func WriteMetricsCSV(path string, rounds []RoundMetrics) error {
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is the one to report
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
