@@ -72,7 +72,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("client starting", "train_rows", a.session.TrainRows(), "excluded_no_consent", a.session.Excluded())
 	for ctx.Err() == nil {
 		if !registered {
-			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey()})
+			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey(),
+				TrainRecords: a.session.TrainRows()})
 			if err != nil {
 				a.log.Warn("register failed; retrying", "err", err, "retry_in", b.peek())
 				b.wait(ctx)
@@ -127,7 +128,13 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 				a.log.Info("decryption share given", attrs...)
 			}
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrDeclined) && t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt:
+			// Declined on this client's own authority: say so in the log and to the
+			// coordinator, which then stops waiting for it and counts nothing of it.
+			a.log.Warn("task declined", "task", t.ID, "kind", t.Kind.String(), "run", t.RunID, "round", t.Round, "reason", err)
+			res = Refusal(a.session.ID(), t, err)
+		case err != nil:
 			a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
 			return err
 		}
@@ -138,6 +145,9 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 	for {
 		dup, err := a.conn.SubmitResult(ctx, res)
 		switch {
+		case err == nil && res.Refusal != "":
+			a.log.Info("refusal sent", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "duplicate", dup)
+			return nil
 		case err == nil:
 			a.log.Info("result sent", "run", t.RunID, "round", t.Round, "kind", t.Kind.String(), "bytes", rep.Bytes,
 				"examples", rep.Examples, "encrypted", rep.Encrypted, "duplicate", dup)

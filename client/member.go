@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/task"
 )
@@ -30,6 +32,9 @@ type MemberConfig struct {
 	// Random is the source of the member's secrets: nil for crypto/rand; the simulator passes
 	// a seeded source so that runs repeat.
 	Random io.Reader
+	// Floor is the member's own privacy floor: it helps decrypt only aggregates whose
+	// contributors were asked for at least this much noise, enough of them to carry it.
+	Floor privacy.Floor
 }
 
 // ShareRecord is what a member logs for every decryption share it gives, so that an audit
@@ -50,6 +55,10 @@ type Member struct {
 	key    *secagg.Member
 	run    string // the run whose committee this member's key belongs to
 	round  int    // the latest round this member has seen of that run
+	// trainDP is the DP spec of the latest train task this member was itself given, by round,
+	// to check a decrypt task's statement against.
+	trainDP      *task.DPSpec
+	trainDPRound int
 }
 
 type savedMember struct {
@@ -91,6 +100,10 @@ func (m *Member) IdentityKey() []byte { return m.cfg.Identity.PublicKey().Bytes(
 func (m *Member) observe(t task.Task) {
 	if t.RunID == m.run && t.Round > m.round {
 		m.round = t.Round
+	}
+	if t.RunID == m.run && t.Kind == task.KindTrain && t.DP != nil {
+		dp := *t.DP
+		m.trainDP, m.trainDPRound = &dp, t.Round
 	}
 }
 
@@ -196,12 +209,58 @@ func (m *Member) decrypt(t task.Task) ([]byte, ShareRecord, error) {
 	if spec.Contributors < m.cfg.MinContributors {
 		return refuse("%d contributions is below min_contributors %d", spec.Contributors, m.cfg.MinContributors)
 	}
+	if err := m.checkNoise(spec); err != nil {
+		return refuse("%v", err)
+	}
 	share, err := m.key.DecryptionShare(spec.Aggregate, spec.Active)
 	if err != nil {
 		return nil, rec, fmt.Errorf("decrypt: %w", err)
 	}
 	m.round = spec.AggregateRound
 	return share, rec, nil
+}
+
+// checkNoise refuses an aggregate that cannot carry this member's floor of noise: under the
+// floor every aggregate must come from a noised release, and the contributors' noise shares
+// must add up to at least min_noise_multiplier times the sensitivity. Each honest contributor
+// adds at least 1/sqrt(m) of the round's noise (its m capped at its own setting, which only
+// adds noise), so K contributions carry variance >= K/m of it.
+func (m *Member) checkNoise(spec *task.DecryptSpec) error {
+	f := m.cfg.Floor
+	zMin := f.MinNoiseMultiplier
+	if spec.Purpose == task.KindTrain && spec.DP != nil && m.trainDP != nil && m.trainDPRound == spec.AggregateRound && *m.trainDP != *spec.DP {
+		return fmt.Errorf("the round's train task asked this member for %+v, the decrypt task states %+v", *m.trainDP, *spec.DP)
+	}
+	var z float64
+	var expected int
+	switch {
+	case spec.Purpose == task.KindTrain && spec.DP != nil:
+		if err := f.Accepts(spec.DP.Mechanism, spec.DP.NoiseMultiplier, spec.DP.ClipNorm); err != nil {
+			return err
+		}
+		if spec.DP.Mechanism == task.DPRecord {
+			return nil // every contribution carries its own DP-SGD noise
+		}
+		z, expected = spec.DP.NoiseMultiplier, spec.DP.ExpectedContributors
+	case spec.Purpose != task.KindTrain && spec.Noise != nil:
+		if err := f.Accepts(privacy.RequireRecord, spec.Noise.NoiseMultiplier, 0); err != nil {
+			return err
+		}
+		z, expected = spec.Noise.NoiseMultiplier, spec.Noise.ExpectedContributors
+	default:
+		if f.Enforced() {
+			return fmt.Errorf("%w: a %s aggregate of un-noised contributions", privacy.ErrBelowFloor, spec.Purpose)
+		}
+		return nil
+	}
+	if expected < 1 {
+		return fmt.Errorf("%w: the contributors' noise shares are divided by %d contributors", privacy.ErrBelowFloor, expected)
+	}
+	if achieved := z * math.Sqrt(float64(spec.Contributors)/float64(expected)); achieved < zMin {
+		return fmt.Errorf("%w: %d contributions of 1/%d noise shares carry noise multiplier %.4g, below min_noise_multiplier %v",
+			privacy.ErrBelowFloor, spec.Contributors, expected, achieved, zMin)
+	}
+	return nil
 }
 
 // encryptor caches one encryptor per collective public key.

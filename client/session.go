@@ -9,19 +9,21 @@ package client
 import (
 	"context"
 	cryptorand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/explain"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/privacy"
@@ -34,6 +36,10 @@ const maxHistogramBins = 1 << 16
 
 // ErrSchemaMismatch: the coordinator's run uses a different schema than this client.
 var ErrSchemaMismatch = errors.New("schema mismatch")
+
+// ErrDeclined: the client declined a task on its own authority (a task weaker than its
+// privacy floor, a repeated release). The agent tells the coordinator why in a refusal.
+var ErrDeclined = errors.New("task declined")
 
 // Protector turns the plaintext sum a client computed into what leaves the client: clipped,
 // noised, encrypted, or unchanged. Decorators compose as func(Protector) Protector.
@@ -84,14 +90,19 @@ type SessionOptions struct {
 	// RequireEncryption refuses tasks that do not carry a collective public key: a client
 	// configured for secure aggregation never sends a plaintext sum.
 	RequireEncryption bool
-	// Random is the source of encryption randomness (nil: crypto/rand); the simulator passes
-	// a seeded source.
+	// Random seeds every draw that protects privacy (DP noise and sampling, encryption): nil
+	// means crypto/rand, as a production client always has. Only the simulator passes a seeded
+	// source, so that a simulation repeats, and it says so in its summary; nothing on the wire
+	// can set or influence it.
 	Random io.Reader
 	// Now, when set, times encryption for the report (the simulator's cost accounting).
 	Now func() time.Time
 	// NoEncodingCache encodes the records afresh for every task instead of keeping the
 	// encoded matrices.
 	NoEncodingCache bool
+	// Floor is the weakest differential privacy this client accepts: its own setting. Tasks
+	// below it are declined before anything is computed.
+	Floor privacy.Floor
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -112,9 +123,15 @@ type Session struct {
 	// for very many small clients, whose idle state then costs nothing beyond their data).
 	cache bool
 	now   func() time.Time
-	// noise draws the client's differential-privacy noise; dpSteps counts its DP-SGD steps.
-	noise   *rand.Rand
-	dpSteps int
+	// noise draws every privacy-protecting random value (DP noise, DP-SGD sampling), seeded
+	// from crypto/rand (or the simulator's explicit seed), never from anything on the wire.
+	noise *rand.Rand
+	// floor is the client's own privacy floor, ledger its accounting of everything it
+	// released, and released the latest DP train release per run, which a repeated task gets
+	// again instead of fresh noise.
+	floor    privacy.Floor
+	ledger   *privacy.Ledger
+	released map[string]*release
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -146,9 +163,13 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	if _, err := io.ReadFull(random, seed[:]); err != nil {
 		return nil, fmt.Errorf("client %s: noise source: %w", id, err)
 	}
+	if err := opts.Floor.Validate("privacy."); err != nil {
+		return nil, fmt.Errorf("client %s: %w", id, err)
+	}
+	floor := opts.Floor.WithDefaults()
 	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
 		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
-		noise: rand.New(rand.NewChaCha8(seed))}, nil
+		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{}}, nil
 }
 
 // IdentityKey is the committee identity key to announce at registration (nil when the client
@@ -186,6 +207,10 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the %s task carries no collective public key and this client sends only encrypted sums",
 			s.id, t.RunID, t.Round, task.ErrInvalid, t.Kind)
 	}
+	if (t.Kind == task.KindStats || t.Kind == task.KindEvaluate) && s.floor.Enforced() && t.Noise == nil {
+		return task.Result{}, Report{}, s.declined(t, fmt.Errorf("%w: an un-noised %s release, and this client requires %s-level differential privacy",
+			privacy.ErrBelowFloor, t.Kind, s.floor.Require))
+	}
 	var (
 		values   []float64
 		examples int
@@ -201,6 +226,9 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		values, examples, err = s.evaluate(t)
 	default:
 		err = fmt.Errorf("task kind %s is not supported by this client", t.Kind)
+	}
+	if errors.Is(err, privacy.ErrBelowFloor) || errors.Is(err, ErrDeclined) {
+		return task.Result{}, Report{}, s.declined(t, err)
 	}
 	if err != nil {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d, %s task: %w", s.id, t.RunID, t.Round, t.Kind, err)
@@ -240,6 +268,28 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		Epsilon: dp.Epsilon, Delta: dp.Delta, UpdateClipped: dp.UpdateClipped}
 	return res, rep, nil
 }
+
+// declined wraps why the client declines t; the agent sends it to the coordinator as a
+// refusal.
+func (s *Session) declined(t task.Task, why error) error {
+	if !errors.Is(why, ErrDeclined) {
+		why = fmt.Errorf("%w: %w", ErrDeclined, why)
+	}
+	return fmt.Errorf("client %s, run %s, round %d, %s task: %w", s.id, t.RunID, t.Round, t.Kind, why)
+}
+
+// Refusal is the result that tells the coordinator why the client declined t.
+func Refusal(clientID string, t task.Task, why error) task.Result {
+	reason := why.Error()
+	if len(reason) > task.MaxRefusalLen {
+		reason = reason[:task.MaxRefusalLen]
+	}
+	return task.Result{ClientID: clientID, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind, Refusal: strings.ToValidUTF8(reason, "?")}
+}
+
+// Epsilon is what this client has spent over everything it released, at Delta: its own
+// accounting, whatever the coordinator reports.
+func (s *Session) Epsilon() (eps, delta float64) { return s.ledger.Epsilon(), s.ledger.Delta() }
 
 // committeeTask answers keygen and decrypt tasks: only committee members get them.
 func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
@@ -315,32 +365,29 @@ func (s *Session) checkWeights(t task.Task) error {
 // under differential privacy it returns the protected, unweighted form (see task.DPSpec).
 func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	var rep Report
+	if err := s.checkTrainDP(t); err != nil {
+		return nil, 0, rep, err
+	}
 	if err := s.encode(t); err != nil {
 		return nil, 0, rep, err
 	}
 	if err := s.checkWeights(t); err != nil {
 		return nil, 0, rep, err
 	}
+	if t.DP != nil {
+		return s.trainPrivately(t)
+	}
+	// The seed only shapes batch order: without differential privacy nothing is hidden
+	// from the coordinator that chose it.
 	rng := rand.New(rand.NewPCG(t.Seed, 0x5eed))
 	out := make([]float64, task.TrainVectorLen(len(t.Weights)))
 	delta := out[task.TrainDeltaStart : task.TrainDeltaStart+len(t.Weights)]
-	if t.DP != nil && t.DP.Mechanism == task.DPRecord {
-		return s.trainDPSGD(t, rng, out, delta)
-	}
 	local, loss, err := model.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rng)
 	if err != nil {
 		return nil, 0, rep, err
 	}
 	for i := range local {
 		delta[i] = local[i] - t.Weights[i]
-	}
-	if t.DP != nil {
-		switch t.DP.Mechanism {
-		case task.DPClient:
-			return s.clipUpdate(t, out, delta)
-		default:
-			return nil, 0, rep, fmt.Errorf("dp.mechanism: %q is not supported", t.DP.Mechanism)
-		}
 	}
 	n := float64(s.train.Len())
 	floats.Scale(n, delta)
@@ -349,105 +396,209 @@ func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	return out, s.train.Len(), rep, nil
 }
 
-// clipUpdate applies client-level DP (DP-FedAvg): the update is clipped to the task's norm and
-// counts once; the last value is the clipping indicator. In he mode the client adds its share
-// of the Gaussian noise, so the coordinator only ever decrypts a noised sum.
-func (s *Session) clipUpdate(t task.Task, out, delta []float64) ([]float64, int, Report, error) {
-	_, clipped, err := privacy.ClipL2(delta, t.DP.ClipNorm)
-	if err != nil {
-		return nil, 0, Report{}, fmt.Errorf("dp.clip_norm: %w", err)
+// checkTrainDP declines a train task whose differential privacy is weaker than this client's
+// floor, or that is not self-consistent: DP fails closed, whatever the coordinator sends.
+func (s *Session) checkTrainDP(t task.Task) error {
+	d := t.DP
+	if d == nil {
+		return s.floor.Accepts("", 0, 0)
 	}
-	out[task.TrainCountIndex] = 1
-	out[len(out)-1] = privacy.UnclippedIndicator(clipped)
-	if t.DP.NoiseStd > 0 {
-		if err := privacy.AddGaussianNoise(delta, t.DP.NoiseStd, s.noise); err != nil {
-			return nil, 0, Report{}, fmt.Errorf("dp.noise_std: %w", err)
+	switch d.Mechanism {
+	case task.DPClient, task.DPRecord:
+	default:
+		return fmt.Errorf("%w: dp.mechanism %q is not supported", ErrDeclined, d.Mechanism)
+	}
+	if !(d.NoiseMultiplier > 0) || math.IsInf(d.NoiseMultiplier, 0) {
+		return fmt.Errorf("%w: dp.noise_multiplier %v: a differentially private task must carry positive, finite noise", privacy.ErrBelowFloor, d.NoiseMultiplier)
+	}
+	if !(d.ClipNorm > 0) || math.IsInf(d.ClipNorm, 0) {
+		return fmt.Errorf("%w: dp.clip_norm %v is not a positive, finite number", privacy.ErrBelowFloor, d.ClipNorm)
+	}
+	if err := s.floor.Accepts(d.Mechanism, d.NoiseMultiplier, d.ClipNorm); err != nil {
+		return err
+	}
+	if d.Mechanism != task.DPClient {
+		return nil
+	}
+	if math.IsNaN(d.IndicatorNoiseStd) || math.IsInf(d.IndicatorNoiseStd, 0) || d.IndicatorNoiseStd < 0 {
+		return fmt.Errorf("%w: dp.indicator_noise_std %v is not a finite number >= 0", privacy.ErrBelowFloor, d.IndicatorNoiseStd)
+	}
+	switch {
+	case t.PublicKey == nil && d.ExpectedContributors != 0:
+		return fmt.Errorf("%w: dp.expected_contributors %d in a plaintext task: the coordinator would read this client's noise share alone",
+			privacy.ErrBelowFloor, d.ExpectedContributors)
+	case t.PublicKey == nil && s.floor.Enforced():
+		return fmt.Errorf("%w: client-level differential privacy without secure aggregation leaves the noise to the coordinator, which would see this client's update first",
+			privacy.ErrBelowFloor)
+	case t.PublicKey != nil:
+		if _, err := s.floor.CapContributors(d.ExpectedContributors); err != nil {
+			return err
 		}
 	}
-	if t.DP.IndicatorNoiseStd > 0 {
-		out[len(out)-1] += s.noise.NormFloat64() * t.DP.IndicatorNoiseStd
-	}
-	return out, s.train.Len(), Report{UpdateClipped: clipped}, nil
+	return nil
 }
 
-// trainDPSGD applies record-level DP: DP-SGD over the local rows. The client accounts for its
-// own steps and reports its epsilon.
-func (s *Session) trainDPSGD(t task.Task, rng *rand.Rand, out, delta []float64) ([]float64, int, Report, error) {
+// release is a DP train result this client sent: a repeated task for the same model gets the
+// same values again (topped up with fresh noise where it now owes more), never a fresh draw
+// that could be averaged against the first.
+type release struct {
+	version uint64
+	digest  [sha256.Size]byte
+	values  []float64
+	// shareStd and indicatorStd are the noise this client added itself (client level, he).
+	shareStd, indicatorStd float64
+	clipped                bool
+}
+
+// releaseDigest identifies what a DP train task asks, apart from its seed and (client level)
+// the contributors its noise share is divided by.
+func releaseDigest(t task.Task) [sha256.Size]byte {
+	h := sha256.New()
 	d := t.DP
-	p := model.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
-		LearningRate: t.Train.LearningRate, L2: t.Train.L2}
-	local, err := model.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, rng)
+	fmt.Fprintf(h, "%s|%q|%v|%v|%v|%v|%v|%v|%d|%+v|", t.RunID, d.Mechanism, d.ClipNorm, d.NoiseMultiplier, d.IndicatorNoiseStd,
+		d.SamplingRate, d.Steps, t.Encoding, t.ModelVersion, t.Train)
+	var b [8]byte
+	for _, w := range t.Weights {
+		binary.LittleEndian.PutUint64(b[:], math.Float64bits(w))
+		h.Write(b[:])
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// trainPrivately answers a DP train task: a repeat of the latest release for this run's model
+// gets that release again; a new one is admitted by the client's own ledger, computed with
+// noise and sampling from the client's private source, and remembered.
+func (s *Session) trainPrivately(t task.Task) ([]float64, int, Report, error) {
+	d := t.DP
+	digest := releaseDigest(t)
+	if prev := s.released[t.RunID]; prev != nil {
+		switch {
+		case prev.version == t.ModelVersion && prev.digest == digest:
+			return s.repeat(t, prev)
+		case t.ModelVersion <= prev.version:
+			return nil, 0, Report{}, fmt.Errorf("%w: this client already released an update trained from model version %d of run %s; it answers a repeat of that task only with the same release",
+				ErrDeclined, prev.version, t.RunID)
+		}
+	}
+	// Admit the release before computing anything: a release the ledger refuses is never made.
+	q, steps := 1.0, 1
+	if d.Mechanism == task.DPRecord {
+		q, steps = d.SamplingRate, d.Steps
+	}
+	next := s.ledger.Clone()
+	if _, err := next.Admit(q, d.NoiseMultiplier, steps); err != nil {
+		return nil, 0, Report{}, err
+	}
+	out := make([]float64, task.TrainVectorLen(len(t.Weights)))
+	delta := out[task.TrainDeltaStart : task.TrainDeltaStart+len(t.Weights)]
+	rel := &release{version: t.ModelVersion, digest: digest}
+	var err error
+	if d.Mechanism == task.DPRecord {
+		err = s.trainDPSGD(t, delta)
+	} else {
+		err = s.clipUpdate(t, rel, out, delta)
+	}
 	if err != nil {
 		return nil, 0, Report{}, err
+	}
+	out[task.TrainCountIndex] = 1
+	s.ledger = next
+	rel.values = slices.Clone(out)
+	s.released[t.RunID] = rel
+	eps, del := s.Epsilon()
+	return out, s.train.Len(), Report{UpdateClipped: rel.clipped, Epsilon: eps, Delta: del}, nil
+}
+
+// repeat answers a repeated DP train task with the earlier release. Under client-level DP in
+// he mode a retry may expect fewer contributors, so that each owes a larger noise share: the
+// client then adds only the difference, fresh and independent, which reveals nothing the
+// first release did not.
+func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, error) {
+	out := slices.Clone(prev.values)
+	if d := t.DP; d.Mechanism == task.DPClient && t.PublicKey != nil {
+		share, indicator, err := s.noiseShares(d)
+		if err != nil {
+			return nil, 0, Report{}, err
+		}
+		if share > prev.shareStd {
+			top := math.Sqrt(share*share - prev.shareStd*prev.shareStd)
+			if err := privacy.AddGaussianNoise(out[task.TrainDeltaStart:len(out)-1], top, s.noise); err != nil {
+				return nil, 0, Report{}, err
+			}
+			prev.shareStd = share
+		}
+		if indicator > prev.indicatorStd {
+			out[len(out)-1] += s.noise.NormFloat64() * math.Sqrt(indicator*indicator-prev.indicatorStd*prev.indicatorStd)
+			prev.indicatorStd = indicator
+		}
+		prev.values = slices.Clone(out)
+	}
+	eps, del := s.Epsilon()
+	return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
+}
+
+// noiseShares is this client's share of a client-level round's noise in he mode: z*C/sqrt(m)
+// on the update and sigma_b/sqrt(m) on the indicator, with m capped by the client's floor.
+func (s *Session) noiseShares(d *task.DPSpec) (share, indicator float64, err error) {
+	m, err := s.floor.CapContributors(d.ExpectedContributors)
+	if err != nil {
+		return 0, 0, err
+	}
+	if share, err = privacy.ClientNoiseStd(d.NoiseMultiplier, d.ClipNorm, m); err != nil {
+		return 0, 0, err
+	}
+	return share, d.IndicatorNoiseStd / math.Sqrt(float64(m)), nil
+}
+
+// clipUpdate applies client-level DP (DP-FedAvg): local training from the task's seed, the
+// update clipped to the task's norm and counted once, the clipping indicator in the last
+// place. In he mode the client adds its share of the Gaussian noise, so the coordinator only
+// ever decrypts a noised sum.
+func (s *Session) clipUpdate(t task.Task, rel *release, out, delta []float64) error {
+	local, _, err := model.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rand.New(rand.NewPCG(t.Seed, 0x5eed)))
+	if err != nil {
+		return err
 	}
 	for i := range local {
 		delta[i] = local[i] - t.Weights[i]
 	}
-	out[task.TrainCountIndex] = 1
-	s.dpSteps += d.Steps
-	rep := Report{Delta: d.Delta}
-	if d.Delta > 0 && d.NoiseMultiplier > 0 {
-		rep.Epsilon, _, err = privacy.Epsilon(d.SamplingRate, d.NoiseMultiplier, s.dpSteps, d.Delta, nil, privacy.Tight)
-		if err != nil {
-			return nil, 0, Report{}, fmt.Errorf("account DP-SGD steps: %w", err)
-		}
+	_, clipped, err := privacy.ClipL2(delta, t.DP.ClipNorm)
+	if err != nil {
+		return fmt.Errorf("dp.clip_norm: %w", err)
 	}
-	return out, s.train.Len(), rep, nil
+	rel.clipped = clipped
+	out[len(out)-1] = privacy.UnclippedIndicator(clipped)
+	if t.PublicKey == nil {
+		return nil // plaintext: the coordinator adds the round's noise
+	}
+	if rel.shareStd, rel.indicatorStd, err = s.noiseShares(t.DP); err != nil {
+		return err
+	}
+	if err := privacy.AddGaussianNoise(delta, rel.shareStd, s.noise); err != nil {
+		return fmt.Errorf("dp noise share: %w", err)
+	}
+	if rel.indicatorStd > 0 {
+		out[len(out)-1] += s.noise.NormFloat64() * rel.indicatorStd
+	}
+	return nil
 }
 
-// evaluate scores the global model on the held-out rows and returns only counts and sums.
-func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
-	if err := s.encode(t); err != nil {
-		return nil, 0, err
-	}
-	if err := s.checkWeights(t); err != nil {
-		return nil, 0, err
-	}
-	if t.HistogramBins < 2 || t.HistogramBins > maxHistogramBins {
-		return nil, 0, fmt.Errorf("histogram_bins: %d is outside [2, %d]", t.HistogramBins, maxHistogramBins)
-	}
-	sums := metrics.NewEvalSums(t.HistogramBins)
-	var scores []float64
-	if s.xEval != nil {
-		scores = model.PredictAll(t.Weights, s.xEval, nil)
-		sums.AddScores(scores, s.eval.Label)
-	}
-	out := sums.Vector()
-	if f := t.Fairness; f != nil {
-		// The fairness audit: the same counts per group of every sensitive attribute.
-		layout, err := fairness.NewLayout(s.schema, fairness.LayoutConfig{Thresholds: f.Thresholds, Bins: f.Bins, Groups: f.Groups})
-		if err != nil {
-			return nil, 0, fmt.Errorf("fairness: %w", err)
-		}
-		groups := fairness.NewGroupSums(layout)
-		if scores != nil {
-			if err := groups.AddScores(scores, s.eval.Label, s.eval.Groups); err != nil {
-				return nil, 0, fmt.Errorf("fairness: %w", err)
-			}
-		}
-		out = append(out, groups.Vector()...)
-	}
-	// Global feature importance: the sums of each feature's contribution to the log-odds.
-	x, err := s.explainer(t)
+// trainDPSGD applies record-level DP: DP-SGD over the local rows, its Poisson sampling and
+// noise drawn from the client's private source.
+func (s *Session) trainDPSGD(t task.Task, delta []float64) error {
+	d := t.DP
+	p := model.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
+		LearningRate: t.Train.LearningRate, L2: t.Train.L2}
+	local, err := model.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, s.noise)
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
-	imp := x.NewImportanceSums()
-	if s.eval.Len() > 0 {
-		if err := x.AddImportance(&imp, s.eval); err != nil {
-			return nil, 0, fmt.Errorf("importance: %w", err)
-		}
+	for i := range local {
+		delta[i] = local[i] - t.Weights[i]
 	}
-	return append(out, imp.Vector()...), s.eval.Len(), nil
-}
-
-// explainer explains scores of the task's model under its encoding.
-func (s *Session) explainer(t task.Task) (*explain.Explainer, error) {
-	enc, err := dataset.NewEncoder(s.schema, dataset.Standardization{Mean: t.Encoding.Mean, Std: t.Encoding.Std})
-	if err != nil {
-		return nil, err
-	}
-	return explain.New(task.ModelDocument(s.schema, t.Encoding, enc.FeatureNames(), t.Weights))
+	return nil
 }
 
 // Personalization is one client's comparison of the global model with its own fine-tuned copy

@@ -140,7 +140,13 @@ func (c RunConfig) Validate() error {
 		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)
 	}
 	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
-	errs = append(errs, c.Privacy.validate()...)
+	privacyErrs := c.Privacy.validate()
+	errs = append(errs, privacyErrs...)
+	if len(privacyErrs) == 0 {
+		if err := c.checkAdaptiveNoise(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Fairness.Policy != nil {
 		if err := c.Fairness.Policy.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("run.fairness.policy: %w", err))

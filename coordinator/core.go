@@ -102,6 +102,7 @@ type Core struct {
 	previous    map[string]string    // and in the phase before it (a retry may arrive late)
 	acc         accumulator
 	results     int      // results accepted in the current collection
+	refusals    int      // tasks clients declined, over the run
 	submitters  []string // the clients whose results were accepted in it
 	// updates and weights keep the individual train updates, only for a robust aggregator.
 	updates [][]float64
@@ -282,6 +283,17 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 	}
 	if r.Kind != t.Kind {
 		return false, perr("kind", fmt.Errorf("%w: task %s is a %s task, got %s", ErrInvalid, t.ID, t.Kind, r.Kind))
+	}
+	if r.Refusal != "" {
+		// The client declined (its privacy floor, for example): nothing of it is counted, and
+		// the phase stops waiting for it.
+		c.note(slog.LevelWarn, "client refused its task", slog.String("client", r.ClientID), slog.Int("round", t.Round),
+			slog.String("kind", t.Kind.String()), slog.String("reason", r.Refusal))
+		c.refusals++
+		delete(c.outstanding, r.ClientID)
+		c.accepted[r.TaskID] = r.ClientID
+		c.progress()
+		return false, nil
 	}
 	switch t.Kind {
 	case task.KindKeygen:
@@ -493,7 +505,12 @@ func (c *Core) startPhase(p phase, round int) {
 	if p == phaseTrain && c.dp() != DPNone {
 		// m and the noise shares are fixed before anyone answers, once for the phase.
 		c.expected = c.expectedContributors()
-		c.phaseDP = c.dpSpec()
+		spec, err := c.dpSpec()
+		if err != nil {
+			c.fail(fmt.Sprintf("round %d: differential privacy: %v; no task was issued without its noise", round, err))
+			return
+		}
+		c.phaseDP = spec
 	}
 	c.beginCollect(p, cohort)
 }

@@ -125,6 +125,52 @@ func (c PrivacyConfig) validate() []error {
 	return errs
 }
 
+// noiseMultiplier is the run's z: configured, or the smallest that fits every configured
+// round into the budget.
+func (c RunConfig) noiseMultiplier() (float64, error) {
+	pc := c.Privacy
+	if pc.NoiseMultiplier > 0 {
+		return pc.NoiseMultiplier, nil
+	}
+	conv, err := privacy.ParseConversion(pc.Conversion)
+	if err != nil {
+		return 0, err
+	}
+	steps := c.Rounds
+	if pc.Mechanism == DPRecord {
+		steps *= pc.StepsPerRound
+	}
+	z, err := privacy.SigmaFor(pc.SamplingRate, steps, pc.Delta, pc.Epsilon, nil, conv)
+	if err != nil {
+		return 0, fmt.Errorf("run.privacy: noise for epsilon %v over %d steps: %w", pc.Epsilon, steps, err)
+	}
+	return z, nil
+}
+
+// checkAdaptiveNoise refuses, before any task, an adaptive-clipping run whose noise cannot be
+// split between the update sum and the clipping count with as few contributors as the run may
+// have (min_clients sampled at sampling_rate): such a round could only go out without noise.
+func (c RunConfig) checkAdaptiveNoise() error {
+	pc := c.Privacy
+	if pc.Mechanism != DPClient || !pc.AdaptiveClipping {
+		return nil
+	}
+	z, err := c.noiseMultiplier()
+	if err != nil {
+		return err
+	}
+	m, err := privacy.ExpectedContributors(pc.SamplingRate, c.MinClients)
+	if err != nil {
+		return fmt.Errorf("run.privacy.sampling_rate: %w", err)
+	}
+	sigmaB := privacy.AdaptiveClipConfig{}.WithDefaults(m).CountNoiseStd
+	if _, err := privacy.SumNoiseMultiplier(z, sigmaB); err != nil {
+		return fmt.Errorf("run.privacy.adaptive_clipping: with noise multiplier %.4g and as few as %d expected contributors (min_clients %d at sampling_rate %v), the clipping count's noise (sigma_b = %.4g) leaves no noise for the update sum (it needs z < m/10): raise min_clients or sampling_rate, lower the noise, or turn adaptive clipping off: %w",
+			z, m, c.MinClients, pc.SamplingRate, sigmaB, err)
+	}
+	return nil
+}
+
 // PrivacyState is a run's privacy accounting, persisted with every committed version.
 type PrivacyState struct {
 	Mechanism       string  `json:"mechanism"`
@@ -151,17 +197,9 @@ func (c *Core) initPrivacy() error {
 	if pc.Mechanism == DPNone {
 		return nil
 	}
-	conv, _ := privacy.ParseConversion(pc.Conversion)
-	z := pc.NoiseMultiplier
-	if z == 0 {
-		steps := c.cfg.Rounds
-		if pc.Mechanism == DPRecord {
-			steps *= pc.StepsPerRound
-		}
-		var err error
-		if z, err = privacy.SigmaFor(pc.SamplingRate, steps, pc.Delta, pc.Epsilon, nil, conv); err != nil {
-			return fmt.Errorf("run.privacy: noise for epsilon %v over %d steps: %w", pc.Epsilon, steps, err)
-		}
+	z, err := c.cfg.noiseMultiplier()
+	if err != nil {
+		return err
 	}
 	c.run.Privacy = &PrivacyState{Mechanism: pc.Mechanism, NoiseMultiplier: z, ClipNorm: pc.ClipNorm, SamplingRate: pc.SamplingRate,
 		Accountant: privacy.NewAccountant(nil), Participation: map[string]int{}, Delta: pc.Delta, Conversion: pc.Conversion}
@@ -207,28 +245,29 @@ func (c *Core) adaptiveNoise(m int) (zSum, sigmaB float64, err error) {
 	return zSum, sigmaB, err
 }
 
-// dpSpec is the DP part of a train task.
-func (c *Core) dpSpec() *task.DPSpec {
+// dpSpec is the DP part of a train task. A task never leaves without its noise parameters: an
+// error here stops the run before any task of the round is issued.
+func (c *Core) dpSpec() (*task.DPSpec, error) {
 	ps := c.run.Privacy
 	switch ps.Mechanism {
 	case DPRecord:
 		return &task.DPSpec{Mechanism: DPRecord, ClipNorm: ps.ClipNorm, SamplingRate: ps.SamplingRate, Steps: c.cfg.Privacy.StepsPerRound,
-			NoiseMultiplier: ps.NoiseMultiplier, Delta: ps.Delta}
+			NoiseMultiplier: ps.NoiseMultiplier, Delta: ps.Delta}, nil
 	case DPClient:
-		spec := &task.DPSpec{Mechanism: DPClient, ClipNorm: ps.ClipNorm}
+		spec := &task.DPSpec{Mechanism: DPClient, ClipNorm: ps.ClipNorm, Delta: ps.Delta}
+		zSum, sigmaB, err := c.adaptiveNoise(c.expected)
+		if err != nil {
+			return nil, err
+		}
+		spec.NoiseMultiplier, spec.IndicatorNoiseStd = zSum, sigmaB
 		if c.he() {
 			// Each client adds its share of the noise, so the coordinator only ever decrypts a
 			// noised sum.
-			m := c.expected
-			zSum, sigmaB, err := c.adaptiveNoise(m)
-			if err == nil {
-				spec.NoiseStd = zSum * ps.ClipNorm / math.Sqrt(float64(m))
-				spec.IndicatorNoiseStd = sigmaB / math.Sqrt(float64(m))
-			}
+			spec.ExpectedContributors = c.expected
 		}
-		return spec
+		return spec, nil
 	}
-	return nil
+	return nil, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
 }
 
 // budgetAllowsRound reports whether one more round fits the budget, and why not.

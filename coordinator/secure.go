@@ -269,6 +269,11 @@ func (c *Core) decryptTask(t *task.Task) {
 		Aggregate:      c.dec.aggregate,
 		Active:         c.dec.active,
 	}
+	if c.dec.purpose == phaseTrain {
+		// What the contributors were asked for, so that members can check the noise the sum
+		// carries against their own floor.
+		t.Decrypt.DP = c.phaseDP
+	}
 }
 
 func (c *Core) submitDecrypt(r task.Result, perr func(string, error) error) error {

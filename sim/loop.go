@@ -50,7 +50,7 @@ func (d *driver) loop(ctx context.Context) error {
 		round := d.core.Round()
 		for i, id := range ids {
 			if !registered[i] && fm.joins(i, round) {
-				if err := d.core.Register(task.Registration{ClientID: id, IdentityKey: d.sessions[i].IdentityKey()}); err != nil {
+				if err := d.core.Register(task.Registration{ClientID: id, IdentityKey: d.sessions[i].IdentityKey(), TrainRecords: d.sessions[i].TrainRows()}); err != nil {
 					return err
 				}
 				registered[i] = true
@@ -94,6 +94,10 @@ func (d *driver) loop(ctx context.Context) error {
 			for k := range part {
 				j := &part[k]
 				d.answered[j.t.ID] = true
+				if errors.Is(j.err, client.ErrDeclined) && j.t.Kind != task.KindKeygen && j.t.Kind != task.KindDecrypt {
+					j.result, j.err = client.Refusal(d.sessions[j.i].ID(), j.t, j.err), nil
+					d.refused++
+				}
 				if j.err != nil {
 					return fmt.Errorf("simulate: %w", j.err)
 				}

@@ -208,6 +208,7 @@ type driver struct {
 	trainTasks int
 	answered   map[string]bool // task ids already computed (a task stays outstanding until it ends)
 	dropped    int             // answers the failure model dropped
+	refused    int             // tasks clients declined (their privacy floor)
 	late       int             // answers that arrived after their phase ended
 	encSeconds float64
 	aggSeconds float64

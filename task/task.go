@@ -78,7 +78,9 @@ type Task struct {
 	// Fairness is the layout of the per-group sums an evaluate task also returns (nil: none).
 	Fairness *FairnessSpec
 	// DP is the differential privacy to apply to a train task (nil: none).
-	DP      *DPSpec
+	DP *DPSpec
+	// Noise is the differential privacy of a stats or evaluate task (nil: none).
+	Noise   *ReleaseNoise
 	Keygen  *KeygenSpec
 	Decrypt *DecryptSpec
 }
@@ -130,7 +132,13 @@ type Result struct {
 	Boxes          []SealedShare
 	// DecryptionShare answers a decrypt task.
 	DecryptionShare []byte
+	// Refusal, when set, says why the client declined the task (its privacy floor, for
+	// example); such a result carries no sum and counts for nothing.
+	Refusal string
 }
+
+// MaxRefusalLen bounds the reason a refusal carries on the wire.
+const MaxRefusalLen = 1024
 
 // Layout of the train result vector: the example count n, then n*delta for each weight, then
 // n*loss. Keeping the count inside the vector means it is protected like the update.
@@ -172,6 +180,9 @@ type Registration struct {
 	ClientID        string
 	SoftwareVersion string
 	IdentityKey     []byte
+	// TrainRecords is the client's count of consenting training records, which a coordinator
+	// aggregating in plaintext checks against its min_records_plaintext.
+	TrainRecords int
 }
 
 // CommitteeMember is one member of the decryption committee: its client, its Shamir point
@@ -215,6 +226,10 @@ type DecryptSpec struct {
 	Contributors   int
 	Aggregate      []byte
 	Active         []int
+	// DP (train) or Noise (stats, evaluate) is the differential privacy the contributors
+	// were asked for: members check that the sum carries at least their floor's noise.
+	DP    *DPSpec
+	Noise *ReleaseNoise
 }
 
 // Differential-privacy mechanisms a train task can ask for.
@@ -224,23 +239,39 @@ const (
 	DPRecord = "record" // DP-SGD: per-example clipping and noise in local training
 )
 
-// DPSpec is the differential privacy a train task asks the client to apply.
+// DPSpec is the differential privacy a train task asks the client to apply. It carries
+// parameters, never noise values or seeds: the client draws its noise from its own private
+// source and checks the parameters against its own privacy floor.
 //
 // Under client-level DP the train result is unweighted: 1, the clipped update, and in the last
-// place the clipping indicator (+0.5 unclipped, -0.5 clipped) instead of the loss; NoiseStd
-// and IndicatorNoiseStd are the client's share of the Gaussian noise in he mode (zero when the
-// coordinator adds the noise). Under record-level DP the result is 1, the update, and 0.
+// place the clipping indicator (+0.5 unclipped, -0.5 clipped) instead of the loss. The round's
+// sum carries Gaussian noise of standard deviation NoiseMultiplier*ClipNorm (and
+// IndicatorNoiseStd on the indicators): added by the coordinator in plaintext mode
+// (ExpectedContributors 0), split among the contributors in he mode, each adding
+// 1/sqrt(ExpectedContributors) of it. Under record-level DP the result is 1, the update, and 0.
 type DPSpec struct {
-	Mechanism         string
-	ClipNorm          float64
-	NoiseStd          float64
+	Mechanism string
+	ClipNorm  float64
+	// NoiseMultiplier is z: DP-SGD's per-step multiplier (record), or the multiplier of the
+	// round's noisy sum (client).
+	NoiseMultiplier   float64
 	IndicatorNoiseStd float64
-	// Record-level DP-SGD: Poisson sampling rate, steps and noise multiplier.
-	SamplingRate    float64
-	Steps           int
-	NoiseMultiplier float64
-	// Delta is the delta the client reports its own epsilon at (record level).
+	// ExpectedContributors is m, client level in he mode.
+	ExpectedContributors int
+	// Record-level DP-SGD: Poisson sampling rate and steps.
+	SamplingRate float64
+	Steps        int
+	// Delta is the delta the client reports its own epsilon at.
 	Delta float64
+}
+
+// ReleaseNoise is the Gaussian noise on a stats or evaluate result of a differentially
+// private run, in units of the release's per-record sensitivity: added by the coordinator in
+// plaintext mode (ExpectedContributors 0), split among the contributors in he mode.
+type ReleaseNoise struct {
+	NoiseMultiplier      float64
+	ExpectedContributors int
+	Delta                float64
 }
 
 // FairnessSpec is the layout of the per-group evaluation sums: the decision thresholds, the

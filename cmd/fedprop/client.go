@@ -12,6 +12,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/privacy"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -39,6 +40,9 @@ type clientConfig struct {
 	TLS      tlsFiles `yaml:"tls"`
 	// SecureAggregation is the client's side of secure aggregation.
 	SecureAggregation clientSecAggConfig `yaml:"secure_aggregation"`
+	// Privacy is the client's own privacy floor: tasks weaker than it are declined, and as a
+	// committee member it helps decrypt only aggregates that carry at least its noise.
+	Privacy privacy.Floor `yaml:"privacy"`
 }
 
 func defaultClientConfig() clientConfig {
@@ -101,6 +105,9 @@ func (c clientConfig) validate() error {
 	if err := checkTransport(c.Insecure, c.TLS.files()); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Privacy.Validate("privacy."); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 	}
@@ -155,7 +162,7 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 	if err := cfg.SecureAggregation.validate(); err != nil {
 		return err
 	}
-	opts, err := cfg.SecureAggregation.sessionOptions()
+	opts, err := cfg.SecureAggregation.sessionOptions(cfg.Privacy)
 	if err != nil {
 		return err
 	}
@@ -171,6 +178,12 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 	agent := client.NewAgent(grpctransport.NewClient(conn), session, client.AgentConfig{
 		PollWait: cfg.PollWait, MaxBackoff: cfg.MaxBackoff, SoftwareVersion: version, Logger: log,
 	})
+	if f := cfg.Privacy.WithDefaults(); f.Enforced() {
+		log.Info("privacy floor", "require", f.Require, "min_noise_multiplier", f.MinNoiseMultiplier, "max_clip_norm", f.MaxClipNorm,
+			"max_epsilon", f.MaxEpsilon, "delta", f.Delta, "max_expected_contributors", f.MaxExpectedContributors)
+	} else {
+		log.Warn("no privacy floor: this client accepts tasks without differential privacy (set privacy.require to refuse them)")
+	}
 	log.Info("client connecting", "client", cfg.ID, "coordinator", cfg.Coordinator)
 	err = agent.Run(ctx)
 	if errors.Is(err, context.Canceled) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/privacy"
 )
 
 // clientSecAggConfig is the client's side of secure aggregation.
@@ -42,8 +43,8 @@ func (c clientSecAggConfig) validate() error {
 }
 
 // sessionOptions builds the session's secure-aggregation parts.
-func (c clientSecAggConfig) sessionOptions() (client.SessionOptions, error) {
-	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE}
+func (c clientSecAggConfig) sessionOptions(floor privacy.Floor) (client.SessionOptions, error) {
+	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE, Floor: floor}
 	if !c.Member {
 		return opts, nil
 	}
@@ -56,7 +57,8 @@ func (c clientSecAggConfig) sessionOptions() (client.SessionOptions, error) {
 	if err != nil {
 		return opts, err
 	}
-	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: saved, Persist: dir.SaveMember})
+	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: saved, Persist: dir.SaveMember,
+		Floor: floor})
 	if err != nil {
 		return opts, err
 	}

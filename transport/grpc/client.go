@@ -39,12 +39,14 @@ func NewClient(conn grpc.ClientConnInterface) *Client {
 }
 
 func registrationFromProto(p *pb.RegisterRequest) task.Registration {
-	return task.Registration{ClientID: p.GetClientId(), SoftwareVersion: p.GetSoftwareVersion(), IdentityKey: p.GetIdentityKey()}
+	return task.Registration{ClientID: p.GetClientId(), SoftwareVersion: p.GetSoftwareVersion(), IdentityKey: p.GetIdentityKey(),
+		TrainRecords: int(p.GetTrainRecords())}
 }
 
 // Register implements client.Coordinator.
 func (c *Client) Register(ctx context.Context, r task.Registration) error {
-	_, err := c.rpc.Register(ctx, &pb.RegisterRequest{ClientId: r.ClientID, SoftwareVersion: r.SoftwareVersion, IdentityKey: r.IdentityKey})
+	_, err := c.rpc.Register(ctx, &pb.RegisterRequest{ClientId: r.ClientID, SoftwareVersion: r.SoftwareVersion, IdentityKey: r.IdentityKey,
+		TrainRecords: int64(r.TrainRecords)})
 	return fromStatus(err)
 }
 

@@ -65,10 +65,7 @@ func taskToProto(t task.Task) *pb.Task {
 			out.Fairness.Groups = append(out.Fairness.Groups, &pb.AttributeGroups{Attribute: a, Groups: f.Groups[a]})
 		}
 	}
-	if d := t.DP; d != nil {
-		out.Dp = &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, NoiseStd: d.NoiseStd, IndicatorNoiseStd: d.IndicatorNoiseStd,
-			SamplingRate: d.SamplingRate, Steps: int32(d.Steps), NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta}
-	}
+	out.Dp, out.ReleaseNoise = dpToProto(t.DP), noiseToProto(t.Noise)
 	if k := t.Keygen; k != nil {
 		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
 			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes)}
@@ -78,7 +75,7 @@ func taskToProto(t task.Task) *pb.Task {
 	}
 	if d := t.Decrypt; d != nil {
 		out.Decrypt = &pb.DecryptSpec{Purpose: kindToProto(d.Purpose), AggregateRound: int32(d.AggregateRound), Contributors: int32(d.Contributors),
-			Aggregate: d.Aggregate, Active: toInt32s(d.Active)}
+			Aggregate: d.Aggregate, Active: toInt32s(d.Active), Dp: dpToProto(d.DP), ReleaseNoise: noiseToProto(d.Noise)}
 	}
 	if !t.Deadline.IsZero() {
 		out.DeadlineUnixMillis = t.Deadline.UnixMilli()
@@ -125,10 +122,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 			t.Fairness.Groups[g.GetAttribute()] = g.GetGroups()
 		}
 	}
-	if d := p.GetDp(); d != nil {
-		t.DP = &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), NoiseStd: d.GetNoiseStd(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),
-			SamplingRate: d.GetSamplingRate(), Steps: int(d.GetSteps()), NoiseMultiplier: d.GetNoiseMultiplier(), Delta: d.GetDelta()}
-	}
+	t.DP, t.Noise = dpFromProto(p.GetDp()), noiseFromProto(p.GetReleaseNoise())
 	if k := p.GetKeygen(); k != nil {
 		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),
 			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes())}
@@ -142,7 +136,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 			return task.Task{}, fmt.Errorf("decrypt.purpose: %w", err)
 		}
 		t.Decrypt = &task.DecryptSpec{Purpose: purpose, AggregateRound: int(d.GetAggregateRound()), Contributors: int(d.GetContributors()),
-			Aggregate: d.GetAggregate(), Active: fromInt32s(d.GetActive())}
+			Aggregate: d.GetAggregate(), Active: fromInt32s(d.GetActive()), DP: dpFromProto(d.GetDp()), Noise: noiseFromProto(d.GetReleaseNoise())}
 	}
 	if ms := p.GetDeadlineUnixMillis(); ms != 0 {
 		t.Deadline = time.UnixMilli(ms)
@@ -150,8 +144,40 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 	return t, nil
 }
 
+func dpToProto(d *task.DPSpec) *pb.DPSpec {
+	if d == nil {
+		return nil
+	}
+	return &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, IndicatorNoiseStd: d.IndicatorNoiseStd,
+		SamplingRate: d.SamplingRate, Steps: int32(d.Steps), NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta,
+		ExpectedContributors: int32(d.ExpectedContributors)}
+}
+
+func dpFromProto(d *pb.DPSpec) *task.DPSpec {
+	if d == nil {
+		return nil
+	}
+	return &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),
+		SamplingRate: d.GetSamplingRate(), Steps: int(d.GetSteps()), NoiseMultiplier: d.GetNoiseMultiplier(), Delta: d.GetDelta(),
+		ExpectedContributors: int(d.GetExpectedContributors())}
+}
+
+func noiseToProto(n *task.ReleaseNoise) *pb.ReleaseNoise {
+	if n == nil {
+		return nil
+	}
+	return &pb.ReleaseNoise{NoiseMultiplier: n.NoiseMultiplier, ExpectedContributors: int32(n.ExpectedContributors), Delta: n.Delta}
+}
+
+func noiseFromProto(n *pb.ReleaseNoise) *task.ReleaseNoise {
+	if n == nil {
+		return nil
+	}
+	return &task.ReleaseNoise{NoiseMultiplier: n.GetNoiseMultiplier(), ExpectedContributors: int(n.GetExpectedContributors()), Delta: n.GetDelta()}
+}
+
 func resultToProto(r task.Result) *pb.SubmitResultRequest {
-	return &pb.SubmitResultRequest{
+	out := &pb.SubmitResultRequest{
 		ClientId: r.ClientID,
 		TaskId:   r.TaskID,
 		RunId:    r.RunID,
@@ -165,7 +191,12 @@ func resultToProto(r task.Result) *pb.SubmitResultRequest {
 		PublicKeyShare:  r.PublicKeyShare,
 		Boxes:           boxesToProto(r.Boxes),
 		DecryptionShare: r.DecryptionShare,
+		Refusal:         r.Refusal,
 	}
+	if r.Refusal != "" {
+		out.Sum = nil
+	}
+	return out
 }
 
 func sortedKeys(m map[string][]string) []string {
@@ -227,6 +258,14 @@ func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
 	}
 	committee := kind == task.KindKeygen || kind == task.KindDecrypt
 	sum := p.GetSum()
+	if p.GetRefusal() != "" {
+		// A refusal carries a reason and nothing else.
+		if sum != nil || len(p.GetPublicKeyShare()) > 0 || len(p.GetBoxes()) > 0 || len(p.GetDecryptionShare()) > 0 {
+			return task.Result{}, bad("refusal", fmt.Errorf("%w: a refusal carries no result", task.ErrInvalid))
+		}
+		return task.Result{ClientID: p.GetClientId(), TaskID: p.GetTaskId(), RunID: p.GetRunId(), Round: int(p.GetRound()), Kind: kind,
+			Refusal: p.GetRefusal()}, nil
+	}
 	if sum == nil && !committee {
 		return task.Result{}, bad("sum", fmt.Errorf("%w: missing", task.ErrInvalid))
 	}

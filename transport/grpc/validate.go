@@ -21,6 +21,8 @@ const (
 	maxSoftwareVersionLen = 64
 	identityKeyLen        = 32 // an X25519 public key
 	maxConfigYAMLBytes    = 1 << 20
+	maxRefusalLen         = task.MaxRefusalLen
+	maxTrainRecords       = 1 << 40
 )
 
 // validateUnary refuses a request whose fields are malformed before any handler sees it.
@@ -73,6 +75,9 @@ func checkRegister(r *pb.RegisterRequest) error {
 	if n := len(r.GetIdentityKey()); n != 0 && n != identityKeyLen {
 		return fieldError(r.GetClientId(), "", 0, "identity_key", "%d bytes, want %d (an X25519 public key) or none", n, identityKeyLen)
 	}
+	if n := r.GetTrainRecords(); n < 0 || n > maxTrainRecords {
+		return fieldError(r.GetClientId(), "", 0, "train_records", "%d is outside [0, %d]", n, maxTrainRecords)
+	}
 	return nil
 }
 
@@ -89,6 +94,11 @@ func checkSubmit(r *pb.SubmitResultRequest) error {
 	}
 	if round < 0 {
 		return fieldError(client, run, round, "round", "must not be negative, got %d", round)
+	}
+	if reason := r.GetRefusal(); reason != "" {
+		if err := checkText(client, run, round, "refusal", reason, maxRefusalLen); err != nil {
+			return err
+		}
 	}
 	sum := r.GetSum()
 	if sum == nil {

@@ -231,7 +231,10 @@ type RegisterRequest struct {
 	// The client's fedprop version, for the operator's log.
 	SoftwareVersion string `protobuf:"bytes,2,opt,name=software_version,json=softwareVersion,proto3" json:"software_version,omitempty"`
 	// The client's public identity key (X25519) when it is a committee member.
-	IdentityKey   []byte `protobuf:"bytes,3,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	IdentityKey []byte `protobuf:"bytes,3,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	// The number of consenting training records the client holds: a coordinator aggregating in
+	// plaintext refuses clients below its min_records_plaintext.
+	TrainRecords  int64 `protobuf:"varint,4,opt,name=train_records,json=trainRecords,proto3" json:"train_records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +288,13 @@ func (x *RegisterRequest) GetIdentityKey() []byte {
 		return x.IdentityKey
 	}
 	return nil
+}
+
+func (x *RegisterRequest) GetTrainRecords() int64 {
+	if x != nil {
+		return x.TrainRecords
+	}
+	return 0
 }
 
 type RegisterResponse struct {
@@ -463,7 +473,10 @@ type Task struct {
 	// squares stay inside the ciphertext range; 0 means 1.
 	StatsScale float64 `protobuf:"fixed64,17,opt,name=stats_scale,json=statsScale,proto3" json:"stats_scale,omitempty"`
 	// Evaluate tasks: the layout of the per-group sums for the fairness audit (unset: none).
-	Fairness      *FairnessSpec `protobuf:"bytes,18,opt,name=fairness,proto3" json:"fairness,omitempty"`
+	Fairness *FairnessSpec `protobuf:"bytes,18,opt,name=fairness,proto3" json:"fairness,omitempty"`
+	// Stats and evaluate tasks of a differentially private run: the Gaussian noise the release
+	// carries (unset: none).
+	ReleaseNoise  *ReleaseNoise `protobuf:"bytes,19,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +637,77 @@ func (x *Task) GetFairness() *FairnessSpec {
 	return nil
 }
 
+func (x *Task) GetReleaseNoise() *ReleaseNoise {
+	if x != nil {
+		return x.ReleaseNoise
+	}
+	return nil
+}
+
+// ReleaseNoise is the Gaussian noise on a stats or evaluation release of a differentially
+// private run, in units of the release's per-record sensitivity.
+type ReleaseNoise struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NoiseMultiplier float64                `protobuf:"fixed64,1,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
+	// In he mode each contributor adds 1/sqrt(expected_contributors) of the noise; 0 when the
+	// coordinator adds it.
+	ExpectedContributors int32   `protobuf:"varint,2,opt,name=expected_contributors,json=expectedContributors,proto3" json:"expected_contributors,omitempty"`
+	Delta                float64 `protobuf:"fixed64,3,opt,name=delta,proto3" json:"delta,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ReleaseNoise) Reset() {
+	*x = ReleaseNoise{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseNoise) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseNoise) ProtoMessage() {}
+
+func (x *ReleaseNoise) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseNoise.ProtoReflect.Descriptor instead.
+func (*ReleaseNoise) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReleaseNoise) GetNoiseMultiplier() float64 {
+	if x != nil {
+		return x.NoiseMultiplier
+	}
+	return 0
+}
+
+func (x *ReleaseNoise) GetExpectedContributors() int32 {
+	if x != nil {
+		return x.ExpectedContributors
+	}
+	return 0
+}
+
+func (x *ReleaseNoise) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
 // FairnessSpec lays out the per-group evaluation sums of a fairness audit.
 type FairnessSpec struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -638,7 +722,7 @@ type FairnessSpec struct {
 
 func (x *FairnessSpec) Reset() {
 	*x = FairnessSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +734,7 @@ func (x *FairnessSpec) String() string {
 func (*FairnessSpec) ProtoMessage() {}
 
 func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +747,7 @@ func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FairnessSpec.ProtoReflect.Descriptor instead.
 func (*FairnessSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FairnessSpec) GetThresholds() []float64 {
@@ -697,7 +781,7 @@ type AttributeGroups struct {
 
 func (x *AttributeGroups) Reset() {
 	*x = AttributeGroups{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +793,7 @@ func (x *AttributeGroups) String() string {
 func (*AttributeGroups) ProtoMessage() {}
 
 func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +806,7 @@ func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeGroups.ProtoReflect.Descriptor instead.
 func (*AttributeGroups) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AttributeGroups) GetAttribute() string {
@@ -745,22 +829,27 @@ type DPSpec struct {
 	// "client" (DP-FedAvg: clip the update) or "record" (DP-SGD in local training).
 	Mechanism string  `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
 	ClipNorm  float64 `protobuf:"fixed64,2,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
-	// The client's share of the Gaussian noise on the update and on the clipping indicator,
-	// when the sum is encrypted (client level).
-	NoiseStd          float64 `protobuf:"fixed64,3,opt,name=noise_std,json=noiseStd,proto3" json:"noise_std,omitempty"`
+	// Client level: the standard deviation of the Gaussian noise on the round's sum of clipping
+	// indicators (adaptive clipping; 0 without it).
 	IndicatorNoiseStd float64 `protobuf:"fixed64,4,opt,name=indicator_noise_std,json=indicatorNoiseStd,proto3" json:"indicator_noise_std,omitempty"`
-	// Record level: Poisson sampling rate, steps, noise multiplier, and the delta to report at.
-	SamplingRate    float64 `protobuf:"fixed64,5,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
-	Steps           int32   `protobuf:"varint,6,opt,name=steps,proto3" json:"steps,omitempty"`
+	// Record level: Poisson sampling rate and steps.
+	SamplingRate float64 `protobuf:"fixed64,5,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
+	Steps        int32   `protobuf:"varint,6,opt,name=steps,proto3" json:"steps,omitempty"`
+	// z: record level, DP-SGD's noise multiplier; client level, the round's sum carries noise of
+	// standard deviation z * clip_norm.
 	NoiseMultiplier float64 `protobuf:"fixed64,7,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
-	Delta           float64 `protobuf:"fixed64,8,opt,name=delta,proto3" json:"delta,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The delta at which the client reports its own epsilon.
+	Delta float64 `protobuf:"fixed64,8,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Client level in he mode: the contributors the round expects; each client adds
+	// 1/sqrt(expected_contributors) of the noise (0: the coordinator adds it, plaintext mode).
+	ExpectedContributors int32 `protobuf:"varint,9,opt,name=expected_contributors,json=expectedContributors,proto3" json:"expected_contributors,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *DPSpec) Reset() {
 	*x = DPSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +861,7 @@ func (x *DPSpec) String() string {
 func (*DPSpec) ProtoMessage() {}
 
 func (x *DPSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +874,7 @@ func (x *DPSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
 func (*DPSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DPSpec) GetMechanism() string {
@@ -798,13 +887,6 @@ func (x *DPSpec) GetMechanism() string {
 func (x *DPSpec) GetClipNorm() float64 {
 	if x != nil {
 		return x.ClipNorm
-	}
-	return 0
-}
-
-func (x *DPSpec) GetNoiseStd() float64 {
-	if x != nil {
-		return x.NoiseStd
 	}
 	return 0
 }
@@ -844,6 +926,13 @@ func (x *DPSpec) GetDelta() float64 {
 	return 0
 }
 
+func (x *DPSpec) GetExpectedContributors() int32 {
+	if x != nil {
+		return x.ExpectedContributors
+	}
+	return 0
+}
+
 // CommitteeMember is one member of the decryption committee.
 type CommitteeMember struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -858,7 +947,7 @@ type CommitteeMember struct {
 
 func (x *CommitteeMember) Reset() {
 	*x = CommitteeMember{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +959,7 @@ func (x *CommitteeMember) String() string {
 func (*CommitteeMember) ProtoMessage() {}
 
 func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +972,7 @@ func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
 func (*CommitteeMember) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommitteeMember) GetClientId() string {
@@ -920,7 +1009,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1021,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1034,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -989,7 +1078,7 @@ type KeygenSpec struct {
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1090,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1103,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -1076,14 +1165,18 @@ type DecryptSpec struct {
 	Contributors int32  `protobuf:"varint,3,opt,name=contributors,proto3" json:"contributors,omitempty"`
 	Aggregate    []byte `protobuf:"bytes,4,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
 	// The active set, ordered: exactly T Shamir points.
-	Active        []int32 `protobuf:"varint,5,rep,packed,name=active,proto3" json:"active,omitempty"`
+	Active []int32 `protobuf:"varint,5,rep,packed,name=active,proto3" json:"active,omitempty"`
+	// The differential privacy the aggregate's contributors were asked for (train: dp; stats
+	// and evaluate: release_noise), so that members can check the noise the sum must carry.
+	Dp            *DPSpec       `protobuf:"bytes,6,opt,name=dp,proto3" json:"dp,omitempty"`
+	ReleaseNoise  *ReleaseNoise `protobuf:"bytes,7,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1188,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1201,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -1146,6 +1239,20 @@ func (x *DecryptSpec) GetActive() []int32 {
 	return nil
 }
 
+func (x *DecryptSpec) GetDp() *DPSpec {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+func (x *DecryptSpec) GetReleaseNoise() *ReleaseNoise {
+	if x != nil {
+		return x.ReleaseNoise
+	}
+	return nil
+}
+
 // Encoding pins how records become model inputs, identically on every client.
 type Encoding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1159,7 +1266,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1278,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1291,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -1221,7 +1328,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1340,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1353,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -1297,7 +1404,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1416,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1429,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -1360,13 +1467,15 @@ type SubmitResultRequest struct {
 	Boxes []*SealedShare `protobuf:"bytes,8,rep,name=boxes,proto3" json:"boxes,omitempty"`
 	// decrypt: this member's decryption share.
 	DecryptionShare []byte `protobuf:"bytes,9,opt,name=decryption_share,json=decryptionShare,proto3" json:"decryption_share,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set when the client refuses the task (its privacy floor, for example): why, and no sum.
+	Refusal       string `protobuf:"bytes,10,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1487,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1500,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1457,6 +1566,13 @@ func (x *SubmitResultRequest) GetDecryptionShare() []byte {
 	return nil
 }
 
+func (x *SubmitResultRequest) GetRefusal() string {
+	if x != nil {
+		return x.Refusal
+	}
+	return ""
+}
+
 type SubmitResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when this submission repeated one already accepted.
@@ -1467,7 +1583,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1595,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1608,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1510,7 +1626,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1638,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1651,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 type ModelSummary struct {
@@ -1554,7 +1670,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1682,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1695,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1647,7 +1763,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1775,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1788,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -1694,7 +1810,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1822,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1835,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -1748,7 +1864,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1876,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1889,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -1806,7 +1922,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1934,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1947,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -1852,7 +1968,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +1980,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +1993,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -1904,7 +2020,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +2032,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2045,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -1948,7 +2064,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2076,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2089,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1993,7 +2109,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2121,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2134,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2046,7 +2162,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2174,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2187,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Run) GetRunId() string {
@@ -2159,11 +2275,12 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
 	"\taudit_seq\x18\x03 \x01(\x04R\bauditSeq\x12\x1d\n" +
 	"\n" +
-	"audit_hash\x18\x04 \x01(\tR\tauditHash\"|\n" +
+	"audit_hash\x18\x04 \x01(\tR\tauditHash\"\xa1\x01\n" +
 	"\x0fRegisterRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12)\n" +
 	"\x10software_version\x18\x02 \x01(\tR\x0fsoftwareVersion\x12!\n" +
-	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\"9\n" +
+	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\x12#\n" +
+	"\rtrain_records\x18\x04 \x01(\x03R\ftrainRecords\"9\n" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0ecoordinator_id\x18\x01 \x01(\tR\rcoordinatorId\"O\n" +
 	"\x0fPollTaskRequest\x12\x1b\n" +
@@ -2171,7 +2288,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa5\x05\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xe4\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -2194,7 +2311,12 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x02dp\x18\x10 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\x12\x1f\n" +
 	"\vstats_scale\x18\x11 \x01(\x01R\n" +
 	"statsScale\x124\n" +
-	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\"w\n" +
+	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\x12=\n" +
+	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\"\x84\x01\n" +
+	"\fReleaseNoise\x12)\n" +
+	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
+	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
+	"\x05delta\x18\x03 \x01(\x01R\x05delta\"w\n" +
 	"\fFairnessSpec\x12\x1e\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\x01R\n" +
@@ -2203,16 +2325,16 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x06groups\x18\x03 \x03(\v2\x1b.fedprop.v1.AttributeGroupsR\x06groups\"G\n" +
 	"\x0fAttributeGroups\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x16\n" +
-	"\x06groups\x18\x02 \x03(\tR\x06groups\"\x8c\x02\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"\xb5\x02\n" +
 	"\x06DPSpec\x12\x1c\n" +
 	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
-	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x1b\n" +
-	"\tnoise_std\x18\x03 \x01(\x01R\bnoiseStd\x12.\n" +
+	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12.\n" +
 	"\x13indicator_noise_std\x18\x04 \x01(\x01R\x11indicatorNoiseStd\x12#\n" +
 	"\rsampling_rate\x18\x05 \x01(\x01R\fsamplingRate\x12\x14\n" +
 	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12)\n" +
 	"\x10noise_multiplier\x18\a \x01(\x01R\x0fnoiseMultiplier\x12\x14\n" +
-	"\x05delta\x18\b \x01(\x01R\x05delta\"g\n" +
+	"\x05delta\x18\b \x01(\x01R\x05delta\x123\n" +
+	"\x15expected_contributors\x18\t \x01(\x05R\x14expectedContributorsJ\x04\b\x03\x10\x04R\tnoise_std\"g\n" +
 	"\x0fCommitteeMember\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
@@ -2229,13 +2351,15 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x12\x19\n" +
 	"\bcrs_seed\x18\x05 \x01(\fR\acrsSeed\x125\n" +
 	"\amembers\x18\x06 \x03(\v2\x1b.fedprop.v1.CommitteeMemberR\amembers\x12-\n" +
-	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\"\xc0\x01\n" +
+	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\"\xa3\x02\n" +
 	"\vDecryptSpec\x12.\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x14.fedprop.v1.TaskKindR\apurpose\x12'\n" +
 	"\x0faggregate_round\x18\x02 \x01(\x05R\x0eaggregateRound\x12\"\n" +
 	"\fcontributors\x18\x03 \x01(\x05R\fcontributors\x12\x1c\n" +
 	"\taggregate\x18\x04 \x01(\fR\taggregate\x12\x16\n" +
-	"\x06active\x18\x05 \x03(\x05R\x06active\"Q\n" +
+	"\x06active\x18\x05 \x03(\x05R\x06active\x12\"\n" +
+	"\x02dp\x18\x06 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\x12=\n" +
+	"\rrelease_noise\x18\a \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\"Q\n" +
 	"\bEncoding\x12\x1f\n" +
 	"\vschema_hash\x18\x01 \x01(\tR\n" +
 	"schemaHash\x12\x12\n" +
@@ -2253,7 +2377,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
 	"ciphertext\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x05R\x06length\"\xd5\x02\n" +
+	"\x06length\x18\x03 \x01(\x05R\x06length\"\xef\x02\n" +
 	"\x13SubmitResultRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2263,7 +2387,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x03sum\x18\x06 \x01(\v2\x1b.fedprop.v1.AggregateVectorR\x03sum\x12(\n" +
 	"\x10public_key_share\x18\a \x01(\fR\x0epublicKeyShare\x12-\n" +
 	"\x05boxes\x18\b \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\x12)\n" +
-	"\x10decryption_share\x18\t \x01(\fR\x0fdecryptionShare\"4\n" +
+	"\x10decryption_share\x18\t \x01(\fR\x0fdecryptionShare\x12\x18\n" +
+	"\arefusal\x18\n" +
+	" \x01(\tR\arefusal\"4\n" +
 	"\x14SubmitResultResponse\x12\x1c\n" +
 	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"\x13\n" +
 	"\x11ListModelsRequest\"\xe6\x01\n" +
@@ -2347,7 +2473,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
 	(*ReviewRequest)(nil),        // 1: fedprop.v1.ReviewRequest
@@ -2357,72 +2483,76 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*PollTaskRequest)(nil),      // 5: fedprop.v1.PollTaskRequest
 	(*PollTaskResponse)(nil),     // 6: fedprop.v1.PollTaskResponse
 	(*Task)(nil),                 // 7: fedprop.v1.Task
-	(*FairnessSpec)(nil),         // 8: fedprop.v1.FairnessSpec
-	(*AttributeGroups)(nil),      // 9: fedprop.v1.AttributeGroups
-	(*DPSpec)(nil),               // 10: fedprop.v1.DPSpec
-	(*CommitteeMember)(nil),      // 11: fedprop.v1.CommitteeMember
-	(*SealedShare)(nil),          // 12: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),           // 13: fedprop.v1.KeygenSpec
-	(*DecryptSpec)(nil),          // 14: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 15: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 16: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 17: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 18: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 19: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 20: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 21: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 22: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 23: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 24: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 25: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 26: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 27: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 28: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 29: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 30: fedprop.v1.Run
+	(*ReleaseNoise)(nil),         // 8: fedprop.v1.ReleaseNoise
+	(*FairnessSpec)(nil),         // 9: fedprop.v1.FairnessSpec
+	(*AttributeGroups)(nil),      // 10: fedprop.v1.AttributeGroups
+	(*DPSpec)(nil),               // 11: fedprop.v1.DPSpec
+	(*CommitteeMember)(nil),      // 12: fedprop.v1.CommitteeMember
+	(*SealedShare)(nil),          // 13: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),           // 14: fedprop.v1.KeygenSpec
+	(*DecryptSpec)(nil),          // 15: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 16: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 17: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 18: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 19: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 20: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 21: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 22: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 23: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 24: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 25: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 26: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 27: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 28: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 29: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 30: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 31: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	7,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	15, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	16, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	13, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	14, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
-	10, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
-	8,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
-	9,  // 8: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
-	11, // 9: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	12, // 10: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	0,  // 11: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	0,  // 12: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	17, // 13: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	12, // 14: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	21, // 15: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	3,  // 16: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	5,  // 17: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	18, // 18: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	20, // 19: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	23, // 20: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	25, // 21: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	1,  // 22: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
-	1,  // 23: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	27, // 24: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	29, // 25: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	4,  // 26: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	6,  // 27: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	19, // 28: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	22, // 29: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	24, // 30: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	26, // 31: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 32: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	2,  // 33: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	28, // 34: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	30, // 35: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	26, // [26:36] is the sub-list for method output_type
-	16, // [16:26] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	17, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	14, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	15, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	11, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
+	9,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
+	8,  // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	10, // 9: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
+	12, // 10: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	13, // 11: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	0,  // 12: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	11, // 13: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
+	8,  // 14: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	0,  // 15: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	18, // 16: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	13, // 17: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	22, // 18: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	3,  // 19: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	5,  // 20: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	19, // 21: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	21, // 22: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	24, // 23: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	26, // 24: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 25: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	1,  // 26: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	28, // 27: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	30, // 28: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	4,  // 29: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	6,  // 30: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	20, // 31: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	23, // 32: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	25, // 33: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	27, // 34: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 35: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	2,  // 36: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	29, // 37: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	31, // 38: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	29, // [29:39] is the sub-list for method output_type
+	19, // [19:29] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2436,7 +2566,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
