@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
@@ -19,7 +21,7 @@ import (
 // committeeAtDecrypt drives a coordinator core and three member sessions through committee
 // setup and the stats phase until the stats aggregate's decrypt tasks are out, and returns
 // the sessions and one decrypt task per member.
-func committeeAtDecrypt(t *testing.T, minContributors int) (map[string]*client.Session, map[string]task.Task) {
+func committeeAtDecrypt(t *testing.T, minContributors int, floor ...privacy.Floor) (map[string]*client.Session, map[string]task.Task) {
 	t.Helper()
 	cfg := synth.Config{Branches: 3, CustomersPerBranch: 150, Seed: 8}.WithDefaults()
 	branches, err := synth.Generate(cfg)
@@ -39,7 +41,11 @@ func committeeAtDecrypt(t *testing.T, minContributors int) (map[string]*client.S
 	for _, b := range branches {
 		id, err := client.StateDir(t.TempDir()).Identity()
 		require.NoError(t, err)
-		m, err := client.NewMember(client.MemberConfig{MinContributors: minContributors, Identity: id})
+		mc := client.MemberConfig{MinContributors: minContributors, Identity: id}
+		if len(floor) > 0 {
+			mc.Floor = floor[0]
+		}
+		m, err := client.NewMember(mc)
 		require.NoError(t, err)
 		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
 		require.NoError(t, err)
@@ -124,6 +130,56 @@ func TestMemberRefusesAggregatesBelowItsMinContributors(t *testing.T) {
 		_, _, err := sessions[name].Handle(context.Background(), tk)
 		require.ErrorIs(t, err, client.ErrRefused)
 		assert.Contains(t, err.Error(), "below min_contributors 4")
+	}
+}
+
+// TestMemberChecksTheNoiseAnAggregateCarries: under its floor a member helps decrypt only
+// aggregates whose contributors were asked for noise, enough of them to carry at least
+// min_noise_multiplier: K contributions of 1/sqrt(m) shares carry z*sqrt(K/m).
+func TestMemberChecksTheNoiseAnAggregateCarries(t *testing.T) {
+	floor := privacy.Floor{Require: privacy.RequireRecord, MinNoiseMultiplier: 1}
+	sessions, decrypts := committeeAtDecrypt(t, 2, floor)
+	var name string
+	var good task.Task
+	for name, good = range decrypts {
+		break
+	}
+	require.Equal(t, 3, good.Decrypt.Contributors)
+	clientLevel := func(z float64, m int) *task.DPSpec {
+		return &task.DPSpec{Mechanism: task.DPClient, ClipNorm: 1, NoiseMultiplier: z, ExpectedContributors: m}
+	}
+	cases := []struct {
+		name    string
+		purpose task.Kind
+		dp      *task.DPSpec
+		noise   *task.ReleaseNoise
+		want    string
+	}{
+		{"an un-noised statistics aggregate", task.KindStats, nil, nil, "un-noised"},
+		{"an un-noised train aggregate", task.KindTrain, nil, nil, "un-noised"},
+		{"3 of 10 expected shares of z = 1", task.KindTrain, clientLevel(1, 10), nil, "below min_noise_multiplier 1"},
+		{"z below the floor", task.KindTrain, clientLevel(0.5, 3), nil, "below min_noise_multiplier 1"},
+		{"a clipping norm of 1e300 is no bound", task.KindTrain, &task.DPSpec{Mechanism: task.DPClient, ClipNorm: math.Inf(1), NoiseMultiplier: 2, ExpectedContributors: 3}, nil, "clipping norm"},
+		{"release noise divided by more contributors than arrived", task.KindEvaluate, nil, &task.ReleaseNoise{NoiseMultiplier: 2, ExpectedContributors: 100}, "below min_noise_multiplier 1"},
+		{"3 of 3 expected shares of z = 1", task.KindTrain, clientLevel(1, 3), nil, ""},
+		{"record level: every contribution noised itself", task.KindTrain, &task.DPSpec{Mechanism: task.DPRecord, ClipNorm: 1, NoiseMultiplier: 1.5, SamplingRate: 0.1, Steps: 5}, nil, ""},
+		{"an evaluation with enough noise", task.KindEvaluate, nil, &task.ReleaseNoise{NoiseMultiplier: 2, ExpectedContributors: 3}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tk := good
+			spec := *good.Decrypt
+			spec.Purpose, spec.DP, spec.Noise = tc.purpose, tc.dp, tc.noise
+			tk.Decrypt = &spec
+			res, _, err := sessions[name].Handle(context.Background(), tk)
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.NotEmpty(t, res.DecryptionShare)
+				return
+			}
+			require.ErrorIs(t, err, client.ErrRefused)
+			assert.Contains(t, err.Error(), tc.want)
+		})
 	}
 }
 
