@@ -245,3 +245,39 @@ func TestTheNoiseShareIsTheClientsToCap(t *testing.T) {
 	assert.InEpsilon(t, 100/math.Sqrt(50), measure(privacy.Floor{MaxExpectedContributors: 50}, 10_000), 0.08, "capped at the client's 50")
 	assert.InEpsilon(t, 100/math.Sqrt(20), measure(privacy.Floor{}, 20), 0.08, "m below the cap is the coordinator's")
 }
+
+// TestARestartedClientKeepsItsLedgerAndItsReleases: the ledger and the latest release are
+// persisted before a release leaves, so a restarted client neither forgets what it spent nor
+// answers a repeat of the task with fresh noise.
+func TestARestartedClientKeepsItsLedgerAndItsReleases(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 300)
+	dir := client.StateDir(t.TempDir())
+	open := func() *client.Session {
+		saved, err := dir.Privacy()
+		require.NoError(t, err)
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{PrivacyState: saved, PersistPrivacy: dir.SavePrivacy,
+			Floor: privacy.Floor{Require: privacy.RequireRecord, MaxEpsilon: 50}})
+		require.NoError(t, err)
+		return s
+	}
+	tk := dpSGD(tasks(t, schema, train)[1], 1)
+	tk.ModelVersion = 7
+	first, rep, err := open().Handle(context.Background(), tk)
+	require.NoError(t, err)
+	require.Positive(t, rep.Epsilon)
+
+	restarted := open()
+	eps, _ := restarted.Epsilon()
+	assert.Equal(t, rep.Epsilon, eps, "what was spent survives the restart")
+	again, _, err := restarted.Handle(context.Background(), tk)
+	require.NoError(t, err)
+	assert.Equal(t, first.Sum.Plain, again.Sum.Plain, "a repeat after a restart gets the same release")
+
+	failing, err := client.NewSession("b", schema, train, eval, client.SessionOptions{
+		PersistPrivacy: func([]byte) error { return errors.New("disk full") }})
+	require.NoError(t, err)
+	_, _, err = failing.Handle(context.Background(), tk)
+	require.Error(t, err, "a release whose ledger cannot be saved does not leave")
+	eps, _ = failing.Epsilon()
+	assert.Zero(t, eps)
+}

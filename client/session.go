@@ -11,9 +11,11 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -103,6 +105,12 @@ type SessionOptions struct {
 	// Floor is the weakest differential privacy this client accepts: its own setting. Tasks
 	// below it are declined before anything is computed.
 	Floor privacy.Floor
+	// PrivacyState is the client's saved privacy ledger and latest releases (from
+	// PersistPrivacy), nil on first start; PersistPrivacy, when set, is called with the new
+	// state before a DP release leaves the session, so that a restart neither forgets what was
+	// spent nor answers a repeated task with fresh noise. A failed write fails the task.
+	PrivacyState   []byte
+	PersistPrivacy func([]byte) error
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -132,6 +140,7 @@ type Session struct {
 	floor    privacy.Floor
 	ledger   *privacy.Ledger
 	released map[string]*release
+	persist  func([]byte) error
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -167,9 +176,16 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 		return nil, fmt.Errorf("client %s: %w", id, err)
 	}
 	floor := opts.Floor.WithDefaults()
-	return &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
+	s := &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
 		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
-		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{}}, nil
+		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{},
+		persist: opts.PersistPrivacy}
+	if len(opts.PrivacyState) > 0 {
+		if err := s.restorePrivacy(opts.PrivacyState); err != nil {
+			return nil, fmt.Errorf("client %s: saved privacy state: %w", id, err)
+		}
+	}
+	return s, nil
 }
 
 // IdentityKey is the committee identity key to announce at registration (nil when the client
@@ -504,9 +520,10 @@ func (s *Session) trainPrivately(t task.Task) ([]float64, int, Report, error) {
 		return nil, 0, Report{}, err
 	}
 	out[task.TrainCountIndex] = 1
-	s.ledger = next
 	rel.values = slices.Clone(out)
-	s.released[t.RunID] = rel
+	if err := s.commitRelease(t.RunID, rel, next); err != nil {
+		return nil, 0, Report{}, err
+	}
 	eps, del := s.Epsilon()
 	return out, s.train.Len(), Report{UpdateClipped: rel.clipped, Epsilon: eps, Delta: del}, nil
 }
@@ -522,21 +539,92 @@ func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, er
 		if err != nil {
 			return nil, 0, Report{}, err
 		}
+		if share <= prev.shareStd && indicator <= prev.indicatorStd {
+			eps, del := s.Epsilon()
+			return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
+		}
 		if share > prev.shareStd {
 			top := math.Sqrt(share*share - prev.shareStd*prev.shareStd)
 			if err := privacy.AddGaussianNoise(out[task.TrainDeltaStart:len(out)-1], top, s.noise); err != nil {
 				return nil, 0, Report{}, err
 			}
-			prev.shareStd = share
 		}
 		if indicator > prev.indicatorStd {
 			out[len(out)-1] += s.noise.NormFloat64() * math.Sqrt(indicator*indicator-prev.indicatorStd*prev.indicatorStd)
-			prev.indicatorStd = indicator
 		}
-		prev.values = slices.Clone(out)
+		topped := &release{version: prev.version, digest: prev.digest, clipped: prev.clipped, values: slices.Clone(out),
+			shareStd: max(share, prev.shareStd), indicatorStd: max(indicator, prev.indicatorStd)}
+		if err := s.commitRelease(t.RunID, topped, s.ledger); err != nil {
+			return nil, 0, Report{}, err
+		}
 	}
 	eps, del := s.Epsilon()
 	return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
+}
+
+// commitRelease makes rel the run's latest release and ledger the client's, persisting both
+// before the release can leave the session.
+func (s *Session) commitRelease(run string, rel *release, ledger *privacy.Ledger) error {
+	released := maps.Clone(s.released)
+	released[run] = rel
+	if s.persist != nil {
+		b, err := marshalPrivacy(ledger, released)
+		if err != nil {
+			return err
+		}
+		if err := s.persist(b); err != nil {
+			return fmt.Errorf("persist privacy state: %w", err)
+		}
+	}
+	s.ledger, s.released = ledger, released
+	return nil
+}
+
+// savedRelease and savedPrivacy are the persistent form of the ledger and the releases.
+type savedRelease struct {
+	Version      uint64    `json:"version"`
+	Digest       []byte    `json:"digest"`
+	Values       []float64 `json:"values"`
+	ShareStd     float64   `json:"share_std"`
+	IndicatorStd float64   `json:"indicator_std"`
+	Clipped      bool      `json:"clipped"`
+}
+
+type savedPrivacy struct {
+	Ledger   json.RawMessage         `json:"ledger"`
+	Released map[string]savedRelease `json:"released"`
+}
+
+func marshalPrivacy(ledger *privacy.Ledger, released map[string]*release) ([]byte, error) {
+	l, err := ledger.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	out := savedPrivacy{Ledger: l, Released: map[string]savedRelease{}}
+	for run, r := range released {
+		out.Released[run] = savedRelease{Version: r.version, Digest: r.digest[:], Values: r.values, ShareStd: r.shareStd,
+			IndicatorStd: r.indicatorStd, Clipped: r.clipped}
+	}
+	return json.Marshal(out)
+}
+
+func (s *Session) restorePrivacy(b []byte) error {
+	var saved savedPrivacy
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return err
+	}
+	if err := s.ledger.Restore(saved.Ledger); err != nil {
+		return err
+	}
+	for run, r := range saved.Released {
+		if len(r.Digest) != sha256.Size {
+			return fmt.Errorf("release of run %s: digest of %d bytes", run, len(r.Digest))
+		}
+		rel := &release{version: r.Version, values: r.Values, shareStd: r.ShareStd, indicatorStd: r.IndicatorStd, clipped: r.Clipped}
+		copy(rel.digest[:], r.Digest)
+		s.released[run] = rel
+	}
+	return nil
 }
 
 // noiseShares is this client's share of a client-level round's noise in he mode: z*C/sqrt(m)

@@ -11,14 +11,16 @@ import (
 	"github.com/fedprop/fedprop/secagg"
 )
 
-// StateDir is a client's state directory: its committee identity key and key material, each
-// in a file only the client's user can read (mode 0600), so that a restarted client keeps its
-// place in the committee.
+// StateDir is a client's state directory: its committee identity key and key material, and
+// its privacy ledger with its latest releases, each in a file only the client's user can read
+// (mode 0600), so that a restarted client keeps its place in the committee and its account of
+// what it has released.
 type StateDir string
 
 const (
 	identityFile = "identity.key"
 	memberFile   = "committee.key"
+	privacyFile  = "privacy.json"
 )
 
 // Identity loads the client's X25519 identity key, creating it on first use.
@@ -56,6 +58,19 @@ func (d StateDir) Member() ([]byte, error) {
 
 // SaveMember writes the committee key material (a MemberConfig.Persist function).
 func (d StateDir) SaveMember(b []byte) error { return d.write(memberFile, b) }
+
+// Privacy returns the saved privacy ledger and releases, or nil on first start.
+func (d StateDir) Privacy() ([]byte, error) {
+	b, err := d.read(privacyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// SavePrivacy writes the privacy ledger and releases (a SessionOptions.PersistPrivacy
+// function).
+func (d StateDir) SavePrivacy(b []byte) error { return d.write(privacyFile, b) }
 
 // read refuses a key file that others can read: a leaked share weakens the threshold.
 func (d StateDir) read(name string) ([]byte, error) {

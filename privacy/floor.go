@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -169,6 +170,33 @@ func (l *Ledger) Admit(q, z float64, steps int) (float64, error) {
 	l.acc = next
 	l.Releases++
 	return eps, nil
+}
+
+// ledgerState is a Ledger's persistent form.
+type ledgerState struct {
+	Accountant *Accountant `json:"accountant"`
+	Releases   int         `json:"releases"`
+}
+
+// MarshalJSON writes what the ledger has composed (not the floor, which is configuration).
+func (l *Ledger) MarshalJSON() ([]byte, error) {
+	return json.Marshal(ledgerState{Accountant: l.acc, Releases: l.Releases})
+}
+
+// Restore replaces the ledger's composition by one MarshalJSON wrote, keeping its floor.
+func (l *Ledger) Restore(b []byte) error {
+	var st ledgerState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("privacy ledger: %w", err)
+	}
+	if st.Accountant == nil || st.Releases < 0 {
+		return fmt.Errorf("privacy ledger: %w: no accountant", ErrInvalidArgument)
+	}
+	if err := st.Accountant.check(); err != nil {
+		return fmt.Errorf("privacy ledger: %w", err)
+	}
+	l.acc, l.Releases = st.Accountant, st.Releases
+	return nil
 }
 
 // Clone returns an independent copy, to try a release before committing to it.

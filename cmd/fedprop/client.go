@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,6 +46,10 @@ type clientConfig struct {
 	Privacy privacy.Floor `yaml:"privacy"`
 }
 
+// defaultStateRoot holds each client's state directory when secure_aggregation.state_dir is
+// not set.
+const defaultStateRoot = "fedprop-client-state"
+
 func defaultClientConfig() clientConfig {
 	return clientConfig{
 		Coordinator:       "127.0.0.1:7070",
@@ -52,7 +57,7 @@ func defaultClientConfig() clientConfig {
 		Seed:              1,
 		PollWait:          20 * time.Second,
 		MaxBackoff:        15 * time.Second,
-		SecureAggregation: clientSecAggConfig{Mode: coordinator.SecAggNone, MinContributors: 2, StateDir: "fedprop-client-state"},
+		SecureAggregation: clientSecAggConfig{Mode: coordinator.SecAggNone, MinContributors: 2},
 	}
 }
 
@@ -159,6 +164,11 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 	}
 	log.Info("local data loaded", "client", cfg.ID, "file", cfg.Data, "train_rows", train.Len(), "eval_rows", eval.Len(),
 		"excluded_no_consent", train.ExcludedNoConsent+eval.ExcludedNoConsent, "consent_tracked", schema.Consent.Tracked)
+	if cfg.SecureAggregation.StateDir == "" {
+		// One directory per client, so that clients started from the same directory never
+		// share a ledger or a key.
+		cfg.SecureAggregation.StateDir = filepath.Join(defaultStateRoot, cfg.ID)
+	}
 	if err := cfg.SecureAggregation.validate(); err != nil {
 		return err
 	}

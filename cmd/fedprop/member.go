@@ -19,7 +19,9 @@ type clientSecAggConfig struct {
 	// MinContributors is the fewest results an aggregate must sum before this member helps
 	// decrypt it (at least 2).
 	MinContributors int `yaml:"min_contributors"`
-	// StateDir keeps the identity key and key material (mode 0600) across restarts.
+	// StateDir keeps the identity key, key material and the client's privacy ledger (mode
+	// 0600) across restarts; every client uses it for its ledger, members also for their keys.
+	// Empty means fedprop-client-state/<id>.
 	StateDir string `yaml:"state_dir"`
 }
 
@@ -32,9 +34,9 @@ func (c clientSecAggConfig) validate() error {
 		if c.MinContributors < 2 {
 			errs = append(errs, fmt.Errorf("secure_aggregation.min_contributors: must be at least 2, got %d", c.MinContributors))
 		}
-		if c.StateDir == "" {
-			errs = append(errs, errors.New("secure_aggregation.state_dir: required for a committee member (its key material lives there)"))
-		}
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("secure_aggregation.state_dir: required (the client's privacy ledger, and a member's key material, live there)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
@@ -45,19 +47,24 @@ func (c clientSecAggConfig) validate() error {
 // sessionOptions builds the session's secure-aggregation parts.
 func (c clientSecAggConfig) sessionOptions(floor privacy.Floor) (client.SessionOptions, error) {
 	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE, Floor: floor}
+	dir := client.StateDir(c.StateDir)
+	saved, err := dir.Privacy()
+	if err != nil {
+		return opts, err
+	}
+	opts.PrivacyState, opts.PersistPrivacy = saved, dir.SavePrivacy
 	if !c.Member {
 		return opts, nil
 	}
-	dir := client.StateDir(c.StateDir)
 	identity, err := dir.Identity()
 	if err != nil {
 		return opts, err
 	}
-	saved, err := dir.Member()
+	key, err := dir.Member()
 	if err != nil {
 		return opts, err
 	}
-	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: saved, Persist: dir.SaveMember,
+	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: key, Persist: dir.SaveMember,
 		Floor: floor})
 	if err != nil {
 		return opts, err
