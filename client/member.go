@@ -2,6 +2,8 @@ package client
 
 import (
 	"crypto/ecdh"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,23 @@ type MemberConfig struct {
 	// Floor is the member's own privacy floor: it helps decrypt only aggregates whose
 	// contributors were asked for at least this much noise, enough of them to carry it.
 	Floor privacy.Floor
+	// MinThreshold and MinThresholdRatio are the weakest committee this member joins: at
+	// least MinThreshold members (default 2, at least 2) and MinThresholdRatio of the
+	// committee (default 0.5) must take part in every decryption, whatever the coordinator
+	// asks.
+	MinThreshold      int
+	MinThresholdRatio float64
+}
+
+// withDefaults fills the committee policy's unset values.
+func (c MemberConfig) withDefaults() MemberConfig {
+	if c.MinThreshold == 0 {
+		c.MinThreshold = 2
+	}
+	if c.MinThresholdRatio == 0 {
+		c.MinThresholdRatio = 0.5
+	}
+	return c
 }
 
 // ShareRecord is what a member logs for every decryption share it gives, so that an audit
@@ -55,10 +74,22 @@ type Member struct {
 	key    *secagg.Member
 	run    string // the run whose committee this member's key belongs to
 	round  int    // the latest round this member has seen of that run
+	// pending is a setup in progress: its fresh secret, the setup id step 1 named, and the
+	// committee (threshold and roster) that step 2 bound it to. The finished key stays in
+	// use until a setup completes; a secret is shared for one committee only, so that a
+	// replayed step 2 can never hand out a second set of points of the same polynomial.
+	pending *pendingSetup
 	// trainDP is the DP spec of the latest train task this member was itself given, by round,
 	// to check a decrypt task's statement against.
 	trainDP      *task.DPSpec
 	trainDPRound int
+}
+
+type pendingSetup struct {
+	run, setupID string
+	key          *secagg.Member
+	committee    string // digest of (threshold, roster) once step 2 answered; "" before
+	boxes        []task.SealedShare
 }
 
 type savedMember struct {
@@ -73,6 +104,10 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	}
 	if cfg.Identity == nil {
 		return nil, errors.New("committee member: identity key required")
+	}
+	cfg = cfg.withDefaults()
+	if cfg.MinThreshold < 2 || cfg.MinThresholdRatio <= 0 || cfg.MinThresholdRatio > 1 || math.IsNaN(cfg.MinThresholdRatio) {
+		return nil, fmt.Errorf("committee member: min_threshold %d must be at least 2 and min_threshold_ratio %v in (0, 1]", cfg.MinThreshold, cfg.MinThresholdRatio)
 	}
 	p, err := secagg.NewParams(secagg.DefaultParamsLiteral())
 	if err != nil {
@@ -115,14 +150,25 @@ func recipients(members []task.CommitteeMember) []secagg.Recipient {
 	return out
 }
 
-// keygen answers one step of a committee setup.
+// keygen answers one step of a committee setup. The lifecycle is one way: step 1 draws a
+// fresh secret for the setup it names; step 2 shares that secret with one committee, checked
+// against this member's own policy, and only that one (a repeat gets the same boxes); step 3
+// opens the boxes of that same setup and committee and only then replaces the finished key.
+// A new step 1 after a completed setup is answered (a coordinator retrying a setup that failed
+// at step 3 needs it), but the finished key stays in use until the new setup completes.
 func (m *Member) keygen(t task.Task, res *task.Result) error {
 	spec := t.Keygen
 	if spec == nil {
 		return fmt.Errorf("keygen: %w: no keygen spec", task.ErrInvalid)
 	}
+	refuse := func(format string, args ...any) error {
+		return fmt.Errorf("keygen: %w: %s", ErrRefused, fmt.Sprintf(format, args...))
+	}
 	switch spec.Step {
 	case task.KeygenPublicKey:
+		if spec.SetupID == "" {
+			return fmt.Errorf("keygen: %w: no setup id", task.ErrInvalid)
+		}
 		key, err := secagg.NewMemberWithIdentity(m.params, spec.Index, m.cfg.Identity, m.cfg.Random)
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
@@ -131,39 +177,60 @@ func (m *Member) keygen(t task.Task, res *task.Result) error {
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
-		// A new setup replaces this member's key only once it completes (step 3).
-		m.key, m.run, m.round = key, "", 0
+		m.pending = &pendingSetup{run: t.RunID, setupID: spec.SetupID, key: key}
 		res.PublicKeyShare = share
 	case task.KeygenShares:
-		if m.key == nil || m.key.Index() != spec.Index {
-			return fmt.Errorf("keygen: %w: no key material for setup %s at point %d", task.ErrStale, spec.SetupID, spec.Index)
+		p, err := m.pendingFor(t, spec)
+		if err != nil {
+			return err
 		}
-		sealed, err := m.key.SealedThresholdShares(spec.SetupID, spec.Threshold, recipients(spec.Members))
+		digest, err := m.checkRoster(spec)
+		if err != nil {
+			return refuse("%v", err)
+		}
+		switch p.committee {
+		case digest:
+			res.Boxes = p.boxes // a retry: the very same boxes
+			return nil
+		case "":
+		default:
+			return refuse("setup %s already shared this member's secret with another committee", spec.SetupID)
+		}
+		sealed, err := p.key.SealedThresholdShares(spec.SetupID, spec.Threshold, recipients(spec.Members))
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
-		res.Boxes = make([]task.SealedShare, len(sealed))
+		p.boxes = make([]task.SealedShare, len(sealed))
 		for i, s := range sealed {
-			res.Boxes[i] = task.SealedShare{From: s.From, To: s.To, Box: s.Box}
+			p.boxes[i] = task.SealedShare{From: s.From, To: s.To, Box: s.Box}
 		}
+		p.committee = digest
+		res.Boxes = p.boxes
 	case task.KeygenCombine:
-		if m.key == nil || m.key.Index() != spec.Index {
-			return fmt.Errorf("keygen: %w: no key material for setup %s at point %d", task.ErrStale, spec.SetupID, spec.Index)
+		p, err := m.pendingFor(t, spec)
+		if err != nil {
+			return err
+		}
+		digest, err := m.checkRoster(spec)
+		if err != nil {
+			return refuse("%v", err)
+		}
+		if p.committee != digest {
+			return refuse("setup %s: the committee to combine is not the one this member shared its secret with", spec.SetupID)
 		}
 		boxes := make([]secagg.SealedShare, len(spec.Boxes))
 		for i, b := range spec.Boxes {
 			boxes[i] = secagg.SealedShare{From: b.From, To: b.To, Box: b.Box}
 		}
-		if err := m.key.CombineThresholdShares(spec.SetupID, spec.Threshold, recipients(spec.Members), boxes); err != nil {
+		if err := p.key.CombineThresholdShares(spec.SetupID, spec.Threshold, recipients(spec.Members), boxes); err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
-		m.run, m.round = t.RunID, 0
 		if m.cfg.Persist != nil {
-			b, err := m.key.MarshalBinary()
+			b, err := p.key.MarshalBinary()
 			if err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
-			saved, err := json.Marshal(savedMember{Run: m.run, Member: b})
+			saved, err := json.Marshal(savedMember{Run: t.RunID, Member: b})
 			if err != nil {
 				return fmt.Errorf("keygen: %w", err)
 			}
@@ -171,10 +238,50 @@ func (m *Member) keygen(t task.Task, res *task.Result) error {
 				return fmt.Errorf("keygen: persist key material: %w", err)
 			}
 		}
+		m.key, m.run, m.round, m.pending = p.key, t.RunID, 0, nil
 	default:
 		return fmt.Errorf("keygen: %w: step %d", task.ErrInvalid, spec.Step)
 	}
 	return nil
+}
+
+// pendingFor is the setup in progress that a step 2 or 3 task must continue: the run and setup
+// id of step 1, at the same committee point.
+func (m *Member) pendingFor(t task.Task, spec *task.KeygenSpec) (*pendingSetup, error) {
+	p := m.pending
+	if p == nil || p.run != t.RunID || p.setupID != spec.SetupID || p.key.Index() != spec.Index {
+		return nil, fmt.Errorf("keygen: %w: no setup %s of run %s in progress at point %d", task.ErrStale, spec.SetupID, t.RunID, spec.Index)
+	}
+	return p, nil
+}
+
+// checkRoster applies this member's committee policy to a step 2 or 3 roster and returns a
+// digest of (threshold, roster): distinct members, client ids and identity keys, points 1..N,
+// and a threshold of at least MinThreshold and MinThresholdRatio of N.
+func (m *Member) checkRoster(spec *task.KeygenSpec) (string, error) {
+	n := len(spec.Members)
+	points, ids, keys := map[int]bool{}, map[string]bool{}, map[string]bool{}
+	h := sha256.New()
+	fmt.Fprintf(h, "%d|%d|", spec.Threshold, n)
+	for _, mm := range spec.Members {
+		if mm.Index < 1 || mm.Index > n || points[mm.Index] {
+			return "", fmt.Errorf("roster point %d of a committee of %d is out of range or repeated", mm.Index, n)
+		}
+		if mm.ClientID == "" || ids[mm.ClientID] {
+			return "", fmt.Errorf("roster client %q is empty or repeated", mm.ClientID)
+		}
+		if keys[string(mm.IdentityKey)] {
+			return "", fmt.Errorf("roster names one identity key for two members (%s and another)", mm.ClientID)
+		}
+		points[mm.Index], ids[mm.ClientID], keys[string(mm.IdentityKey)] = true, true, true
+		fmt.Fprintf(h, "%d|%q|%x|", mm.Index, mm.ClientID, mm.IdentityKey)
+	}
+	minT := max(m.cfg.MinThreshold, int(math.Ceil(m.cfg.MinThresholdRatio*float64(n))))
+	if spec.Threshold < minT || spec.Threshold > n {
+		return "", fmt.Errorf("threshold %d of a committee of %d is below this member's minimum %d (min_threshold %d, min_threshold_ratio %v)",
+			spec.Threshold, n, minT, m.cfg.MinThreshold, m.cfg.MinThresholdRatio)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // decrypt checks a decrypt task and computes this member's share: it refuses an aggregate of

@@ -2,6 +2,9 @@ package client_test
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -203,4 +206,95 @@ func TestStateDirKeepsKeysPrivateAndAcrossRestarts(t *testing.T) {
 	_, err = dir.Member()
 	require.Error(t, err, "a key file others can read is refused")
 	assert.Contains(t, err.Error(), "chmod 600")
+}
+
+// keygenTask is a keygen task of run r for the member at point index.
+func keygenTask(setup string, step, index, threshold int, roster []task.CommitteeMember) task.Task {
+	crs := sha256.Sum256([]byte(setup))
+	return task.Task{ID: fmt.Sprintf("%s/%d/%d", setup, step, index), RunID: "r", Kind: task.KindKeygen,
+		Keygen: &task.KeygenSpec{SetupID: setup, Step: step, Index: index, Threshold: threshold, CRSSeed: crs[:], Members: roster}}
+}
+
+// TestKeygenIsOneWayAndMembersHoldTheirOwnCommitteePolicy plays a coordinator that replays
+// keygen step 2 to collect a second set of points of one member's secret polynomial: with
+// T = 2 and a roster naming its colluder twice, with a smaller threshold, with another
+// committee for the same setup, or for a setup never started. The member refuses each, and a
+// retry of the step it answered gets the same boxes.
+func TestKeygenIsOneWayAndMembersHoldTheirOwnCommitteePolicy(t *testing.T) {
+	identities := make([]*ecdh.PrivateKey, 6)
+	for i := range identities {
+		id, err := client.StateDir(t.TempDir()).Identity()
+		require.NoError(t, err)
+		identities[i] = id
+	}
+	schema, train, eval := branchFile(t, false, 200)
+	m, err := client.NewMember(client.MemberConfig{MinContributors: 2, Identity: identities[0]})
+	require.NoError(t, err)
+	s, err := client.NewSession("m1", schema, train, eval, client.SessionOptions{Member: m, RequireEncryption: true})
+	require.NoError(t, err)
+	roster := func(n int) []task.CommitteeMember {
+		var out []task.CommitteeMember
+		for i := range n {
+			out = append(out, task.CommitteeMember{ClientID: fmt.Sprintf("m%d", i+1), Index: i + 1, IdentityKey: identities[i].PublicKey().Bytes()})
+		}
+		return out
+	}
+	handle := func(tk task.Task) (task.Result, error) {
+		tk.Encoding.SchemaHash = task.SchemaHash(schema)
+		res, _, err := s.Handle(context.Background(), tk)
+		return res, err
+	}
+	_, err = handle(keygenTask("s1", task.KeygenPublicKey, 1, 0, nil))
+	require.NoError(t, err)
+
+	colluderTwice := roster(3)
+	colluderTwice[2].IdentityKey = colluderTwice[1].IdentityKey
+	sameClientTwice := roster(3)
+	sameClientTwice[2].ClientID = "m2"
+	refused := []struct {
+		name string
+		task task.Task
+		want string
+	}{
+		{"one identity key for two members", keygenTask("s1", task.KeygenShares, 1, 2, colluderTwice), "one identity key for two members"},
+		{"one client at two points", keygenTask("s1", task.KeygenShares, 1, 2, sameClientTwice), "repeated"},
+		{"T = 2 of 6", keygenTask("s1", task.KeygenShares, 1, 2, roster(6)), "below this member's minimum 3"},
+		{"T above N", keygenTask("s1", task.KeygenShares, 1, 4, roster(3)), "threshold 4"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := handle(tc.task)
+			require.ErrorIs(t, err, client.ErrRefused)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	first, err := handle(keygenTask("s1", task.KeygenShares, 1, 2, roster(3)))
+	require.NoError(t, err)
+	require.Len(t, first.Boxes, 2)
+	again, err := handle(keygenTask("s1", task.KeygenShares, 1, 2, roster(3)))
+	require.NoError(t, err)
+	assert.Equal(t, first.Boxes, again.Boxes, "a retry gets the very same boxes")
+
+	_, err = handle(keygenTask("s1", task.KeygenShares, 1, 3, roster(3)))
+	require.ErrorIs(t, err, client.ErrRefused, "another committee for the same secret")
+	assert.Contains(t, err.Error(), "already shared this member's secret with another committee")
+	_, err = handle(keygenTask("s2", task.KeygenShares, 1, 2, roster(3)))
+	require.ErrorIs(t, err, task.ErrStale, "a setup that step 1 never started")
+	_, err = handle(keygenTask("s1", task.KeygenCombine, 1, 3, roster(3)))
+	require.ErrorIs(t, err, client.ErrRefused, "combining for another committee than the one shared with")
+}
+
+// TestANewSetupDoesNotWipeTheFinishedKey: a step 1 after a completed setup starts a new
+// secret but the finished key keeps serving until a new setup completes.
+func TestANewSetupDoesNotWipeTheFinishedKey(t *testing.T) {
+	sessions, decrypts := committeeAtDecrypt(t, 2)
+	for name, tk := range decrypts {
+		fresh := keygenTask("r/setup-9", task.KeygenPublicKey, 1, 0, nil)
+		fresh.Encoding = tk.Encoding
+		_, _, err := sessions[name].Handle(context.Background(), fresh)
+		require.NoError(t, err)
+		res, _, err := sessions[name].Handle(context.Background(), tk)
+		require.NoError(t, err, "the finished key still decrypts")
+		assert.NotEmpty(t, res.DecryptionShare)
+	}
 }
