@@ -30,7 +30,9 @@
 // Decryption: the coordinator fixes and orders an active set of exactly T members; each checks
 // the task (InspectAggregate gives the contribution count; Digest is what it logs) and returns
 // Member.DecryptionShare (mhe.Combiner.GenAdditiveShare, then mhe.KeySwitchProtocol towards the
-// zero key with smudging noise sigma 2^20); the coordinator combines them with a Decryptor. A
+// zero key, plus flooding noise of sigma SmudgingSigma from FloodSampler, not from lattigo's
+// Gaussian sampler, whose ziggurat outputs fall on grids: see flood.go and its tests); the
+// coordinator combines them with a Decryptor. A
 // member that drops out costs a new active set, not the round.
 //
 // # Threat model
@@ -63,9 +65,10 @@
 // Member key material and encryption randomness come from an io.Reader the caller passes (nil
 // means crypto/rand): a seeded source such as math/rand/v2's ChaCha8 makes simulations
 // reproducible. Sealing is deterministic (synthetic nonces), so retried keygen tasks resend the
-// same boxes. Two sources cannot be injected, because lattigo v5's protocol objects key their
-// own PRNG from crypto/rand: the noise of public-key shares (mhe.PublicKeyGenProtocol) and the
-// smudging noise of decryption shares (mhe.KeySwitchProtocol). Decrypted sums therefore repeat
+// same boxes. Two sources cannot be injected: the noise of public-key shares, drawn by lattigo
+// v5's mhe.PublicKeyGenProtocol from its own crypto/rand-keyed PRNG, and the flooding noise of
+// decryption shares, which FloodSampler keys from crypto/rand for every share (it protects the
+// member's key, so nothing outside the member may choose it). Decrypted sums therefore repeat
 // exactly only up to the release grid: the raw error (above) is ~1/9 of the grid, so a rounded
 // value differs between runs only when the true sum lies within about 1e-10 of a grid
 // midpoint.

@@ -204,3 +204,45 @@ func TestFloodingSamplerAboveBoxMuller(t *testing.T) {
 		}
 	}
 }
+
+// TestDecryptionSharesCarryTheFloodingNoise: with c1 = 0 a decryption share is its noise
+// alone; it has the configured standard deviation and smooth low bits, so the flooding
+// sampler (not only lattigo's fresh-encryption noise) is in every share.
+func TestDecryptionSharesCarryTheFloodingNoise(t *testing.T) {
+	p := testParams(t)
+	c := setupCommittee(t, p, 3, 2, 5)
+	enc, err := NewEncryptor(p, c.publicKey, nil)
+	require.NoError(t, err)
+	sum, err := NewSum(p, c.publicKey, 10)
+	require.NoError(t, err)
+	ct, err := enc.Encrypt(make([]float64, 10))
+	require.NoError(t, err)
+	require.NoError(t, sum.Add(ct))
+	agg, err := sum.MarshalBinary()
+	require.NoError(t, err)
+	_, body, err := parseCiphertextSet(p, agg)
+	require.NoError(t, err)
+	wordsQ := p.wordsPerQPoly()
+	clear(body[8*wordsQ : 8*2*wordsQ]) // c1 of the only ciphertext
+
+	share, err := c.member(1).DecryptionShare(agg, []int{1, 2})
+	require.NoError(t, err)
+	ringQ := p.he.RingQ()
+	poly := ringQ.NewPoly()
+	_, err = readRows(share[decryptionShareHeaderSize:], poly.Coeffs, p.he.Q(), kindCiphertext)
+	require.NoError(t, err)
+	ringQ.INTT(poly, poly)
+	q := p.he.Q()[0]
+	draws := make([]int64, len(poly.Coeffs[0]))
+	for j, w := range poly.Coeffs[0] {
+		if w > q/2 {
+			draws[j] = -int64(q - w)
+		} else {
+			draws[j] = int64(w)
+		}
+	}
+	sigma := p.lit.SmudgingSigma
+	rep := measure(draws, sigma)
+	assert.InEpsilon(t, sigma, rep.std, 0.05, "the share's noise: %+v", rep)
+	assert.Less(t, rep.chi2, 255+6*22.6)
+}

@@ -383,10 +383,16 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	if err := combiner.GenAdditiveShare(points, own, *m.thresholdShare, additive); err != nil {
 		return nil, fmt.Errorf("additive share: %w", err)
 	}
-	sigma := p.lit.SmudgingSigma
-	keySwitch, err := mhe.NewKeySwitchProtocol(p.he, ring.DiscreteGaussian{Sigma: sigma, Bound: 6 * sigma})
+	// The key switch adds only fresh-encryption-sized noise; the flooding noise that hides
+	// the aggregate's secret-dependent noise comes from FloodSampler, seeded from crypto/rand
+	// (lattigo's Gaussian sampler is not smooth enough for it: see flood.go).
+	keySwitch, err := mhe.NewKeySwitchProtocol(p.he, p.he.Xe())
 	if err != nil {
 		return nil, fmt.Errorf("key switch: %w", err)
+	}
+	flood, err := NewFloodSampler(p.lit.SmudgingSigma, nil)
+	if err != nil {
+		return nil, err
 	}
 	zero := rlwe.NewSecretKey(p.he)
 	level := p.he.MaxLevel()
@@ -403,6 +409,7 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	})
 	rest := out[decryptionShareHeaderSize:]
 	ringQ := p.he.RingQ().AtLevel(level)
+	noise := ringQ.NewPoly()
 	wordsQ := p.wordsPerQPoly()
 	for k := range nCt {
 		// Only c1 enters a share.
@@ -411,9 +418,19 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 			return nil, err
 		}
 		keySwitch.GenShare(additive, zero, ct, &share)
-		// GenShare may leave coefficients in [q, 2q) (a lazy product plus noise); the wire
-		// form is canonical.
+		// GenShare may leave coefficients in [q, 2q) (a lazy product plus noise): reduced,
+		// so that the wire form is canonical after the noise is added.
+		// The ciphertext is in the NTT domain, so the noise is drawn per coefficient and
+		// transformed before it is added.
+		for _, limb := range noise.Coeffs {
+			clear(limb)
+		}
+		if err := flood.AddTo(noise.Coeffs, moduli); err != nil {
+			return nil, err
+		}
+		ringQ.NTT(noise, noise)
 		ringQ.Reduce(share.Value, share.Value)
+		ringQ.Add(share.Value, noise, share.Value)
 		rest = putRows(rest, share.Value.Coeffs)
 	}
 	return out, nil
