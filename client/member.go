@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/task"
@@ -43,6 +46,20 @@ type MemberConfig struct {
 	// asks.
 	MinThreshold      int
 	MinThresholdRatio float64
+	// Signer endorses this member's identity key and public-key share at every setup with
+	// its certificate's key; Verifier checks every other member's endorsement against the CA
+	// before anything is sealed. Both are set from the client's TLS kit; without them (a
+	// plaintext research deployment, the simulator) the roster is the coordinator's word.
+	Signer   *pki.Signer
+	Verifier *pki.Verifier
+}
+
+// memberDomain is the domain of a member's endorsement of its identity key and public-key
+// share: run, setup, point, client id, identity key, SHA-256 of the share.
+const memberDomain = "fedprop/committee-member/v1"
+
+func memberStatement(run, setup string, index int, clientID string, identityKey, shareDigest []byte) [][]byte {
+	return [][]byte{[]byte(run), []byte(setup), []byte(strconv.Itoa(index)), []byte(clientID), identityKey, shareDigest}
 }
 
 // withDefaults fills the committee policy's unset values.
@@ -88,6 +105,7 @@ type Member struct {
 type pendingSetup struct {
 	run, setupID string
 	key          *secagg.Member
+	shareDigest  []byte // SHA-256 of the public-key share step 1 sent
 	committee    string // digest of (threshold, roster) once step 2 answered; "" before
 	boxes        []task.SealedShare
 }
@@ -156,7 +174,7 @@ func recipients(members []task.CommitteeMember) []secagg.Recipient {
 // opens the boxes of that same setup and committee and only then replaces the finished key.
 // A new step 1 after a completed setup is answered (a coordinator retrying a setup that failed
 // at step 3 needs it), but the finished key stays in use until the new setup completes.
-func (m *Member) keygen(t task.Task, res *task.Result) error {
+func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 	spec := t.Keygen
 	if spec == nil {
 		return fmt.Errorf("keygen: %w: no keygen spec", task.ErrInvalid)
@@ -177,14 +195,22 @@ func (m *Member) keygen(t task.Task, res *task.Result) error {
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
-		m.pending = &pendingSetup{run: t.RunID, setupID: spec.SetupID, key: key}
+		digest := sha256.Sum256(share)
+		if m.cfg.Signer != nil {
+			e, err := m.cfg.Signer.Sign(memberDomain, memberStatement(t.RunID, spec.SetupID, spec.Index, clientID, m.IdentityKey(), digest[:])...)
+			if err != nil {
+				return fmt.Errorf("keygen: %w", err)
+			}
+			res.Endorsement = &task.Endorsement{Certificate: e.Certificate, Signature: e.Signature}
+		}
+		m.pending = &pendingSetup{run: t.RunID, setupID: spec.SetupID, key: key, shareDigest: digest[:]}
 		res.PublicKeyShare = share
 	case task.KeygenShares:
 		p, err := m.pendingFor(t, spec)
 		if err != nil {
 			return err
 		}
-		digest, err := m.checkRoster(spec)
+		digest, err := m.checkRoster(t.RunID, spec, p)
 		if err != nil {
 			return refuse("%v", err)
 		}
@@ -211,7 +237,7 @@ func (m *Member) keygen(t task.Task, res *task.Result) error {
 		if err != nil {
 			return err
 		}
-		digest, err := m.checkRoster(spec)
+		digest, err := m.checkRoster(t.RunID, spec, p)
 		if err != nil {
 			return refuse("%v", err)
 		}
@@ -257,8 +283,9 @@ func (m *Member) pendingFor(t task.Task, spec *task.KeygenSpec) (*pendingSetup, 
 
 // checkRoster applies this member's committee policy to a step 2 or 3 roster and returns a
 // digest of (threshold, roster): distinct members, client ids and identity keys, points 1..N,
-// and a threshold of at least MinThreshold and MinThresholdRatio of N.
-func (m *Member) checkRoster(spec *task.KeygenSpec) (string, error) {
+// a threshold of at least MinThreshold and MinThresholdRatio of N, and, with a Verifier, every
+// member's own endorsement of its identity key and share (this member's share as it sent it).
+func (m *Member) checkRoster(run string, spec *task.KeygenSpec, p *pendingSetup) (string, error) {
 	n := len(spec.Members)
 	points, ids, keys := map[int]bool{}, map[string]bool{}, map[string]bool{}
 	h := sha256.New()
@@ -274,6 +301,12 @@ func (m *Member) checkRoster(spec *task.KeygenSpec) (string, error) {
 			return "", fmt.Errorf("roster names one identity key for two members (%s and another)", mm.ClientID)
 		}
 		points[mm.Index], ids[mm.ClientID], keys[string(mm.IdentityKey)] = true, true, true
+		if mm.Index == spec.Index && !bytes.Equal(mm.PublicKeyShareDigest, p.shareDigest) && m.cfg.Verifier != nil {
+			return "", fmt.Errorf("the roster misstates this member's public-key share")
+		}
+		if err := m.checkEndorsement(run, spec.SetupID, mm); err != nil {
+			return "", err
+		}
 		fmt.Fprintf(h, "%d|%q|%x|", mm.Index, mm.ClientID, mm.IdentityKey)
 	}
 	minT := max(m.cfg.MinThreshold, int(math.Ceil(m.cfg.MinThresholdRatio*float64(n))))
@@ -282,6 +315,25 @@ func (m *Member) checkRoster(spec *task.KeygenSpec) (string, error) {
 			spec.Threshold, n, minT, m.cfg.MinThreshold, m.cfg.MinThresholdRatio)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// checkEndorsement verifies, with a Verifier, that a roster entry's identity key and share are
+// vouched for by that member's own certificate: the coordinator cannot substitute a key it
+// holds the private half of.
+func (m *Member) checkEndorsement(run, setup string, mm task.CommitteeMember) error {
+	if m.cfg.Verifier == nil {
+		return nil
+	}
+	if mm.Endorsement == nil {
+		return fmt.Errorf("member %s (point %d) carries no endorsement of its identity key", mm.ClientID, mm.Index)
+	}
+	signed := pki.Signed{Certificate: mm.Endorsement.Certificate, Signature: mm.Endorsement.Signature}
+	want := pki.Identity{Name: mm.ClientID, Role: pki.RoleClient}
+	if _, err := m.cfg.Verifier.Verify(signed, want, memberDomain,
+		memberStatement(run, setup, mm.Index, mm.ClientID, mm.IdentityKey, mm.PublicKeyShareDigest)...); err != nil {
+		return fmt.Errorf("member %s (point %d): %w", mm.ClientID, mm.Index, err)
+	}
+	return nil
 }
 
 // decrypt checks a decrypt task and computes this member's share: it refuses an aggregate of

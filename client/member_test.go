@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/synth"
@@ -296,5 +298,117 @@ func TestANewSetupDoesNotWipeTheFinishedKey(t *testing.T) {
 		res, _, err := sessions[name].Handle(context.Background(), tk)
 		require.NoError(t, err, "the finished key still decrypts")
 		assert.NotEmpty(t, res.DecryptionShare)
+	}
+}
+
+// TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate: members endorse their identity
+// key and public-key share with their certificate's key at step 1. A coordinator that swaps a
+// member's identity key in the roster for one it holds, or vouches for a key with another
+// certificate, gets nothing sealed; the honest setup completes and decrypts.
+func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
+	ca, err := pki.NewCA(pki.InitOptions{})
+	require.NoError(t, err)
+	cfg := synth.Config{Branches: 3, CustomersPerBranch: 150, Seed: 8}.WithDefaults()
+	branches, err := synth.Generate(cfg)
+	require.NoError(t, err)
+	schema := synth.Schema(cfg)
+	evil, err := client.StateDir(t.TempDir()).Identity()
+	require.NoError(t, err)
+	evilCred, err := ca.Issue(pki.IssueRequest{Role: pki.RoleClient, Name: "evil"})
+	require.NoError(t, err)
+	evilSigner, err := evilCred.Signer()
+	require.NoError(t, err)
+
+	run := func(t *testing.T, tamper func(tk *task.Task)) (refusals []error, boxes int, decrypted bool) {
+		var names []string
+		for _, b := range branches {
+			names = append(names, b.Name)
+		}
+		rc := coordinator.RunConfig{ID: "r", Rounds: 1, MinClients: 3, MinCohort: 3, Quorum: 3, MaxAttempts: 1, Strategy: strategy.Config{Name: "fedavg"},
+			SecureAggregation: coordinator.SecureAggregationConfig{Mode: "he", Committee: names, Threshold: 2, MinContributors: 2}}.WithDefaults()
+		core, err := coordinator.NewCore(rc, schema, nil, nil, nil)
+		require.NoError(t, err)
+		core.SetDeadlineTicks(1000)
+		sessions := map[string]*client.Session{}
+		for _, b := range branches {
+			id, err := client.StateDir(t.TempDir()).Identity()
+			require.NoError(t, err)
+			cred, err := ca.Issue(pki.IssueRequest{Role: pki.RoleClient, Name: b.Name})
+			require.NoError(t, err)
+			signer, err := cred.Signer()
+			require.NoError(t, err)
+			m, err := client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id, Signer: signer, Verifier: pki.NewVerifier(ca.Certificate())})
+			require.NoError(t, err)
+			s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
+			require.NoError(t, err)
+			sessions[b.Name] = s
+			require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey(), TrainRecords: s.TrainRows()}))
+		}
+		for range 12 {
+			var results []task.Result
+			for _, name := range names {
+				tk, ok, err := core.Poll(name)
+				require.NoError(t, err)
+				if !ok {
+					continue
+				}
+				if tk.Kind == task.KindDecrypt {
+					decrypted = true
+				}
+				if tk.Kind == task.KindKeygen && name == names[0] && tamper != nil {
+					tamper(&tk)
+				}
+				res, _, err := sessions[name].Handle(context.Background(), tk)
+				if err != nil {
+					refusals = append(refusals, err)
+					continue
+				}
+				boxes += len(res.Boxes)
+				results = append(results, res)
+			}
+			for _, r := range results {
+				_, err := core.Submit(r)
+				require.NoError(t, err)
+			}
+			core.Advance()
+			if decrypted || core.Status().Status.Finished() {
+				break
+			}
+		}
+		return refusals, boxes, decrypted
+	}
+
+	t.Run("honest", func(t *testing.T) {
+		refusals, boxes, decrypted := run(t, nil)
+		assert.Empty(t, refusals)
+		assert.Equal(t, 6, boxes, "each of 3 members seals a share for each of the 2 others")
+		assert.True(t, decrypted, "the setup completes and an aggregate reaches the committee")
+	})
+	swaps := map[string]func(m *task.CommitteeMember){
+		"the coordinator's own identity key for member 2": func(m *task.CommitteeMember) { m.IdentityKey = evil.PublicKey().Bytes() },
+		"a key vouched for by another certificate": func(m *task.CommitteeMember) {
+			m.IdentityKey = evil.PublicKey().Bytes()
+			e, err := evilSigner.Sign("fedprop/committee-member/v1", []byte("r"), []byte("x"))
+			require.NoError(t, err)
+			m.Endorsement = &task.Endorsement{Certificate: e.Certificate, Signature: e.Signature}
+		},
+		"no endorsement at all": func(m *task.CommitteeMember) { m.Endorsement = nil },
+		"another public-key share": func(m *task.CommitteeMember) { m.PublicKeyShareDigest = make([]byte, 32) },
+	}
+	for name, swap := range swaps {
+		t.Run(name, func(t *testing.T) {
+			refusals, _, decrypted := run(t, func(tk *task.Task) {
+				if tk.Keygen.Step != task.KeygenShares {
+					return
+				}
+				members := slices.Clone(tk.Keygen.Members)
+				swap(&members[1])
+				tk.Keygen.Members = members
+			})
+			require.NotEmpty(t, refusals)
+			require.ErrorIs(t, refusals[0], client.ErrRefused)
+			assert.Contains(t, refusals[0].Error(), "member branch-001")
+			assert.False(t, decrypted, "nothing reaches decryption")
+		})
 	}
 }

@@ -318,7 +318,7 @@ func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
 	var err error
 	switch t.Kind {
 	case task.KindKeygen:
-		err = s.member.keygen(t, &res)
+		err = s.member.keygen(t, s.id, &res)
 		rep.Bytes = len(res.PublicKeyShare)
 		for _, b := range res.Boxes {
 			rep.Bytes += len(b.Box)

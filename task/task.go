@@ -132,6 +132,9 @@ type Result struct {
 	Boxes          []SealedShare
 	// DecryptionShare answers a decrypt task.
 	DecryptionShare []byte
+	// Endorsement answers keygen step 1 with the member's signature over its identity key and
+	// public-key share (nil where members have no certificates).
+	Endorsement *Endorsement
 	// Refusal, when set, says why the client declined the task (its privacy floor, for
 	// example); such a result carries no sum and counts for nothing.
 	Refusal string
@@ -191,6 +194,18 @@ type CommitteeMember struct {
 	ClientID    string `json:"client_id"`
 	Index       int    `json:"index"`
 	IdentityKey []byte `json:"identity_key"`
+	// Endorsement is the member's own signature over its identity key and public-key share
+	// for the setup (nil where members have no certificates), and PublicKeyShareDigest the
+	// SHA-256 of that share, both relayed as the member sent them.
+	Endorsement          *Endorsement `json:"endorsement,omitempty"`
+	PublicKeyShareDigest []byte       `json:"public_key_share_digest,omitempty"`
+}
+
+// Endorsement is a party's signature, by the key of its own certificate, over a statement the
+// coordinator relays but cannot make.
+type Endorsement struct {
+	Certificate []byte `json:"certificate"`
+	Signature   []byte `json:"signature"`
 }
 
 // SealedShare is a Shamir share of member From's secret sealed for member To; the coordinator

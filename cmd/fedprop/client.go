@@ -13,6 +13,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
@@ -172,7 +173,11 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 	if err := cfg.SecureAggregation.validate(); err != nil {
 		return err
 	}
-	opts, err := cfg.SecureAggregation.sessionOptions(cfg.Privacy)
+	kit := cfg.TLS.files()
+	if cfg.Insecure {
+		kit = pki.TLSFiles{}
+	}
+	opts, err := cfg.SecureAggregation.sessionOptions(cfg.Privacy, kit, log)
 	if err != nil {
 		return err
 	}

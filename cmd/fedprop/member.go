@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 )
 
@@ -45,7 +47,7 @@ func (c clientSecAggConfig) validate() error {
 }
 
 // sessionOptions builds the session's secure-aggregation parts.
-func (c clientSecAggConfig) sessionOptions(floor privacy.Floor) (client.SessionOptions, error) {
+func (c clientSecAggConfig) sessionOptions(floor privacy.Floor, kit pki.TLSFiles, log *slog.Logger) (client.SessionOptions, error) {
 	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE, Floor: floor}
 	dir := client.StateDir(c.StateDir)
 	saved, err := dir.Privacy()
@@ -64,8 +66,20 @@ func (c clientSecAggConfig) sessionOptions(floor privacy.Floor) (client.SessionO
 	if err != nil {
 		return opts, err
 	}
-	m, err := client.NewMember(client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: key, Persist: dir.SaveMember,
-		Floor: floor})
+	mc := client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: key, Persist: dir.SaveMember, Floor: floor}
+	if kit.Set() {
+		// The member vouches for its identity key with its own certificate and checks every
+		// other member's: a coordinator cannot slip in a key of its own.
+		if mc.Signer, err = pki.LoadSigner(kit); err != nil {
+			return opts, err
+		}
+		if mc.Verifier, err = pki.LoadVerifier(kit.CA); err != nil {
+			return opts, err
+		}
+	} else {
+		log.Warn("committee member without a TLS kit: it cannot check the other members' identity keys, so the coordinator's roster is taken on trust")
+	}
+	m, err := client.NewMember(mc)
 	if err != nil {
 		return opts, err
 	}

@@ -70,7 +70,8 @@ func taskToProto(t task.Task) *pb.Task {
 		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
 			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes)}
 		for _, m := range k.Members {
-			out.Keygen.Members = append(out.Keygen.Members, &pb.CommitteeMember{ClientId: m.ClientID, Index: int32(m.Index), IdentityKey: m.IdentityKey})
+			out.Keygen.Members = append(out.Keygen.Members, &pb.CommitteeMember{ClientId: m.ClientID, Index: int32(m.Index), IdentityKey: m.IdentityKey,
+				Endorsement: endorsementToProto(m.Endorsement), PublicKeyShareDigest: m.PublicKeyShareDigest})
 		}
 	}
 	if d := t.Decrypt; d != nil {
@@ -127,7 +128,8 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),
 			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes())}
 		for _, m := range k.GetMembers() {
-			t.Keygen.Members = append(t.Keygen.Members, task.CommitteeMember{ClientID: m.GetClientId(), Index: int(m.GetIndex()), IdentityKey: m.GetIdentityKey()})
+			t.Keygen.Members = append(t.Keygen.Members, task.CommitteeMember{ClientID: m.GetClientId(), Index: int(m.GetIndex()), IdentityKey: m.GetIdentityKey(),
+				Endorsement: endorsementFromProto(m.GetEndorsement()), PublicKeyShareDigest: m.GetPublicKeyShareDigest()})
 		}
 	}
 	if d := p.GetDecrypt(); d != nil {
@@ -192,6 +194,7 @@ func resultToProto(r task.Result) *pb.SubmitResultRequest {
 		Boxes:           boxesToProto(r.Boxes),
 		DecryptionShare: r.DecryptionShare,
 		Refusal:         r.Refusal,
+		Endorsement:     endorsementToProto(r.Endorsement),
 	}
 	if r.Refusal != "" {
 		out.Sum = nil
@@ -292,7 +295,22 @@ func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
 		PublicKeyShare:  p.GetPublicKeyShare(),
 		Boxes:           boxesFromProto(p.GetBoxes()),
 		DecryptionShare: p.GetDecryptionShare(),
+		Endorsement:     endorsementFromProto(p.GetEndorsement()),
 	}, nil
+}
+
+func endorsementToProto(e *task.Endorsement) *pb.Endorsement {
+	if e == nil {
+		return nil
+	}
+	return &pb.Endorsement{Certificate: e.Certificate, Signature: e.Signature}
+}
+
+func endorsementFromProto(e *pb.Endorsement) *task.Endorsement {
+	if e == nil {
+		return nil
+	}
+	return &task.Endorsement{Certificate: e.GetCertificate(), Signature: e.GetSignature()}
 }
 
 // toStatus maps domain errors to gRPC status codes, keeping the message that names the field.

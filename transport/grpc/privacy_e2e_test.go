@@ -20,6 +20,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/strategy"
@@ -236,11 +237,18 @@ func TestACuriousCoordinatorSeesNoSingleClientsSum(t *testing.T) {
 	dir := t.TempDir()
 	sp := &spy{}
 	var decrypts sync.Map // task id -> contributors stated to the member
+	ca, err := pki.NewCA(pki.InitOptions{})
+	require.NoError(t, err)
 	for _, b := range branches {
 		state := client.StateDir(filepath.Join(dir, b.Name))
 		id, err := state.Identity()
 		require.NoError(t, err)
-		member, err := client.NewMember(client.MemberConfig{MinContributors: 3, Identity: id})
+		cred, err := ca.Issue(pki.IssueRequest{Role: pki.RoleClient, Name: b.Name})
+		require.NoError(t, err)
+		signer, err := cred.Signer()
+		require.NoError(t, err)
+		// Members vouch for their identity keys over the wire and check each other's.
+		member, err := client.NewMember(client.MemberConfig{MinContributors: 3, Identity: id, Signer: signer, Verifier: pki.NewVerifier(ca.Certificate())})
 		require.NoError(t, err)
 		protector := client.ProtectorFunc(func(_ context.Context, _ task.Task, v []float64) (task.Vector, error) {
 			sp.mu.Lock()

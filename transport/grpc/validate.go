@@ -23,6 +23,8 @@ const (
 	maxConfigYAMLBytes    = 1 << 20
 	maxRefusalLen         = task.MaxRefusalLen
 	maxTrainRecords       = 1 << 40
+	maxEndorsementCert    = 16 << 10
+	maxEndorsementSig     = 256
 )
 
 // validateUnary refuses a request whose fields are malformed before any handler sees it.
@@ -94,6 +96,10 @@ func checkSubmit(r *pb.SubmitResultRequest) error {
 	}
 	if round < 0 {
 		return fieldError(client, run, round, "round", "must not be negative, got %d", round)
+	}
+	if e := r.GetEndorsement(); e != nil && (len(e.GetCertificate()) > maxEndorsementCert || len(e.GetSignature()) > maxEndorsementSig) {
+		return fieldError(client, run, round, "endorsement", "certificate of %d bytes (at most %d) or signature of %d bytes (at most %d)",
+			len(e.GetCertificate()), maxEndorsementCert, len(e.GetSignature()), maxEndorsementSig)
 	}
 	if reason := r.GetRefusal(); reason != "" {
 		if err := checkText(client, run, round, "refusal", reason, maxRefusalLen); err != nil {

@@ -940,9 +940,14 @@ type CommitteeMember struct {
 	// The member's Shamir point, 1..N (never 0).
 	Index int32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
 	// The member's X25519 identity key, registered when it enrolled.
-	IdentityKey   []byte `protobuf:"bytes,3,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IdentityKey []byte `protobuf:"bytes,3,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	// The member's own signature (by its certificate key) over its identity key and public-key
+	// share for this setup, relayed as it was sent: other members check it before sealing.
+	Endorsement *Endorsement `protobuf:"bytes,4,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	// SHA-256 of the public-key share the member sent in step 1.
+	PublicKeyShareDigest []byte `protobuf:"bytes,5,opt,name=public_key_share_digest,json=publicKeyShareDigest,proto3" json:"public_key_share_digest,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *CommitteeMember) Reset() {
@@ -996,6 +1001,76 @@ func (x *CommitteeMember) GetIdentityKey() []byte {
 	return nil
 }
 
+func (x *CommitteeMember) GetEndorsement() *Endorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+func (x *CommitteeMember) GetPublicKeyShareDigest() []byte {
+	if x != nil {
+		return x.PublicKeyShareDigest
+	}
+	return nil
+}
+
+// Endorsement is a party's signature by the key of its own certificate over a statement the
+// coordinator relays but cannot make.
+type Endorsement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The signer's certificate, DER.
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// ECDSA over SHA-256 of the domain-separated statement, ASN.1.
+	Signature     []byte `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Endorsement) Reset() {
+	*x = Endorsement{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Endorsement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Endorsement) ProtoMessage() {}
+
+func (x *Endorsement) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
+func (*Endorsement) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Endorsement) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *Endorsement) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // SealedShare is a Shamir share of one member's secret, encrypted for its recipient; the
 // coordinator relays it and cannot read it.
 type SealedShare struct {
@@ -1009,7 +1084,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1096,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1109,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -1078,7 +1153,7 @@ type KeygenSpec struct {
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1165,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1178,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -1176,7 +1251,7 @@ type DecryptSpec struct {
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1263,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1276,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -1266,7 +1341,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1353,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1366,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -1328,7 +1403,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1415,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1428,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -1404,7 +1479,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1491,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1504,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -1468,14 +1543,16 @@ type SubmitResultRequest struct {
 	// decrypt: this member's decryption share.
 	DecryptionShare []byte `protobuf:"bytes,9,opt,name=decryption_share,json=decryptionShare,proto3" json:"decryption_share,omitempty"`
 	// Set when the client refuses the task (its privacy floor, for example): why, and no sum.
-	Refusal       string `protobuf:"bytes,10,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	Refusal string `protobuf:"bytes,10,opt,name=refusal,proto3" json:"refusal,omitempty"`
+	// keygen step 1: the member's endorsement of its identity key and public-key share.
+	Endorsement   *Endorsement `protobuf:"bytes,11,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1564,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1577,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1573,6 +1650,13 @@ func (x *SubmitResultRequest) GetRefusal() string {
 	return ""
 }
 
+func (x *SubmitResultRequest) GetEndorsement() *Endorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
 type SubmitResultResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when this submission repeated one already accepted.
@@ -1583,7 +1667,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1679,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1692,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1626,7 +1710,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1722,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1735,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 type ModelSummary struct {
@@ -1670,7 +1754,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1766,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1779,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1763,7 +1847,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1859,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1872,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -1810,7 +1894,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1906,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1919,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -1864,7 +1948,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1960,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1973,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -1922,7 +2006,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2018,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2031,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -1968,7 +2052,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2064,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2077,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -2020,7 +2104,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2116,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2129,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -2064,7 +2148,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2160,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2173,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -2109,7 +2193,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2121,7 +2205,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2134,7 +2218,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2162,7 +2246,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2258,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2271,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Run) GetRunId() string {
@@ -2334,11 +2418,16 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12)\n" +
 	"\x10noise_multiplier\x18\a \x01(\x01R\x0fnoiseMultiplier\x12\x14\n" +
 	"\x05delta\x18\b \x01(\x01R\x05delta\x123\n" +
-	"\x15expected_contributors\x18\t \x01(\x05R\x14expectedContributorsJ\x04\b\x03\x10\x04R\tnoise_std\"g\n" +
+	"\x15expected_contributors\x18\t \x01(\x05R\x14expectedContributorsJ\x04\b\x03\x10\x04R\tnoise_std\"\xd9\x01\n" +
 	"\x0fCommitteeMember\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
-	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\"C\n" +
+	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\x129\n" +
+	"\vendorsement\x18\x04 \x01(\v2\x17.fedprop.v1.EndorsementR\vendorsement\x125\n" +
+	"\x17public_key_share_digest\x18\x05 \x01(\fR\x14publicKeyShareDigest\"M\n" +
+	"\vEndorsement\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"C\n" +
 	"\vSealedShare\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x05R\x02to\x12\x10\n" +
@@ -2377,7 +2466,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
 	"ciphertext\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x05R\x06length\"\xef\x02\n" +
+	"\x06length\x18\x03 \x01(\x05R\x06length\"\xaa\x03\n" +
 	"\x13SubmitResultRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2389,7 +2478,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x05boxes\x18\b \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\x12)\n" +
 	"\x10decryption_share\x18\t \x01(\fR\x0fdecryptionShare\x12\x18\n" +
 	"\arefusal\x18\n" +
-	" \x01(\tR\arefusal\"4\n" +
+	" \x01(\tR\arefusal\x129\n" +
+	"\vendorsement\x18\v \x01(\v2\x17.fedprop.v1.EndorsementR\vendorsement\"4\n" +
 	"\x14SubmitResultResponse\x12\x1c\n" +
 	"\tduplicate\x18\x01 \x01(\bR\tduplicate\"\x13\n" +
 	"\x11ListModelsRequest\"\xe6\x01\n" +
@@ -2473,7 +2563,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
 	(*ReviewRequest)(nil),        // 1: fedprop.v1.ReviewRequest
@@ -2488,71 +2578,74 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*AttributeGroups)(nil),      // 10: fedprop.v1.AttributeGroups
 	(*DPSpec)(nil),               // 11: fedprop.v1.DPSpec
 	(*CommitteeMember)(nil),      // 12: fedprop.v1.CommitteeMember
-	(*SealedShare)(nil),          // 13: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),           // 14: fedprop.v1.KeygenSpec
-	(*DecryptSpec)(nil),          // 15: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 16: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 17: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 18: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 19: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 20: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 21: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 22: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 23: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 24: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 25: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 26: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 27: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 28: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 29: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 30: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 31: fedprop.v1.Run
+	(*Endorsement)(nil),          // 13: fedprop.v1.Endorsement
+	(*SealedShare)(nil),          // 14: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),           // 15: fedprop.v1.KeygenSpec
+	(*DecryptSpec)(nil),          // 16: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 17: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 18: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 19: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 20: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 21: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 22: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 23: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 24: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 25: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 26: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 27: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 28: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 29: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 30: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 31: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 32: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	7,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	16, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	17, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	14, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	15, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	17, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	18, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	15, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	16, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
 	11, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
 	9,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
 	8,  // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
 	10, // 9: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
-	12, // 10: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	13, // 11: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	0,  // 12: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	11, // 13: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
-	8,  // 14: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	0,  // 15: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	18, // 16: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	13, // 17: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	22, // 18: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	3,  // 19: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	5,  // 20: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	19, // 21: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	21, // 22: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	24, // 23: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	26, // 24: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	1,  // 25: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
-	1,  // 26: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	28, // 27: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	30, // 28: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	4,  // 29: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	6,  // 30: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	20, // 31: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	23, // 32: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	25, // 33: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	27, // 34: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 35: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	2,  // 36: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	29, // 37: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	31, // 38: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	29, // [29:39] is the sub-list for method output_type
-	19, // [19:29] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	13, // 10: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
+	12, // 11: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	14, // 12: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	0,  // 13: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	11, // 14: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
+	8,  // 15: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	0,  // 16: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	19, // 17: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	14, // 18: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	13, // 19: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
+	23, // 20: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	3,  // 21: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	5,  // 22: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	20, // 23: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	22, // 24: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	25, // 25: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	27, // 26: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 27: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	1,  // 28: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	29, // 29: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	31, // 30: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	4,  // 31: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	6,  // 32: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	21, // 33: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	24, // 34: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	26, // 35: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	28, // 36: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 37: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	2,  // 38: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	30, // 39: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	32, // 40: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2566,7 +2659,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
