@@ -392,7 +392,7 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 			require.NoError(t, err)
 			m.Endorsement = &task.Endorsement{Certificate: e.Certificate, Signature: e.Signature}
 		},
-		"no endorsement at all": func(m *task.CommitteeMember) { m.Endorsement = nil },
+		"no endorsement at all":    func(m *task.CommitteeMember) { m.Endorsement = nil },
 		"another public-key share": func(m *task.CommitteeMember) { m.PublicKeyShareDigest = make([]byte, 32) },
 	}
 	for name, swap := range swaps {
