@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -60,6 +61,15 @@ const memberDomain = "fedprop/committee-member/v1"
 
 func memberStatement(run, setup string, index int, clientID string, identityKey, shareDigest []byte) [][]byte {
 	return [][]byte{[]byte(run), []byte(setup), []byte(strconv.Itoa(index)), []byte(clientID), identityKey, shareDigest}
+}
+
+// keyDomain is the domain of a member's endorsement of a collective public key: run, setup,
+// threshold, the members' client ids in point order, SHA-256 of the key.
+const keyDomain = "fedprop/collective-key/v1"
+
+func keyStatement(run string, k *task.CollectiveKey, publicKey []byte) [][]byte {
+	digest := sha256.Sum256(publicKey)
+	return [][]byte{[]byte(run), []byte(k.SetupID), []byte(strconv.Itoa(k.Threshold)), []byte(strings.Join(k.Members, "\n")), digest[:]}
 }
 
 // withDefaults fills the committee policy's unset values.
@@ -248,9 +258,17 @@ func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 		for i, b := range spec.Boxes {
 			boxes[i] = secagg.SealedShare{From: b.From, To: b.To, Box: b.Box}
 		}
+		var endorsement *task.Endorsement
+		if m.cfg.Signer != nil {
+			// Endorse the collective key only after computing it from the endorsed shares.
+			if endorsement, err = m.endorseKey(t.RunID, spec, p); err != nil {
+				return refuse("%v", err)
+			}
+		}
 		if err := p.key.CombineThresholdShares(spec.SetupID, spec.Threshold, recipients(spec.Members), boxes); err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
+		res.Endorsement = endorsement
 		if m.cfg.Persist != nil {
 			b, err := p.key.MarshalBinary()
 			if err != nil {
@@ -315,6 +333,96 @@ func (m *Member) checkRoster(run string, spec *task.KeygenSpec, p *pendingSetup)
 			spec.Threshold, n, minT, m.cfg.MinThreshold, m.cfg.MinThresholdRatio)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// endorseKey computes the collective public key from every member's step-1 share, each as its
+// member endorsed it (the roster's digests, checked by checkRoster), this member's own share
+// among them, and signs (run, setup, threshold, members, key digest).
+func (m *Member) endorseKey(run string, spec *task.KeygenSpec, p *pendingSetup) (*task.Endorsement, error) {
+	if len(spec.PublicKeyShares) != len(spec.Members) {
+		return nil, fmt.Errorf("%d public-key shares for %d members", len(spec.PublicKeyShares), len(spec.Members))
+	}
+	byIndex := map[int]task.CommitteeMember{}
+	for _, mm := range spec.Members {
+		byIndex[mm.Index] = mm
+	}
+	agg, err := secagg.NewPublicKeyAggregator(m.params, spec.CRSSeed)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(spec.Members))
+	for i, share := range spec.PublicKeyShares {
+		mm, ok := byIndex[i+1]
+		digest := sha256.Sum256(share)
+		if !ok || !bytes.Equal(digest[:], mm.PublicKeyShareDigest) {
+			return nil, fmt.Errorf("the public-key share of point %d is not the one its member endorsed", i+1)
+		}
+		if i+1 == spec.Index && !bytes.Equal(digest[:], p.shareDigest) {
+			return nil, fmt.Errorf("the public-key share of this member is not the one it sent")
+		}
+		if _, err := agg.Add(share); err != nil {
+			return nil, fmt.Errorf("public-key share of point %d: %w", i+1, err)
+		}
+		names[i] = mm.ClientID
+	}
+	pk, err := agg.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	k := &task.CollectiveKey{SetupID: spec.SetupID, Threshold: spec.Threshold, Members: names}
+	e, err := m.cfg.Signer.Sign(keyDomain, keyStatement(run, k, pk)...)
+	if err != nil {
+		return nil, err
+	}
+	return &task.Endorsement{Certificate: e.Certificate, Signature: e.Signature}, nil
+}
+
+// CommitteePin is the committee a client trusts with its sums: it encrypts only under a
+// collective key that at least Threshold (never below MinThreshold) of these members endorsed
+// with their own certificates, in a committee made of them alone.
+type CommitteePin struct {
+	Members      []string
+	MinThreshold int
+	Verifier     *pki.Verifier
+}
+
+// check verifies a task's collective key against the pin.
+func (c *CommitteePin) check(run string, k *task.CollectiveKey, publicKey []byte) error {
+	if k == nil {
+		return errors.New("the task's public key carries no endorsements")
+	}
+	if c.Verifier == nil {
+		return errors.New("no CA to verify the committee's endorsements with")
+	}
+	pinned := map[string]bool{}
+	for _, name := range c.Members {
+		pinned[name] = true
+	}
+	for _, name := range k.Members {
+		if !pinned[name] {
+			return fmt.Errorf("the key's committee includes %q, which this client does not trust", name)
+		}
+	}
+	if k.Threshold < max(2, c.MinThreshold) || k.Threshold > len(k.Members) {
+		return fmt.Errorf("the key's threshold %d of %d members is below this client's minimum %d", k.Threshold, len(k.Members), c.MinThreshold)
+	}
+	statement := keyStatement(run, k, publicKey)
+	endorsed := map[string]bool{}
+	var last error
+	for _, e := range k.Endorsements {
+		id, err := c.Verifier.Verify(pki.Signed{Certificate: e.Certificate, Signature: e.Signature}, pki.Identity{Role: pki.RoleClient}, keyDomain, statement...)
+		if err != nil {
+			last = err
+			continue
+		}
+		if slices.Contains(k.Members, id.Name) {
+			endorsed[id.Name] = true
+		}
+	}
+	if len(endorsed) < k.Threshold {
+		return fmt.Errorf("%d of the committee's members endorsed the key, the threshold is %d (last error: %v)", len(endorsed), k.Threshold, last)
+	}
+	return nil
 }
 
 // checkEndorsement verifies, with a Verifier, that a roster entry's identity key and share are

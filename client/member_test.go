@@ -319,6 +319,7 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 	evilSigner, err := evilCred.Signer()
 	require.NoError(t, err)
 
+	var firstStats task.Task
 	run := func(t *testing.T, tamper func(tk *task.Task)) (refusals []error, boxes int, decrypted bool) {
 		var names []string
 		for _, b := range branches {
@@ -355,6 +356,9 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 				if tk.Kind == task.KindDecrypt {
 					decrypted = true
 				}
+				if tk.Kind == task.KindStats && firstStats.ID == "" {
+					firstStats = tk
+				}
 				if tk.Kind == task.KindKeygen && name == names[0] && tamper != nil {
 					tamper(&tk)
 				}
@@ -383,6 +387,60 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 		assert.Empty(t, refusals)
 		assert.Equal(t, 6, boxes, "each of 3 members seals a share for each of the 2 others")
 		assert.True(t, decrypted, "the setup completes and an aggregate reaches the committee")
+	})
+
+	// An app client that pinned the committee checks every task's key against it.
+	require.NotNil(t, firstStats.KeyInfo)
+	var names []string
+	for _, b := range branches {
+		names = append(names, b.Name)
+	}
+	app := func(pin *client.CommitteePin) *client.Session {
+		b := branches[0]
+		s, err := client.NewSession("app-1", schema, b.Train, b.Test, client.SessionOptions{RequireEncryption: true, Committee: pin})
+		require.NoError(t, err)
+		return s
+	}
+	pin := &client.CommitteePin{Members: names, MinThreshold: 2, Verifier: pki.NewVerifier(ca.Certificate())}
+	res, _, err := app(pin).Handle(context.Background(), firstStats)
+	require.NoError(t, err, "the committee's endorsed key")
+	assert.NotEmpty(t, res.Sum.Ciphertext)
+
+	forged := map[string]func(tk *task.Task){
+		"another key under the same endorsements": func(tk *task.Task) {
+			tk.PublicKey = slices.Clone(tk.PublicKey)
+			tk.PublicKey[len(tk.PublicKey)-1] ^= 1
+		},
+		"no endorsements": func(tk *task.Task) { tk.KeyInfo = nil },
+		"a committee with an outsider": func(tk *task.Task) {
+			k := *tk.KeyInfo
+			k.Members = append(slices.Clone(k.Members), "evil")
+			tk.KeyInfo = &k
+		},
+		"a threshold the endorsements do not state": func(tk *task.Task) {
+			k := *tk.KeyInfo
+			k.Threshold = 3
+			tk.KeyInfo = &k
+		},
+		"endorsements by one member only": func(tk *task.Task) {
+			k := *tk.KeyInfo
+			k.Endorsements = []task.Endorsement{k.Endorsements[0], k.Endorsements[0]}
+			tk.KeyInfo = &k
+		},
+	}
+	for name, forge := range forged {
+		t.Run("app client refuses "+name, func(t *testing.T) {
+			tk := firstStats
+			forge(&tk)
+			_, _, err := app(pin).Handle(context.Background(), tk)
+			require.ErrorIs(t, err, client.ErrDeclined)
+			assert.Contains(t, err.Error(), "not endorsed by the pinned committee")
+		})
+	}
+	t.Run("app client refuses a threshold below its own minimum", func(t *testing.T) {
+		_, _, err := app(&client.CommitteePin{Members: names, MinThreshold: 3, Verifier: pin.Verifier}).Handle(context.Background(), firstStats)
+		require.ErrorIs(t, err, client.ErrDeclined)
+		assert.Contains(t, err.Error(), "below this client's minimum 3")
 	})
 	swaps := map[string]func(m *task.CommitteeMember){
 		"the coordinator's own identity key for member 2": func(m *task.CommitteeMember) { m.IdentityKey = evil.PublicKey().Bytes() },

@@ -111,6 +111,9 @@ type SessionOptions struct {
 	// spent nor answers a repeated task with fresh noise. A failed write fails the task.
 	PrivacyState   []byte
 	PersistPrivacy func([]byte) error
+	// Committee, when set, pins the committee this client encrypts for: it declines any task
+	// whose collective key is not endorsed by enough of these members.
+	Committee *CommitteePin
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -141,6 +144,10 @@ type Session struct {
 	ledger   *privacy.Ledger
 	released map[string]*release
 	persist  func([]byte) error
+	// pin is the committee this client trusts; trustedKey the digest of the last key it
+	// verified against it.
+	pin        *CommitteePin
+	trustedKey [sha256.Size]byte
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -179,7 +186,7 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	s := &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
 		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
 		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{},
-		persist: opts.PersistPrivacy}
+		persist: opts.PersistPrivacy, pin: opts.Committee}
 	if len(opts.PrivacyState) > 0 {
 		if err := s.restorePrivacy(opts.PrivacyState); err != nil {
 			return nil, fmt.Errorf("client %s: saved privacy state: %w", id, err)
@@ -222,6 +229,11 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	if t.PublicKey == nil && s.requireEnc {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the %s task carries no collective public key and this client sends only encrypted sums",
 			s.id, t.RunID, t.Round, task.ErrInvalid, t.Kind)
+	}
+	if t.PublicKey != nil && s.pin != nil {
+		if err := s.checkKey(t); err != nil {
+			return task.Result{}, Report{}, s.declined(t, err)
+		}
 	}
 	if (t.Kind == task.KindStats || t.Kind == task.KindEvaluate) && s.floor.Enforced() && t.Noise == nil {
 		return task.Result{}, Report{}, s.declined(t, fmt.Errorf("%w: an un-noised %s release, and this client requires %s-level differential privacy",
@@ -283,6 +295,26 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		Encrypted: vec.Ciphertext != nil, Clipped: clipped, EncryptSeconds: encSeconds,
 		Epsilon: dp.Epsilon, Delta: dp.Delta, UpdateClipped: dp.UpdateClipped}
 	return res, rep, nil
+}
+
+// checkKey verifies a task's collective key against the pinned committee, once per key.
+func (s *Session) checkKey(t task.Task) error {
+	h := sha256.New()
+	h.Write([]byte(t.RunID))
+	h.Write(t.PublicKey)
+	if t.KeyInfo != nil {
+		fmt.Fprintf(h, "%q|%d|%q", t.KeyInfo.SetupID, t.KeyInfo.Threshold, t.KeyInfo.Members)
+	}
+	var digest [sha256.Size]byte
+	h.Sum(digest[:0])
+	if digest == s.trustedKey {
+		return nil
+	}
+	if err := s.pin.check(t.RunID, t.KeyInfo, t.PublicKey); err != nil {
+		return fmt.Errorf("collective key not endorsed by the pinned committee: %w", err)
+	}
+	s.trustedKey = digest
+	return nil
 }
 
 // declined wraps why the client declines t; the agent sends it to the coordinator as a

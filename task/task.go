@@ -66,8 +66,9 @@ type Task struct {
 	HistogramBins int
 
 	// PublicKey is the committee's collective public key: when set, every sum is returned
-	// encrypted under it.
+	// encrypted under it. KeyInfo names the setup that made it, with its endorsements.
 	PublicKey []byte
+	KeyInfo   *CollectiveKey
 	// CohortSize is how many clients were asked in this phase: an encrypted sum adds at most
 	// this many results, so each bounds its values to the ciphertext range divided by it.
 	CohortSize int
@@ -133,7 +134,8 @@ type Result struct {
 	// DecryptionShare answers a decrypt task.
 	DecryptionShare []byte
 	// Endorsement answers keygen step 1 with the member's signature over its identity key and
-	// public-key share (nil where members have no certificates).
+	// public-key share, and step 3 with its signature over the collective key (nil where
+	// members have no certificates).
 	Endorsement *Endorsement
 	// Refusal, when set, says why the client declined the task (its privacy floor, for
 	// example); such a result carries no sum and counts for nothing.
@@ -231,6 +233,20 @@ type KeygenSpec struct {
 	CRSSeed   []byte
 	Members   []CommitteeMember
 	Boxes     []SealedShare
+	// PublicKeyShares are every member's step-1 shares in point order (step 3), from which
+	// members compute the collective key they endorse.
+	PublicKeyShares [][]byte
+}
+
+// CollectiveKey says which committee setup made a task's public key, with the members'
+// endorsements of it: a client that pinned its committee encrypts only under a key that at
+// least Threshold of those members endorsed.
+type CollectiveKey struct {
+	SetupID   string
+	Threshold int
+	// Members are the committee's client ids in point order.
+	Members      []string
+	Endorsements []Endorsement
 }
 
 // DecryptSpec is what a decrypt task asks a committee member to help decrypt. Members check

@@ -21,6 +21,11 @@ type clientSecAggConfig struct {
 	// MinContributors is the fewest results an aggregate must sum before this member helps
 	// decrypt it (at least 2).
 	MinContributors int `yaml:"min_contributors"`
+	// Committee pins the committee this client encrypts for: with it, a task's collective key
+	// must be endorsed by at least its threshold (and MinThreshold) of these members, in a
+	// committee made of them alone. Needs the TLS kit's CA to check the endorsements.
+	Committee    []string `yaml:"committee"`
+	MinThreshold int      `yaml:"min_threshold"`
 	// StateDir keeps the identity key, key material and the client's privacy ledger (mode
 	// 0600) across restarts; every client uses it for its ledger, members also for their keys.
 	// Empty means fedprop-client-state/<id>.
@@ -40,6 +45,12 @@ func (c clientSecAggConfig) validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("secure_aggregation.state_dir: required (the client's privacy ledger, and a member's key material, live there)"))
 	}
+	if len(c.Committee) > 0 && c.MinThreshold < 2 {
+		errs = append(errs, fmt.Errorf("secure_aggregation.min_threshold: must be at least 2 with a pinned committee, got %d", c.MinThreshold))
+	}
+	if c.MinThreshold > len(c.Committee) && len(c.Committee) > 0 {
+		errs = append(errs, fmt.Errorf("secure_aggregation.min_threshold: %d is more than the %d members of secure_aggregation.committee", c.MinThreshold, len(c.Committee)))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 	}
@@ -55,6 +66,18 @@ func (c clientSecAggConfig) sessionOptions(floor privacy.Floor, kit pki.TLSFiles
 		return opts, err
 	}
 	opts.PrivacyState, opts.PersistPrivacy = saved, dir.SavePrivacy
+	switch {
+	case len(c.Committee) > 0 && !kit.Set():
+		return opts, fmt.Errorf("%w: secure_aggregation.committee: checking the committee's endorsements needs the TLS kit's CA (tls.ca); this client dials in plaintext", coordinator.ErrBadConfig)
+	case len(c.Committee) > 0:
+		verifier, err := pki.LoadVerifier(kit.CA)
+		if err != nil {
+			return opts, err
+		}
+		opts.Committee = &client.CommitteePin{Members: c.Committee, MinThreshold: c.MinThreshold, Verifier: verifier}
+	case c.Mode == coordinator.SecAggHE:
+		log.Warn("no pinned committee (secure_aggregation.committee): this client encrypts under whatever collective key the coordinator hands it")
+	}
 	if !c.Member {
 		return opts, nil
 	}

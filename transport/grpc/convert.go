@@ -66,9 +66,15 @@ func taskToProto(t task.Task) *pb.Task {
 		}
 	}
 	out.Dp, out.ReleaseNoise = dpToProto(t.DP), noiseToProto(t.Noise)
+	if k := t.KeyInfo; k != nil {
+		out.CollectiveKey = &pb.CollectiveKey{SetupId: k.SetupID, Threshold: int32(k.Threshold), Members: k.Members}
+		for i := range k.Endorsements {
+			out.CollectiveKey.Endorsements = append(out.CollectiveKey.Endorsements, endorsementToProto(&k.Endorsements[i]))
+		}
+	}
 	if k := t.Keygen; k != nil {
 		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
-			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes)}
+			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes), PublicKeyShares: k.PublicKeyShares}
 		for _, m := range k.Members {
 			out.Keygen.Members = append(out.Keygen.Members, &pb.CommitteeMember{ClientId: m.ClientID, Index: int32(m.Index), IdentityKey: m.IdentityKey,
 				Endorsement: endorsementToProto(m.Endorsement), PublicKeyShareDigest: m.PublicKeyShareDigest})
@@ -124,9 +130,15 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		}
 	}
 	t.DP, t.Noise = dpFromProto(p.GetDp()), noiseFromProto(p.GetReleaseNoise())
+	if k := p.GetCollectiveKey(); k != nil {
+		t.KeyInfo = &task.CollectiveKey{SetupID: k.GetSetupId(), Threshold: int(k.GetThreshold()), Members: k.GetMembers()}
+		for _, e := range k.GetEndorsements() {
+			t.KeyInfo.Endorsements = append(t.KeyInfo.Endorsements, *endorsementFromProto(e))
+		}
+	}
 	if k := p.GetKeygen(); k != nil {
 		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),
-			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes())}
+			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes()), PublicKeyShares: k.GetPublicKeyShares()}
 		for _, m := range k.GetMembers() {
 			t.Keygen.Members = append(t.Keygen.Members, task.CommitteeMember{ClientID: m.GetClientId(), Index: int(m.GetIndex()), IdentityKey: m.GetIdentityKey(),
 				Endorsement: endorsementFromProto(m.GetEndorsement()), PublicKeyShareDigest: m.GetPublicKeyShareDigest()})

@@ -476,7 +476,9 @@ type Task struct {
 	Fairness *FairnessSpec `protobuf:"bytes,18,opt,name=fairness,proto3" json:"fairness,omitempty"`
 	// Stats and evaluate tasks of a differentially private run: the Gaussian noise the release
 	// carries (unset: none).
-	ReleaseNoise  *ReleaseNoise `protobuf:"bytes,19,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
+	ReleaseNoise *ReleaseNoise `protobuf:"bytes,19,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
+	// With public_key: the setup that made it and the members' endorsements of it.
+	CollectiveKey *CollectiveKey `protobuf:"bytes,20,opt,name=collective_key,json=collectiveKey,proto3" json:"collective_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +642,13 @@ func (x *Task) GetFairness() *FairnessSpec {
 func (x *Task) GetReleaseNoise() *ReleaseNoise {
 	if x != nil {
 		return x.ReleaseNoise
+	}
+	return nil
+}
+
+func (x *Task) GetCollectiveKey() *CollectiveKey {
+	if x != nil {
+		return x.CollectiveKey
 	}
 	return nil
 }
@@ -1146,9 +1155,12 @@ type KeygenSpec struct {
 	CrsSeed []byte             `protobuf:"bytes,5,opt,name=crs_seed,json=crsSeed,proto3" json:"crs_seed,omitempty"`
 	Members []*CommitteeMember `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
 	// Step 3: the sealed shares addressed to this member.
-	Boxes         []*SealedShare `protobuf:"bytes,7,rep,name=boxes,proto3" json:"boxes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Boxes []*SealedShare `protobuf:"bytes,7,rep,name=boxes,proto3" json:"boxes,omitempty"`
+	// Step 3: every member's public-key share, in point order, from which members compute and
+	// endorse the collective public key.
+	PublicKeyShares [][]byte `protobuf:"bytes,8,rep,name=public_key_shares,json=publicKeyShares,proto3" json:"public_key_shares,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KeygenSpec) Reset() {
@@ -1230,6 +1242,84 @@ func (x *KeygenSpec) GetBoxes() []*SealedShare {
 	return nil
 }
 
+func (x *KeygenSpec) GetPublicKeyShares() [][]byte {
+	if x != nil {
+		return x.PublicKeyShares
+	}
+	return nil
+}
+
+// CollectiveKey says which committee setup made a task's public key and carries the members'
+// endorsements of it, which clients check against the committee they pinned.
+type CollectiveKey struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SetupId   string                 `protobuf:"bytes,1,opt,name=setup_id,json=setupId,proto3" json:"setup_id,omitempty"`
+	Threshold int32                  `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// The members' client ids, in point order.
+	Members       []string       `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Endorsements  []*Endorsement `protobuf:"bytes,4,rep,name=endorsements,proto3" json:"endorsements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectiveKey) Reset() {
+	*x = CollectiveKey{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectiveKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectiveKey) ProtoMessage() {}
+
+func (x *CollectiveKey) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectiveKey.ProtoReflect.Descriptor instead.
+func (*CollectiveKey) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CollectiveKey) GetSetupId() string {
+	if x != nil {
+		return x.SetupId
+	}
+	return ""
+}
+
+func (x *CollectiveKey) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *CollectiveKey) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *CollectiveKey) GetEndorsements() []*Endorsement {
+	if x != nil {
+		return x.Endorsements
+	}
+	return nil
+}
+
 type DecryptSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// What the aggregate is: stats, train (the update) or evaluate.
@@ -1251,7 +1341,7 @@ type DecryptSpec struct {
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1353,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1366,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -1341,7 +1431,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1443,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1456,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -1403,7 +1493,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1505,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1518,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -1479,7 +1569,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1581,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1594,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -1544,7 +1634,8 @@ type SubmitResultRequest struct {
 	DecryptionShare []byte `protobuf:"bytes,9,opt,name=decryption_share,json=decryptionShare,proto3" json:"decryption_share,omitempty"`
 	// Set when the client refuses the task (its privacy floor, for example): why, and no sum.
 	Refusal string `protobuf:"bytes,10,opt,name=refusal,proto3" json:"refusal,omitempty"`
-	// keygen step 1: the member's endorsement of its identity key and public-key share.
+	// keygen step 1: the member's endorsement of its identity key and public-key share; step 3:
+	// its endorsement of the collective public key.
 	Endorsement   *Endorsement `protobuf:"bytes,11,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1552,7 +1643,7 @@ type SubmitResultRequest struct {
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1655,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1668,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1667,7 +1758,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1770,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1783,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1710,7 +1801,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1813,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1826,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 type ModelSummary struct {
@@ -1754,7 +1845,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1766,7 +1857,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1779,7 +1870,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1847,7 +1938,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +1950,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +1963,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -1894,7 +1985,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1906,7 +1997,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1919,7 +2010,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -1948,7 +2039,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2051,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2064,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -2006,7 +2097,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2109,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2122,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -2052,7 +2143,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2155,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2168,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -2104,7 +2195,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2207,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2220,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -2148,7 +2239,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2251,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2264,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -2193,7 +2284,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2205,7 +2296,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2218,7 +2309,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2246,7 +2337,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2349,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2362,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Run) GetRunId() string {
@@ -2372,7 +2463,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xe4\x05\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa6\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -2396,7 +2487,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vstats_scale\x18\x11 \x01(\x01R\n" +
 	"statsScale\x124\n" +
 	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\x12=\n" +
-	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\"\x84\x01\n" +
+	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12@\n" +
+	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\"\x84\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
@@ -2431,7 +2523,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vSealedShare\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x05R\x02to\x12\x10\n" +
-	"\x03box\x18\x03 \x01(\fR\x03box\"\xf0\x01\n" +
+	"\x03box\x18\x03 \x01(\fR\x03box\"\x9c\x02\n" +
 	"\n" +
 	"KeygenSpec\x12\x19\n" +
 	"\bsetup_id\x18\x01 \x01(\tR\asetupId\x12\x12\n" +
@@ -2440,7 +2532,13 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x12\x19\n" +
 	"\bcrs_seed\x18\x05 \x01(\fR\acrsSeed\x125\n" +
 	"\amembers\x18\x06 \x03(\v2\x1b.fedprop.v1.CommitteeMemberR\amembers\x12-\n" +
-	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\"\xa3\x02\n" +
+	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\x12*\n" +
+	"\x11public_key_shares\x18\b \x03(\fR\x0fpublicKeyShares\"\x9f\x01\n" +
+	"\rCollectiveKey\x12\x19\n" +
+	"\bsetup_id\x18\x01 \x01(\tR\asetupId\x12\x1c\n" +
+	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x18\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\x12;\n" +
+	"\fendorsements\x18\x04 \x03(\v2\x17.fedprop.v1.EndorsementR\fendorsements\"\xa3\x02\n" +
 	"\vDecryptSpec\x12.\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x14.fedprop.v1.TaskKindR\apurpose\x12'\n" +
 	"\x0faggregate_round\x18\x02 \x01(\x05R\x0eaggregateRound\x12\"\n" +
@@ -2563,7 +2661,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
 	(*ReviewRequest)(nil),        // 1: fedprop.v1.ReviewRequest
@@ -2581,71 +2679,74 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*Endorsement)(nil),          // 13: fedprop.v1.Endorsement
 	(*SealedShare)(nil),          // 14: fedprop.v1.SealedShare
 	(*KeygenSpec)(nil),           // 15: fedprop.v1.KeygenSpec
-	(*DecryptSpec)(nil),          // 16: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 17: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 18: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 19: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 20: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 21: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 22: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 23: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 24: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 25: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 26: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 27: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 28: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 29: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 30: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 31: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 32: fedprop.v1.Run
+	(*CollectiveKey)(nil),        // 16: fedprop.v1.CollectiveKey
+	(*DecryptSpec)(nil),          // 17: fedprop.v1.DecryptSpec
+	(*Encoding)(nil),             // 18: fedprop.v1.Encoding
+	(*TrainParams)(nil),          // 19: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),      // 20: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),  // 21: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil), // 22: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),    // 23: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),         // 24: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),   // 25: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),      // 26: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),           // 27: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),  // 28: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),            // 29: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),      // 30: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),     // 31: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),        // 32: fedprop.v1.GetRunRequest
+	(*Run)(nil),                  // 33: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	7,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	17, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	18, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	18, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	19, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
 	15, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	16, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	17, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
 	11, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
 	9,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
 	8,  // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	10, // 9: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
-	13, // 10: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
-	12, // 11: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	14, // 12: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	0,  // 13: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	11, // 14: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
-	8,  // 15: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	0,  // 16: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	19, // 17: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	14, // 18: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	13, // 19: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
-	23, // 20: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	3,  // 21: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	5,  // 22: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	20, // 23: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	22, // 24: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	25, // 25: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	27, // 26: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	1,  // 27: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
-	1,  // 28: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	29, // 29: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	31, // 30: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	4,  // 31: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	6,  // 32: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	21, // 33: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	24, // 34: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	26, // 35: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	28, // 36: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 37: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	2,  // 38: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	30, // 39: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	32, // 40: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 9: fedprop.v1.Task.collective_key:type_name -> fedprop.v1.CollectiveKey
+	10, // 10: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
+	13, // 11: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
+	12, // 12: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	14, // 13: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	13, // 14: fedprop.v1.CollectiveKey.endorsements:type_name -> fedprop.v1.Endorsement
+	0,  // 15: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
+	11, // 16: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
+	8,  // 17: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	0,  // 18: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	20, // 19: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	14, // 20: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	13, // 21: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
+	24, // 22: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	3,  // 23: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	5,  // 24: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	21, // 25: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	23, // 26: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	26, // 27: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	28, // 28: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 29: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	1,  // 30: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	30, // 31: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	32, // 32: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	4,  // 33: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	6,  // 34: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	22, // 35: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	25, // 36: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	27, // 37: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	29, // 38: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 39: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	2,  // 40: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	31, // 41: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	33, // 42: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	33, // [33:43] is the sub-list for method output_type
+	23, // [23:33] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2659,7 +2760,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
