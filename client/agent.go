@@ -74,6 +74,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !registered {
 			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey(),
 				TrainRecords: a.session.TrainRows()})
+			if errors.Is(err, task.ErrTooFewRecords) {
+				// Not a passing fault: the run aggregates in plaintext and this client is too
+				// small for that. Say so plainly and ask again only rarely.
+				a.log.Error("registration refused: this client holds too few records for a run without secure aggregation; ask the operator for secure_aggregation he",
+					"train_rows", a.session.TrainRows(), "err", err)
+				b.cur = b.max
+				b.wait(ctx)
+				continue
+			}
 			if err != nil {
 				a.log.Warn("register failed; retrying", "err", err, "retry_in", b.peek())
 				b.wait(ctx)

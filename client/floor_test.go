@@ -281,3 +281,26 @@ func TestARestartedClientKeepsItsLedgerAndItsReleases(t *testing.T) {
 	eps, _ = failing.Epsilon()
 	assert.Zero(t, eps)
 }
+
+// TestASmallClientDeclinesPlaintextTasks: below its own min_records_plaintext a client answers
+// only encrypted tasks, whatever the coordinator's setting; 0 is its explicit opt-out.
+func TestASmallClientDeclinesPlaintextTasks(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 60)
+	require.Less(t, train.Len(), privacy.DefaultMinRecordsPlaintext)
+	for _, tk := range tasks(t, schema, train) {
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
+		require.NoError(t, err)
+		_, _, err = s.Handle(context.Background(), tk)
+		require.ErrorIs(t, err, client.ErrDeclined, tk.Kind.String())
+		assert.Contains(t, err.Error(), "below its min_records_plaintext 100")
+
+		optedOut, err := client.NewSession("b", schema, train, eval, client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}})
+		require.NoError(t, err)
+		_, _, err = optedOut.Handle(context.Background(), tk)
+		require.NoError(t, err, "opted out: %s", tk.Kind)
+	}
+	negative := -1
+	_, err := client.NewSession("b", schema, train, eval, client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: &negative}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "privacy.min_records_plaintext")
+}

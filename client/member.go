@@ -534,7 +534,6 @@ func (m *Member) checkNoise(spec *task.DecryptSpec) error {
 type encryptor struct {
 	params secagg.Params
 	random io.Reader // nil: crypto/rand
-	key    string
 	enc    *secagg.Encryptor
 }
 
@@ -550,12 +549,12 @@ func newEncryptor(random io.Reader) (*encryptor, error) {
 // number of results the sum can add up), so that no sum can wrap around the modulus silently,
 // and encrypts the vector under the collective key. It returns how many values it clipped.
 func (e *encryptor) encrypt(publicKey []byte, values []float64, contributors int) (task.Vector, int, error) {
-	if e.enc == nil || e.key != string(publicKey) {
+	if e.enc == nil || !e.enc.EncryptsUnder(publicKey) {
 		enc, err := secagg.NewEncryptor(e.params, publicKey, e.random)
 		if err != nil {
 			return task.Vector{}, 0, fmt.Errorf("collective public key: %w", err)
 		}
-		e.enc, e.key = enc, strings.Clone(string(publicKey))
+		e.enc = enc
 	}
 	bound := e.params.MaxAbsPerContribution(contributors)
 	clipped := 0

@@ -230,6 +230,10 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the %s task carries no collective public key and this client sends only encrypted sums",
 			s.id, t.RunID, t.Round, task.ErrInvalid, t.Kind)
 	}
+	if t.PublicKey == nil && s.train.Len() < s.floor.MinRecords() {
+		return task.Result{}, Report{}, s.declined(t, fmt.Errorf("a plaintext %s task, and this client holds %d consenting training records, below its min_records_plaintext %d: its sums would be close to its customers' own records; it takes part only under secure aggregation",
+			t.Kind, s.train.Len(), s.floor.MinRecords()))
+	}
 	if t.PublicKey != nil && s.pin != nil {
 		if err := s.checkKey(t); err != nil {
 			return task.Result{}, Report{}, s.declined(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
 )
@@ -87,7 +88,7 @@ func TestWhatAClientSendsIsSizedByTheModelNotItsRecords(t *testing.T) {
 	sizes := map[task.Kind][]int{}
 	for _, customers := range []int{100, 1500} {
 		schema, train, eval := branchFile(t, true, customers)
-		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}})
 		require.NoError(t, err)
 		for _, tk := range tasks(t, schema, train) {
 			r, rep, err := s.Handle(context.Background(), tk)

@@ -104,7 +104,7 @@ func evalVec(bins int) []float64 {
 
 func registerAll(h *harness, ids ...string) {
 	for _, id := range ids {
-		require.NoError(h.t, h.core.Register(task.Registration{ClientID: id}))
+		require.NoError(h.t, h.core.Register(task.Registration{ClientID: id, TrainRecords: coordinator.DefaultMinRecordsPlaintext}))
 		h.flush()
 	}
 }

@@ -154,8 +154,11 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 		}
 	}
 	s.core = core
-	for _, reg := range s.clients {
-		if err := core.Register(reg); err != nil {
+	for id, reg := range s.clients {
+		if err := core.Register(reg); errors.Is(err, ErrTooFewRecords) {
+			// Accepted by an earlier run with secure aggregation, too small for this one.
+			delete(s.clients, id)
+		} else if err != nil {
 			return err
 		}
 	}
@@ -276,9 +279,14 @@ func (s *Server) Register(ctx context.Context, r task.Registration) error {
 	}
 	var err error
 	if derr := s.do(ctx, func() {
-		s.clients[r.ClientID] = r
 		if s.core != nil {
 			err = s.core.Register(r)
+		}
+		// Only accepted registrations are remembered for the runs that follow.
+		if err == nil {
+			s.clients[r.ClientID] = r
+		} else {
+			delete(s.clients, r.ClientID)
 		}
 	}); derr != nil {
 		return derr

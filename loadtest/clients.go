@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
@@ -74,7 +75,7 @@ func RunClients(ctx context.Context, cfg Config, addr string) (*ClientStats, err
 		}
 	}()
 	for _, b := range branches {
-		session, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{})
+		session, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}})
 		if err != nil {
 			return nil, fmt.Errorf("load test client %s: %w", b.Name, err)
 		}

@@ -43,6 +43,21 @@ type Floor struct {
 	// MaxExpectedContributors caps the m a client divides its noise share by
 	// (default DefaultMaxExpectedContributors).
 	MaxExpectedContributors int `yaml:"max_expected_contributors" json:"max_expected_contributors,omitempty"`
+	// MinRecordsPlaintext is the fewest records a client must hold to answer a task without
+	// secure aggregation: a small client's plaintext sums are close to its customers' records.
+	// Unset means DefaultMinRecordsPlaintext; 0 is the research opt-out.
+	MinRecordsPlaintext *int `yaml:"min_records_plaintext" json:"min_records_plaintext,omitempty"`
+}
+
+// DefaultMinRecordsPlaintext is Floor.MinRecordsPlaintext when unset.
+const DefaultMinRecordsPlaintext = 100
+
+// MinRecords is the effective MinRecordsPlaintext.
+func (f Floor) MinRecords() int {
+	if f.MinRecordsPlaintext == nil {
+		return DefaultMinRecordsPlaintext
+	}
+	return *f.MinRecordsPlaintext
 }
 
 // WithDefaults returns f with its unset defaults filled.
@@ -78,6 +93,9 @@ func (f Floor) Validate(prefix string) error {
 	finiteNonNeg("max_epsilon", f.MaxEpsilon)
 	if math.IsNaN(f.Delta) || f.Delta < 0 || f.Delta >= 1 {
 		bad("delta", "must be in (0, 1), got %v", f.Delta)
+	}
+	if f.MinRecordsPlaintext != nil && *f.MinRecordsPlaintext < 0 {
+		bad("min_records_plaintext", "must be at least 0 (0 opts out), got %d", *f.MinRecordsPlaintext)
 	}
 	if f.MaxExpectedContributors < 0 {
 		bad("max_expected_contributors", "must be at least 1, got %d", f.MaxExpectedContributors)

@@ -1,11 +1,14 @@
 package secagg
 
 import (
+	"bytes"
 	cryptorand "crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
@@ -63,15 +66,15 @@ func parseCiphertextSet(p Params, b []byte) (ciphertextHeader, []byte, error) {
 // Encryptor encrypts real vectors under the committee's collective public key. Any client,
 // committee member or not, uses one. It is not safe for concurrent use; make one per
 // goroutine.
+//
+// An idle Encryptor holds only its randomness stream and a reference to the decoded key, which
+// the Encryptors of one key share: the encoder, the samplers and the polynomial buffers (about
+// 0.8 MB) are taken for each Encrypt call and given back, so that a simulator's 100,000 app
+// clients cost no more memory than the few that encrypt at once.
 type Encryptor struct {
-	params  Params
-	keyID   [8]byte
-	pk      *rlwe.PublicKey
-	ecd     *encoder
-	ternary ring.Sampler
-	gauss   ring.Sampler
-	ct      *rlwe.Ciphertext
-	m, u, e ring.Poly
+	params Params
+	key    *decodedKey // shared with other Encryptors of the same key: read only
+	prng   *streamPRNG
 }
 
 // NewEncryptor decodes the collective public key (the bytes PublicKeyAggregator.PublicKey
@@ -80,7 +83,7 @@ type Encryptor struct {
 // ChaCha8, say) makes a simulation's ciphertexts reproducible. Never use a predictable source
 // in production.
 func NewEncryptor(p Params, publicKey []byte, random io.Reader) (*Encryptor, error) {
-	pk, keyID, err := decodePublicKey(p, publicKey)
+	key, err := p.shared.publicKey(p, publicKey)
 	if err != nil {
 		return nil, err
 	}
@@ -95,28 +98,75 @@ func NewEncryptor(p Params, publicKey []byte, random io.Reader) (*Encryptor, err
 	if err != nil {
 		return nil, err
 	}
+	return &Encryptor{params: p, key: key, prng: prng}, nil
+}
+
+// encryptScratch is what one Encrypt call works in. The polynomials hold the plaintext and the
+// encryption's secret randomness while it runs, and are cleared before they are given back.
+type encryptScratch struct {
+	ecd     *encoder
+	ct      *rlwe.Ciphertext
+	m, u, e ring.Poly
+}
+
+// sharedState is what the objects built from one Params share.
+type sharedState struct {
+	scratch sync.Pool // *encryptScratch
+	mu      sync.Mutex
+	keys    []*decodedKey // the latest decoded public keys, newest last
+}
+
+// decodedKey is a public key as received and as decoded.
+type decodedKey struct {
+	raw []byte
+	id  [8]byte
+	pk  *rlwe.PublicKey
+}
+
+// maxSharedKeys bounds the decoded keys kept: a client sees one collective key per run.
+const maxSharedKeys = 4
+
+// publicKey decodes publicKey, or returns the decoding of the identical bytes made before.
+func (s *sharedState) publicKey(p Params, publicKey []byte) (*decodedKey, error) {
+	s.mu.Lock()
+	for _, k := range s.keys {
+		if bytes.Equal(k.raw, publicKey) {
+			s.mu.Unlock()
+			return k, nil
+		}
+	}
+	s.mu.Unlock()
+	pk, id, err := decodePublicKey(p, publicKey)
+	if err != nil {
+		return nil, err
+	}
+	k := &decodedKey{raw: bytes.Clone(publicKey), id: id, pk: pk}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.keys) == maxSharedKeys {
+		s.keys = slices.Delete(s.keys, 0, 1)
+	}
+	s.keys = append(s.keys, k)
+	return k, nil
+}
+
+func (p Params) getScratch() *encryptScratch {
+	if s, ok := p.shared.scratch.Get().(*encryptScratch); ok {
+		return s
+	}
 	ringQ := p.he.RingQ()
-	ternary, err := ring.NewSampler(prng, ringQ, p.he.Xs(), false)
-	if err != nil {
-		return nil, fmt.Errorf("new encryptor: %w", err)
+	return &encryptScratch{ecd: newEncoder(p), ct: hefloat.NewCiphertext(p.he, 1, p.he.MaxLevel()),
+		m: ringQ.NewPoly(), u: ringQ.NewPoly(), e: ringQ.NewPoly()}
+}
+
+func (p Params) putScratch(s *encryptScratch) {
+	for _, poly := range []ring.Poly{s.m, s.u, s.e} {
+		for _, row := range poly.Coeffs {
+			clear(row)
+		}
 	}
-	gauss, err := ring.NewSampler(prng, ringQ, p.he.Xe(), false)
-	if err != nil {
-		return nil, fmt.Errorf("new encryptor: %w", err)
-	}
-	level := p.he.MaxLevel()
-	return &Encryptor{
-		params:  p,
-		keyID:   keyID,
-		pk:      pk,
-		ecd:     newEncoder(p),
-		ternary: ternary,
-		gauss:   gauss,
-		ct:      hefloat.NewCiphertext(p.he, 1, level),
-		m:       ringQ.NewPoly(),
-		u:       ringQ.NewPoly(),
-		e:       ringQ.NewPoly(),
-	}, nil
+	clear(s.ecd.buf)
+	p.shared.scratch.Put(s)
 }
 
 // encrypt sets ct (NTT domain) to a public-key encryption of the plaintext polynomial m, given
@@ -129,19 +179,21 @@ func NewEncryptor(p Params, publicKey []byte, random io.Reader) (*Encryptor, err
 // randomness from its own crypto/rand-keyed blake2b PRNG, which can be neither injected nor
 // made fast, and was most of the encryption time), and e0 joins the plaintext before its NTT,
 // which saves one of four NTTs. m is overwritten.
-func (e *Encryptor) encrypt(m ring.Poly, ct *rlwe.Ciphertext) {
+func (e *Encryptor) encrypt(s *encryptScratch, ternary, gauss ring.Sampler) {
 	ringQ := e.params.he.RingQ()
-	e.ternary.Read(e.u)
-	ringQ.NTT(e.u, e.u)
+	m, ct := s.m, s.ct
+	ternary.Read(s.u)
+	ringQ.NTT(s.u, s.u)
 	// The key is in the Montgomery domain, so these products come out in the standard one.
-	ringQ.MulCoeffsMontgomery(e.u, e.pk.Value[0].Q, ct.Value[0])
-	ringQ.MulCoeffsMontgomery(e.u, e.pk.Value[1].Q, ct.Value[1])
-	e.gauss.ReadAndAdd(m)
+	pk := e.key.pk
+	ringQ.MulCoeffsMontgomery(s.u, pk.Value[0].Q, ct.Value[0])
+	ringQ.MulCoeffsMontgomery(s.u, pk.Value[1].Q, ct.Value[1])
+	gauss.ReadAndAdd(m)
 	ringQ.NTT(m, m)
 	ringQ.Add(ct.Value[0], m, ct.Value[0])
-	e.gauss.Read(e.e)
-	ringQ.NTT(e.e, e.e)
-	ringQ.Add(ct.Value[1], e.e, ct.Value[1])
+	gauss.Read(s.e)
+	ringQ.NTT(s.e, s.e)
+	ringQ.Add(ct.Value[1], s.e, ct.Value[1])
 }
 
 // Encrypt encrypts values (at least one) and returns the wire form of the update: a
@@ -158,20 +210,38 @@ func (e *Encryptor) Encrypt(values []float64) ([]byte, error) {
 			return nil, fmt.Errorf("%w: value %d is %g, the bound is ±%g", ErrValueOutOfRange, i, v, limit)
 		}
 	}
+	// The samplers read this Encryptor's own stream; they are cheap to make, and not keeping
+	// them keeps an idle Encryptor small.
+	ringQ := e.params.he.RingQ()
+	ternary, err := ring.NewSampler(e.prng, ringQ, e.params.he.Xs(), false)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	gauss, err := ring.NewSampler(e.prng, ringQ, e.params.he.Xe(), false)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	s := e.params.getScratch()
+	defer e.params.putScratch(s)
 	out := make([]byte, e.params.ciphertextSetSize(len(values)))
-	body := putCiphertextHeader(out, e.params, ciphertextHeader{keyID: e.keyID, length: len(values), count: 1})
+	body := putCiphertextHeader(out, e.params, ciphertextHeader{keyID: e.key.id, length: len(values), count: 1})
 	slots := e.params.Slots()
 	for start := 0; start < len(values); start += slots {
 		chunk := values[start:min(start+slots, len(values))]
-		if err := e.ecd.coefficients(chunk, e.m); err != nil {
+		if err := s.ecd.coefficients(chunk, s.m); err != nil {
 			return nil, err
 		}
-		e.encrypt(e.m, e.ct)
-		body = putRows(body, e.ct.Value[0].Coeffs)
-		body = putRows(body, e.ct.Value[1].Coeffs)
+		e.encrypt(s, ternary, gauss)
+		body = putRows(body, s.ct.Value[0].Coeffs)
+		body = putRows(body, s.ct.Value[1].Coeffs)
 	}
 	return out, nil
 }
 
 // KeyID returns the fingerprint of the public key the Encryptor encrypts under, in hex.
-func (e *Encryptor) KeyID() string { return fmt.Sprintf("%x", e.keyID) }
+func (e *Encryptor) KeyID() string { return fmt.Sprintf("%x", e.key.id) }
+
+// EncryptsUnder reports whether publicKey is, byte for byte, the key the Encryptor encrypts
+// under: a client that keeps its Encryptor between tasks need not keep its own copy of the key
+// to notice a new one.
+func (e *Encryptor) EncryptsUnder(publicKey []byte) bool { return bytes.Equal(e.key.raw, publicKey) }

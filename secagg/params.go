@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -77,9 +78,23 @@ type Params struct {
 	id     [8]byte
 	qBits  []uint  // bit length of each Q modulus
 	maxAbs float64 // largest |sum| that decodes correctly
+	// shared holds what every Encryptor of these parameters can share: scratch buffers and
+	// decoded public keys.
+	shared *sharedState
 }
 
-// NewParams validates lit, fills defaults, and builds the parameters.
+// paramsCache remembers built parameters by literal: building them (NTT tables for every
+// modulus) takes about 1.5 ms, and a simulator's 100,000 clients would each pay it on their
+// first encryption. It holds at most maxCachedParams literals.
+var paramsCache struct {
+	sync.Mutex
+	byLiteral map[string]Params
+}
+
+const maxCachedParams = 8
+
+// NewParams validates lit, fills defaults, and builds the parameters. The same literal gives
+// the same (immutable) Params, built once per process.
 func NewParams(lit ParamsLiteral) (Params, error) {
 	def := DefaultParamsLiteral()
 	if lit.EncoderPrecision == 0 {
@@ -95,6 +110,28 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 	if err := lit.validate(); err != nil {
 		return Params{}, err
 	}
+	key := fmt.Sprintf("%+v", lit)
+	paramsCache.Lock()
+	defer paramsCache.Unlock()
+	if p, ok := paramsCache.byLiteral[key]; ok {
+		return p, nil
+	}
+	p, err := buildParams(lit)
+	if err != nil {
+		return Params{}, err
+	}
+	if len(paramsCache.byLiteral) >= maxCachedParams {
+		paramsCache.byLiteral = nil // a process uses one or two literals; fuzzing uses many
+	}
+	if paramsCache.byLiteral == nil {
+		paramsCache.byLiteral = map[string]Params{}
+	}
+	paramsCache.byLiteral[key] = p
+	return p, nil
+}
+
+// buildParams builds validated, defaulted parameters.
+func buildParams(lit ParamsLiteral) (Params, error) {
 	he, err := hefloat.NewParametersFromLiteral(hefloat.ParametersLiteral{
 		LogN:            lit.LogN,
 		LogQ:            lit.LogQ,
@@ -124,6 +161,7 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 		p.qBits = append(p.qBits, uint(bits.Len64(s.Modulus)))
 	}
 	p.id = paramsID(he)
+	p.shared = &sharedState{}
 	return p, nil
 }
 

@@ -45,7 +45,36 @@ type DataConfig struct {
 	Synthetic synth.Config    `yaml:"synthetic" json:"synthetic"`
 	CSV       CSVConfig       `yaml:"csv" json:"csv"`
 	Partition PartitionConfig `yaml:"partition" json:"partition"`
+	// BranchClients adds bank branches to a synthetic population, which then stands for
+	// mobile-app clients: a cross-device federation whose committee comes from the branches.
+	BranchClients BranchClientsConfig `yaml:"branch_clients" json:"branch_clients,omitzero"`
 }
+
+// BranchClientsConfig is the branch side of a cross-device federation: a few reliable clients
+// with many records each. With Count > 0 the synthetic population's clients are app clients
+// (named app-000000, ...) and the branches are branch-000, ...; committee_size draws the
+// committee from the branches, and the failure model (dropouts, stragglers, late joiners,
+// leavers) applies to the app clients only.
+type BranchClientsConfig struct {
+	Count int `yaml:"count" json:"count,omitempty"`
+	// CustomersPerBranch is the mean number of customers of a branch (default 2000); the
+	// synthetic generator draws them, with the same features, consent opt-out and test
+	// fraction as the app clients, from its own seed stream.
+	CustomersPerBranch int `yaml:"customers_per_branch" json:"customers_per_branch,omitempty"`
+}
+
+// branchSynth is the generator configuration of the branch clients.
+func (c DataConfig) branchSynth() synth.Config {
+	sc := c.Synthetic
+	sc.Branches = c.BranchClients.Count
+	sc.CustomersPerBranch = c.BranchClients.CustomersPerBranch
+	// Their own stream: the same seed would give branch b the customers of app client b.
+	sc.Seed ^= 0xb4a2c4
+	return sc.WithDefaults()
+}
+
+// appClientName names the i-th (0-based) app client of a cross-device population.
+func appClientName(i int) string { return fmt.Sprintf("app-%06d", i) }
 
 // CSVConfig names a CSV, its schema and its held-out rows. Paths are relative to the working
 // directory.
@@ -170,10 +199,18 @@ func (c Config) WithDefaults() Config {
 	if c.Failures.DeadlineTicks == 0 {
 		c.Failures.DeadlineTicks = 2
 	}
+	if c.Data.BranchClients.Count > 0 && c.Data.BranchClients.CustomersPerBranch == 0 {
+		c.Data.BranchClients.CustomersPerBranch = synth.DefaultCustomersPerBranch
+	}
 	sa := &c.Run.SecureAggregation
 	if sa.Mode == coordinator.SecAggHE && len(sa.Committee) == 0 && c.CommitteeSize > 0 {
 		for i := range c.CommitteeSize {
 			switch {
+			case c.Data.BranchClients.Count > 0:
+				// The committee holds key shares and must answer: it comes from the branches.
+				if i < c.Data.BranchClients.Count {
+					sa.Committee = append(sa.Committee, synth.BranchName(c.Data.branchSynth(), i))
+				}
 			case c.Data.Source == "synthetic":
 				sa.Committee = append(sa.Committee, synth.BranchName(c.Data.Synthetic, i))
 			case c.Data.Partition.Method != "natural":
@@ -223,6 +260,21 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("data.source: %q is not synthetic or csv", c.Data.Source))
+	}
+	if b := c.Data.BranchClients; b.Count != 0 || b.CustomersPerBranch != 0 {
+		switch {
+		case c.Data.Source != "synthetic":
+			errs = append(errs, errors.New("data.branch_clients: only with data.source synthetic"))
+		case b.Count < 0 || b.CustomersPerBranch < 0:
+			errs = append(errs, fmt.Errorf("data.branch_clients: count and customers_per_branch must not be negative, got %d and %d", b.Count, b.CustomersPerBranch))
+		case b.Count > 0:
+			if err := c.Data.branchSynth().Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("data.branch_clients: %w", err))
+			}
+		}
+		if c.CommitteeSize > b.Count && b.Count > 0 {
+			errs = append(errs, fmt.Errorf("committee_size: %d, but the committee comes from the %d data.branch_clients", c.CommitteeSize, b.Count))
+		}
 	}
 	if c.Attack.Enabled() {
 		if err := c.Attack.Validate(); err != nil {

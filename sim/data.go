@@ -20,6 +20,9 @@ import (
 type ClientData struct {
 	Name        string
 	Train, Test *dataset.Dataset
+	// Branch marks a branch client of data.branch_clients: reliable (the failure model
+	// leaves it alone) and eligible for the committee.
+	Branch bool
 }
 
 // World is the simulated federation's data.
@@ -55,17 +58,29 @@ func (w *World) PooledTrain() *dataset.Dataset {
 func Load(ctx context.Context, cfg Config) (*World, error) {
 	switch cfg.Data.Source {
 	case "synthetic":
-		return loadSynthetic(cfg.Data.Synthetic)
+		return loadSynthetic(cfg.Data)
 	case "csv":
 		return loadCSV(ctx, cfg)
 	}
 	return nil, fmt.Errorf("data.source: %q is not synthetic or csv", cfg.Data.Source)
 }
 
-func loadSynthetic(sc synth.Config) (*World, error) {
-	branches, err := synth.Generate(sc)
+// loadSynthetic draws the synthetic population and, in a cross-device federation, the branch
+// clients, which come first.
+func loadSynthetic(dc DataConfig) (*World, error) {
+	sc := dc.Synthetic
+	population, err := synth.Generate(sc)
 	if err != nil {
 		return nil, fmt.Errorf("synthetic data: %w", err)
+	}
+	var branches []synth.Branch
+	if dc.BranchClients.Count > 0 {
+		if branches, err = synth.Generate(dc.branchSynth()); err != nil {
+			return nil, fmt.Errorf("data.branch_clients: %w", err)
+		}
+		for i := range population {
+			population[i].Name = appClientName(i)
+		}
 	}
 	schema := synth.Schema(sc)
 	doc, err := yaml.Marshal(schema)
@@ -73,16 +88,22 @@ func loadSynthetic(sc synth.Config) (*World, error) {
 		return nil, fmt.Errorf("synthetic schema: %w", err)
 	}
 	w := &World{Schema: schema, SchemaYAML: doc}
-	tests := make([]*dataset.Dataset, 0, len(branches))
-	for _, b := range branches {
+	tests := make([]*dataset.Dataset, 0, len(branches)+len(population))
+	add := func(b synth.Branch, branch bool) {
 		tests = append(tests, b.Test)
 		if b.Train.Len() == 0 {
 			// A tiny app client whose customers all opted out (or were held out) has nothing
 			// to train on: it takes no part, but its held-out rows still count in the test set.
 			w.Idle++
-			continue
+			return
 		}
-		w.Clients = append(w.Clients, ClientData{Name: b.Name, Train: b.Train, Test: b.Test})
+		w.Clients = append(w.Clients, ClientData{Name: b.Name, Train: b.Train, Test: b.Test, Branch: branch})
+	}
+	for _, b := range branches {
+		add(b, true)
+	}
+	for _, b := range population {
+		add(b, false)
 	}
 	w.Test = dataset.Concat(tests...)
 	return w, nil

@@ -62,16 +62,20 @@ type failureModel struct {
 	seed      uint64
 	lateJoin  []bool
 	leaves    []bool
+	reliable  []bool // branch clients of a cross-device federation: they never fail
 	straggler bool
 }
 
-func newFailureModel(cfg Config, ids []string) *failureModel {
-	f := &failureModel{cfg: cfg.Failures, seed: cfg.Seed, lateJoin: make([]bool, len(ids)), leaves: make([]bool, len(ids)),
+// newFailureModel draws who joins late and who leaves; reliable[i] exempts client i from
+// every failure.
+func newFailureModel(cfg Config, reliable []bool) *failureModel {
+	n := len(reliable)
+	f := &failureModel{cfg: cfg.Failures, seed: cfg.Seed, lateJoin: make([]bool, n), leaves: make([]bool, n), reliable: reliable,
 		straggler: cfg.Failures.Straggler.MedianTicks > 0}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xfa11))
-	for i := range ids {
-		f.lateJoin[i] = rng.Float64() < cfg.Failures.JoinLate.Fraction
-		f.leaves[i] = rng.Float64() < cfg.Failures.Leave.Fraction
+	for i := range n {
+		late, leaves := rng.Float64() < cfg.Failures.JoinLate.Fraction, rng.Float64() < cfg.Failures.Leave.Fraction
+		f.lateJoin[i], f.leaves[i] = late && !reliable[i], leaves && !reliable[i]
 	}
 	return f
 }
@@ -91,7 +95,7 @@ type fate struct {
 
 // fate decides what happens to client i's answer to t.
 func (f *failureModel) fate(i int, t task.Task) fate {
-	if f.cfg.Dropout == 0 && !f.straggler {
+	if f.cfg.Dropout == 0 && !f.straggler || f.reliable[i] {
 		return fate{}
 	}
 	rng := rand.New(rand.NewPCG(f.seed^t.Seed, uint64(i)))

@@ -34,7 +34,11 @@ func (d *driver) loop(ctx context.Context) error {
 	for i, s := range d.sessions {
 		ids[i] = s.ID()
 	}
-	fm := newFailureModel(d.cfg, ids)
+	reliable := make([]bool, len(ids))
+	for i, c := range d.world.Clients {
+		reliable[i] = c.Branch
+	}
+	fm := newFailureModel(d.cfg, reliable)
 	registered := make([]bool, len(ids))
 	workers := d.cfg.Workers
 	if workers == 0 {
@@ -51,7 +55,9 @@ func (d *driver) loop(ctx context.Context) error {
 		for i, id := range ids {
 			if !registered[i] && fm.joins(i, round) {
 				if err := d.core.Register(task.Registration{ClientID: id, IdentityKey: d.sessions[i].IdentityKey(), TrainRecords: d.sessions[i].TrainRows()}); err != nil {
-					return err
+					// A plaintext run refuses small clients (run.min_records_plaintext): the
+					// simulation stops with the coordinator's reason rather than run without them.
+					return fmt.Errorf("simulate: register %s: %w", id, err)
 				}
 				registered[i] = true
 			}
@@ -101,10 +107,12 @@ func (d *driver) loop(ctx context.Context) error {
 				if j.err != nil {
 					return fmt.Errorf("simulate: %w", j.err)
 				}
+				d.count(j.i, j.t, j.result)
 				fate := fm.fate(j.i, j.t)
 				switch {
 				case fate.drop:
 					d.dropped++
+					*j = job{} // its ciphertext is never sent: do not hold it to the end of the tick
 					continue
 				case fate.delay > 0:
 					pending = append(pending, delayed{due: tick + fate.delay, order: j.i, kind: j.t.Kind, result: j.result})

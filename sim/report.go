@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/fedprop/fedprop/coordinator"
 )
 
 // Table is an Observer that prints one fixed-width line per committed round as it happens.
@@ -40,6 +42,13 @@ func PrintSummary(w io.Writer, s Summary, outDir string) {
 	}
 	fmt.Fprintf(w, "%d clients, %d training rows, %d test rows, %d excluded for lack of consent (consent tracked: %v); %.1fs\n",
 		s.Clients, s.TrainRows, s.TestRows, s.ExcludedNoConsent, s.ConsentTracked, s.WallSeconds)
+	if s.SmallClientsInPlaintext {
+		fmt.Fprintf(w, "research opt-out: plaintext aggregation with run.min_records_plaintext 0; the coordinator read the own sums of %d clients below %d records (a coordinator at its default refuses them: use secure_aggregation.mode he)\n",
+			s.ClientsBelowMinRecords, coordinator.DefaultMinRecordsPlaintext)
+	}
+	if s.ClientRandomness.SeededBySimulator {
+		fmt.Fprintf(w, "clients' private randomness (DP noise, sampling, encryption) seeded from seed %d by the simulator, for reproducibility: simulation only\n", s.ClientRandomness.Seed)
+	}
 	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
 }
 

@@ -12,11 +12,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/internal/sharedtest"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/sim"
 	"github.com/fedprop/fedprop/strategy"
@@ -174,8 +176,11 @@ func TestBankHEMatchesPlaintext(t *testing.T) {
 	assert.Equal(t, 6, he.Threshold)
 }
 
-// TestBankDPSGDAtEpsilonOne is issue 4's utility check: record-level DP-SGD at epsilon 1,
-// delta 1e-5 (configs/sim-bank-dp.yaml) keeps test AUC at 0.74 or more.
+// TestBankDPSGDAtEpsilonOne is issue 4's utility check, with issue 10's accounting: record-level
+// DP-SGD at epsilon 1, delta 1e-5 (configs/sim-bank-dp.yaml) keeps test AUC at 0.74 or more with
+// every release inside the same budget: the standardisation from the schema's public bounds
+// (no data read, epsilon 0), ten training rounds and ten noised evaluations, composed in one
+// accountant, the evaluations' share reserved before the training's noise is derived.
 func TestBankDPSGDAtEpsilonOne(t *testing.T) {
 	cfg := bankConfig(t, "configs/sim-bank-dp.yaml")
 	f := false
@@ -184,11 +189,41 @@ func TestBankDPSGDAtEpsilonOne(t *testing.T) {
 	require.NoError(t, err)
 	s := res.Summary
 	require.NotNil(t, s.Privacy)
-	t.Logf("DP-SGD: AUC %.4f, epsilon %.4f at delta %g, z %.4f, %d steps", s.Final.AUC, s.Privacy.Epsilon, s.Privacy.Delta, s.Privacy.NoiseMultiplier, s.Privacy.Steps)
-	assert.Equal(t, "record", s.Privacy.Mechanism)
-	assert.LessOrEqual(t, s.Privacy.Epsilon, 1.0)
-	assert.Greater(t, s.Privacy.Epsilon, 0.9, "the derived noise spends the budget, not far less")
+	p := s.Privacy
+	t.Logf("DP-SGD: AUC %.4f, epsilon %.4f at delta %g, z %.4f, %d steps, evaluations at z %.4f (noise %.1f per count)",
+		s.Final.AUC, p.Epsilon, p.Delta, p.NoiseMultiplier, p.Steps, p.EvaluationNoiseMultiplier, p.EvaluationNoiseStd)
+	assert.Equal(t, "record", p.Mechanism)
+	assert.LessOrEqual(t, p.Epsilon, 1.0)
+	assert.Greater(t, p.Epsilon, 0.99, "the derived noise spends the budget, not far less")
 	assert.GreaterOrEqual(t, s.Final.AUC, 0.74)
+
+	require.Len(t, p.Releases, 21, "statistics, then a train and an evaluate release in each of 10 rounds")
+	assert.Equal(t, modelfile.Release{Kind: modelfile.ReleaseStatistics, Mechanism: modelfile.MechanismPublicBounds}, p.Releases[0],
+		"the standardisation comes from public bounds and costs nothing")
+	var sum, evals float64
+	acc := privacy.NewAccountant(nil)
+	for i, r := range p.Releases[1:] {
+		sum += r.Epsilon
+		want := modelfile.ReleaseTrain
+		if i%2 == 1 {
+			want = modelfile.ReleaseEvaluate
+			evals += r.Epsilon
+			assert.Equal(t, p.EvaluationNoiseMultiplier, r.NoiseMultiplier)
+			require.NoError(t, acc.Compose(1, r.NoiseMultiplier, 1))
+		}
+		assert.Equal(t, want, r.Kind, "release %d", i+1)
+		assert.Equal(t, i/2+1, r.Round)
+		assert.Positive(t, r.Epsilon)
+	}
+	assert.InDelta(t, p.Epsilon, sum, 1e-9, "the releases' epsilons add up to the composed total")
+	require.NoError(t, acc.Compose(p.SamplingRate, p.NoiseMultiplier, p.Steps))
+	total, _, err := acc.Epsilon(p.Delta, privacy.Tight)
+	require.NoError(t, err)
+	assert.InDelta(t, total, p.Epsilon, 1e-9, "one accountant over DP-SGD's steps and the evaluations")
+	alone, _, err := privacy.Epsilon(1, p.EvaluationNoiseMultiplier, 10, p.Delta, nil, privacy.Tight)
+	require.NoError(t, err)
+	assert.InDelta(t, coordinator.DefaultEvaluationShare, alone, 1e-6, "the evaluations alone would spend their reserved share")
+	require.NotNil(t, s.FederatedEvaluation, "the federated evaluation is released, noised")
 }
 
 // TestPrivacyBudgetStopsTheRun: a run whose budget allows exactly 7 rounds commits 7 versions
@@ -232,6 +267,7 @@ data:
 run:
   rounds: 6
   min_clients: 8
+  min_records_plaintext: 0 # research: branches of about 110 training records, some below 100
   min_cohort: 4
   quorum: 4
   max_attempts: 10

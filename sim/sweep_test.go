@@ -243,7 +243,7 @@ func writeCSVFixture(t *testing.T, customers int) (csvPath, schemaPath string) {
 func TestSweepOverDirichletAlpha(t *testing.T) {
 	csvPath, schemaPath := writeCSVFixture(t, 1500)
 	base := "seed: 4\ndata:\n  source: csv\n  csv: {path: " + csvPath + ", schema: " + schemaPath + "}\n" +
-		"  partition: {method: dirichlet, clients: 4}\nrun: {rounds: 2, min_clients: 4}\ncentralized: false\n"
+		"  partition: {method: dirichlet, clients: 4}\nrun: {rounds: 2, min_clients: 4, min_records_plaintext: 0}\ncentralized: false\n"
 	g, err := sim.ParseGrid("data.partition.alpha=0.1,10")
 	require.NoError(t, err)
 	rows, err := sim.Sweep(context.Background(), []byte(base), "alpha.yaml", g, sim.SweepOptions{})
@@ -262,7 +262,7 @@ func TestSweepKeepsAFailedConfigurationInItsRow(t *testing.T) {
 	dir := t.TempDir()
 	csvPath, schemaPath := writeCSVFixture(t, 600)
 	missing := filepath.Join(dir, "missing.csv")
-	base := "data:\n  source: csv\n  csv: {schema: " + schemaPath + "}\nrun: {rounds: 1, min_clients: 2}\ncentralized: false\n"
+	base := "data:\n  source: csv\n  csv: {schema: " + schemaPath + "}\nrun: {rounds: 1, min_clients: 2, min_records_plaintext: 0}\ncentralized: false\n"
 	g := sim.Grid{{Key: "data.csv.path", Values: []string{missing, csvPath}}}
 	rows, err := sim.Sweep(context.Background(), []byte(base), "base.yaml", g, sim.SweepOptions{})
 	require.NoError(t, err)

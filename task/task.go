@@ -178,7 +178,14 @@ var (
 	ErrStale = errors.New("stale or unknown task")
 	// ErrInvalid: a result or request whose content is malformed.
 	ErrInvalid = errors.New("invalid request")
+	// ErrTooFewRecords: a registration refused because the client holds fewer records than a
+	// plaintext run's min_records_plaintext; secure aggregation is the fix.
+	ErrTooFewRecords = errors.New("too few records for plaintext aggregation")
 )
+
+// DefaultMinRecordsPlaintext is the fewest consenting training records a client must hold to
+// take part in a run that aggregates in plaintext, unless the run or the client opts out.
+const DefaultMinRecordsPlaintext = 100
 
 // Registration is what a client announces when it registers.
 type Registration struct {

@@ -41,6 +41,7 @@ data:
 run:
   rounds: 3
   min_clients: 4
+  min_records_plaintext: 0 # Dirichlet shards of 1,500 rows can be small: a research opt-out
   train: {epochs: 1, learning_rate: 0.05}
 `), 0o644))
 	return cfg, data

@@ -69,6 +69,7 @@ func tinySpec(t *testing.T) coordinator.RunSpec {
 	rc := coordinator.RunConfig{
 		ID: "hostile", Schema: "tiny.yaml", Rounds: 2, MinClients: 2, MinCohort: 2, Quorum: 2,
 		RoundDeadline: 10 * time.Minute, EvalEvery: 100, Strategy: strategy.Config{Name: "fedavg"},
+		MinRecordsPlaintext: new(int), // the hostile tests' clients announce no records
 	}.WithDefaults()
 	require.NoError(t, rc.Validate())
 	return coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}

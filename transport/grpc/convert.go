@@ -334,7 +334,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, task.ErrUnknownClient):
 		code = codes.FailedPrecondition
-	case errors.Is(err, task.ErrStale):
+	case errors.Is(err, task.ErrStale), errors.Is(err, task.ErrTooFewRecords):
 		code = codes.FailedPrecondition
 	case errors.Is(err, task.ErrInvalid):
 		code = codes.InvalidArgument
@@ -365,6 +365,7 @@ var sentinelMarkers = []struct {
 	{task.ErrUnknownClient.Error(), task.ErrUnknownClient},
 	{task.ErrStale.Error(), task.ErrStale},
 	{task.ErrInvalid.Error(), task.ErrInvalid},
+	{task.ErrTooFewRecords.Error(), task.ErrTooFewRecords},
 }
 
 // fromStatus restores the protocol sentinels on the client side so errors.Is works there.
