@@ -34,12 +34,15 @@ func (c AgentConfig) WithDefaults() AgentConfig {
 	if c.PollWait == 0 {
 		c.PollWait = 20 * time.Second
 	}
-	if c.MinBackoff == 0 {
+	if c.MinBackoff <= 0 {
 		c.MinBackoff = 200 * time.Millisecond
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 15 * time.Second
 	}
+	// A cap below the first delay (or below zero) would make every retry after the first
+	// immediate: a client spinning against an unreachable coordinator, logging each try.
+	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -304,3 +304,35 @@ func TestASmallClientDeclinesPlaintextTasks(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "privacy.min_records_plaintext")
 }
+
+// TestARestartedClientRemembersWhatItEvaluated: the evaluation history is saved with the
+// ledger, so a restarted client still answers each model version once.
+func TestARestartedClientRemembersWhatItEvaluated(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 300)
+	dir := client.StateDir(t.TempDir())
+	open := func() *client.Session {
+		saved, err := dir.Privacy()
+		require.NoError(t, err)
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{PrivacyState: saved, PersistPrivacy: dir.SavePrivacy})
+		require.NoError(t, err)
+		return s
+	}
+	base := tasks(t, schema, train)
+	tk := dpSGD(base[1], 1)
+	tk.ModelVersion = 7
+	s := open()
+	_, _, err := s.Handle(context.Background(), tk)
+	require.NoError(t, err)
+	ev := dpEvaluate(base[2], 7, 50, 0, false)
+	first, _, err := s.Handle(context.Background(), ev)
+	require.NoError(t, err)
+
+	restarted := open()
+	again, _, err := restarted.Handle(context.Background(), ev)
+	require.NoError(t, err)
+	assert.Equal(t, first.Sum.Plain, again.Sum.Plain, "the same question gets the same answer after a restart")
+	other := ev
+	other.Fairness = nil
+	_, _, err = restarted.Handle(context.Background(), other)
+	require.ErrorIs(t, err, client.ErrDeclined, "another question about the same version")
+}

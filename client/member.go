@@ -510,7 +510,11 @@ func (m *Member) checkNoise(spec *task.DecryptSpec) error {
 		}
 		z, expected = spec.DP.NoiseMultiplier, spec.DP.ExpectedContributors
 	case spec.Purpose != task.KindTrain && spec.Noise != nil:
-		if err := f.Accepts(privacy.RequireRecord, spec.Noise.NoiseMultiplier, 0); err != nil {
+		level := spec.Noise.Level
+		if level == "" {
+			level = privacy.RequireRecord
+		}
+		if err := f.Accepts(level, spec.Noise.NoiseMultiplier, 0); err != nil {
 			return err
 		}
 		z, expected = spec.Noise.NoiseMultiplier, spec.Noise.ExpectedContributors

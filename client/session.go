@@ -32,10 +32,6 @@ import (
 	"github.com/fedprop/fedprop/task"
 )
 
-// maxHistogramBins bounds the evaluation histogram a task may ask for, so that a task cannot
-// make a client allocate without limit.
-const maxHistogramBins = 1 << 16
-
 // ErrSchemaMismatch: the coordinator's run uses a different schema than this client.
 var ErrSchemaMismatch = errors.New("schema mismatch")
 
@@ -148,6 +144,8 @@ type Session struct {
 	// verified against it.
 	pin        *CommitteePin
 	trustedKey [sha256.Size]byte
+	// evaluated is the latest evaluation this client answered per run (see evaluate.go).
+	evaluated evalState
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -186,7 +184,7 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	s := &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
 		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
 		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{},
-		persist: opts.PersistPrivacy, pin: opts.Committee}
+		persist: opts.PersistPrivacy, pin: opts.Committee, evaluated: evalState{latest: map[string]*evalRelease{}}}
 	if len(opts.PrivacyState) > 0 {
 		if err := s.restorePrivacy(opts.PrivacyState); err != nil {
 			return nil, fmt.Errorf("client %s: saved privacy state: %w", id, err)
@@ -604,7 +602,7 @@ func (s *Session) commitRelease(run string, rel *release, ledger *privacy.Ledger
 	released := maps.Clone(s.released)
 	released[run] = rel
 	if s.persist != nil {
-		b, err := marshalPrivacy(ledger, released)
+		b, err := marshalPrivacy(ledger, released, s.evaluated)
 		if err != nil {
 			return err
 		}
@@ -626,17 +624,29 @@ type savedRelease struct {
 	Clipped      bool      `json:"clipped"`
 }
 
-type savedPrivacy struct {
-	Ledger   json.RawMessage         `json:"ledger"`
-	Released map[string]savedRelease `json:"released"`
+type savedEvaluation struct {
+	Version  uint64    `json:"version"`
+	Digest   []byte    `json:"digest"`
+	Weights  []float64 `json:"weights"`
+	Values   []float64 `json:"values,omitempty"`
+	ShareStd float64   `json:"share_std,omitempty"`
 }
 
-func marshalPrivacy(ledger *privacy.Ledger, released map[string]*release) ([]byte, error) {
+type savedPrivacy struct {
+	Ledger    json.RawMessage            `json:"ledger"`
+	Released  map[string]savedRelease    `json:"released"`
+	Evaluated map[string]savedEvaluation `json:"evaluated,omitempty"`
+}
+
+func marshalPrivacy(ledger *privacy.Ledger, released map[string]*release, evaluated evalState) ([]byte, error) {
 	l, err := ledger.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	out := savedPrivacy{Ledger: l, Released: map[string]savedRelease{}}
+	out := savedPrivacy{Ledger: l, Released: map[string]savedRelease{}, Evaluated: map[string]savedEvaluation{}}
+	for run, e := range evaluated.latest {
+		out.Evaluated[run] = savedEvaluation{Version: e.version, Digest: e.digest[:], Weights: e.weights, Values: e.values, ShareStd: e.shareStd}
+	}
 	for run, r := range released {
 		out.Released[run] = savedRelease{Version: r.version, Digest: r.digest[:], Values: r.values, ShareStd: r.shareStd,
 			IndicatorStd: r.indicatorStd, Clipped: r.clipped}
@@ -659,6 +669,14 @@ func (s *Session) restorePrivacy(b []byte) error {
 		rel := &release{version: r.Version, values: r.Values, shareStd: r.ShareStd, indicatorStd: r.IndicatorStd, clipped: r.Clipped}
 		copy(rel.digest[:], r.Digest)
 		s.released[run] = rel
+	}
+	for run, e := range saved.Evaluated {
+		if len(e.Digest) != sha256.Size {
+			return fmt.Errorf("evaluation of run %s: digest of %d bytes", run, len(e.Digest))
+		}
+		ev := &evalRelease{version: e.Version, weights: e.Weights, values: e.Values, shareStd: e.ShareStd}
+		copy(ev.digest[:], e.Digest)
+		s.evaluated.latest[run] = ev
 	}
 	return nil
 }

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/fairness"
+	"github.com/fedprop/fedprop/internal/confcheck"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/strategy"
+	"github.com/fedprop/fedprop/task"
 )
 
 // RunConfig is what one federated training run does. It is a literal: WithDefaults fills the
@@ -54,6 +56,38 @@ type RunConfig struct {
 	// evaluation; a version beyond the policy's gaps is flagged and cannot be approved without
 	// an explicit override.
 	Fairness FairnessConfig `yaml:"fairness" json:"fairness"`
+	// MinRecordsPlaintext is the fewest consenting training records a client must announce to
+	// register for a run that aggregates in plaintext (secure_aggregation.mode none): the sums
+	// a small client sends (its feature sums and squares, its update, its evaluation counts
+	// over a few held-out records) are close to its customers' own records. Unset means
+	// DefaultMinRecordsPlaintext; 0 is the explicit research opt-out, which the coordinator's
+	// log and the simulator's summary flag. In he mode it does not apply: the coordinator then
+	// decrypts only sums over many clients.
+	MinRecordsPlaintext *int `yaml:"min_records_plaintext" json:"min_records_plaintext"`
+}
+
+// DefaultMinRecordsPlaintext is run.min_records_plaintext when unset.
+const DefaultMinRecordsPlaintext = task.DefaultMinRecordsPlaintext
+
+// ErrTooFewRecords: a client's registration was refused because it holds fewer records than a
+// plaintext run's min_records_plaintext; secure aggregation is the fix. It is task's sentinel,
+// so that the client sees it through the transport too.
+var ErrTooFewRecords = task.ErrTooFewRecords
+
+// MinRecords is the effective min_records_plaintext: the configured value, or the default
+// when unset (a RunConfig that skipped WithDefaults fails closed too).
+func (c RunConfig) MinRecords() int {
+	if c.MinRecordsPlaintext == nil {
+		return DefaultMinRecordsPlaintext
+	}
+	return *c.MinRecordsPlaintext
+}
+
+// SmallClientsInPlaintext reports whether the run opted out of the plaintext minimum
+// (min_records_plaintext 0 with secure_aggregation.mode none): the coordinator may then
+// receive the own sums of clients that hold only a handful of records.
+func (c RunConfig) SmallClientsInPlaintext() bool {
+	return c.SecureAggregation.Mode != SecAggHE && c.MinRecords() == 0
 }
 
 // FairnessConfig is the fairness audit of a run: the layout of the per-group sums (decision
@@ -96,6 +130,10 @@ func (c RunConfig) WithDefaults() RunConfig {
 	if c.HistogramBins == 0 {
 		c.HistogramBins = defaultHistogramBins
 	}
+	if c.MinRecordsPlaintext == nil {
+		n := DefaultMinRecordsPlaintext
+		c.MinRecordsPlaintext = &n
+	}
 	c.SecureAggregation = c.SecureAggregation.withDefaults()
 	c.Privacy = c.Privacy.withDefaults()
 	c.Train = c.Train.WithDefaults()
@@ -109,6 +147,9 @@ func (c RunConfig) Validate() error {
 	bad := func(key string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("run.%s: %s", key, fmt.Sprintf(format, args...)))
 	}
+	// Every float of the run, under any key (train, strategy, privacy, fairness...), is
+	// finite: NaN passes each range check below, and a stored NaN cannot even be encoded.
+	errs = append(errs, confcheck.Floats("run", c)...)
 	if c.Rounds < 1 {
 		bad("rounds", "must be at least 1, got %d", c.Rounds)
 	}
@@ -138,6 +179,9 @@ func (c RunConfig) Validate() error {
 	}
 	if c.HistogramBins < 2 {
 		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)
+	}
+	if n := c.MinRecords(); n < 0 {
+		bad("min_records_plaintext", "must not be negative, got %d (0 is the research opt-out)", n)
 	}
 	errs = append(errs, c.SecureAggregation.validate(c.Quorum)...)
 	privacyErrs := c.Privacy.validate()

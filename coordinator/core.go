@@ -16,6 +16,7 @@ import (
 	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -227,13 +228,37 @@ func (c *Core) Global() []float64 { return slices.Clone(c.global) }
 func (c *Core) Encoder() *dataset.Encoder { return c.encoder }
 
 // Register adds a client; registering again only marks it as seen (and updates its identity
-// key, which committee members announce for the sealed threshold shares).
+// key, which committee members announce for the sealed threshold shares). A run that
+// aggregates in plaintext refuses a client announcing fewer training records than its
+// min_records_plaintext, with an error wrapping ErrTooFewRecords, and forgets it if it was
+// registered before.
 func (c *Core) Register(r task.Registration) error {
 	clientID := r.ClientID
 	if clientID == "" {
 		return &ProtocolError{Run: c.cfg.ID, Round: c.round, Field: "client_id", Err: fmt.Errorf("%w: empty", ErrInvalid)}
 	}
-	if _, ok := c.clients[clientID]; !ok {
+	_, known := c.clients[clientID]
+	if least := c.cfg.MinRecords(); !c.he() && r.TrainRecords < least {
+		// In plaintext the coordinator reads each client's own sums; a small client's are
+		// close to its customers' records. A client that re-registers with fewer records
+		// (consent withdrawn) leaves the run: it gets no further task.
+		delete(c.clients, clientID)
+		delete(c.identity, clientID)
+		c.note(slog.LevelWarn, "registration refused: too few records for plaintext aggregation", slog.String("client", clientID),
+			slog.Int("train_records", r.TrainRecords), slog.Int("min_records_plaintext", least))
+		return &ProtocolError{Client: clientID, Run: c.cfg.ID, Round: c.round, Field: "train_records", Err: fmt.Errorf(
+			"%w: the client announced %d consenting training records (a client older than this coordinator announces none), below run.min_records_plaintext %d: "+
+				"this run aggregates in plaintext (secure_aggregation.mode none), where the coordinator reads each client's own sums, and a small client's sums are close to its customers' records; "+
+				"run it with secure_aggregation.mode he, under which the coordinator decrypts only sums over many clients (min_records_plaintext 0 is a research opt-out that removes this protection)",
+			ErrTooFewRecords, r.TrainRecords, least)}
+	}
+	if !known && len(c.clients) == 0 && c.cfg.SmallClientsInPlaintext() {
+		// Once per coordinator process, at its first registration: the operator reads why
+		// small clients' own sums may arrive in plaintext.
+		c.note(slog.LevelWarn, "research opt-out: run.min_records_plaintext is 0 in a plaintext run, so clients of any size register and the coordinator reads their own sums; use secure_aggregation.mode he for small clients",
+			slog.Int("min_records_plaintext", 0), slog.String("secure_aggregation", c.cfg.SecureAggregation.Mode))
+	}
+	if !known {
 		c.note(slog.LevelInfo, "client registered", slog.String("client", clientID), slog.Int("registered", len(c.clients)+1))
 	}
 	c.clients[clientID] = c.tick
@@ -386,6 +411,8 @@ func (c *Core) snapshot() *RunState {
 	}
 	if s.SecAgg != nil {
 		sa := *s.SecAgg
+		sa.Members = slices.Clone(sa.Members)
+		sa.KeyEndorsements = slices.Clone(sa.KeyEndorsements)
 		s.SecAgg = &sa
 	}
 	return &s
@@ -398,11 +425,14 @@ func (c *Core) resultLen(k task.Kind) int {
 	case task.KindTrain:
 		return task.TrainVectorLen(len(c.global))
 	case task.KindEvaluate:
-		n := len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
-		if c.fairness != nil {
-			n += c.fairness.VectorLen()
+		n := len(metrics.NewEvalSums(c.evalBins()).Vector())
+		if l := c.evalLayout(); l != nil {
+			n += l.VectorLen()
 		}
-		return n + 1 + 2*c.importanceFeatures
+		if c.evalImportance() {
+			n += 1 + 2*c.importanceFeatures
+		}
+		return n
 	}
 	return -1
 }
@@ -476,8 +506,13 @@ func (c *Core) attemptFor(p phase, round int) {
 	c.attempt++
 }
 
-// startPhase opens a stats, train or evaluate collection.
+// startPhase opens a stats, train or evaluate collection. A differentially private run has no
+// stats phase: it standardises from the schema's public bounds and trains.
 func (c *Core) startPhase(p phase, round int) {
+	if p == phaseStats && c.dp() != DPNone {
+		c.standardizeFromBounds()
+		return
+	}
 	c.attemptFor(p, round)
 	if p == phaseTrain && c.attempt == 1 {
 		if ok, why := c.budgetAllowsRound(); !ok {
@@ -511,6 +546,10 @@ func (c *Core) startPhase(p phase, round int) {
 			return
 		}
 		c.phaseDP = spec
+		c.run.Privacy.trainCohort = cohort
+	}
+	if p == phaseEvaluate && c.dp() != DPNone {
+		c.startEvaluationRelease(cohort)
 	}
 	c.beginCollect(p, cohort)
 }
@@ -548,6 +587,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	}
 	if c.he() && c.run.SecAgg.Ready {
 		t.PublicKey = c.run.SecAgg.PublicKey
+		t.KeyInfo = c.keyInfo()
 		t.CohortSize = len(c.cohort)
 	}
 	if p == phaseStats {
@@ -564,10 +604,11 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
-		t.HistogramBins = c.cfg.HistogramBins
-		if c.fairness != nil {
-			t.Fairness = &task.FairnessSpec{Thresholds: c.fairness.Thresholds, Bins: c.fairness.Bins, Groups: c.cfg.Fairness.Groups}
+		t.HistogramBins = c.evalBins()
+		if l := c.evalLayout(); l != nil {
+			t.Fairness = &task.FairnessSpec{Thresholds: l.Thresholds, Bins: l.Bins, Groups: c.cfg.Fairness.Groups}
 		}
+		t.Noise = c.releaseNoise()
 	case phaseKeygen:
 		c.keygenTask(&t, clientID)
 	case phaseDecrypt:
@@ -610,25 +651,36 @@ func (c *Core) liveClients() []string {
 	return live
 }
 
-// selectCohort picks who works in a phase: every live client for stats and evaluation; for
-// training, a seeded random CohortFraction (at least MinCohort) of them, or under client-level
-// differential privacy each one independently with probability q (Poisson sampling, which
-// the accountant assumes).
+// selectCohort picks who works in a phase: every live client for stats and evaluation (under
+// differential privacy, only the live clients asked to train the model evaluated: no other
+// has trained from it, and clients evaluate only such models); for training, a seeded random
+// CohortFraction (at least MinCohort) of them, or under client-level differential privacy each
+// one independently with probability q (Poisson sampling, which the accountant assumes), drawn
+// from the coordinator's private source: a sample anyone could recompute from the run's seed
+// would not amplify privacy.
 func (c *Core) selectCohort(p phase) []string {
 	live := c.liveClients()
-	if p != phaseTrain {
+	switch {
+	case p == phaseEvaluate && c.dp() != DPNone && c.run.Privacy.trainCohort != nil:
+		return slices.DeleteFunc(slices.Clone(c.run.Privacy.trainCohort), func(id string) bool {
+			_, found := slices.BinarySearch(live, id)
+			return !found
+		})
+	case p != phaseTrain:
 		return live
-	}
-	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
-	if c.dp() == DPClient {
-		cohort := live[:0:0]
-		for _, id := range live {
-			if rng.Float64() < c.run.Privacy.SamplingRate {
-				cohort = append(cohort, id)
-			}
+	case c.dp() == DPClient:
+		picked, err := privacy.PoissonSample(len(live), c.run.Privacy.SamplingRate, c.noise)
+		if err != nil {
+			c.note(slog.LevelError, "client sampling failed; the round gets no cohort", slog.Int("round", c.round), slog.String("err", err.Error()))
+			return nil
+		}
+		cohort := make([]string, len(picked))
+		for i, k := range picked {
+			cohort[i] = live[k]
 		}
 		return cohort
 	}
+	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
 	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
 	n = min(len(live), max(n, c.cfg.MinCohort))
 	if n == len(live) {
@@ -812,29 +864,53 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 }
 
 func (c *Core) finishEvaluate(sum []float64, clients int) {
-	n := len(metrics.NewEvalSums(c.cfg.HistogramBins).Vector())
-	ev, err := metrics.EvalSumsFromVector(sum[:n], c.cfg.HistogramBins)
+	if c.dp() != DPNone {
+		// Noised (by the coordinator in plaintext mode) and accounted before anything is read
+		// from it.
+		if err := c.privatizeEvaluation(sum, clients); err != nil {
+			c.fail(fmt.Sprintf("round %d: evaluation: differential privacy: %v", c.round, err))
+			return
+		}
+		c.candidate.Privacy = c.privacyReport()
+	}
+	bins := c.evalBins()
+	n := len(metrics.NewEvalSums(bins).Vector())
+	ev, err := metrics.EvalSumsFromVector(sum[:n], bins)
 	if err != nil {
 		c.fail(fmt.Sprintf("round %d: evaluation: %v", c.round, err))
 		return
 	}
+	if c.dp() != DPNone {
+		ev = ev.Clamped() // noise can make a count negative
+	}
 	s := ev.Summary()
 	c.candidate.Evaluation = &s
 	c.candidate.EvalClients = clients
-	c.candidate.EvalSums = sum[:n]
-	impStart := len(sum) - (1 + 2*c.importanceFeatures)
-	if imp, err := explain.ImportanceSumsFromVector(sum[impStart:], c.importanceFeatures); err == nil {
-		if x, err := c.explainer(c.candidate.Weights, *c.run.Standardization); err == nil {
-			if importance, err := x.Importance(imp); err == nil {
-				c.candidate.Importance = importance
+	c.candidate.EvalSums = ev.Vector()
+	impStart := n
+	layout := c.evalLayout()
+	if layout != nil {
+		impStart += layout.VectorLen()
+	}
+	if c.evalImportance() {
+		if imp, err := explain.ImportanceSumsFromVector(sum[impStart:], c.importanceFeatures); err == nil {
+			if x, err := c.explainer(c.candidate.Weights, *c.run.Standardization); err == nil {
+				if importance, err := x.Importance(imp); err == nil {
+					c.candidate.Importance = importance
+				}
 			}
 		}
 	}
-	if c.fairness != nil {
-		groups, err := fairness.GroupSumsFromVector(*c.fairness, sum[n:impStart])
+	if layout != nil {
+		groups, err := fairness.GroupSumsFromVector(*layout, sum[n:impStart])
 		if err == nil {
 			var report fairness.Report
-			if report, err = groups.Report(); err == nil {
+			minSize := c.cfg.Fairness.MinGroupSize
+			if minSize == 0 {
+				minSize = fairness.DefaultMinGroupSize
+			}
+			opts := fairness.ReportOptions{MinGroupSize: float64(minSize), CountNoiseStd: c.evalCountNoiseStd()}
+			if report, err = groups.ReportWith(opts); err == nil {
 				c.candidate.Fairness = &report
 				if p := c.cfg.Fairness.Policy; p != nil {
 					var verdict fairness.Verdict

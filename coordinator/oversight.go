@@ -236,7 +236,7 @@ func (s *Server) ModelCard(ctx context.Context, version uint64) (*modelcard.Card
 		}
 	}
 	if len(v.EvalSums) > 0 {
-		if ev, err := metrics.EvalSumsFromVector(v.EvalSums, run.Config.HistogramBins); err == nil {
+		if ev, err := metrics.EvalSumsFromVector(v.EvalSums, metrics.VectorBins(len(v.EvalSums))); err == nil {
 			in.FinalEvaluation = &ev
 			in.Training.EvaluationRecords = ev.N
 		}

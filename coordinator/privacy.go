@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 
+	"github.com/fedprop/fedprop/fairness"
+	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
@@ -41,7 +44,25 @@ type PrivacyConfig struct {
 	ClipLearningRate float64 `yaml:"clip_learning_rate" json:"clip_learning_rate,omitempty"`
 	// Conversion from RDP to (epsilon, delta): "tight" (Balle et al. 2020) or "classic".
 	Conversion string `yaml:"conversion" json:"conversion"`
+	// EvaluationNoiseMultiplier is z of every federated evaluation release: Gaussian noise of
+	// z times what one record (client level: one client) can add to each value. 0 derives it
+	// from EvaluationShare.
+	EvaluationNoiseMultiplier float64 `yaml:"evaluation_noise_multiplier" json:"evaluation_noise_multiplier,omitempty"`
+	// EvaluationShare is the part of the run's epsilon planned for its evaluations (default
+	// DefaultEvaluationShare): their noise is the smallest with which all of them together
+	// spend no more than this share of the budget (of the training's planned epsilon divided
+	// by 1-share, without a budget). A budget-derived training noise is then fitted to what
+	// the evaluations leave, in the same accountant.
+	EvaluationShare float64 `yaml:"evaluation_share" json:"evaluation_share,omitempty"`
 }
+
+// DefaultEvaluationShare is PrivacyConfig.EvaluationShare when unset. The evaluations of a run
+// are known in advance (one every eval_every rounds and the last) and each reads every
+// evaluation record once, so they are costly per release; a tenth of the budget keeps the
+// training's noise within a few per cent of what it would be without them (Renyi composition
+// adds less than the shares' sum), at the price of noisy federated evaluation figures, whose
+// noise the model card states.
+const DefaultEvaluationShare = 0.1
 
 // Privacy mechanisms of PrivacyConfig.Mechanism.
 const (
@@ -71,6 +92,9 @@ func (c PrivacyConfig) withDefaults() PrivacyConfig {
 	}
 	if c.Mechanism == DPRecord && c.StepsPerRound == 0 {
 		c.StepsPerRound = 100
+	}
+	if c.EvaluationShare == 0 && c.EvaluationNoiseMultiplier == 0 {
+		c.EvaluationShare = DefaultEvaluationShare
 	}
 	if c.AdaptiveClipping {
 		if c.TargetQuantile == 0 {
@@ -122,29 +146,124 @@ func (c PrivacyConfig) validate() []error {
 	if _, err := privacy.ParseConversion(c.Conversion); err != nil {
 		bad("conversion", "%v", err)
 	}
+	if z := c.EvaluationNoiseMultiplier; math.IsNaN(z) || math.IsInf(z, 0) || z < 0 {
+		bad("evaluation_noise_multiplier", "must be a finite number >= 0, got %v", z)
+	}
+	if f := c.EvaluationShare; c.EvaluationNoiseMultiplier == 0 && !(f > 0 && f < 1) {
+		bad("evaluation_share", "must be in (0, 1), got %v (or set evaluation_noise_multiplier)", f)
+	}
 	return errs
 }
 
-// noiseMultiplier is the run's z: configured, or the smallest that fits every configured
-// round into the budget.
-func (c RunConfig) noiseMultiplier() (float64, error) {
+// evaluations is the number of federated evaluations a run of all its rounds makes: every
+// eval_every rounds, and the last round.
+func (c RunConfig) evaluations() int {
+	every := max(c.EvalEvery, 1)
+	return (c.Rounds + every - 1) / every
+}
+
+// evaluated reports whether round's candidate is evaluated before it commits.
+func (c RunConfig) evaluated(round int) bool {
+	return round%max(c.EvalEvery, 1) == 0 || round == c.Rounds
+}
+
+// trainSteps is the planned composition of the training: its sampling rate and its steps over
+// all rounds (rounds at client level, rounds x steps_per_round of DP-SGD at record level).
+func (c RunConfig) trainSteps() (q float64, steps int) {
 	pc := c.Privacy
-	if pc.NoiseMultiplier > 0 {
-		return pc.NoiseMultiplier, nil
-	}
-	conv, err := privacy.ParseConversion(pc.Conversion)
-	if err != nil {
-		return 0, err
-	}
-	steps := c.Rounds
+	steps = c.Rounds
 	if pc.Mechanism == DPRecord {
 		steps *= pc.StepsPerRound
 	}
-	z, err := privacy.SigmaFor(pc.SamplingRate, steps, pc.Delta, pc.Epsilon, nil, conv)
+	return pc.SamplingRate, steps
+}
+
+// privacyPlan is the noise a DP run's configuration fixes before any task: z of the training,
+// z of each evaluation release, and the number of evaluations planned.
+type privacyPlan struct {
+	z, zEval    float64
+	evaluations int
+}
+
+// privacyPlan resolves the run's noise. The evaluations are known in advance, so their cost is
+// reserved first: their z is configured, or the smallest that keeps all of them within
+// evaluation_share of the epsilon; then the training's z is configured, or the smallest that
+// keeps training and evaluations, composed in one accountant, within the budget.
+func (c RunConfig) privacyPlan() (privacyPlan, error) {
+	pc := c.Privacy
+	conv, err := privacy.ParseConversion(pc.Conversion)
 	if err != nil {
-		return 0, fmt.Errorf("run.privacy: noise for epsilon %v over %d steps: %w", pc.Epsilon, steps, err)
+		return privacyPlan{}, err
 	}
-	return z, nil
+	plan := privacyPlan{z: pc.NoiseMultiplier, zEval: pc.EvaluationNoiseMultiplier, evaluations: c.evaluations()}
+	q, steps := c.trainSteps()
+	if plan.zEval == 0 {
+		target := pc.EvaluationShare * pc.Epsilon
+		if pc.Epsilon == 0 {
+			// No budget: the evaluations get the same share of what the run plans to spend.
+			train, _, err := privacy.Epsilon(q, pc.NoiseMultiplier, steps, pc.Delta, nil, conv)
+			if err != nil {
+				return privacyPlan{}, fmt.Errorf("run.privacy: epsilon of the planned training: %w", err)
+			}
+			target = train * pc.EvaluationShare / (1 - pc.EvaluationShare)
+		}
+		if plan.zEval, err = privacy.SigmaFor(1, plan.evaluations, pc.Delta, target, nil, conv); err != nil {
+			return privacyPlan{}, fmt.Errorf("run.privacy.evaluation_share: noise for %d evaluations within epsilon %.4g: %w", plan.evaluations, target, err)
+		}
+	}
+	if plan.z == 0 {
+		evals := privacy.NewAccountant(nil)
+		if err := evals.Compose(1, plan.zEval, plan.evaluations); err != nil {
+			return privacyPlan{}, fmt.Errorf("run.privacy: %w", err)
+		}
+		budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
+		if plan.z, err = sigmaWithin(evals, q, steps, budget); err != nil {
+			return privacyPlan{}, fmt.Errorf("run.privacy: noise for epsilon %v over %d steps after %d evaluations at z=%.4g: %w",
+				pc.Epsilon, steps, plan.evaluations, plan.zEval, err)
+		}
+	}
+	return plan, nil
+}
+
+// sigmaTolerance is sigmaWithin's relative tolerance.
+const sigmaTolerance = 1e-6
+
+// sigmaWithin is the smallest noise multiplier (to sigmaTolerance, erring high) with which
+// steps more steps of the Poisson-subsampled Gaussian mechanism at rate q keep prior's
+// composition within budget, found by bisection on the accountant (epsilon does not increase
+// with the noise).
+func sigmaWithin(prior *privacy.Accountant, q float64, steps int, budget privacy.Budget) (float64, error) {
+	fits := func(sigma float64) (bool, error) {
+		exceed, _, err := prior.WouldExceed(q, sigma, steps, budget)
+		return !exceed, err
+	}
+	lo, hi := 0.0, 1.0
+	for {
+		ok, err := fits(hi)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			break
+		}
+		lo, hi = hi, 2*hi
+		if hi > privacy.MaxSigma {
+			return 0, fmt.Errorf("no noise multiplier up to %v fits: %w", privacy.MaxSigma, privacy.ErrTargetUnreachable)
+		}
+	}
+	for hi-lo > sigmaTolerance*hi {
+		mid := lo + (hi-lo)/2
+		ok, err := fits(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi, nil
 }
 
 // checkAdaptiveNoise refuses, before any task, an adaptive-clipping run whose noise cannot be
@@ -155,10 +274,11 @@ func (c RunConfig) checkAdaptiveNoise() error {
 	if pc.Mechanism != DPClient || !pc.AdaptiveClipping {
 		return nil
 	}
-	z, err := c.noiseMultiplier()
+	plan, err := c.privacyPlan()
 	if err != nil {
 		return err
 	}
+	z := plan.z
 	m, err := privacy.ExpectedContributors(pc.SamplingRate, c.MinClients)
 	if err != nil {
 		return fmt.Errorf("run.privacy.sampling_rate: %w", err)
@@ -182,27 +302,46 @@ type PrivacyState struct {
 	SamplingRate float64   `json:"sampling_rate"`
 	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record).
 	Steps int `json:"steps"`
-	// Accountant composes the client-level rounds; record level accounts per client from
-	// Participation.
+	// Accountant composes the client-level rounds and every evaluation release; record level
+	// accounts its DP-SGD steps per client from Participation and adds the worst client's to
+	// it.
 	Accountant    *privacy.Accountant `json:"accountant,omitempty"`
 	Participation map[string]int      `json:"participation,omitempty"`
-	Epsilon       float64             `json:"epsilon"`
-	Delta         float64             `json:"delta"`
-	Conversion    string              `json:"conversion"`
+	// EvaluationNoiseMultiplier is z of every evaluation release.
+	EvaluationNoiseMultiplier float64 `json:"evaluation_noise_multiplier,omitempty"`
+	// Epsilon is the composition of everything released so far (Releases).
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	Conversion string  `json:"conversion"`
+	// Releases lists every release in order with the epsilon it added. It only grows: a
+	// snapshot may share its backing array.
+	Releases []modelfile.Release `json:"releases,omitempty"`
+
+	// trainCohort is the cohort of the round's train phase: the clients its evaluation asks
+	// (the others have not trained from the model and decline it). Not persisted: a resumed
+	// run starts a new round.
+	trainCohort []string
 }
 
-// initPrivacy resolves the noise multiplier of a new run.
+// initPrivacy resolves the noise of a new run. A differentially private run standardises from
+// the schema's public bounds (see standardizeFromBounds), so a schema that lacks them for a
+// numeric feature is refused here, before any task.
 func (c *Core) initPrivacy() error {
 	pc := c.cfg.Privacy
 	if pc.Mechanism == DPNone {
 		return nil
 	}
-	z, err := c.cfg.noiseMultiplier()
+	if _, err := c.schema.PublicStandardization(); err != nil {
+		return fmt.Errorf("run %s: run.privacy.mechanism %s: the feature statistics would be released outside the guarantee, so a differentially private run standardises from public bounds: schema %q: %w",
+			c.cfg.ID, pc.Mechanism, c.schema.Name, err)
+	}
+	plan, err := c.cfg.privacyPlan()
 	if err != nil {
 		return err
 	}
-	c.run.Privacy = &PrivacyState{Mechanism: pc.Mechanism, NoiseMultiplier: z, ClipNorm: pc.ClipNorm, SamplingRate: pc.SamplingRate,
-		Accountant: privacy.NewAccountant(nil), Participation: map[string]int{}, Delta: pc.Delta, Conversion: pc.Conversion}
+	c.run.Privacy = &PrivacyState{Mechanism: pc.Mechanism, NoiseMultiplier: plan.z, ClipNorm: pc.ClipNorm, SamplingRate: pc.SamplingRate,
+		Accountant: privacy.NewAccountant(nil), Participation: map[string]int{}, EvaluationNoiseMultiplier: plan.zEval,
+		Delta: pc.Delta, Conversion: pc.Conversion}
 	return nil
 }
 
@@ -270,39 +409,104 @@ func (c *Core) dpSpec() (*task.DPSpec, error) {
 	return nil, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
 }
 
-// budgetAllowsRound reports whether one more round fits the budget, and why not.
+// budgetAllowsRound reports whether one more round, with its evaluation when it has one, fits
+// the budget, and why not.
 func (c *Core) budgetAllowsRound() (bool, string) {
 	ps, pc := c.run.Privacy, c.cfg.Privacy
 	if ps == nil || pc.Epsilon == 0 {
 		return true, ""
 	}
-	conv, _ := privacy.ParseConversion(pc.Conversion)
-	var eps float64
-	switch ps.Mechanism {
-	case DPClient:
-		next := ps.Accountant.Clone()
-		if err := next.Compose(ps.SamplingRate, ps.NoiseMultiplier, 1); err != nil {
-			return false, err.Error()
-		}
-		var err error
-		if eps, _, err = next.Epsilon(pc.Delta, conv); err != nil {
-			return false, err.Error()
-		}
-	case DPRecord:
-		worst := 0
-		for _, n := range ps.Participation {
-			worst = max(worst, n)
-		}
-		var err error
-		eps, _, err = privacy.Epsilon(ps.SamplingRate, ps.NoiseMultiplier, (worst+1)*pc.StepsPerRound, pc.Delta, nil, conv)
-		if err != nil {
-			return false, err.Error()
-		}
+	if err := c.ensureEvaluationNoise(); err != nil {
+		return false, err.Error()
 	}
-	if eps > pc.Epsilon {
+	conv, _ := privacy.ParseConversion(pc.Conversion)
+	budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
+	next := ps.Accountant.Clone()
+	q, z, steps := ps.SamplingRate, ps.NoiseMultiplier, 1
+	if ps.Mechanism == DPRecord {
+		steps = (worstParticipation(ps) + 1) * pc.StepsPerRound
+	}
+	if c.cfg.evaluated(c.round) {
+		// Training first, then the evaluation, in the one accountant.
+		if err := next.Compose(q, z, steps); err != nil {
+			return false, err.Error()
+		}
+		q, z, steps = 1, ps.EvaluationNoiseMultiplier, 1
+	}
+	exceed, eps, err := next.WouldExceed(q, z, steps, budget)
+	if err != nil {
+		return false, err.Error()
+	}
+	if exceed {
 		return false, fmt.Sprintf("round %d would raise epsilon to %.4g, above the budget of %g at delta %g", c.round, eps, pc.Epsilon, pc.Delta)
 	}
 	return true, ""
+}
+
+// worstParticipation is the most rounds any one client took part in (record level).
+func worstParticipation(ps *PrivacyState) int {
+	worst := 0
+	for _, n := range ps.Participation {
+		worst = max(worst, n)
+	}
+	return worst
+}
+
+// composedEpsilon is the epsilon of everything released so far: the accountant's composition
+// and, at record level, the worst client's DP-SGD steps.
+func (c *Core) composedEpsilon() (float64, error) {
+	ps := c.run.Privacy
+	conv, err := privacy.ParseConversion(ps.Conversion)
+	if err != nil {
+		return 0, err
+	}
+	acc := ps.Accountant
+	if ps.Mechanism == DPRecord && ps.Steps > 0 {
+		acc = acc.Clone()
+		if err := acc.Compose(ps.SamplingRate, ps.NoiseMultiplier, ps.Steps); err != nil {
+			return 0, err
+		}
+	}
+	eps, _, err := acc.Epsilon(ps.Delta, conv)
+	return eps, err
+}
+
+// recordRelease sets the run's epsilon to the composition after r and appends r to the
+// releases with the epsilon it added.
+func (c *Core) recordRelease(r modelfile.Release) error {
+	ps := c.run.Privacy
+	eps, err := c.composedEpsilon()
+	if err != nil {
+		return err
+	}
+	before := 0.0
+	if n := len(ps.Releases); n > 0 {
+		before = ps.Releases[n-1].Cumulative
+	}
+	r.Cumulative, r.Epsilon = eps, max(eps-before, 0)
+	ps.Releases = append(ps.Releases, r)
+	ps.Epsilon = eps
+	return nil
+}
+
+// addNoise adds Gaussian noise of standard deviation std*scales[i] to v[i] (std alone where
+// scales is nil), drawn from the coordinator's noise source: every noise the coordinator adds
+// in plaintext mode (training rounds, clipping counts, evaluations) is drawn here.
+func (c *Core) addNoise(v []float64, std float64, scales []float64) error {
+	if scales == nil {
+		return privacy.AddGaussianNoise(v, std, c.noise)
+	}
+	if len(scales) != len(v) {
+		return fmt.Errorf("noise scales for %d values, the release has %d", len(scales), len(v))
+	}
+	draw := make([]float64, len(v))
+	if err := privacy.AddGaussianNoise(draw, std, c.noise); err != nil {
+		return err
+	}
+	for i := range v {
+		v[i] += draw[i] * scales[i]
+	}
+	return nil
 }
 
 // privatize turns a train sum into the mean update under the run's DP mechanism: it adds the
@@ -312,7 +516,6 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 	ps, pc := c.run.Privacy, c.cfg.Privacy
 	dim := len(c.global)
 	delta := sum[task.TrainDeltaStart : task.TrainDeltaStart+dim]
-	conv, _ := privacy.ParseConversion(pc.Conversion)
 	ps.ClipSchedule = append(ps.ClipSchedule, ps.ClipNorm)
 	mean := make([]float64, dim)
 	switch ps.Mechanism {
@@ -322,19 +525,20 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		for i := range mean {
 			mean[i] = delta[i] / float64(contributors)
 		}
+		if len(submitters) == 0 {
+			// In he mode the coordinator does not learn who contributed to the decrypted sum:
+			// count every client asked, which can only over-state what was spent.
+			submitters = ps.trainCohort
+		}
 		for _, id := range submitters {
 			ps.Participation[id]++
 		}
-		worst := 0
-		for _, n := range ps.Participation {
-			worst = max(worst, n)
-		}
-		ps.Steps = worst * pc.StepsPerRound
-		eps, _, err := privacy.Epsilon(ps.SamplingRate, ps.NoiseMultiplier, ps.Steps, pc.Delta, nil, conv)
+		ps.Steps = worstParticipation(ps) * pc.StepsPerRound
+		err := c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismDPSGD,
+			NoiseMultiplier: ps.NoiseMultiplier, SamplingRate: ps.SamplingRate, Steps: pc.StepsPerRound})
 		if err != nil {
 			return nil, err
 		}
-		ps.Epsilon = eps
 		return mean, nil
 	case DPClient:
 		m := c.expected
@@ -355,12 +559,16 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 			}
 		} else {
 			noised := append([]float64(nil), delta...)
-			if err := privacy.AddGaussianNoise(noised, zSum*ps.ClipNorm, c.noise); err != nil {
+			if err := c.addNoise(noised, zSum*ps.ClipNorm, nil); err != nil {
 				return nil, err
 			}
 			delta = noised
 			if sigmaB > 0 {
-				indicator += c.noise.NormFloat64() * sigmaB
+				ind := []float64{indicator}
+				if err := c.addNoise(ind, sigmaB, nil); err != nil {
+					return nil, err
+				}
+				indicator = ind[0]
 			}
 		}
 		for i := range mean {
@@ -373,19 +581,18 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 			}
 			ps.ClipNorm = next
 		}
-		if achieved > 0 {
-			if err := ps.Accountant.Compose(ps.SamplingRate, achieved, 1); err != nil {
-				return nil, err
-			}
-		} else {
+		if !(achieved > 0) {
 			return nil, errors.New("no noise was present in this round: it cannot be accounted")
 		}
+		if err := ps.Accountant.Compose(ps.SamplingRate, achieved, 1); err != nil {
+			return nil, err
+		}
 		ps.Steps++
-		eps, _, err := ps.Accountant.Epsilon(pc.Delta, conv)
+		err = c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismGaussian,
+			NoiseMultiplier: achieved, SamplingRate: ps.SamplingRate, Steps: 1})
 		if err != nil {
 			return nil, err
 		}
-		ps.Epsilon = eps
 		return mean, nil
 	}
 	return nil, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
@@ -400,7 +607,159 @@ func (c *Core) privacyReport() *PrivacyReport {
 	if ps == nil {
 		return nil
 	}
-	return &PrivacyReport{Mechanism: ps.Mechanism, NoiseMultiplier: ps.NoiseMultiplier, ClipNorm: ps.ClipSchedule[len(ps.ClipSchedule)-1],
-		ClipSchedule: append([]float64(nil), ps.ClipSchedule...), AdaptiveClip: c.cfg.Privacy.AdaptiveClipping, SamplingRate: ps.SamplingRate,
-		Steps: ps.Steps, Epsilon: ps.Epsilon, Delta: ps.Delta, Conversion: ps.Conversion, Budget: c.cfg.Privacy.Epsilon}
+	clip := ps.ClipNorm
+	if n := len(ps.ClipSchedule); n > 0 {
+		clip = ps.ClipSchedule[n-1]
+	}
+	return &PrivacyReport{Mechanism: ps.Mechanism, NoiseMultiplier: ps.NoiseMultiplier, ClipNorm: clip,
+		ClipSchedule: slices.Clone(ps.ClipSchedule), AdaptiveClip: c.cfg.Privacy.AdaptiveClipping, SamplingRate: ps.SamplingRate,
+		Steps: ps.Steps, EvaluationNoiseMultiplier: ps.EvaluationNoiseMultiplier, EvaluationNoiseStd: c.evalCountNoiseStd(), Epsilon: ps.Epsilon, Delta: ps.Delta,
+		Conversion: ps.Conversion, Budget: c.cfg.Privacy.Epsilon, Releases: slices.Clone(ps.Releases)}
+}
+
+// standardizeFromBounds pins a differentially private run's standardisation from the schema's
+// public bounds instead of a statistics phase: no task goes out, no record is read and no
+// epsilon is spent, and the release list says so. The run then trains.
+func (c *Core) standardizeFromBounds() {
+	std, err := c.schema.PublicStandardization()
+	if err == nil {
+		err = c.pinEncoding(std)
+	}
+	if err != nil {
+		c.fail(fmt.Sprintf("standardisation from public bounds: %v", err))
+		return
+	}
+	if c.global == nil {
+		c.global = make([]float64, c.encoder.Dim()+1)
+	}
+	if ps := c.run.Privacy; len(ps.Releases) == 0 {
+		if err := c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseStatistics, Mechanism: modelfile.MechanismPublicBounds}); err != nil {
+			c.fail(fmt.Sprintf("standardisation from public bounds: %v", err))
+			return
+		}
+	}
+	c.pending.Run = c.snapshot()
+	c.note(slog.LevelInfo, "standardisation pinned from the schema's public bounds: no statistics were asked of the clients",
+		slog.String("mechanism", c.dp()), slog.Any("mean", std.Mean), slog.Any("std", std.Std))
+	c.startPhase(phaseTrain, c.run.LastRound+1)
+}
+
+// evalBins is the score histogram resolution of the run's evaluations: the configured bins,
+// at most metrics.DefaultDPBins under differential privacy (see there).
+func (c *Core) evalBins() int {
+	if c.dp() != DPNone {
+		return min(c.cfg.HistogramBins, metrics.DefaultDPBins)
+	}
+	return c.cfg.HistogramBins
+}
+
+// evalLayout is the layout of the fairness sums evaluate tasks return (nil without sensitive
+// attributes): the run's, with at most metrics.DefaultDPBins per group under differential
+// privacy.
+func (c *Core) evalLayout() *fairness.Layout {
+	if c.fairness == nil || c.dp() == DPNone {
+		return c.fairness
+	}
+	l := *c.fairness
+	l.Bins = min(l.Bins, metrics.DefaultDPBins)
+	return &l
+}
+
+// evalImportance reports whether evaluate tasks return importance sums. Not under differential
+// privacy: a record's contribution to each feature's sum and sum of squares would need clipping
+// and a share of every evaluation's noise budget, for a figure the model card can leave out.
+func (c *Core) evalImportance() bool { return c.dp() == DPNone }
+
+// evalNoiseScales are the noise scales of a DP evaluation vector (metrics.NoiseScales): the
+// evaluation sums, then the fairness sums. Clients compute the same from their task.
+func (c *Core) evalNoiseScales() []float64 {
+	parts := []metrics.RecordBound{metrics.EvalSumsRecordBound(c.evalBins())}
+	if l := c.evalLayout(); l != nil {
+		parts = append(parts, l.RecordBound())
+	}
+	return metrics.NoiseScales(parts...)
+}
+
+// startEvaluationRelease fixes, when the evaluate phase of a DP run starts, the m its noise
+// shares are divided by: the clients asked (he mode).
+func (c *Core) startEvaluationRelease(cohort []string) {
+	c.expected = len(cohort)
+	if err := c.ensureEvaluationNoise(); err != nil {
+		c.note(slog.LevelError, "no noise for the evaluation: its tasks go out without it and clients decline them", slog.String("err", err.Error()))
+	}
+}
+
+// ensureEvaluationNoise fills the evaluations' noise multiplier of a run recorded before
+// evaluations were noised, from the configuration, so that no evaluation goes out without it.
+func (c *Core) ensureEvaluationNoise() error {
+	ps := c.run.Privacy
+	if ps == nil || ps.EvaluationNoiseMultiplier > 0 {
+		return nil
+	}
+	plan, err := c.cfg.privacyPlan()
+	if err != nil {
+		return err
+	}
+	ps.EvaluationNoiseMultiplier = plan.zEval
+	return nil
+}
+
+// releaseNoise is the differential privacy of the evaluate phase's tasks: nil without DP.
+func (c *Core) releaseNoise() *task.ReleaseNoise {
+	ps := c.run.Privacy
+	if ps == nil {
+		return nil
+	}
+	// At client level each client weighs its records by 1/n, so that its whole evaluation adds
+	// no more than one record would and the release is client-level DP like the training it
+	// composes with.
+	n := &task.ReleaseNoise{NoiseMultiplier: ps.EvaluationNoiseMultiplier, Delta: ps.Delta, Level: DPRecord}
+	if ps.Mechanism == DPClient {
+		n.Level = DPClient
+	}
+	if c.he() {
+		n.ExpectedContributors = max(c.expected, 1)
+	}
+	return n
+}
+
+// privatizeEvaluation makes a DP evaluation sum a release: in plaintext mode the coordinator
+// adds the Gaussian noise (in he mode the clients did), then the release is composed into the
+// accountant with the noise actually present.
+func (c *Core) privatizeEvaluation(sum []float64, contributors int) error {
+	ps := c.run.Privacy
+	z := ps.EvaluationNoiseMultiplier
+	if !(z > 0) {
+		return errors.New("the evaluation has no noise multiplier: it cannot be released")
+	}
+	if c.he() {
+		achieved, err := privacy.AchievedNoiseMultiplier(z, max(c.expected, 1), contributors)
+		if err != nil {
+			return err
+		}
+		if achieved < z {
+			c.note(slog.LevelWarn, "fewer evaluation contributors than expected: the noise present was lower; accounting with it",
+				slog.Int("round", c.round), slog.Int("expected", c.expected), slog.Int("arrived", contributors),
+				slog.Float64("planned_z", z), slog.Float64("achieved_z", achieved))
+		}
+		z = achieved
+	} else if err := c.addNoise(sum, z, c.evalNoiseScales()); err != nil {
+		return err
+	}
+	if err := ps.Accountant.Compose(1, z, 1); err != nil {
+		return err
+	}
+	return c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseEvaluate, Round: c.round, Mechanism: modelfile.MechanismGaussian,
+		NoiseMultiplier: z, SamplingRate: 1, Steps: 1})
+}
+
+// evalCountNoiseStd is the standard deviation of the noise on each count of the round's
+// evaluation release (0 without DP), for the reports that read it.
+func (c *Core) evalCountNoiseStd() float64 {
+	ps := c.run.Privacy
+	if ps == nil {
+		return 0
+	}
+	// Every count has bound 1, so its scale is sqrt(K), the first value's (N's).
+	return ps.EvaluationNoiseMultiplier * c.evalNoiseScales()[0]
 }

@@ -84,14 +84,20 @@ type SecAggState struct {
 	Members   []task.CommitteeMember `json:"members"`
 	PublicKey []byte                 `json:"public_key,omitempty"`
 	Ready     bool                   `json:"ready"`
+	// KeyEndorsements are the members' signatures over the collective key, relayed with
+	// every task that carries it so that clients can check who made it.
+	KeyEndorsements []task.Endorsement `json:"key_endorsements,omitempty"`
 }
 
 // keygenState is an unfinished committee setup; it lives only in memory (a restarted
 // coordinator starts a new setup).
 type keygenState struct {
-	step  int
-	pk    *secagg.PublicKeyAggregator
-	boxes map[int][]task.SealedShare // recipient index -> boxes
+	step   int
+	pk     *secagg.PublicKeyAggregator
+	boxes  map[int][]task.SealedShare // recipient index -> boxes
+	shares map[int][]byte             // member index -> its public-key share, relayed at step 3
+	// endorsements are the members' step-3 signatures over the collective key.
+	endorsements map[int]task.Endorsement
 }
 
 // decryptState is one aggregate being decrypted by the committee.
@@ -139,13 +145,23 @@ func (c *Core) startKeygen(step int) {
 			members = append(members, task.CommitteeMember{ClientID: id, Index: i + 1, IdentityKey: c.identity[id]})
 		}
 		c.run.SecAgg = &SecAggState{SetupID: setup, CRSSeed: seed[:], Threshold: c.cfg.SecureAggregation.Threshold, Members: members}
-		c.keygen = &keygenState{pk: agg, boxes: map[int][]task.SealedShare{}}
+		c.keygen = &keygenState{pk: agg, boxes: map[int][]task.SealedShare{}, shares: map[int][]byte{}, endorsements: map[int]task.Endorsement{}}
 		c.pending.Run = c.snapshot()
 	}
 	c.keygen.step = step
 	c.beginCollect(phaseKeygen, c.cfg.SecureAggregation.Committee)
 	c.note(slog.LevelInfo, "committee setup step", slog.Int("step", step), slog.String("setup", c.run.SecAgg.SetupID),
 		slog.Int("members", len(c.cfg.SecureAggregation.Committee)), slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
+}
+
+// keyInfo is what a task carrying the collective key says about it.
+func (c *Core) keyInfo() *task.CollectiveKey {
+	st := c.run.SecAgg
+	k := &task.CollectiveKey{SetupID: st.SetupID, Threshold: st.Threshold, Endorsements: st.KeyEndorsements}
+	for _, m := range st.Members {
+		k.Members = append(k.Members, m.ClientID)
+	}
+	return k
 }
 
 func (c *Core) keygenTask(t *task.Task, clientID string) {
@@ -157,6 +173,9 @@ func (c *Core) keygenTask(t *task.Task, clientID string) {
 	}
 	if c.keygen.step == task.KeygenCombine {
 		spec.Boxes = c.keygen.boxes[idx]
+		for i := range st.Members {
+			spec.PublicKeyShares = append(spec.PublicKeyShares, c.keygen.shares[i+1])
+		}
 	}
 	t.Keygen = spec
 }
@@ -172,6 +191,12 @@ func (c *Core) submitKeygen(r task.Result, perr func(string, error) error) error
 		if _, err := c.keygen.pk.Add(r.PublicKeyShare); err != nil {
 			return perr("public_key_share", fmt.Errorf("%w: %v", ErrInvalid, err))
 		}
+		// Relayed to the other members as sent: they check the member's own signature, which
+		// the coordinator can neither make nor vouch for.
+		digest := sha256.Sum256(r.PublicKeyShare)
+		m := &c.run.SecAgg.Members[idx-1]
+		m.PublicKeyShareDigest, m.Endorsement = digest[:], r.Endorsement
+		c.keygen.shares[idx] = r.PublicKeyShare
 	case task.KeygenShares:
 		n := len(c.cfg.SecureAggregation.Committee)
 		if len(r.Boxes) != n-1 {
@@ -186,6 +211,10 @@ func (c *Core) submitKeygen(r task.Result, perr func(string, error) error) error
 		}
 		for _, b := range r.Boxes {
 			c.keygen.boxes[b.To] = append(c.keygen.boxes[b.To], b)
+		}
+	case task.KeygenCombine:
+		if r.Endorsement != nil {
+			c.keygen.endorsements[idx] = *r.Endorsement
 		}
 	}
 	return nil
@@ -208,6 +237,12 @@ func (c *Core) finishKeygen() {
 		}
 		c.run.SecAgg.PublicKey = pk
 		c.run.SecAgg.Ready = true
+		c.run.SecAgg.KeyEndorsements = nil
+		for i := range c.run.SecAgg.Members {
+			if e, ok := c.keygen.endorsements[i+1]; ok {
+				c.run.SecAgg.KeyEndorsements = append(c.run.SecAgg.KeyEndorsements, e)
+			}
+		}
 		c.keygen = nil
 		c.pending.Run = c.snapshot()
 		c.note(slog.LevelInfo, "committee setup complete", slog.String("setup", c.run.SecAgg.SetupID),
@@ -269,10 +304,13 @@ func (c *Core) decryptTask(t *task.Task) {
 		Aggregate:      c.dec.aggregate,
 		Active:         c.dec.active,
 	}
-	if c.dec.purpose == phaseTrain {
-		// What the contributors were asked for, so that members can check the noise the sum
-		// carries against their own floor.
+	// What the contributors were asked for, so that members can check the noise the sum
+	// carries against their own floor.
+	switch c.dec.purpose {
+	case phaseTrain:
 		t.Decrypt.DP = c.phaseDP
+	case phaseStats, phaseEvaluate:
+		t.Decrypt.Noise = c.releaseNoise()
 	}
 }
 

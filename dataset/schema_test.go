@@ -1,6 +1,7 @@
 package dataset_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,4 +162,81 @@ func bankSchemaPath(t *testing.T) string {
 	root, err := sharedtest.ModuleRoot()
 	require.NoError(t, err)
 	return filepath.Join(root, "configs", "schema-bank.yaml")
+}
+
+func TestSchemaBoundsPinAStandardisationWithoutData(t *testing.T) {
+	s, err := dataset.ParseSchema("test.yaml", []byte(testSchemaYAML+"bounds:\n  age: [18, 100]\n  balance: [-5000, 45000]\n"))
+	require.NoError(t, err)
+	std, err := s.PublicStandardization()
+	require.NoError(t, err)
+	assert.Equal(t, []float64{59, 20000}, std.Mean, "the middle of each range")
+	assert.Equal(t, []float64{41, 25000}, std.Std, "half its width: a value in range encodes within [-1, 1]")
+	enc, err := dataset.NewEncoder(s, std)
+	require.NoError(t, err)
+	ds := &dataset.Dataset{Schema: s, Numeric: [][]float64{{18, 45000}}, Category: [][]int32{{0, 0}}, Label: []float64{0}, Groups: [][]string{{"<30", "x"}}}
+	x := enc.Encode(ds)
+	assert.InDelta(t, -1, x.At(0, 0), 1e-12)
+	assert.InDelta(t, 1, x.At(0, 1), 1e-12)
+}
+
+func TestPublicStandardizationNamesEveryUnboundedFeature(t *testing.T) {
+	s, err := dataset.ParseSchema("test.yaml", []byte(testSchemaYAML+"bounds:\n  balance: [0, 1]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"age"}, s.Unbounded())
+	_, err = s.PublicStandardization()
+	require.ErrorIs(t, err, dataset.ErrNoBounds)
+	assert.Contains(t, err.Error(), "age")
+	assert.Contains(t, err.Error(), "`age: [min, max]`")
+	assert.NotContains(t, err.Error(), "balance")
+
+	s = testSchema(t)
+	assert.Equal(t, []string{"age", "balance"}, s.Unbounded())
+}
+
+func TestSchemaBoundsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, bounds, want string
+	}{
+		{"a categorical column", "  job: [0, 1]\n", `bounds.job: "job" is not a numeric feature`},
+		{"an unknown column", "  income: [0, 1]\n", `bounds.income: "income" is not a numeric feature`},
+		{"three values", "  age: [18, 60, 100]\n", "bounds.age: want [min, max], got 3 values"},
+		{"not finite", "  age: [18, .inf]\n", "bounds.age: [18, +Inf] is not a pair of finite numbers"},
+		{"NaN", "  age: [.nan, 100]\n", "is not a pair of finite numbers"},
+		{"min above max", "  age: [100, 18]\n", "bounds.age: min 100 must be below max 18"},
+		{"empty range", "  age: [18, 18]\n", "bounds.age: min 18 must be below max 18"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := dataset.ParseSchema("test.yaml", []byte(testSchemaYAML+"bounds:\n"+tc.bounds))
+			require.ErrorIs(t, err, dataset.ErrInvalidSchema)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// TestSchemaJSONWithoutBoundsIsUnchanged: schema hashes are taken over the schema's JSON, so a
+// schema without bounds must encode exactly as before bounds existed (every run and model
+// pinned to such a hash keeps it), and one with bounds must not.
+func TestSchemaJSONWithoutBoundsIsUnchanged(t *testing.T) {
+	s := testSchema(t)
+	b, err := json.Marshal(s)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "Bounds")
+	assert.True(t, strings.HasSuffix(string(b), `"Sensitive":[{"Column":"age","ModelInput":true,"Bands":[30,60],"Groups":null},{"Column":"gender","ModelInput":false,"Bands":null,"Groups":null}]}`))
+
+	bounded, err := dataset.ParseSchema("test.yaml", []byte(testSchemaYAML+"bounds:\n  age: [18, 100]\n"))
+	require.NoError(t, err)
+	b, err = json.Marshal(bounded)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"Bounds":{"age":[18,100]}`)
+}
+
+func TestBankSchemaBoundsEveryNumericFeature(t *testing.T) {
+	s, err := dataset.LoadSchema(bankSchemaPath(t))
+	require.NoError(t, err)
+	assert.Empty(t, s.Unbounded())
+	std, err := s.PublicStandardization()
+	require.NoError(t, err)
+	for i, c := range s.Numeric {
+		assert.Positive(t, std.Std[i], c)
+	}
 }

@@ -56,7 +56,15 @@ type LayoutConfig struct {
 	// column name. Such an attribute also gets a dataset.OtherCategory group for any other
 	// value.
 	Groups map[string][]string `yaml:"groups" json:"groups"`
+	// MinGroupSize is the fewest records a group must count for its figures to be reported;
+	// smaller groups are suppressed (see ReportOptions). 0 means DefaultMinGroupSize.
+	MinGroupSize int `yaml:"min_group_size" json:"min_group_size,omitempty"`
 }
+
+// DefaultMinGroupSize is LayoutConfig.MinGroupSize when unset: a group of fewer records is
+// not reported, since its rates are close to statements about the few people in it (and, in a
+// differentially private release, mostly noise).
+const DefaultMinGroupSize = 20
 
 // Attribute is a sensitive attribute and its groups, in report order.
 type Attribute struct {
@@ -178,6 +186,23 @@ func (l Layout) groupWidth() int {
 // VectorLen is the length of the vectors of GroupSums with this layout.
 func (l Layout) VectorLen() int { return l.groupCount() * l.groupWidth() }
 
+// RecordBound is what one record can add to a GroupSums vector of this layout, rows added with
+// AddWeighted at a weight of at most 1 and metrics.MaxRowLogLoss: in each attribute it falls in
+// one group, whose evaluation sums it changes as metrics.EvalSumsRecordBound says, and whose
+// predicted-positive and true-positive counts it raises by at most 1 per threshold.
+func (l Layout) RecordBound() metrics.RecordBound {
+	eval := metrics.EvalSumsRecordBound(l.Bins)
+	group := append(slices.Clone(eval.Bounds), make([]float64, 2*len(l.Thresholds))...)
+	for i := len(eval.Bounds); i < len(group); i++ {
+		group[i] = 1
+	}
+	out := metrics.RecordBound{Touched: len(l.Attributes) * (eval.Touched + 2*len(l.Thresholds))}
+	for range l.groupCount() {
+		out.Bounds = append(out.Bounds, group...)
+	}
+	return out
+}
+
 // GroupCounts are one group's sums.
 type GroupCounts struct {
 	// Eval holds the group's evaluation sums (rows, positives, log loss, Brier score, score
@@ -224,6 +249,13 @@ func (g *GroupSums) index(lookup []map[string]int, a int, name string) (int, err
 // attribute k is groups[i][k] (the layout of dataset.Dataset.Groups). A row counts once in a
 // group of every attribute. Nothing is added when an error is returned.
 func (g *GroupSums) AddScores(scores, labels []float64, groups [][]string) error {
+	return g.AddWeighted(scores, labels, groups, 1, 0)
+}
+
+// AddWeighted is AddScores counting each row weight times, with each row's log loss capped at
+// maxLogLoss (0: uncapped), as metrics.EvalSums.AddWeighted does for a differentially private
+// release. Nothing is added when an error is returned.
+func (g *GroupSums) AddWeighted(scores, labels []float64, groups [][]string, weight, maxLogLoss float64) error {
 	if len(scores) != len(labels) || len(scores) != len(groups) {
 		return fmt.Errorf("%w: %d scores, %d labels and %d group rows", ErrRows, len(scores), len(labels), len(groups))
 	}
@@ -262,11 +294,11 @@ func (g *GroupSums) AddScores(scores, labels []float64, groups [][]string) error
 	for i := range scores {
 		for _, j := range at[i*len(lookup) : (i+1)*len(lookup)] {
 			c := &g.Groups[j]
-			c.Eval.AddScores(scores[i:i+1], labels[i:i+1])
+			c.Eval.AddWeighted(scores[i:i+1], labels[i:i+1], weight, maxLogLoss)
 			for k, t := range g.Layout.Thresholds {
 				if scores[i] > t {
-					c.PredictedPositive[k]++
-					c.TruePositive[k] += labels[i]
+					c.PredictedPositive[k] += weight
+					c.TruePositive[k] += weight * labels[i]
 				}
 			}
 		}

@@ -26,9 +26,12 @@ type AttributeReport struct {
 
 // GroupReport is one group's figures.
 type GroupReport struct {
-	Group     string `json:"group"`
-	N         Number `json:"n"`
-	Positives Number `json:"positives"`
+	Group string `json:"group"`
+	// Suppressed is true when the group counts too few records to be reported: then every
+	// figure of it is withheld (NaN, null in JSON), its size included.
+	Suppressed bool   `json:"suppressed,omitempty"`
+	N          Number `json:"n"`
+	Positives  Number `json:"positives"`
 	// AUC is the group's ROC AUC from its score histogram, within AUCErrorBound of the exact
 	// AUC of its rows.
 	AUC           Number `json:"auc"`
@@ -100,8 +103,28 @@ func ratio(a, b float64) Number {
 	return Number(a / b)
 }
 
-// Report computes the audit figures from the sums.
-func (g GroupSums) Report() (Report, error) {
+// ReportOptions say which groups a report withholds.
+type ReportOptions struct {
+	// MinGroupSize suppresses every group that counts fewer records (0: none).
+	MinGroupSize float64
+	// CountNoiseStd is the standard deviation of the noise on each count of a differentially
+	// private release (0: exact counts). A group is then also suppressed when its count is
+	// within SuppressNoiseMultiple of it, where its rates are mostly noise, and the counts of
+	// the others are clamped to what real counts can be.
+	CountNoiseStd float64
+}
+
+// SuppressNoiseMultiple is how many noise standard deviations a group's noised count must
+// reach to be reported.
+const SuppressNoiseMultiple = 5
+
+// Report computes the audit figures from the sums, withholding no group.
+func (g GroupSums) Report() (Report, error) { return g.ReportWith(ReportOptions{}) }
+
+// ReportWith computes the audit figures from the sums and suppresses the groups opts says are
+// too small. A suppressed group keeps its name and nothing else; gaps are taken over the groups
+// reported.
+func (g GroupSums) ReportWith(opts ReportOptions) (Report, error) {
 	if err := g.Layout.Validate(); err != nil {
 		return Report{}, fmt.Errorf("fairness report: %w", err)
 	}
@@ -117,6 +140,13 @@ func (g GroupSums) Report() (Report, error) {
 			next++
 			if len(c.PredictedPositive) != len(r.Thresholds) || len(c.TruePositive) != len(r.Thresholds) {
 				return Report{}, fmt.Errorf("fairness report: %w: group %q of %q has counts for %d thresholds", ErrLayout, name, attr.Name, len(c.PredictedPositive))
+			}
+			if c.Eval.N < opts.MinGroupSize || c.Eval.N < SuppressNoiseMultiple*opts.CountNoiseStd {
+				ar.Groups = append(ar.Groups, suppressedGroup(name, r.Thresholds))
+				continue
+			}
+			if opts.CountNoiseStd > 0 {
+				c = clampNoised(c)
 			}
 			summary := c.Eval.Summary()
 			gr := GroupReport{
@@ -144,6 +174,29 @@ func (g GroupSums) Report() (Report, error) {
 		r.Attributes = append(r.Attributes, ar)
 	}
 	return r, nil
+}
+
+// clampNoised undoes what noise makes impossible in a group's counts (negative counts, more
+// positives or predictions than rows, more true positives than either): post-processing of a
+// differentially private release, which reads better and costs nothing.
+func clampNoised(c GroupCounts) GroupCounts {
+	out := GroupCounts{Eval: c.Eval.Clamped(), PredictedPositive: slices.Clone(c.PredictedPositive), TruePositive: slices.Clone(c.TruePositive)}
+	for k := range out.PredictedPositive {
+		out.PredictedPositive[k] = min(max(out.PredictedPositive[k], 0), out.Eval.N)
+		out.TruePositive[k] = min(max(out.TruePositive[k], 0), out.PredictedPositive[k], out.Eval.Positives)
+	}
+	return out
+}
+
+// suppressedGroup is the report of a group too small to report: its name, and NaN for every
+// figure.
+func suppressedGroup(name string, thresholds []float64) GroupReport {
+	nan := Number(math.NaN())
+	gr := GroupReport{Group: name, Suppressed: true, N: nan, Positives: nan, AUC: nan, AUCErrorBound: nan}
+	for _, t := range thresholds {
+		gr.Rates = append(gr.Rates, Rates{Threshold: t, PredictedPositive: nan, TruePositive: nan, PositiveRate: nan, TruePositiveRate: nan, FalsePositiveRate: nan})
+	}
+	return gr
 }
 
 // spread returns the largest minus the smallest defined value over the groups, and the groups

@@ -48,24 +48,36 @@ func NewEvalSums(bins int) EvalSums {
 // It panics if the slices differ in length or the histograms do not have Bins entries (use
 // NewEvalSums).
 func (e *EvalSums) AddScores(scores, labels []float64) {
+	e.AddWeighted(scores, labels, 1, 0)
+}
+
+// AddWeighted adds scored rows counting each weight times instead of once, with each row's log
+// loss capped at maxLogLoss (0: uncapped). A differentially private release needs both: the cap
+// bounds what one row adds (see RecordBound), and a weight of 1/n makes a client of n rows add
+// no more than one row would (client-level DP). Panics like AddScores.
+func (e *EvalSums) AddWeighted(scores, labels []float64, weight, maxLogLoss float64) {
 	checkLengths(scores, labels)
 	if len(e.PosHist) != e.Bins || len(e.NegHist) != e.Bins || e.Bins < 1 {
 		panic("metrics: EvalSums histograms do not match Bins; create it with NewEvalSums")
 	}
 	for i, s := range scores {
 		label := labels[i]
-		e.N++
-		e.LogLossSum += rowLogLoss(s, label)
-		e.BrierSum += (s - label) * (s - label)
+		loss := rowLogLoss(s, label)
+		if maxLogLoss > 0 {
+			loss = min(loss, maxLogLoss)
+		}
+		e.N += weight
+		e.LogLossSum += weight * loss
+		e.BrierSum += weight * (s - label) * (s - label)
 		if isCorrect(s, label) {
-			e.Correct++
+			e.Correct += weight
 		}
 		bin := e.bin(s)
 		if isPositive(label) {
-			e.Positives++
-			e.PosHist[bin]++
+			e.Positives += weight
+			e.PosHist[bin] += weight
 		} else {
-			e.NegHist[bin]++
+			e.NegHist[bin] += weight
 		}
 	}
 }
@@ -143,6 +155,16 @@ func (e EvalSums) Vector() []float64 {
 	v = append(v, e.N, e.Positives, e.LogLossSum, e.BrierSum, e.Correct)
 	v = append(v, e.PosHist...)
 	return append(v, e.NegHist...)
+}
+
+// VectorBins is the number of histogram bins of an EvalSums vector of n values (0 when no
+// EvalSums vector has n values): a run that evaluates with fewer bins under differential
+// privacy than its configuration states stores vectors a reader decodes with this.
+func VectorBins(n int) int {
+	if n < vectorHeader+2 || (n-vectorHeader)%2 != 0 {
+		return 0
+	}
+	return (n - vectorHeader) / 2
 }
 
 // EvalSumsFromVector decodes a vector made by Vector (or a sum of such vectors) with the given

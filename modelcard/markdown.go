@@ -3,6 +3,7 @@ package modelcard
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/modelfile"
 )
 
 // Markdown renders the card as a Markdown page for a model-risk file: a summary, then intended
@@ -174,10 +176,18 @@ func (c *Card) trainingData(m *md) {
 			evaluation += fmt.Sprintf(" at %d clients", t.EvaluationClients)
 		}
 	}
+	records := count(t.Records)
+	if !c.Privacy.None() && t.Records == 0 {
+		// A DP run asks for no statistics: the count is not released.
+		records = "not released (differential privacy: the standardisation came from public bounds)"
+		if t.ConsentTracked {
+			excluded = "not released (differential privacy)"
+		}
+	}
 	m.table("ll", []string{"Item", "Value"}, [][]string{
 		{"Schema", schema},
 		{"Clients contributing to training", strconv.Itoa(t.Clients)},
-		{"Training records", count(t.Records)},
+		{"Training records", records},
 		{"Consent", consent},
 		{"Records excluded for lack of consent", excluded},
 		{"Evaluation data", evaluation},
@@ -244,9 +254,21 @@ func (c *Card) performance(m *md) {
 	} else {
 		m.para(fmt.Sprintf("Federated evaluation of version %d on the clients' held-out records: each client scored its own records "+
 			"and returned only sums (log-loss sum, counts, score histograms), which were added up.", c.Model.Version))
+		if c.Privacy.EvaluationNoiseStd > 0 {
+			weights := ""
+			if c.Privacy.Level == "client" {
+				weights = ", every client weighs the same (its records 1/n each), so the record counts are counts of clients,"
+			}
+			m.para(fmt.Sprintf("The sums carry differential-privacy noise (standard deviation %s per count), each record's log loss is "+
+				"capped at ln 100%s and the histograms have fewer bins: read these figures with the uncertainty stated.",
+				num(c.Privacy.EvaluationNoiseStd, 1), weights))
+		}
 		auc := num(f.Summary.AUC, 4)
 		if f.AUCErrorBound != nil {
 			auc += fmt.Sprintf(" (within %s of the exact AUC: computed from score histograms)", num(*f.AUCErrorBound, 4))
+		}
+		if f.AUCNoiseStd != nil {
+			auc += fmt.Sprintf("; ± %s from the differential-privacy noise (one standard deviation)", num(*f.AUCNoiseStd, 4))
 		}
 		base := "n/a"
 		if f.Positives != nil && f.Summary.N > 0 {
@@ -356,10 +378,12 @@ func (c *Card) fairness(m *md) {
 
 func (c *Card) privacy(m *md) {
 	m.heading("6. Privacy and security")
-	p := c.Privacy
+	p, s := c.Privacy, c.SecureAggregation
+	m.para(c.privacyStatement())
 	if p.None() {
-		m.para("**Differential privacy: none.** The model carries no formal guarantee against inferring whether a client's " +
-			"or a record's data was used in training.")
+		m.para("These releases are deliberately outside differential privacy: the run was configured without it " +
+			"(`run.privacy.mechanism: none`), so they carry no formal guarantee against inferring whether a client's or a record's " +
+			"data was used.")
 	} else {
 		rows := [][]string{
 			{"Mechanism", p.Mechanism},
@@ -376,14 +400,32 @@ func (c *Card) privacy(m *md) {
 		if p.Accountant != "" {
 			rows = append(rows, []string{"Accountant", p.Accountant})
 		}
+		if len(p.Releases) > 0 {
+			rows[2][1] += ", every release below composed"
+		}
 		m.table("ll", []string{"Differential privacy", ""}, rows)
+		if len(p.Releases) > 0 {
+			m.para("What the run released from the clients' data, and the ε each part added to the total (Rényi composition in " +
+				"one accountant: the parts add up to the total, though none would cost as much on its own):")
+			m.table("lllrr", []string{"Release", "Rounds", "Mechanism", "Noise multiplier", "ε added"}, releaseRows(p.Releases))
+		}
+		var notes []string
+		if !slices.ContainsFunc(c.Features, func(f Feature) bool { return f.Importance != nil }) {
+			notes = append(notes, "Feature importance is not released in a differentially private run: it would need its own share of the budget.")
+		}
+		if p.EvaluationNoiseStd > 0 {
+			notes = append([]string{fmt.Sprintf("Every count of an evaluation carries Gaussian noise of standard deviation %s, "+
+				"which the performance and fairness figures include (section 4 states the AUC's share of it); fairness groups whose "+
+				"count is within %d such deviations are not reported.", num(p.EvaluationNoiseStd, 1), fairness.SuppressNoiseMultiple)}, notes...)
+		}
+		if len(notes) > 0 {
+			m.bullets(notes)
+		}
 	}
-	s := c.SecureAggregation
-	switch s.Mode {
-	case "none":
-		m.para("**Secure aggregation: none.** The coordinator added the clients' updates and counts in plaintext, so it could see " +
-			"each client's model update. This mode is for trusted coordinators only.")
-	default:
+	if s.Mode == "none" {
+		m.para("**Secure aggregation: none.** The coordinator added the clients' updates and counts in plaintext. This mode is for " +
+			"trusted coordinators only.")
+	} else {
 		m.para(fmt.Sprintf("**Secure aggregation: `%s`.** %s Every update and evaluation count was encrypted by its client; the "+
 			"coordinator added ciphertexts and could decrypt only aggregates, with the help of a threshold of committee members.",
 			s.Mode, strings.TrimSuffix(orNA(s.Scheme), ".")+"."))
@@ -395,6 +437,108 @@ func (c *Card) privacy(m *md) {
 		}
 		m.table("ll", []string{"Parameter", "Value"}, rows)
 	}
+}
+
+// privacyStatement is the section's first sentence: what the run's combination of differential
+// privacy and secure aggregation protects, and from whom, for a reader who is no specialist.
+func (c *Card) privacyStatement() string {
+	p := c.Privacy
+	he := c.SecureAggregation.Mode != "none"
+	unit := "customer's record"
+	if p.Level == "client" {
+		unit = "client's data"
+	}
+	switch {
+	case p.None() && !he:
+		return "**No formal privacy protection.** Nothing this run released is differentially private, and the coordinator " +
+			"received each client's own sums (model updates, feature statistics, evaluation counts) in plaintext: only the " +
+			"records themselves stayed with the clients."
+	case p.None():
+		return "**Secure aggregation without differential privacy.** The coordinator could decrypt only sums over many clients, " +
+			"never one client's figures, but the model and every figure released from those sums carry no formal guarantee: " +
+			"a sum can still say much about the people in it."
+	case !he:
+		against := "the coordinator received each client's clipped update and evaluation counts before it added the noise, so the " +
+			"guarantee does not hold against the coordinator itself"
+		if p.Level == "record" {
+			against = "while each client's model updates reached the coordinator already noised by DP-SGD, its evaluation counts " +
+				"reached it exact, before the coordinator added their noise: for the evaluations the guarantee does not hold " +
+				"against the coordinator itself"
+		}
+		return fmt.Sprintf("**Differentially private, without secure aggregation.** Everything this run released is covered by one "+
+			"(ε = %s, δ = %s) guarantee: no reader of the model or its figures can tell with confidence whether any one %s was used. "+
+			"But %s.", num(p.Epsilon, 2), sci(p.Delta), unit, against)
+	}
+	return fmt.Sprintf("**Differentially private under secure aggregation.** Everything this run released is covered by one "+
+		"(ε = %s, δ = %s) guarantee: no reader of the model or its figures can tell with confidence whether any one %s was used, "+
+		"and the coordinator only ever decrypted sums that already carried the noise, so the guarantee holds against it too.",
+		num(p.Epsilon, 2), sci(p.Delta), unit)
+}
+
+// releaseRows summarises the releases by kind and parameters, in order of first appearance:
+// the rounds of each and the ε they added together.
+func releaseRows(releases []modelfile.Release) [][]string {
+	type group struct {
+		r      modelfile.Release
+		rounds []int
+		eps    float64
+	}
+	var groups []*group
+	for _, r := range releases {
+		i := slices.IndexFunc(groups, func(g *group) bool {
+			return g.r.Kind == r.Kind && g.r.Mechanism == r.Mechanism && g.r.NoiseMultiplier == r.NoiseMultiplier &&
+				g.r.SamplingRate == r.SamplingRate && g.r.Steps == r.Steps
+		})
+		if i < 0 {
+			groups = append(groups, &group{r: r})
+			i = len(groups) - 1
+		}
+		groups[i].rounds = append(groups[i].rounds, r.Round)
+		groups[i].eps += r.Epsilon
+	}
+	var rows [][]string
+	for _, g := range groups {
+		name, mech, z, rounds := g.r.Kind, g.r.Mechanism, num(g.r.NoiseMultiplier, 4), roundRanges(g.rounds)
+		switch g.r.Kind {
+		case modelfile.ReleaseStatistics:
+			name, rounds = "Feature statistics", "before round 1"
+		case modelfile.ReleaseTrain:
+			name = "Training"
+		case modelfile.ReleaseEvaluate:
+			name = "Evaluation"
+		}
+		switch g.r.Mechanism {
+		case modelfile.MechanismPublicBounds:
+			mech, z = "none needed: standardised from the schema's public bounds, no record read", "n/a"
+		case modelfile.MechanismDPSGD:
+			mech = fmt.Sprintf("DP-SGD at each client, q = %g, %d steps a round", g.r.SamplingRate, g.r.Steps)
+		case modelfile.MechanismGaussian:
+			mech = "Gaussian noise on the sum"
+			if g.r.SamplingRate < 1 {
+				mech += fmt.Sprintf(", clients sampled at q = %g", g.r.SamplingRate)
+			}
+		}
+		rows = append(rows, []string{name, rounds, mech, z, num(g.eps, 4)})
+	}
+	return rows
+}
+
+// roundRanges writes increasing rounds as ranges: 1-3, 5, 7-9.
+func roundRanges(rounds []int) string {
+	var parts []string
+	for i := 0; i < len(rounds); {
+		j := i
+		for j+1 < len(rounds) && rounds[j+1] == rounds[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d–%d", rounds[i], rounds[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(rounds[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (c *Card) lineage(m *md) {

@@ -144,6 +144,9 @@ type FinalMetrics struct {
 	// AUCErrorBound bounds |AUC - exact AUC| (the AUC comes from score histograms); nil when
 	// the histograms are not available.
 	AUCErrorBound *float64 `json:"auc_error_bound,omitempty"`
+	// AUCNoiseStd is the standard deviation differential-privacy noise gives the AUC (nil
+	// when the counts are exact).
+	AUCNoiseStd *float64 `json:"auc_noise_std,omitempty"`
 	// Positives is the number of positive held-out rows (nil when not available).
 	Positives *float64 `json:"positives,omitempty"`
 	// Calibration is the table of equal-count score bands, and ExpectedCalibrationError the
@@ -173,6 +176,12 @@ type Privacy struct {
 	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
 	// Accountant names the accounting method, e.g. "Rényi DP, sampled Gaussian mechanism".
 	Accountant string `json:"accountant,omitempty"`
+	// Releases lists everything the run released with the epsilon each added (Build takes
+	// them from the model document when not given).
+	Releases []modelfile.Release `json:"releases,omitempty"`
+	// EvaluationNoiseStd is the standard deviation of the noise on each count of an
+	// evaluation release (0: exact counts).
+	EvaluationNoiseStd float64 `json:"evaluation_noise_std,omitempty"`
 }
 
 // None reports whether training had no differential privacy.
@@ -329,6 +338,17 @@ func Build(in Input) (*Card, error) {
 	if c.Privacy.Mechanism == "" {
 		c.Privacy.Mechanism = "none"
 	}
+	if p := doc.Privacy; p != nil && !c.Privacy.None() {
+		if c.Privacy.Releases == nil {
+			c.Privacy.Releases = slices.Clone(p.Releases)
+		}
+		if c.Privacy.EvaluationNoiseStd == 0 {
+			c.Privacy.EvaluationNoiseStd = p.EvaluationNoiseStd
+		}
+	}
+	if c.TrainingData.Clients == 0 {
+		c.TrainingData.Clients = doc.Contributors
+	}
 	if c.SecureAggregation.Mode == "" {
 		c.SecureAggregation.Mode = "none"
 	}
@@ -370,6 +390,9 @@ func Build(in Input) (*Card, error) {
 		c.Performance.Final = &FinalMetrics{
 			Summary: in.FinalEvaluation.Summary(), AUCErrorBound: ptr(in.FinalEvaluation.AUCErrorBound()),
 			Positives: ptr(in.FinalEvaluation.Positives), Calibration: cal, ExpectedCalibrationError: ptr(expectedCalibrationError(cal)),
+		}
+		if sd := c.Privacy.EvaluationNoiseStd; sd > 0 {
+			c.Performance.Final.AUCNoiseStd = ptr(in.FinalEvaluation.AUCNoiseStd(sd))
 		}
 		if c.TrainingData.EvaluationRecords == 0 {
 			c.TrainingData.EvaluationRecords = in.FinalEvaluation.N

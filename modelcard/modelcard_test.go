@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,6 +145,7 @@ func TestMarkdownGolden(t *testing.T) {
 			in.Generated = time.Date(2025, 4, 3, 11, 0, 0, 0, time.UTC)
 			return in
 		}},
+		{"dp-record-plaintext.md", dpRecordInput},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,6 +154,93 @@ func TestMarkdownGolden(t *testing.T) {
 			golden(t, tc.name, card.Markdown())
 		})
 	}
+}
+
+// dpRecordInput is a record-level DP run in plaintext mode, as the coordinator reports it: no
+// statistics released (public bounds), ten DP-SGD rounds and ten noised evaluations, no
+// importance, the releases in the model document.
+func dpRecordInput(t *testing.T) modelcard.Input {
+	in := bankInput(t)
+	in.Importance = nil
+	in.Training.Records = 0
+	releases := []modelfile.Release{{Kind: modelfile.ReleaseStatistics, Mechanism: modelfile.MechanismPublicBounds}}
+	cum := 0.0
+	for r := 1; r <= 10; r++ {
+		train := 0.3 / float64(r)
+		cum += train
+		releases = append(releases, modelfile.Release{Kind: modelfile.ReleaseTrain, Round: r, Mechanism: modelfile.MechanismDPSGD,
+			NoiseMultiplier: 3.7, SamplingRate: 0.05, Steps: 30, Epsilon: train, Cumulative: cum})
+		cum += 0.001
+		releases = append(releases, modelfile.Release{Kind: modelfile.ReleaseEvaluate, Round: r, Mechanism: modelfile.MechanismGaussian,
+			NoiseMultiplier: 107.5, SamplingRate: 1, Steps: 1, Epsilon: 0.001, Cumulative: cum})
+	}
+	in.Model.Privacy = &modelfile.Privacy{Mechanism: "record", NoiseMultiplier: 3.7, ClipNorm: 1, SamplingRate: 0.05, Steps: 300,
+		EvaluationNoiseMultiplier: 107.5, EvaluationNoiseStd: 504.2, Epsilon: cum, Delta: 1e-5, Conversion: "tight", Budget: 1, Releases: releases}
+	in.Privacy = modelcard.Privacy{Mechanism: "Gaussian mechanism, DP-SGD (worst client)", Level: "record", Epsilon: cum, Delta: 1e-5,
+		ClipNorm: 1, NoiseMultiplier: 3.7, Accountant: "Rényi DP of the Poisson-subsampled Gaussian mechanism"}
+	return in
+}
+
+// TestPrivacySectionForEveryCombination: the privacy section opens with what the run's
+// combination of differential privacy and secure aggregation protects, and from whom; a run
+// without DP says in one sentence that its releases are deliberately outside it.
+func TestPrivacySectionForEveryCombination(t *testing.T) {
+	he := modelcard.SecureAggregation{Mode: "he", Scheme: "threshold multiparty CKKS"}
+	clientDP := modelcard.Privacy{Mechanism: "Gaussian mechanism, DP-FedAvg", Level: "client", Epsilon: 2, Delta: 1e-6}
+	recordDP := modelcard.Privacy{Mechanism: "Gaussian mechanism, DP-SGD", Level: "record", Epsilon: 1, Delta: 1e-5}
+	outside := "These releases are deliberately outside differential privacy"
+	for _, tc := range []struct {
+		name    string
+		privacy modelcard.Privacy
+		secagg  modelcard.SecureAggregation
+		want    []string
+		not     []string
+	}{
+		{"neither", modelcard.Privacy{}, modelcard.SecureAggregation{},
+			[]string{"**No formal privacy protection.**", "received each client's own sums", outside}, nil},
+		{"secure aggregation without DP", modelcard.Privacy{}, he,
+			[]string{"**Secure aggregation without differential privacy.**", "never one client's figures", outside}, nil},
+		{"client-level DP without secure aggregation", clientDP, modelcard.SecureAggregation{},
+			[]string{"**Differentially private, without secure aggregation.**", "(ε = 2.00, δ = 1e-6)", "any one client's data",
+				"does not hold against the coordinator itself"}, []string{outside}},
+		{"record-level DP without secure aggregation", recordDP, modelcard.SecureAggregation{},
+			[]string{"any one customer's record", "already noised by DP-SGD", "its evaluation counts reached it exact"}, []string{outside}},
+		{"both", clientDP, he,
+			[]string{"**Differentially private under secure aggregation.**", "the guarantee holds against it too"}, []string{outside}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := bankInput(t)
+			in.Privacy, in.SecureAggregation = tc.privacy, tc.secagg
+			card, err := modelcard.Build(in)
+			require.NoError(t, err)
+			md := string(card.Markdown())
+			section := md[strings.Index(md, "## 6. Privacy and security"):strings.Index(md, "## 7. Lineage")]
+			for _, w := range tc.want {
+				assert.Contains(t, section, w)
+			}
+			for _, w := range tc.not {
+				assert.NotContains(t, section, w)
+			}
+		})
+	}
+}
+
+// TestACardListsTheReleasesOfItsModelDocument: the releases and the evaluation noise come from
+// the model document; the card adds them up per kind and states the AUC's noise.
+func TestACardListsTheReleasesOfItsModelDocument(t *testing.T) {
+	in := dpRecordInput(t)
+	card, err := modelcard.Build(in)
+	require.NoError(t, err)
+	require.Len(t, card.Privacy.Releases, 21)
+	assert.Equal(t, 504.2, card.Privacy.EvaluationNoiseStd)
+	require.NotNil(t, card.Performance.Final.AUCNoiseStd)
+	assert.InDelta(t, in.FinalEvaluation.AUCNoiseStd(504.2), *card.Performance.Final.AUCNoiseStd, 1e-12)
+	md := string(card.Markdown())
+	assert.Contains(t, md, "| Feature statistics | before round 1 | none needed: standardised from the schema's public bounds, no record read | n/a | 0.0000 |")
+	assert.Contains(t, md, "| Training | 1–10 | DP-SGD at each client, q = 0.05, 30 steps a round | 3.7000 |")
+	assert.Contains(t, md, "| Evaluation | 1–10 | Gaussian noise on the sum | 107.5000 | 0.0100 |")
+	assert.Contains(t, md, "| Training records | not released (differential privacy")
+	assert.Contains(t, md, "Feature importance is not released")
 }
 
 func TestCardJSONRoundTrips(t *testing.T) {

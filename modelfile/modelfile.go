@@ -49,8 +49,9 @@ type Document struct {
 	SecureAggregation SecureAggregation `json:"secure_aggregation"`
 }
 
-// Privacy is a model's differential-privacy guarantee: the mechanism, its parameters and the
-// (epsilon, delta) spent.
+// Privacy is a model's differential-privacy guarantee: the mechanism, its parameters, every
+// release of the run up to this version with what it cost, and the (epsilon, delta) they spent
+// together.
 type Privacy struct {
 	// Mechanism is "client" (DP-FedAvg) or "record" (DP-SGD).
 	Mechanism       string    `json:"mechanism"`
@@ -60,11 +61,60 @@ type Privacy struct {
 	AdaptiveClip    bool      `json:"adaptive_clipping,omitempty"`
 	SamplingRate    float64   `json:"sampling_rate"`
 	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record).
-	Steps      int     `json:"steps"`
+	Steps int `json:"steps"`
+	// EvaluationNoiseMultiplier is z of each federated evaluation release: Gaussian noise of
+	// z times what one record (client level: one client) can add to each value.
+	EvaluationNoiseMultiplier float64 `json:"evaluation_noise_multiplier,omitempty"`
+	// EvaluationNoiseStd is the standard deviation of that noise on each count of an
+	// evaluation release (what a reader of the figures needs to weigh them).
+	EvaluationNoiseStd float64 `json:"evaluation_noise_std,omitempty"`
+	// Epsilon is everything released so far composed in one accountant: statistics,
+	// training rounds and evaluations (Releases).
 	Epsilon    float64 `json:"epsilon"`
 	Delta      float64 `json:"delta"`
 	Conversion string  `json:"conversion"`
 	Budget     float64 `json:"budget_epsilon,omitempty"`
+	// Releases lists, in order, everything the run derived from the clients' data and released
+	// to the coordinator and the model's readers, each with the epsilon it added.
+	Releases []Release `json:"releases,omitempty"`
+}
+
+// Kinds of Release.
+const (
+	ReleaseStatistics = "statistics"
+	ReleaseTrain      = "train"
+	ReleaseEvaluate   = "evaluate"
+)
+
+// Mechanisms of Release.
+const (
+	// MechanismPublicBounds: nothing was read from the data (standardisation from the schema's
+	// public bounds).
+	MechanismPublicBounds = "public bounds"
+	// MechanismDPSGD: DP-SGD at each client (record level).
+	MechanismDPSGD = "DP-SGD"
+	// MechanismGaussian: Gaussian noise on the sum (client-level training rounds, evaluations).
+	MechanismGaussian = "Gaussian"
+)
+
+// Release is one thing a differentially private run released, and what it cost.
+type Release struct {
+	// Kind is ReleaseStatistics, ReleaseTrain or ReleaseEvaluate; Round its round (0 for the
+	// statistics).
+	Kind  string `json:"kind"`
+	Round int    `json:"round"`
+	// Mechanism is one of the Mechanism constants; NoiseMultiplier, SamplingRate and Steps its
+	// parameters (the noise actually present, when fewer contributors arrived than expected).
+	Mechanism       string  `json:"mechanism"`
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+	SamplingRate    float64 `json:"sampling_rate,omitempty"`
+	Steps           int     `json:"steps,omitempty"`
+	// Epsilon is what the release added to the composed epsilon (0 when it read no data), and
+	// Cumulative the composed epsilon after it, at the run's delta: under Renyi composition
+	// the epsilons of the releases add up to the total, but no release spends its Epsilon
+	// alone.
+	Epsilon    float64 `json:"epsilon"`
+	Cumulative float64 `json:"cumulative_epsilon"`
 }
 
 // SecureAggregation is how a model's sums were protected.

@@ -230,9 +230,10 @@ func TestBankDPSGDAtEpsilonOne(t *testing.T) {
 // and says why it stopped.
 func TestPrivacyBudgetStopsTheRun(t *testing.T) {
 	const z, q = 3.0, 1.0
-	eps7, _, err := privacy.Epsilon(q, z, 7, 1e-5, nil, privacy.Tight)
+	// Every round is evaluated, each evaluation at z as well: k rounds compose 2k mechanisms.
+	eps7, _, err := privacy.Epsilon(q, z, 14, 1e-5, nil, privacy.Tight)
 	require.NoError(t, err)
-	eps8, _, err := privacy.Epsilon(q, z, 8, 1e-5, nil, privacy.Tight)
+	eps8, _, err := privacy.Epsilon(q, z, 16, 1e-5, nil, privacy.Tight)
 	require.NoError(t, err)
 	budget := (eps7 + eps8) / 2
 	cfg := parse(t, fmt.Sprintf(`
@@ -243,8 +244,9 @@ data:
 run:
   rounds: 20
   min_clients: 4
-  privacy: {mechanism: client, noise_multiplier: %v, sampling_rate: %v, epsilon: %v, delta: 1.0e-5, clip_norm: 0.5}
-`, z, q, budget))
+  min_records_plaintext: 0
+  privacy: {mechanism: client, noise_multiplier: %v, sampling_rate: %v, epsilon: %v, delta: 1.0e-5, clip_norm: 0.5, evaluation_noise_multiplier: %v}
+`, z, q, budget, z))
 	res, err := sim.Run(context.Background(), cfg, sim.Options{})
 	require.NoError(t, err)
 	s := res.Summary

@@ -310,6 +310,10 @@ type ReleaseNoise struct {
 	NoiseMultiplier      float64
 	ExpectedContributors int
 	Delta                float64
+	// Level is the unit the release protects: DPRecord (each record's contribution bounded)
+	// or DPClient (each client weighs its records by 1/n, so its whole contribution is bounded
+	// as one record's).
+	Level string
 }
 
 // FairnessSpec is the layout of the per-group evaluation sums: the decision thresholds, the

@@ -180,14 +180,14 @@ func noiseToProto(n *task.ReleaseNoise) *pb.ReleaseNoise {
 	if n == nil {
 		return nil
 	}
-	return &pb.ReleaseNoise{NoiseMultiplier: n.NoiseMultiplier, ExpectedContributors: int32(n.ExpectedContributors), Delta: n.Delta}
+	return &pb.ReleaseNoise{NoiseMultiplier: n.NoiseMultiplier, ExpectedContributors: int32(n.ExpectedContributors), Delta: n.Delta, Level: n.Level}
 }
 
 func noiseFromProto(n *pb.ReleaseNoise) *task.ReleaseNoise {
 	if n == nil {
 		return nil
 	}
-	return &task.ReleaseNoise{NoiseMultiplier: n.GetNoiseMultiplier(), ExpectedContributors: int(n.GetExpectedContributors()), Delta: n.GetDelta()}
+	return &task.ReleaseNoise{NoiseMultiplier: n.GetNoiseMultiplier(), ExpectedContributors: int(n.GetExpectedContributors()), Delta: n.GetDelta(), Level: n.GetLevel()}
 }
 
 func resultToProto(r task.Result) *pb.SubmitResultRequest {

@@ -662,8 +662,11 @@ type ReleaseNoise struct {
 	// coordinator adds it.
 	ExpectedContributors int32   `protobuf:"varint,2,opt,name=expected_contributors,json=expectedContributors,proto3" json:"expected_contributors,omitempty"`
 	Delta                float64 `protobuf:"fixed64,3,opt,name=delta,proto3" json:"delta,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// "record" (each record's contribution is bounded) or "client" (each client weighs its
+	// records by 1/n, so that its whole contribution is bounded as one record's).
+	Level         string `protobuf:"bytes,4,opt,name=level,proto3" json:"level,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseNoise) Reset() {
@@ -715,6 +718,13 @@ func (x *ReleaseNoise) GetDelta() float64 {
 		return x.Delta
 	}
 	return 0
+}
+
+func (x *ReleaseNoise) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
 }
 
 // FairnessSpec lays out the per-group evaluation sums of a fairness audit.
@@ -2488,11 +2498,12 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"statsScale\x124\n" +
 	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\x12=\n" +
 	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12@\n" +
-	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\"\x84\x01\n" +
+	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
-	"\x05delta\x18\x03 \x01(\x01R\x05delta\"w\n" +
+	"\x05delta\x18\x03 \x01(\x01R\x05delta\x12\x14\n" +
+	"\x05level\x18\x04 \x01(\tR\x05level\"w\n" +
 	"\fFairnessSpec\x12\x1e\n" +
 	"\n" +
 	"thresholds\x18\x01 \x03(\x01R\n" +
