@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -98,9 +100,9 @@ type Core struct {
 	deadline int64
 
 	cohort      []string
-	outstanding map[string]task.Task // client id -> task issued and not yet answered
-	accepted    map[string]string    // task id -> client, accepted in this phase, to recognise duplicates
-	previous    map[string]string    // and in the phase before it (a retry may arrive late)
+	outstanding map[string]task.Task  // client id -> task issued and not yet answered
+	accepted    map[string]acceptance // task id -> who answered it, and with what, in this phase
+	previous    map[string]acceptance // and in the phase before it (a retry may arrive late)
 	acc         accumulator
 	results     int      // results accepted in the current collection
 	refusals    int      // tasks clients declined, over the run
@@ -149,7 +151,7 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		numeric:       len(schema.Numeric),
 		clients:       map[string]int64{},
 		outstanding:   map[string]task.Task{},
-		accepted:      map[string]string{},
+		accepted:      map[string]acceptance{},
 		identity:      map[string][]byte{},
 		noise:         rand.New(cryptoSource()),
 	}
@@ -293,11 +295,13 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 	if r.RunID != c.cfg.ID {
 		return false, perr("run_id", fmt.Errorf("%w: the active run is %q", ErrStale, c.cfg.ID))
 	}
-	if by, ok := c.accepted[r.TaskID]; ok && by == r.ClientID {
-		return true, nil
-	}
-	if by, ok := c.previous[r.TaskID]; ok && by == r.ClientID {
-		return true, nil
+	for _, seen := range []map[string]acceptance{c.accepted, c.previous} {
+		if a, ok := seen[r.TaskID]; ok && a.client == r.ClientID {
+			if a.digest != resultDigest(r) {
+				return false, perr("task_id", fmt.Errorf("%w: task %s was already answered with a different result; a retry must resend the accepted one unchanged", ErrInvalid, r.TaskID))
+			}
+			return true, nil
+		}
 	}
 	t, ok := c.outstanding[r.ClientID]
 	if !ok || t.ID != r.TaskID {
@@ -316,7 +320,7 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 			slog.String("kind", t.Kind.String()), slog.String("reason", r.Refusal))
 		c.refusals++
 		delete(c.outstanding, r.ClientID)
-		c.accepted[r.TaskID] = r.ClientID
+		c.accepted[r.TaskID] = acceptance{client: r.ClientID, digest: resultDigest(r)}
 		c.progress()
 		return false, nil
 	}
@@ -339,9 +343,53 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 		c.submitters = append(c.submitters, r.ClientID)
 	}
 	delete(c.outstanding, r.ClientID)
-	c.accepted[r.TaskID] = r.ClientID
+	c.accepted[r.TaskID] = acceptance{client: r.ClientID, digest: resultDigest(r)}
 	c.progress()
 	return false, nil
+}
+
+// acceptance is an accepted result as the core remembers it: who sent it, and a digest of
+// everything it said, so that a replay is told from a different answer under the same id.
+type acceptance struct {
+	client string
+	digest [sha256.Size]byte
+}
+
+// resultDigest fingerprints every field of r a client chose (lengths before variable parts,
+// so that no two results share an encoding).
+func resultDigest(r task.Result) [sha256.Size]byte {
+	h := sha256.New()
+	var b [8]byte
+	u64 := func(v uint64) { binary.BigEndian.PutUint64(b[:], v); h.Write(b[:]) }
+	blob := func(p []byte) { u64(uint64(len(p))); h.Write(p) }
+	blob([]byte(r.RunID))
+	u64(uint64(r.Round))
+	u64(uint64(r.Kind))
+	u64(uint64(len(r.Sum.Plain)))
+	for _, x := range r.Sum.Plain {
+		u64(math.Float64bits(x))
+	}
+	blob(r.Sum.Ciphertext)
+	u64(uint64(r.Sum.Length))
+	blob(r.PublicKeyShare)
+	u64(uint64(len(r.Boxes)))
+	for _, s := range r.Boxes {
+		u64(uint64(s.From))
+		u64(uint64(s.To))
+		blob(s.Box)
+	}
+	blob(r.DecryptionShare)
+	if e := r.Endorsement; e != nil {
+		u64(1)
+		blob(e.Certificate)
+		blob(e.Signature)
+	} else {
+		u64(0)
+	}
+	blob([]byte(r.Refusal))
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // submitSum checks a stats, train or evaluate result and adds it to the running sum.
@@ -563,7 +611,7 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 	c.updates, c.weights = nil, nil
 	// Remember accepted task ids for this phase and the one before; older ones are stale, so
 	// the set stays small however long the run.
-	c.previous, c.accepted = c.accepted, map[string]string{}
+	c.previous, c.accepted = c.accepted, map[string]acceptance{}
 	c.cohort = cohort
 	for i, id := range c.cohort {
 		c.outstanding[id] = c.newTask(p, id, i)

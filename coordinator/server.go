@@ -361,8 +361,16 @@ func (s *Server) SubmitResult(ctx context.Context, r task.Result) (bool, error) 
 	return dup, err
 }
 
-// StartRun starts a new run when none is active.
+// StartRun starts a new run when none is active. Its configuration is validated here too,
+// whoever built it: a setting that cannot work (a NaN fraction) is refused with ErrBadConfig
+// before the audit log records a start.
 func (s *Server) StartRun(ctx context.Context, spec RunSpec) error {
+	if err := spec.Config.Validate(); err != nil {
+		return fmt.Errorf("start run %s: %w: %w", spec.Config.ID, ErrBadConfig, err)
+	}
+	if spec.Schema == nil {
+		return fmt.Errorf("start run %s: %w: run.schema: no schema", spec.Config.ID, ErrBadConfig)
+	}
 	var err error
 	if derr := s.do(ctx, func() {
 		if s.core != nil && !s.core.Status().Status.Finished() {

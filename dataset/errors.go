@@ -24,6 +24,9 @@ var (
 	// ErrBadRow: a row that cannot be split into the header's fields (wrong field count,
 	// broken quoting, a line too long).
 	ErrBadRow = errors.New("bad row")
+	// ErrLineTooLong: a line, or a record whose quoted fields span lines, is longer than
+	// the reader's limit (ReadOptions.MaxLineBytes). It comes with ErrBadRow.
+	ErrLineTooLong = errors.New("line too long")
 )
 
 // ErrInvalidSchema is wrapped by every error LoadSchema, ParseSchema and Schema.Validate
@@ -46,7 +49,9 @@ type InputError struct {
 	Err error
 }
 
-// Error reads like `bank.csv:17:5 (column "balance"): cannot parse "12x" as a number`.
+// Error reads like `bank.csv:17:5 (column "balance"): cannot parse "12x" as a number`. It
+// never carries a whole record: a value is quoted only as a short prefix, and never from the
+// consent column or a sensitive attribute.
 func (e *InputError) Error() string {
 	loc := e.File
 	if e.Line > 0 {

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -12,11 +13,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
-// maxLineBytes bounds one line of an unquoted file, so a file without newlines cannot
-// make the reader buffer without limit.
-const maxLineBytes = 16 << 20
+// DefaultMaxLineBytes is the longest line the reader accepts unless ReadOptions says
+// otherwise: far beyond any record of customer data, and small enough that a corrupt or
+// hostile file (a field of 200 MB, a file without newlines) is refused after reading 1 MiB
+// of it instead of being buffered whole.
+const DefaultMaxLineBytes = 1 << 20
+
+// maxShownValue is how much of a bad value an error quotes: enough to recognise a typo or a
+// shifted column, too little to carry a customer's record into a log.
+const maxShownValue = 16
+
+// maxShownName bounds a header name quoted in an error.
+const maxShownName = 64
 
 // ctxCheckRows is how many rows the reader reads between two checks of its context.
 const ctxCheckRows = 4096
@@ -28,6 +39,10 @@ type ReadOptions struct {
 	// LabelOptional lets the label column be absent, for data to be scored: every row's
 	// Label is then NaN. A label column that is present is still checked.
 	LabelOptional bool
+	// MaxLineBytes bounds one line, and one record whose quoted fields span lines, in bytes
+	// (without its line ending); 0 means DefaultMaxLineBytes. A longer one stops the read
+	// with an error wrapping ErrLineTooLong, after at most this many bytes of it were read.
+	MaxLineBytes int
 }
 
 // ReadCSV reads the file at path with schema; see ReadCSVWith.
@@ -49,7 +64,9 @@ func ReadCSVFrom(ctx context.Context, r io.Reader, name string, schema *Schema) 
 // every column the schema uses and no column the schema neither uses nor excludes. Each
 // data row must have the header's field count. A row whose consent does not grant the
 // schema's purpose is counted in ExcludedNoConsent and not parsed further. Problems in the
-// input are *InputError values naming name, line and column; the read stops at the first.
+// input are *InputError values naming name, line, column and the column's name; the read
+// stops at the first. Errors quote at most a short prefix of a bad value, and never a value
+// of the consent column or of a sensitive attribute: they end up in logs.
 func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, opts ReadOptions) (*Dataset, error) {
 	if err := schema.Validate(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
@@ -61,9 +78,16 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 			return nil, fmt.Errorf("read %s: %w: %s", name, ErrInvalidSchema, strings.Join(problems, "; "))
 		}
 	}
-	rr := newRecordReader(r, format)
+	maxLine := opts.MaxLineBytes
+	switch {
+	case maxLine == 0:
+		maxLine = DefaultMaxLineBytes
+	case maxLine < 0:
+		return nil, fmt.Errorf("read %s: max line bytes must be positive, got %d", name, maxLine)
+	}
+	rr := newRecordReader(r, format, maxLine)
 	fail := func(line, field int, column string, err error) error {
-		return &InputError{File: name, Line: line, Column: field, ColumnName: column, Err: err}
+		return &InputError{File: name, Line: line, Column: field, ColumnName: clipName(column), Err: err}
 	}
 
 	header, err := rr.Read()
@@ -113,12 +137,12 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 		label := math.NaN() // scoring data without a label column
 		if p.label >= 0 {
 			var err error
-			if label, err = parseLabel(schema.Label, rec[p.label]); err != nil {
+			if label, err = parseLabel(schema.Label, rec[p.label], p.hidden[p.label]); err != nil {
 				return nil, at(p.label, err)
 			}
 		}
 		for i, f := range p.numeric {
-			v, err := parseNumber(rec[f])
+			v, err := parseNumber(rec[f], p.hidden[f])
 			if err != nil {
 				return nil, at(f, err)
 			}
@@ -129,7 +153,7 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 			if !ok {
 				spec := schema.Categorical[j]
 				if spec.Policy() != UnseenOther {
-					return nil, at(f, reason(ErrUnseenCategory, "unseen category %q: not one of the %d values in the schema's vocabulary (unseen: other would bucket it)", rec[f], len(spec.Values)))
+					return nil, at(f, reason(ErrUnseenCategory, "unseen category %s: not one of the %d values in the schema's vocabulary (unseen: other would bucket it)", shown(rec[f], p.hidden[f]), len(spec.Values)))
 				}
 				idx = int32(len(spec.Values))
 			}
@@ -147,7 +171,7 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 				groups[k] = g
 				continue
 			}
-			v, err := parseNumber(raw)
+			v, err := parseNumber(raw, p.hidden[f])
 			switch {
 			case err == nil:
 				groups[k] = p.bands[k][spec.Band(v)]
@@ -177,6 +201,41 @@ type plan struct {
 	vocab       []map[string]int32
 	sensitive   []int
 	bands       [][]string // band labels per sensitive attribute (nil when unbanded)
+	hidden      []bool     // per field: its values never appear in an error
+}
+
+// shown is how an error names a value v: a short quoted prefix, or, for a hidden column (the
+// consent column, a sensitive attribute), only that it is not shown. Only error paths call it.
+func shown(v string, hidden bool) string {
+	if hidden {
+		return "(value not shown: a sensitive column)"
+	}
+	return showValue(v)
+}
+
+// showValue quotes at most maxShownValue bytes of v, escaping control characters and invalid
+// UTF-8 so that a value cannot forge a log line.
+func showValue(v string) string {
+	if len(v) <= maxShownValue {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(prefix(v, maxShownValue)), len(v))
+}
+
+// clipName shortens a header name before an error quotes it.
+func clipName(name string) string {
+	if len(name) <= maxShownName {
+		return name
+	}
+	return prefix(name, maxShownName) + "..."
+}
+
+// prefix is v cut to at most n bytes at a rune boundary.
+func prefix(v string, n int) string {
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return v[:n]
 }
 
 func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int, column string, err error) error) (*plan, error) {
@@ -185,12 +244,18 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 		header[0] = strings.TrimPrefix(header[0], "\ufeff") // a UTF-8 byte order mark
 	}
 	pos := make(map[string]int, len(header))
+	dup := -1
 	for i, h := range header {
-		if _, dup := pos[h]; dup {
-			return nil, fail(i+1, h, reason(ErrDuplicateColumn, "the header names column %q twice (fields %d and %d)", h, pos[h]+1, i+1))
+		if _, seen := pos[h]; seen {
+			if dup < 0 {
+				dup = i
+			}
+			continue
 		}
 		pos[h] = i
 	}
+	// Missing columns first: a file without a header row then fails on a schema column's
+	// name, not by quoting its first record as column names.
 	_, hasLabel := pos[s.Label.Column]
 	for _, c := range s.Columns() {
 		if c == s.Label.Column && labelOptional && !hasLabel {
@@ -199,6 +264,10 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 		if _, ok := pos[c]; !ok {
 			return nil, fail(0, c, reason(ErrMissingColumn, "missing column: the schema needs %q but the header does not have it", c))
 		}
+	}
+	if dup >= 0 {
+		h := header[dup]
+		return nil, fail(dup+1, h, reason(ErrDuplicateColumn, "the header names column %q twice (fields %d and %d)", clipName(h), pos[h]+1, dup+1))
 	}
 	declared := map[string]bool{}
 	for _, c := range s.Columns() {
@@ -209,16 +278,20 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 	}
 	for i, h := range header {
 		if !declared[h] {
-			return nil, fail(i+1, h, reason(ErrUndeclaredColumn, "the file has column %q but the schema neither uses it nor lists it under exclude", h))
+			return nil, fail(i+1, h, reason(ErrUndeclaredColumn, "the file has column %q but the schema neither uses it nor lists it under exclude", clipName(h)))
 		}
 	}
 
-	p := &plan{header: header, fields: len(header), label: -1, consent: -1}
+	p := &plan{header: header, fields: len(header), label: -1, consent: -1, hidden: make([]bool, len(header))}
 	if hasLabel {
 		p.label = pos[s.Label.Column]
 	}
 	if s.Consent.Tracked {
 		p.consent = pos[s.Consent.Column]
+		p.hidden[p.consent] = true
+	}
+	for _, sa := range s.Sensitive {
+		p.hidden[pos[sa.Column]] = true
 	}
 	for _, c := range s.Numeric {
 		p.numeric = append(p.numeric, pos[c])
@@ -238,29 +311,30 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 	return p, nil
 }
 
-// parseLabel maps a label value to 1 or 0.
-func parseLabel(spec LabelSpec, v string) (float64, error) {
+// parseLabel maps a label value to 1 or 0; an error quotes v unless it is hidden.
+func parseLabel(spec LabelSpec, v string, hidden bool) (float64, error) {
 	switch {
 	case v == spec.Positive:
 		return 1, nil
 	case slices.Contains(spec.Negative, v):
 		return 0, nil
 	}
-	return 0, reason(ErrBadLabel, "cannot read %q as a label: want %q (positive) or one of %q (negative)", v, spec.Positive, spec.Negative)
+	return 0, reason(ErrBadLabel, "cannot read %s as a label: want %q (positive) or one of %q (negative)", shown(v, hidden), spec.Positive, spec.Negative)
 }
 
-// parseNumber parses a finite float, allowing surrounding spaces.
-func parseNumber(field string) (float64, error) {
+// parseNumber parses a finite float, allowing surrounding spaces; an error quotes field
+// unless it is hidden.
+func parseNumber(field string, hidden bool) (float64, error) {
 	s := strings.TrimSpace(field)
 	if s == "" {
-		return 0, reason(ErrBadNumber, "cannot parse %q as a number (missing values are not supported)", field)
+		return 0, reason(ErrBadNumber, "the field is empty (missing values are not supported)")
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		return 0, reason(ErrBadNumber, "cannot parse %q as a number", field)
+		return 0, reason(ErrBadNumber, "cannot parse %s as a number", shown(field, hidden))
 	}
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, reason(ErrBadNumber, "%q is not a finite number", field)
+		return 0, reason(ErrBadNumber, "%s is not a finite number", shown(field, hidden))
 	}
 	return v, nil
 }
@@ -289,17 +363,84 @@ type recordReader interface {
 	FieldPos(field int) (line, column int)
 }
 
-func newRecordReader(r io.Reader, f CSVFormat) recordReader {
+func newRecordReader(r io.Reader, f CSVFormat, maxLine int) recordReader {
+	var quote byte
 	if f.Quoted() {
-		cr := csv.NewReader(r)
+		quote = f.Quote[0]
+	}
+	// encoding/csv and bufio.Scanner would both buffer a whole record before looking at it;
+	// the bound stops the input after maxLine bytes of one.
+	bounded := &boundedLines{r: r, quote: quote, max: maxLine, line: 1, start: 1}
+	if f.Quoted() {
+		cr := csv.NewReader(bounded)
 		cr.Comma = f.Comma()
 		cr.FieldsPerRecord = -1 // the reader reports a wrong field count with the column names
 		cr.ReuseRecord = true
 		return cr
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
+	sc := bufio.NewScanner(bounded)
+	// Room for the longest line the bound lets through, with its line ending.
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine+2)), maxLine+2)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		// The scanner hands out what it has when its input fails; a line the bound cut
+		// short is not a line.
+		if atEOF && bounded.err != nil && bytes.IndexByte(data, '\n') < 0 {
+			return 0, nil, bounded.err
+		}
+		return bufio.ScanLines(data, atEOF)
+	})
 	return &plainReader{sc: sc, sep: string(f.Comma())}
+}
+
+// boundedLines passes its input through until one record exceeds max bytes, then fails with
+// a *lineError naming the line the record began on. A record ends at a newline outside
+// quotes: after an even number of quote characters since it began, as RFC 4180 has it (a
+// doubled quote inside a quoted field counts twice). With quote 0, every line is a record.
+type boundedLines struct {
+	r       io.Reader
+	quote   byte
+	max     int
+	n       int // bytes of the current record, without its line ending
+	inQuote bool
+	line    int // the line of the next byte
+	start   int // the line the current record began on
+	err     error
+}
+
+func (b *boundedLines) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	for i, c := range p[:n] {
+		if c == '\n' {
+			b.line++
+			if !b.inQuote {
+				b.n, b.start = 0, b.line
+				continue
+			}
+		}
+		if c == '\r' {
+			continue // part of a line ending, or harmless
+		}
+		b.n++
+		if b.n > b.max {
+			b.err = &lineError{line: b.start, err: &reasonError{
+				msg:      fmt.Sprintf("the line (or a quoted record from it) is longer than %d bytes, the reader's limit", b.max),
+				sentinel: ErrBadRow,
+				cause:    ErrLineTooLong,
+			}}
+			// Hand over what came before; the reader meets the error on its next call.
+			if i == 0 {
+				return 0, b.err
+			}
+			return i, nil
+		}
+		if b.quote != 0 && c == b.quote {
+			b.inQuote = !b.inQuote
+		}
+	}
+	return n, err
 }
 
 // plainReader splits lines at every delimiter, with no quoting. Empty lines are skipped,
@@ -340,8 +481,9 @@ func (p *plainReader) Read() ([]string, error) {
 	}
 	if err := p.sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
+			// The bound below the scanner stops first; this is the scanner's own guard.
 			return nil, &lineError{line: p.line + 1, err: &reasonError{
-				msg: fmt.Sprintf("the line is longer than %d bytes", maxLineBytes), sentinel: ErrBadRow, cause: err}}
+				msg: "the line is longer than the reader's limit", sentinel: ErrBadRow, cause: ErrLineTooLong}}
 		}
 		return nil, err
 	}

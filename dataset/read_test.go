@@ -1,8 +1,10 @@
 package dataset_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -71,7 +73,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{"undeclared column", testHeader + `;"branch"` + "\n", dataset.ErrUndeclaredColumn, 1, 9, "branch", `bank.csv:1:9 (column "branch"): the file has column "branch"`},
 		{"duplicate column", testHeader + `;"age"` + "\n", dataset.ErrDuplicateColumn, 1, 9, "age", "names column \"age\" twice"},
 		{"bad number", testHeader + "\n" + row(good...) + "\n" + with(3, "12x"), dataset.ErrBadNumber, 3, 4, "balance", `bank.csv:3:4 (column "balance"): cannot parse "12x" as a number`},
-		{"empty number", testHeader + "\n" + with(1, ""), dataset.ErrBadNumber, 2, 2, "age", "missing values are not supported"},
+		{"empty number", testHeader + "\n" + with(3, ""), dataset.ErrBadNumber, 2, 4, "balance", "the field is empty (missing values are not supported)"},
 		{"NaN", testHeader + "\n" + with(3, "NaN"), dataset.ErrBadNumber, 2, 4, "balance", `"NaN" is not a finite number`},
 		{"Inf", testHeader + "\n" + with(3, "-Inf"), dataset.ErrBadNumber, 2, 4, "balance", "not a finite number"},
 		{"overflow", testHeader + "\n" + with(3, "1e999"), dataset.ErrBadNumber, 2, 4, "balance", "not a finite number"},
@@ -79,7 +81,9 @@ func TestReadCSVErrors(t *testing.T) {
 		{"bad label", testHeader + "\n" + row(good...) + "\n" + row(good...) + "\n" + with(7, `"maybe"`), dataset.ErrBadLabel, 4, 8, "y", `bank.csv:4:8 (column "y"): cannot read "maybe" as a label`},
 		{"too few fields", testHeader + "\n" + row(good[:7]...), dataset.ErrBadRow, 2, 0, "", "bank.csv:2: the row has 7 fields, the header has 8"},
 		{"bare quote", testHeader + "\n" + with(1, `2"5`), dataset.ErrBadRow, 2, 0, "", "bare \""},
-		{"banded sensitive feature", testHeader + "\n" + with(1, `"<30"`), dataset.ErrBadNumber, 2, 2, "age", `cannot parse "<30"`},
+		{"banded sensitive feature", testHeader + "\n" + with(1, `"<30"`), dataset.ErrBadNumber, 2, 2, "age", `cannot parse (value not shown: a sensitive column) as a number`},
+		{"long bad number", testHeader + "\n" + with(3, strings.Repeat("9", 40)+"x"), dataset.ErrBadNumber, 2, 4, "balance", `cannot parse "9999999999999999"... (41 bytes) as a number`},
+		{"headerless file", row(good...) + "\n" + row(good...) + "\n", dataset.ErrMissingColumn, 1, 0, "y", `bank.csv:1 (column "y"): missing column`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -200,4 +204,142 @@ func (r *failingReader) Read(p []byte) (int, error) {
 	n := copy(p, r.data)
 	r.data = r.data[n:]
 	return n, nil
+}
+
+// TestReadCSVErrorsKeepRecordContentOutOfMessages reads rows whose bad values belong to a
+// customer: an error names file, line, column and column name, quotes at most a short prefix
+// of a value, and never quotes a value of a sensitive attribute or of the consent column.
+func TestReadCSVErrorsKeepRecordContentOutOfMessages(t *testing.T) {
+	s := testSchema(t)
+	secret := "4111-1111-1111-1111 Jane Doe"
+	row := func(fields ...string) string { return testHeader + "\n" + strings.Join(fields, ";") + "\n" }
+	tests := []struct {
+		name       string
+		input      string
+		line, col  int
+		columnName string
+		want       string
+		never      []string
+	}{
+		{"sensitive numeric feature", row(`"all"`, secret, `"admin"`, "1", `"north"`, "1", `"f"`, `"yes"`), 2, 2, "age",
+			"cannot parse (value not shown: a sensitive column) as a number", []string{secret, "4111"}},
+		{"long value of an ordinary column", row(`"all"`, "30", `"admin"`, `"`+secret+strings.Repeat("x", 5000)+`"`, `"north"`, "1", `"f"`, `"yes"`), 2, 4, "balance",
+			`cannot parse "4111-1111-1111-1"... (5028 bytes) as a number`, []string{secret, "xxxx"}},
+		{"unseen category", row(`"all"`, "30", `"`+secret+`"`, "1", `"north"`, "1", `"f"`, `"yes"`), 2, 3, "job",
+			`unseen category "4111-1111-1111-1"... (28 bytes)`, []string{secret}},
+		{"control characters cannot forge a log line", row(`"all"`, "30", `"admin"`, "\"1\nlevel=ERROR\"", `"north"`, "1", `"f"`, `"yes"`), 2, 4, "balance",
+			`cannot parse "1\nlevel=ERROR" as a number`, []string{"1\nlevel"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readString(t, s, tt.input)
+			var ie *dataset.InputError
+			require.ErrorAs(t, err, &ie)
+			assert.Equal(t, tt.line, ie.Line, "line")
+			assert.Equal(t, tt.col, ie.Column, "column")
+			assert.Equal(t, tt.columnName, ie.ColumnName)
+			assert.Contains(t, err.Error(), tt.want)
+			for _, n := range tt.never {
+				assert.NotContains(t, err.Error(), n)
+			}
+			assert.Less(t, len(err.Error()), 300, "the message stays short")
+		})
+	}
+}
+
+// endlessField is a CSV header and a first row whose balance field never ends: the input of
+// a 200 MB field, without holding 200 MB.
+type endlessField struct {
+	head  string
+	fill  byte
+	limit int64 // bytes of the field to produce before EOF; reading stops far earlier
+	read  int64 // bytes handed out so far
+}
+
+func (e *endlessField) Read(p []byte) (int, error) {
+	if e.head != "" {
+		n := copy(p, e.head)
+		e.head = e.head[n:]
+		e.read += int64(n)
+		return n, nil
+	}
+	if e.read >= e.limit {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), e.limit-e.read))
+	for i := range p[:n] {
+		p[i] = e.fill
+	}
+	e.read += int64(n)
+	return n, nil
+}
+
+func TestReadCSVCapsLineLength(t *testing.T) {
+	s := testSchema(t)
+	tab := *s
+	tab.CSV = dataset.CSVFormat{Delimiter: "\t"}
+	const field200MB = 200 << 20
+	tests := []struct {
+		name    string
+		schema  *dataset.Schema
+		input   func() io.Reader
+		maxLine int
+		line    int
+	}{
+		{"200 MB quoted field, default limit", s, func() io.Reader {
+			return &endlessField{head: testHeader + "\n" + `"all";30;"admin";"`, fill: '7', limit: field200MB}
+		}, 0, 2},
+		{"200 MB unquoted field, default limit", &tab, func() io.Reader {
+			return &endlessField{head: "consent\tage\tjob\tbalance\tregion\tduration\tgender\ty\nall\t30\tadmin\t", fill: '7', limit: field200MB}
+		}, 0, 2},
+		{"header without a newline", s, func() io.Reader { return &endlessField{fill: 'h', limit: field200MB} }, 0, 1},
+		{"quoted field spanning lines past a small limit", s, func() io.Reader {
+			return strings.NewReader(testHeader + "\n" + `"all";30;"admin";1;"north";1;"f";"yes"` + "\n" + `"all";30;"` + strings.Repeat("ab\n", 40) + `";1;"north";1;"f";"yes"` + "\n")
+		}, 100, 3},
+		{"one line past a small limit", s, func() io.Reader {
+			return strings.NewReader(testHeader + "\n" + `"all";30;"admin";1;"north";1;"f";"yes"` + "\n" + `"all";30;"admin";` + strings.Repeat("1", 100) + `;"north";1;"f";"yes"` + "\n")
+		}, 100, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.input()
+			_, err := dataset.ReadCSVWith(context.Background(), in, "big.csv", tt.schema, dataset.ReadOptions{MaxLineBytes: tt.maxLine})
+			require.ErrorIs(t, err, dataset.ErrLineTooLong)
+			require.ErrorIs(t, err, dataset.ErrBadRow)
+			var ie *dataset.InputError
+			require.ErrorAs(t, err, &ie)
+			assert.Equal(t, "big.csv", ie.File)
+			assert.Equal(t, tt.line, ie.Line, "the line the record began on")
+			assert.Less(t, len(err.Error()), 200, "the field is not echoed")
+			if e, ok := in.(*endlessField); ok {
+				assert.Less(t, e.read, int64(dataset.DefaultMaxLineBytes+128<<10), "the reader stopped soon after the limit, not at the end of the field")
+			}
+		})
+	}
+}
+
+func TestReadCSVLineLimitAdmitsLinesUpToIt(t *testing.T) {
+	s := testSchema(t)
+	line := `"all";30;"admin";1;"north";1;"f";"yes"`
+	for _, tt := range []struct {
+		name    string
+		input   string
+		maxLine int
+		want    error
+	}{
+		{"exactly the limit, with CRLF", testHeader + "\r\n" + line + "\r\n", len(testHeader), nil},
+		// "ye\ns" is no label: the record was read whole, not cut at its quoted newline.
+		{"a quoted newline does not end the record", testHeader + "\n" + strings.Replace(line, `"yes"`, "\"ye\ns\"", 1) + "\n", len(testHeader), dataset.ErrBadLabel},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := dataset.ReadCSVWith(context.Background(), strings.NewReader(tt.input), "ok.csv", s, dataset.ReadOptions{MaxLineBytes: tt.maxLine})
+			if tt.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tt.want)
+		})
+	}
+	_, err := dataset.ReadCSVWith(context.Background(), bytes.NewReader(nil), "x.csv", s, dataset.ReadOptions{MaxLineBytes: -1})
+	require.Error(t, err, "a negative limit is refused")
 }

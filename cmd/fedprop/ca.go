@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -225,6 +226,24 @@ func checkTransport(insecure bool, files pki.TLSFiles, extra ...string) error {
 	if missing := files.Missing(); len(missing) > 0 {
 		return fmt.Errorf("%s: required for mutual TLS (fedprop ca issue makes them); plaintext needs an explicit insecure: true (--insecure)",
 			strings.Join(missing, ", "))
+	}
+	return checkKeyFile("tls.key", files.Key)
+}
+
+// checkKeyFile refuses a private key file that its group or others may read or write: such a
+// key is as good as shared, and the party should not start with it. A file that cannot be
+// statted is left to the TLS loader, which names it.
+func checkKeyFile(key, path string) error {
+	if runtime.GOOS == "windows" {
+		return nil // no POSIX permission bits
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s: %s has mode %04o, which gives its group or others access to the private key: chmod 600 %s (a Kubernetes secret volume: defaultMode 0400)",
+			key, path, perm, path)
 	}
 	return nil
 }

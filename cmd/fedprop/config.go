@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/internal/confcheck"
 )
 
 // loadConfig fills out (a struct with yaml tags, already holding its defaults) from the YAML
@@ -60,6 +62,14 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 		return err
 	}
 	if err := decodeStrict(merged, out); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	// Every float finite and every duration positive, under any key: `.nan` passes a range
+	// check, a negative tick panics the coordinator's ticker and a negative backoff spins the
+	// client's retry loop. (A duration that may be unset is filled with its default before
+	// the file is read, so zero here was written by the user.)
+	problems := append(confcheck.Floats("", out), confcheck.Durations("", out)...)
+	if err := errors.Join(problems...); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 	}
 	return nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,6 +34,12 @@ type coordinatorConfig struct {
 	Tick time.Duration `yaml:"tick"`
 	// Run is the run this coordinator starts (or resumes) at start-up.
 	Run coordinator.RunConfig `yaml:"run"`
+	// SchemaDir holds the schemas that runs started over the admin service may use: their
+	// run.schema is a file name inside it (a relative path, or an absolute one that lies
+	// inside it), read at most maxSchemaBytes. Empty refuses every run started over the admin
+	// service, since the coordinator then reads no file on a caller's behalf. The start-up
+	// run's run.schema above is this file's own path and is read from wherever it points.
+	SchemaDir string `yaml:"schema_dir"`
 	// AuditLog is the hash-chained audit log of runs, commits, approvals and rejections;
 	// empty means beside the embedded store (STORE.audit.jsonl), or fedprop-audit.jsonl with
 	// a PostgreSQL store.
@@ -75,8 +83,18 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// loadRunSpec validates a run config and reads its schema.
-func loadRunSpec(rc coordinator.RunConfig) (coordinator.RunSpec, error) {
+// maxSchemaBytes bounds a schema file: a schema is a few kilobytes of YAML, and a run's
+// schema is stored with it.
+const maxSchemaBytes = 1 << 20
+
+// errNoSuchSchema is the one answer to an admin's run.schema that names no readable schema
+// file inside schema_dir, whatever the reason: outside the directory (decided from the name
+// alone, before the file system is touched), missing, unreadable, a link out of it, not a
+// regular file. The caller learns nothing about paths elsewhere on the coordinator.
+var errNoSuchSchema = errors.New("no readable schema file of that name in the coordinator's schema_dir")
+
+// loadRunSpec validates a run config and reads its schema with readSchema.
+func loadRunSpec(rc coordinator.RunConfig, readSchema func(name string) ([]byte, error)) (coordinator.RunSpec, error) {
 	rc = rc.WithDefaults()
 	if err := rc.Validate(); err != nil {
 		return coordinator.RunSpec{}, fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
@@ -84,7 +102,7 @@ func loadRunSpec(rc coordinator.RunConfig) (coordinator.RunSpec, error) {
 	if rc.Schema == "" {
 		return coordinator.RunSpec{}, fmt.Errorf("%w: run.schema: required (the data schema every client uses)", coordinator.ErrBadConfig)
 	}
-	doc, err := os.ReadFile(rc.Schema)
+	doc, err := readSchema(rc.Schema)
 	if err != nil {
 		return coordinator.RunSpec{}, fmt.Errorf("%w: run.schema: %w", coordinator.ErrBadConfig, err)
 	}
@@ -95,12 +113,127 @@ func loadRunSpec(rc coordinator.RunConfig) (coordinator.RunSpec, error) {
 	return coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}, nil
 }
 
+// readSchemaFile reads the operator's own schema file (the start-up run's run.schema): any
+// path, but only a regular file of at most maxSchemaBytes.
+func readSchemaFile(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path) // #nosec G304 -- the operator's configuration names it
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readCapped(f, path)
+}
+
+// readCapped reads r, refusing more than maxSchemaBytes without reading further.
+func readCapped(r io.Reader, name string) ([]byte, error) {
+	doc, err := io.ReadAll(io.LimitReader(r, maxSchemaBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(doc) > maxSchemaBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes: not a schema", name, maxSchemaBytes)
+	}
+	return doc, nil
+}
+
+// schemaReader reads a schema an admin names over the network: only a regular file inside
+// dir, by a name that stays inside it (no "..", no symbolic link out: os.Root), of at most
+// maxSchemaBytes. Every failure but a file inside dir that is too large reads as
+// errNoSuchSchema.
+func schemaReader(dir string) func(name string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		if dir == "" {
+			return nil, errors.New("this coordinator accepts no run over the admin service: set schema_dir in its configuration to the directory of the schemas runs may use")
+		}
+		shown := clipValue(name)
+		rel := name
+		if filepath.IsAbs(name) {
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+			}
+			if rel, err = filepath.Rel(abs, filepath.Clean(name)); err != nil {
+				return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+			}
+		}
+		if !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+		}
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+		}
+		defer root.Close()
+		// Stat before opening: opening a FIFO would block and a device would never end.
+		if info, err := root.Stat(rel); err != nil || !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+		}
+		f, err := root.Open(rel)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", shown, errNoSuchSchema)
+		}
+		defer f.Close()
+		return readCapped(f, fmt.Sprintf("%q", shown))
+	}
+}
+
+// clipValue shortens a caller's string before an error quotes it.
+func clipValue(s string) string {
+	const keep = 128
+	if len(s) <= keep {
+		return s
+	}
+	return s[:keep] + "..."
+}
+
+// specLoader is StartRun's: the request's YAML is the run section, and its schema is read
+// from schema_dir.
+func specLoader(schemaDir string) grpctransport.SpecLoader {
+	read := schemaReader(schemaDir)
+	return func(doc []byte) (coordinator.RunSpec, error) {
+		rc := coordinator.RunConfig{}
+		if err := decodeStrict(doc, &rc); err != nil {
+			return coordinator.RunSpec{}, err
+		}
+		return loadRunSpec(rc, read)
+	}
+}
+
+// validate checks the coordinator's own settings before anything starts.
+func (c coordinatorConfig) validate() error {
+	if c.Tick <= 0 {
+		// time.NewTicker panics on it.
+		return fmt.Errorf("%w: tick: must be a positive duration, got %v", coordinator.ErrBadConfig, c.Tick)
+	}
+	if c.SchemaDir == "" {
+		return nil
+	}
+	info, err := os.Stat(c.SchemaDir)
+	if err != nil {
+		return fmt.Errorf("%w: schema_dir: %w", coordinator.ErrBadConfig, err)
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%w: schema_dir: %s is not a directory", coordinator.ErrBadConfig, c.SchemaDir)
+	}
+	return nil
+}
+
 func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) error {
 	log, err := g.logger()
 	if err != nil {
 		return err
 	}
-	spec, err := loadRunSpec(cfg.Run)
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	spec, err := loadRunSpec(cfg.Run, readSchemaFile)
 	if err != nil {
 		return err
 	}
@@ -126,13 +259,7 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	gs := grpctransport.NewGRPCServer(srv, cfg.ID, func(doc []byte) (coordinator.RunSpec, error) {
-		rc := coordinator.RunConfig{}
-		if err := decodeStrict(doc, &rc); err != nil {
-			return coordinator.RunSpec{}, err
-		}
-		return loadRunSpec(rc)
-	}, edgeOpts...)
+	gs := grpctransport.NewGRPCServer(srv, cfg.ID, specLoader(cfg.SchemaDir), edgeOpts...)
 	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", postgres.Redact(cfg.Store), "run", cfg.Run.ID)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return grpctransport.Serve(ctx, gs, lis) })

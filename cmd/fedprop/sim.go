@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/internal/confcheck"
 	"github.com/fedprop/fedprop/sim"
 )
 
@@ -37,6 +39,9 @@ func newSimCmd(g *globals) *cobra.Command {
 			cfg, err := sim.ParseConfig(configPath, raw)
 			if err != nil {
 				return err
+			}
+			if err := errors.Join(confcheck.Floats("", cfg)...); err != nil {
+				return fmt.Errorf("%s: %w: %w", configPath, coordinator.ErrBadConfig, err)
 			}
 			// The per-round table is the simulator's progress report: unless asked, log only
 			// what needs attention.

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/internal/confcheck"
 	"github.com/fedprop/fedprop/plot"
 	"github.com/fedprop/fedprop/sim"
 )
@@ -74,6 +75,11 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 				return usagef("--grid: %w", err)
 			} else if err != nil {
 				return err
+			}
+			for _, c := range configs {
+				if err := errors.Join(confcheck.Floats("", c.Config)...); err != nil {
+					return fmt.Errorf("%s: %w: %w", configPath, coordinator.ErrBadConfig, err)
+				}
 			}
 			if xKey == "" {
 				xKey = grid[0].Key

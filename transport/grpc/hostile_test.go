@@ -3,18 +3,27 @@ package grpctransport_test
 import (
 	"context"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	memstore "github.com/fedprop/fedprop/store/mem"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -162,7 +171,13 @@ func TestHostileRequestsAreRefusedAndTheRoundCompletesExactly(t *testing.T) {
 		{"a task id of an attempt never made", submitA(func(r *pb.SubmitResultRequest) {
 			r.TaskId = strings.Replace(trainA.GetId(), "/a1/", "/a7/", 1)
 		}), stale, []string{"field task_id"}},
-		{"replay of an accepted result, with other content", submitA(func(r *pb.SubmitResultRequest) { r.TaskId = statsA.GetId(); r.Round = 0 }), codes.OK, nil},
+		{"replay of an accepted result", func() (proto.Message, error) { return a.SubmitResult(ctx, statsAnswerA) }, codes.OK, nil},
+		{"replay of an accepted result, with other content", submitA(func(r *pb.SubmitResultRequest) { r.TaskId = statsA.GetId(); r.Round = 0 }),
+			invalid, []string{"field task_id", "already answered"}},
+		{"replay of an accepted result, one value changed", func() (proto.Message, error) {
+			r := answer("bank-a", statsA, 4, 4, 8, 1)
+			return a.SubmitResult(ctx, r)
+		}, invalid, []string{"field task_id", "already answered"}},
 		{"empty run id", submitA(func(r *pb.SubmitResultRequest) { r.RunId = "" }), invalid, []string{"field run_id", "empty"}},
 		{"run id too long", submitA(func(r *pb.SubmitResultRequest) { r.RunId = strings.Repeat("r", 200) }), invalid, []string{"field run_id", "at most 128"}},
 		{"another run", submitA(func(r *pb.SubmitResultRequest) { r.RunId = "other-run" }), stale, []string{"field run_id", `the active run is "hostile"`}},
@@ -260,4 +275,160 @@ func TestHostileRequestsAreRefusedAndTheRoundCompletesExactly(t *testing.T) {
 	r.TaskId = strings.Replace(trainA.GetId(), "/a1/", "/a2/", 1)
 	_, err = a.SubmitResult(ctx, r)
 	requireCode(t, err, stale, "field task_id")
+}
+
+// rawMessage is a request's wire bytes, sent as they are: the client's own codec would refuse
+// to encode invalid UTF-8.
+type rawMessage struct{ b []byte }
+
+// rawCodec sends and receives rawMessage bytes unchanged.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawMessage).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawMessage).b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// wire encodes fields of message m (by field name) as raw wire bytes: strings and bytes as
+// given, even when they are not UTF-8.
+func wire(m proto.Message, fields ...any) []byte {
+	var b []byte
+	md := m.ProtoReflect().Descriptor()
+	for i := 0; i < len(fields); i += 2 {
+		fd := md.Fields().ByName(protoreflect.Name(fields[i].(string)))
+		b = protowire.AppendTag(b, fd.Number(), protowire.BytesType)
+		b = protowire.AppendBytes(b, []byte(fields[i+1].(string)))
+	}
+	return b
+}
+
+// TestUnparsableRequestsAreInvalidArgument sends requests that are no valid protobuf: invalid
+// UTF-8 in a string field, truncated or mistyped wire bytes. gRPC would answer INTERNAL, which
+// blames the server (and invites retries); the edge answers InvalidArgument naming the field
+// where it can, on unary calls and streams alike, and a valid request still works after.
+func TestUnparsableRequestsAreInvalidArgument(t *testing.T) {
+	c := startSecureCoordinator(t, tinySpec(t), nil)
+	client := c.dial(pki.RoleClient, "bank-a")
+	owner := c.dial(pki.RoleOwner, "model-owner")
+	admin := c.dial(pki.RoleAdmin, "operator")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const badUTF8 = "v1.0\xff\xfe"
+	unary := func(conn *grpc.ClientConn, method string, b []byte) func() error {
+		return func() error {
+			return conn.Invoke(ctx, method, &rawMessage{b}, &rawMessage{}, grpc.ForceCodecV2(rawCodec{}))
+		}
+	}
+	stream := func(conn *grpc.ClientConn, method string, b []byte) func() error {
+		return func() error {
+			s, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, method, grpc.ForceCodecV2(rawCodec{}))
+			if err != nil {
+				return err
+			}
+			if err := s.SendMsg(&rawMessage{b}); err != nil {
+				return err
+			}
+			if err := s.CloseSend(); err != nil {
+				return err
+			}
+			return s.RecvMsg(&rawMessage{})
+		}
+	}
+	reservedField := protowire.AppendTag(wire(&pb.GetRunRequest{}, "run_id", "r"), protowire.MaxValidNumber, protowire.BytesType)
+	reservedField = protowire.AppendBytes(reservedField, []byte("level=ERROR forged"))
+	cases := []struct {
+		name string
+		call func() error
+		code codes.Code
+		msgs []string
+	}{
+		{"invalid UTF-8 in a registration", unary(client, pb.ClientService_Register_FullMethodName,
+			wire(&pb.RegisterRequest{}, "client_id", "bank-a", "software_version", badUTF8)),
+			codes.InvalidArgument, []string{"field software_version", "not valid UTF-8"}},
+		{"invalid UTF-8 in a task id", unary(client, pb.ClientService_SubmitResult_FullMethodName,
+			wire(&pb.SubmitResultRequest{}, "client_id", "bank-a", "task_id", "hostile/train/\xc3"+"(")),
+			codes.InvalidArgument, []string{"field task_id", "not valid UTF-8"}},
+		{"invalid UTF-8 in the client id", unary(client, pb.ClientService_PollTask_FullMethodName,
+			wire(&pb.PollTaskRequest{}, "client_id", "bank-a\xff")),
+			codes.InvalidArgument, []string{"field client_id", "not valid UTF-8"}},
+		{"truncated message", unary(client, pb.ClientService_Register_FullMethodName, []byte{0x0a, 0x05, 'b'}),
+			codes.InvalidArgument, []string{"not a valid protobuf message"}},
+		{"invalid UTF-8 in an admin's run id", unary(admin, pb.AdminService_GetRun_FullMethodName, wire(&pb.GetRunRequest{}, "run_id", badUTF8)),
+			codes.InvalidArgument, []string{"field run_id", "not valid UTF-8"}},
+		{"a field number the edge reserves", unary(admin, pb.AdminService_GetRun_FullMethodName, reservedField),
+			codes.InvalidArgument, []string{"reserved"}},
+		{"garbage on a stream", stream(owner, pb.ModelService_GetModel_FullMethodName, []byte{0xff, 0xff, 0xff}),
+			codes.InvalidArgument, []string{"not a valid protobuf message"}},
+		{"garbage in a health check", unary(client, healthpb.Health_Check_FullMethodName, []byte{0x0a, 0x7f}),
+			codes.InvalidArgument, []string{"not a valid protobuf message"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			requireCode(t, err, tc.code, "")
+			for _, m := range tc.msgs {
+				assert.Contains(t, err.Error(), m)
+			}
+			assert.NotContains(t, err.Error(), "forged", "the refusal echoes no text of the caller's")
+		})
+	}
+	_, err := pb.NewClientServiceClient(client).Register(ctx, &pb.RegisterRequest{ClientId: "bank-a", SoftwareVersion: "test"})
+	require.NoError(t, err, "a valid request on the same connection is served")
+}
+
+// TestStartRunRefusesANaNConfigurationAndAuditsNothing starts a run over the admin service
+// whose cohort_fraction is NaN, through a loader that does not validate: the coordinator
+// itself refuses it with InvalidArgument naming the key, keeps running, and its audit log
+// records no start.
+func TestStartRunRefusesANaNConfigurationAndAuditsNothing(t *testing.T) {
+	spec := tinySpec(t)
+	log := &audit.MemStore{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := coordinator.NewServer(ctx, memstore.New(), nil, coordinator.ServerConfig{TickInterval: 10 * time.Millisecond, Logger: quietLogger(), Audit: log})
+	require.NoError(t, err)
+	lenient := func(doc []byte) (coordinator.RunSpec, error) {
+		var rc coordinator.RunConfig
+		if err := yaml.Unmarshal(doc, &rc); err != nil {
+			return coordinator.RunSpec{}, err
+		}
+		return coordinator.RunSpec{Config: rc.WithDefaults(), Schema: spec.Schema, SchemaYAML: spec.SchemaYAML}, nil
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	gs := grpctransport.NewGRPCServer(srv, "test-coordinator", lenient)
+	done := make(chan struct{}, 2)
+	go func() { _ = gs.Serve(lis); done <- struct{}{} }()
+	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); gs.Stop(); <-done; <-done }()
+	conn, err := grpctransport.Dial(lis.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	admin := pb.NewAdminServiceClient(conn)
+
+	for _, tc := range []struct{ name, doc, key string }{
+		{"NaN cohort fraction", "id: nan-run\nmin_clients: 2\ncohort_fraction: .nan\n", "run.cohort_fraction"},
+		{"infinite learning rate", "id: inf-run\nmin_clients: 2\ntrain: {learning_rate: .inf}\n", "run.train.learning_rate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := admin.StartRun(ctx, &pb.StartRunRequest{ConfigYaml: []byte(tc.doc)})
+			requireCode(t, err, codes.InvalidArgument, tc.key)
+			assert.Contains(t, err.Error(), "must be a finite number")
+		})
+	}
+	entries, err := log.Entries(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "no run started, so none is audited")
+	_, err = admin.StartRun(ctx, &pb.StartRunRequest{ConfigYaml: []byte("id: fine\nmin_clients: 2\ncohort_fraction: 0.5\n")})
+	require.NoError(t, err, "the coordinator still starts a valid run")
+	entries, err = log.Entries(ctx)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "fine", entries[0].Subject)
 }

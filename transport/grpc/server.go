@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -44,9 +46,13 @@ type Service struct {
 // (so grpcurl works against a coordinator). loadSpec may be nil, which disables StartRun.
 //
 // Every request's fields are checked before it reaches srv, after the interceptors in opts
-// (those of Edge.ServerOptions: authentication, roles, rate limits).
+// (those of Edge.ServerOptions: authentication, roles, rate limits). A request that does not
+// parse as protobuf (invalid UTF-8 in a string, malformed bytes) is refused before them with
+// InvalidArgument, not INTERNAL (see requestCodec).
 func NewGRPCServer(srv *coordinator.Server, coordinatorID string, loadSpec SpecLoader, opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(opts[:len(opts):len(opts)], grpc.ChainUnaryInterceptor(validateUnary))
+	first := []grpc.ServerOption{grpc.ForceServerCodecV2(requestCodec{encoding.GetCodecV2(protoenc.Name)}),
+		grpc.ChainUnaryInterceptor(parsedUnary), grpc.ChainStreamInterceptor(parsedStreams)}
+	opts = append(append(first, opts...), grpc.ChainUnaryInterceptor(validateUnary))
 	g := grpc.NewServer(opts...)
 	svc := &Service{srv: srv, loadSpec: loadSpec, coordinate: coordinatorID}
 	pb.RegisterClientServiceServer(g, svc)

@@ -1,12 +1,20 @@
 package grpctransport
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
@@ -33,6 +41,142 @@ func validateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handle
 		return nil, err
 	}
 	return handler(ctx, req)
+}
+
+// parsedUnary refuses a request that did not parse (see requestCodec).
+func parsedUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := unparsed(req); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// parsedStreams refuses, on a stream, each received message that did not parse.
+func parsedStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, parsedStream{ss})
+}
+
+type parsedStream struct{ grpc.ServerStream }
+
+func (s parsedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return unparsed(m)
+}
+
+// requestCodec is gRPC's protobuf codec, except for a request that does not parse: invalid
+// UTF-8 in a string field, or bytes that are no protobuf message. gRPC answers those INTERNAL
+// before any interceptor runs, which tells the caller the fault is the server's (and a client
+// retries it). requestCodec instead leaves the message empty, marked with the parse error in
+// an unknown field, and reports success; parsedUnary and parsedStreams, first in the chain,
+// then refuse the marked message with InvalidArgument naming the field. They run before the
+// edge's identity check, which would otherwise blame the emptied client_id on the caller;
+// under mutual TLS every caller has passed the handshake by then, and what it learns is only
+// how its own bytes were malformed. No other interceptor and no handler sees a marked message.
+type requestCodec struct{ encoding.CodecV2 }
+
+func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	err := c.CodecV2.Unmarshal(data, v)
+	m, ok := v.(proto.Message)
+	if err == nil || !ok {
+		return err
+	}
+	field := locateBadUTF8(data.Materialize(), m.ProtoReflect().Descriptor(), "", 0)
+	proto.Reset(m)
+	mark := protowire.AppendTag(nil, unparsedField, protowire.BytesType)
+	mark = protowire.AppendBytes(mark, append(slices.Clone(unparsedKey[:]), field+"\x00"+err.Error()...))
+	m.ProtoReflect().SetUnknown(mark)
+	return nil
+}
+
+// unparsedField is the field number of requestCodec's mark: the highest a message can have,
+// reserved by no fedprop message.
+const unparsedField = protowire.MaxValidNumber
+
+// unparsedKey tells requestCodec's mark from the same field number sent by a caller, so that a
+// caller cannot make the refusal echo text of its choosing.
+var unparsedKey = func() (k [16]byte) {
+	if _, err := rand.Read(k[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return k
+}()
+
+// unparsed returns the InvalidArgument status for a message requestCodec marked, or nil. A
+// caller's own field of the mark's number is refused too, without echoing it.
+func unparsed(m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return nil
+	}
+	b := pm.ProtoReflect().GetUnknown()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil
+		}
+		b = b[n:]
+		if num == unparsedField {
+			v, n := protowire.ConsumeBytes(b)
+			if typ == protowire.BytesType && n >= 0 && bytes.HasPrefix(v, unparsedKey[:]) {
+				field, cause, _ := bytes.Cut(v[len(unparsedKey):], []byte{0})
+				if len(field) > 0 {
+					return toStatus(fieldError("", "", 0, string(field), "not valid UTF-8"))
+				}
+				return toStatus(fieldError("", "", 0, "(message)", "not a valid protobuf message: %s", cause))
+			}
+			return toStatus(fieldError("", "", 0, fmt.Sprint(unparsedField), "this field number is reserved"))
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return nil
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// locateBadUTF8 names the first string field of b (a message md) that holds invalid UTF-8,
+// as a dotted path of field names, or returns "" when there is none or b does not parse.
+func locateBadUTF8(b []byte, md protoreflect.MessageDescriptor, prefix string, depth int) string {
+	if depth > 16 {
+		return ""
+	}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if typ == protowire.BytesType && fd != nil {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return ""
+			}
+			name := string(fd.Name())
+			if prefix != "" {
+				name = prefix + "." + name
+			}
+			switch fd.Kind() {
+			case protoreflect.StringKind:
+				if !utf8.Valid(v) {
+					return name
+				}
+			case protoreflect.MessageKind, protoreflect.GroupKind:
+				if f := locateBadUTF8(v, fd.Message(), name, depth+1); f != "" {
+					return f
+				}
+			}
+			b = b[n:]
+			continue
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return ""
+		}
+		b = b[n:]
+	}
+	return ""
 }
 
 // checkRequest checks what can be checked of a request without the run's state: ids, sizes,

@@ -8,6 +8,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -16,7 +19,8 @@ import (
 )
 
 // FuzzCheckRequest feeds arbitrary bytes through what the coordinator does with a request
-// before its core sees it: protobuf unmarshal, the edge's field checks, then resultFromProto.
+// before its core sees it: the request codec (which marks what does not parse), the edge's
+// field checks, then resultFromProto.
 // Nothing may panic; a refusal is InvalidArgument naming a field with the hostile text clipped;
 // an accepted request has well-formed ids.
 func FuzzCheckRequest(f *testing.F) {
@@ -33,12 +37,19 @@ func FuzzCheckRequest(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{})
+	codec := requestCodec{encoding.GetCodecV2(protoenc.Name)}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req pb.SubmitResultRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
+		if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &req); err != nil {
+			t.Fatalf("the request codec failed instead of marking the request: %v", err)
 		}
-		if err := checkRequest(&req); err != nil {
+		err := unparsed(&req)
+		if err == nil {
+			err = checkRequest(&req)
+		} else if proto.Unmarshal(data, &pb.SubmitResultRequest{}) == nil {
+			t.Fatalf("a request that parses was marked unparsed: %v", err)
+		}
+		if err != nil {
 			s, _ := status.FromError(err)
 			if s.Code() != codes.InvalidArgument || !strings.Contains(s.Message(), "field ") {
 				t.Fatalf("refusal %v is not InvalidArgument naming a field", s)
