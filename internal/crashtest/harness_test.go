@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/crashpoint"
@@ -129,6 +130,9 @@ func (f *fixture) writeConfig(t *testing.T, dir, id, store, addr string) string 
 			// and the final model would no longer match the crash-free run's.
 			"round_deadline": "60s", "max_attempts": 2, "histogram_bins": 50, "seed": 3,
 			"train": map[string]any{"epochs": 1, "batch_size": 16, "learning_rate": 0.1},
+			// Branches of 80 customers, small on purpose so that crashes land everywhere:
+			// the research opt-out of the plaintext minimum, on both sides.
+			"min_records_plaintext": 0,
 		},
 	}
 	if f.he {
@@ -269,7 +273,7 @@ func dialAny(t *testing.T, addrs ...string) *grpc.ClientConn {
 
 func (f *fixture) session(t *testing.T, b synth.Branch) *client.Session {
 	t.Helper()
-	opts := client.SessionOptions{}
+	opts := client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}}
 	if f.he {
 		// A member's key material outlives the agent, as its state directory would.
 		m, ok := f.members[b.Name]
@@ -280,7 +284,7 @@ func (f *fixture) session(t *testing.T, b synth.Branch) *client.Session {
 			require.NoError(t, err)
 			f.members[b.Name] = m
 		}
-		opts = client.SessionOptions{Member: m, RequireEncryption: true}
+		opts = client.SessionOptions{Member: m, RequireEncryption: true, Floor: opts.Floor}
 	}
 	s, err := client.NewSession(b.Name, f.schema, b.Train, b.Test, opts)
 	require.NoError(t, err)
