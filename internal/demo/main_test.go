@@ -12,7 +12,7 @@ import (
 func TestDemoWritesMetricsAndSummary(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "sim.yaml")
-	require.NoError(t, os.WriteFile(cfg, []byte("seed: 2\ndata: {source: synthetic, synthetic: {branches: 3, customers_per_branch: 200}}\nrun: {rounds: 2, min_clients: 3}\n"), 0o644))
+	require.NoError(t, os.WriteFile(cfg, []byte("seed: 2\ndata: {source: synthetic, synthetic: {branches: 3, customers_per_branch: 600}}\nrun: {rounds: 2, min_clients: 3}\n"), 0o644))
 	out := filepath.Join(dir, "out")
 	require.NoError(t, run(cfg, out))
 	for _, name := range []string{"metrics.csv", "summary.json"} {
