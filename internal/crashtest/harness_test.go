@@ -27,11 +27,11 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/fedprop/fedprop/client"
-	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/crashpoint"
 	"github.com/fedprop/fedprop/internal/sharedtest"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/postgres"
 	"github.com/fedprop/fedprop/store/postgres/pgtest"
