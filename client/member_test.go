@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -469,4 +471,90 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 			assert.False(t, decrypted, "nothing reaches decryption")
 		})
 	}
+}
+
+// TestARandomCiphertextCostsOnlyTheRoundItPoisons: in he mode no single result can be read, so
+// a client that sends random ciphertext words is caught by the decrypted aggregate's
+// plausibility (counts above what its contributors announced): that round is discarded, never
+// committed, and the next attempt without it commits what the honest clients sent.
+func TestARandomCiphertextCostsOnlyTheRoundItPoisons(t *testing.T) {
+	cfg := synth.Config{Branches: 4, CustomersPerBranch: 300, Seed: 12}.WithDefaults()
+	branches, err := synth.Generate(cfg)
+	require.NoError(t, err)
+	schema := synth.Schema(cfg)
+	var committee, names []string
+	for i, b := range branches {
+		names = append(names, b.Name)
+		if i < 3 {
+			committee = append(committee, b.Name)
+		}
+	}
+	evil := names[3]
+	rc := coordinator.RunConfig{ID: "r", Rounds: 1, MinClients: 4, MinCohort: 4, Quorum: 3, MaxAttempts: 3, Strategy: strategy.Config{Name: "fedavg"},
+		SecureAggregation: coordinator.SecureAggregationConfig{Mode: "he", Committee: committee, Threshold: 2, MinContributors: 2}}.WithDefaults()
+	core, err := coordinator.NewCore(rc, schema, nil, nil, nil)
+	require.NoError(t, err)
+	core.SetDeadlineTicks(1000)
+	sessions := map[string]*client.Session{}
+	honestRecords := 0.0
+	for _, b := range branches {
+		opts := client.SessionOptions{RequireEncryption: true}
+		if b.Name != evil {
+			id, err := client.StateDir(t.TempDir()).Identity()
+			require.NoError(t, err)
+			if opts.Member, err = client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id}); err != nil {
+				t.Fatal(err)
+			}
+			honestRecords += float64(b.Train.Len())
+		}
+		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, opts)
+		require.NoError(t, err)
+		sessions[b.Name] = s
+		require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey(), TrainRecords: s.TrainRows()}))
+	}
+	poisoned, discarded := 0, 0
+	random := mrand.New(mrand.NewPCG(1, 2))
+	for range 40 {
+		var results []task.Result
+		for _, name := range names {
+			tk, ok, err := core.Poll(name)
+			require.NoError(t, err)
+			if !ok {
+				continue
+			}
+			res, _, err := sessions[name].Handle(context.Background(), tk)
+			require.NoError(t, err)
+			if name == evil && tk.Kind == task.KindTrain && poisoned == 0 {
+				// Random words below every modulus, behind a valid header.
+				ct := slices.Clone(res.Sum.Ciphertext)
+				for i := 32; i+8 <= len(ct); i += 8 {
+					binary.LittleEndian.PutUint64(ct[i:], random.Uint64()>>11)
+				}
+				res.Sum.Ciphertext = ct
+				poisoned++
+			}
+			results = append(results, res)
+		}
+		for _, r := range results {
+			_, err := core.Submit(r)
+			require.NoError(t, err, "the coordinator cannot tell a random ciphertext from another")
+		}
+		for _, n := range core.Ready().Notes {
+			if n.Msg == "implausible aggregate discarded" {
+				discarded++
+			}
+		}
+		core.Advance()
+		if core.Status().Status.Finished() {
+			break
+		}
+	}
+	require.Equal(t, 1, poisoned)
+	assert.Equal(t, 1, discarded, "the poisoned round was discarded and logged")
+	st := core.Status()
+	require.Equal(t, coordinator.RunCompleted, st.Status, st.Message)
+	last := core.LastModel()
+	require.NotNil(t, last)
+	assert.Equal(t, uint64(1), last.Version, "the poisoned round was discarded, not committed")
+	assert.LessOrEqual(t, last.Examples, honestRecords+float64(branches[3].Train.Len())+1, "no garbage count was committed")
 }

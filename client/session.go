@@ -35,6 +35,10 @@ import (
 // ErrSchemaMismatch: the coordinator's run uses a different schema than this client.
 var ErrSchemaMismatch = errors.New("schema mismatch")
 
+// maxTrainLoss caps the mean loss a train result reports: a record's log loss is at most that
+// of a score clamped at metrics.ProbabilityClamp, and the coordinator refuses more.
+var maxTrainLoss = -math.Log(metrics.ProbabilityClamp)
+
 // ErrDeclined: the client declined a task on its own authority (a task weaker than its
 // privacy floor, a repeated release). The agent tells the coordinator why in a refusal.
 var ErrDeclined = errors.New("task declined")
@@ -439,10 +443,16 @@ func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	for i := range local {
 		delta[i] = local[i] - t.Weights[i]
 	}
+	if u := t.MaxUpdateNorm; u != 0 {
+		// The run's bound on an update: the coordinator refuses one above it.
+		if _, _, err := privacy.ClipL2(delta, u); err != nil {
+			return nil, 0, rep, fmt.Errorf("max_update_norm: %w", err)
+		}
+	}
 	n := float64(s.train.Len())
 	floats.Scale(n, delta)
 	out[task.TrainCountIndex] = n
-	out[len(out)-1] = n * loss
+	out[len(out)-1] = n * min(loss, maxTrainLoss)
 	return out, s.train.Len(), rep, nil
 }
 

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"math"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,11 @@ type RunConfig struct {
 	// log and the simulator's summary flag. In he mode it does not apply: the coordinator then
 	// decrypts only sums over many clients.
 	MinRecordsPlaintext *int `yaml:"min_records_plaintext" json:"min_records_plaintext"`
+	// MaxUpdateNorm bounds one client's unweighted update in a run without differential
+	// privacy: honest clients clip to it, the coordinator refuses a plaintext result above it
+	// and discards an he-mode round whose sum is above it times its examples (default
+	// DefaultMaxUpdateNorm). Under differential privacy the clipping norm is the bound.
+	MaxUpdateNorm float64 `yaml:"max_update_norm" json:"max_update_norm,omitempty"`
 }
 
 // DefaultMinRecordsPlaintext is run.min_records_plaintext when unset.
@@ -176,6 +182,9 @@ func (c RunConfig) Validate() error {
 	}
 	if c.EvalEvery < 1 {
 		bad("eval_every", "must be at least 1, got %d", c.EvalEvery)
+	}
+	if c.MaxUpdateNorm < 0 || math.IsNaN(c.MaxUpdateNorm) || math.IsInf(c.MaxUpdateNorm, 0) {
+		bad("max_update_norm", "must be a positive number (0: the default %v), got %v", DefaultMaxUpdateNorm, c.MaxUpdateNorm)
 	}
 	if c.HistogramBins < 2 {
 		bad("histogram_bins", "must be at least 2, got %d", c.HistogramBins)

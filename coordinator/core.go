@@ -93,6 +93,7 @@ type Core struct {
 	lastModel *ModelVersion
 
 	clients  map[string]int64 // client id -> tick last seen
+	records  map[string]int   // client id -> training records announced at registration
 	tick     int64
 	phase    phase
 	round    int
@@ -106,6 +107,7 @@ type Core struct {
 	acc         accumulator
 	results     int      // results accepted in the current collection
 	refusals    int      // tasks clients declined, over the run
+	implausible int      // decrypted aggregates discarded as implausible, over the run
 	submitters  []string // the clients whose results were accepted in it
 	// updates and weights keep the individual train updates, only for a robust aggregator.
 	updates [][]float64
@@ -150,6 +152,7 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		strategy:      strat,
 		numeric:       len(schema.Numeric),
 		clients:       map[string]int64{},
+		records:       map[string]int{},
 		outstanding:   map[string]task.Task{},
 		accepted:      map[string]acceptance{},
 		identity:      map[string][]byte{},
@@ -264,6 +267,7 @@ func (c *Core) Register(r task.Registration) error {
 		c.note(slog.LevelInfo, "client registered", slog.String("client", clientID), slog.Int("registered", len(c.clients)+1))
 	}
 	c.clients[clientID] = c.tick
+	c.records[clientID] = r.TrainRecords
 	if len(r.IdentityKey) > 0 {
 		c.identity[clientID] = r.IdentityKey
 	}
@@ -412,7 +416,7 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	if err := r.Sum.CheckFinite(); err != nil {
 		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
-	if err := c.checkContent(t.Kind, r.Sum.Plain); err != nil {
+	if err := c.checkContent(r.ClientID, t, r.Sum.Plain); err != nil {
 		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
 	if err := c.acc.add(r.Sum); err != nil {
@@ -483,21 +487,6 @@ func (c *Core) resultLen(k task.Kind) int {
 		return n
 	}
 	return -1
-}
-
-// checkContent rejects sums that no honest client can produce: negative counts.
-func (c *Core) checkContent(k task.Kind, v []float64) error {
-	switch k {
-	case task.KindStats:
-		if v[0] < 0 || v[len(v)-1] < 0 {
-			return fmt.Errorf("negative count")
-		}
-	case task.KindTrain:
-		if v[task.TrainCountIndex] <= 0 {
-			return fmt.Errorf("example count must be positive, got %v", v[task.TrainCountIndex])
-		}
-	}
-	return nil
 }
 
 // progress moves the state machine as far as the events so far allow.
@@ -648,6 +637,8 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.Train = c.strategy.ClientParams(c.cfg.Train)
 		if c.dp() != DPNone {
 			t.DP = c.phaseDP
+		} else {
+			t.MaxUpdateNorm = c.maxUpdateNorm()
 		}
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1

@@ -111,6 +111,9 @@ type decryptState struct {
 	excluded     map[int]bool // members that missed a share deadline for this aggregate
 	waited       bool
 	attempt      int // active sets tried for this aggregate
+	// records is what the contributors announced at registration (0: unknown), the bound of
+	// the aggregate's counts.
+	records int
 }
 
 func (c *Core) he() bool { return c.cfg.SecureAggregation.Mode == SecAggHE }
@@ -259,7 +262,8 @@ func (c *Core) startDecrypt() {
 		c.fail(fmt.Sprintf("%s phase of round %d: aggregate: %v", c.phase.kind(), c.round, err))
 		return
 	}
-	c.dec = &decryptState{purpose: c.phase, aggregate: agg, contributors: sum.count(), length: sum.sum.Length(), excluded: map[int]bool{}}
+	c.dec = &decryptState{purpose: c.phase, aggregate: agg, contributors: sum.count(), length: sum.sum.Length(), excluded: map[int]bool{},
+		records: c.submittedRecords()}
 	c.phase = phaseDecrypt
 	c.note(slog.LevelInfo, "aggregate ready for decryption", slog.String("purpose", c.dec.purpose.kind().String()), slog.Int("round", c.round),
 		slog.Int("contributors", c.dec.contributors), slog.String("digest", secagg.Digest(agg)))
@@ -339,6 +343,14 @@ func (c *Core) progressDecrypt() {
 		dec := c.dec
 		c.dec = nil
 		c.phase = dec.purpose
+		if err := c.plausibleAggregate(dec.purpose, values[:dec.length], dec.contributors, dec.records); err != nil {
+			// No single result could be read: the whole round is discarded, never committed.
+			c.implausible++
+			c.note(slog.LevelError, "implausible aggregate discarded", slog.String("purpose", dec.purpose.kind().String()),
+				slog.Int("round", c.round), slog.Int("contributors", dec.contributors), slog.String("why", err.Error()))
+			c.phaseFailed(fmt.Sprintf("implausible %s aggregate: %v", dec.purpose.kind(), err))
+			return
+		}
 		c.finishWith(values[:dec.length], dec.contributors)
 		return
 	}

@@ -190,6 +190,13 @@ func (d *driver) submit(ctx context.Context, kind task.Kind, r task.Result, rep 
 			d.late++
 			return nil
 		}
+		if errors.Is(err, task.ErrInvalid) && (kind == task.KindStats || kind == task.KindTrain || kind == task.KindEvaluate) {
+			// Refused by the coordinator (outside the run's bounds): the round goes on without
+			// it, as it does for a client over the network.
+			d.rejected++
+			d.opts.Logger.Warn("result refused by the coordinator", "client", r.ClientID, "kind", kind.String(), "round", r.Round, "err", err)
+			return nil
+		}
 		return fmt.Errorf("simulate: %w", err)
 	}
 	// The submit that completes a decryption combines the shares.

@@ -74,6 +74,8 @@ type Summary struct {
 	// after their phase's deadline.
 	Dropped int `json:"dropped"`
 	Late    int `json:"late"`
+	// Rejected counts the results the coordinator refused as outside the run's bounds.
+	Rejected int `json:"rejected"`
 	// Time spent protecting sums: clients encoding and encrypting, the coordinator adding
 	// results into its running sums, and the committee decrypting (shares and combination).
 	EncryptionSeconds  float64   `json:"encryption_seconds"`
@@ -212,6 +214,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		Threshold:          cfg.Run.SecureAggregation.Threshold,
 		Dropped:            d.dropped,
 		Late:               d.late,
+		Rejected:           d.rejected,
 		EncryptionSeconds:  d.encSeconds,
 		AggregationSeconds: d.aggSeconds,
 		DecryptionSeconds:  d.decSeconds,
@@ -280,6 +283,7 @@ type driver struct {
 	answered   map[string]bool // task ids already computed (a task stays outstanding until it ends)
 	dropped    int             // answers the failure model dropped
 	refused    int             // tasks clients declined (their privacy floor)
+	rejected   int             // results the coordinator refused (outside the run's bounds)
 	late       int             // answers that arrived after their phase ended
 	encSeconds float64
 	aggSeconds float64

@@ -64,6 +64,9 @@ type Task struct {
 	Train         model.Params
 	Seed          uint64
 	HistogramBins int
+	// MaxUpdateNorm is the L2 norm a train task's unweighted update is clipped to in a run
+	// without differential privacy (0: none); the coordinator refuses a result above it.
+	MaxUpdateNorm float64
 
 	// PublicKey is the committee's collective public key: when set, every sum is returned
 	// encrypted under it. KeyInfo names the setup that made it, with its endorsements.

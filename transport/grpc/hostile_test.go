@@ -199,8 +199,8 @@ func TestHostileRequestsAreRefusedAndTheRoundCompletesExactly(t *testing.T) {
 		{"+Inf", values(2, 1, inf, 0.5), invalid, []string{"field sum.plain", "value 2 is +Inf"}},
 		{"-Inf", values(2, 1, -2, -inf), invalid, []string{"field sum.plain", "value 3 is -Inf"}},
 		{"NaN example count", values(nan, 1, -2, 0.5), invalid, []string{"field sum.plain", "value 0 is NaN"}},
-		{"zero example count", values(0, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count must be positive"}},
-		{"negative example count", values(-2, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count must be positive, got -2"}},
+		{"zero example count", values(0, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count 0 must be at least 1"}},
+		{"negative example count", values(-2, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count -2 must be at least 1"}},
 		{"ciphertext in a plaintext run", submitA(func(r *pb.SubmitResultRequest) {
 			r.Sum = &pb.AggregateVector{Ciphertext: []byte{1, 2, 3}, Length: 4}
 		}), invalid, []string{"field sum.ciphertext", "plaintext"}},

@@ -479,6 +479,8 @@ type Task struct {
 	ReleaseNoise *ReleaseNoise `protobuf:"bytes,19,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
 	// With public_key: the setup that made it and the members' endorsements of it.
 	CollectiveKey *CollectiveKey `protobuf:"bytes,20,opt,name=collective_key,json=collectiveKey,proto3" json:"collective_key,omitempty"`
+	// Train tasks without differential privacy: the L2 norm the unweighted update is clipped to.
+	MaxUpdateNorm float64 `protobuf:"fixed64,21,opt,name=max_update_norm,json=maxUpdateNorm,proto3" json:"max_update_norm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +653,13 @@ func (x *Task) GetCollectiveKey() *CollectiveKey {
 		return x.CollectiveKey
 	}
 	return nil
+}
+
+func (x *Task) GetMaxUpdateNorm() float64 {
+	if x != nil {
+		return x.MaxUpdateNorm
+	}
+	return 0
 }
 
 // ReleaseNoise is the Gaussian noise on a stats or evaluation release of a differentially
@@ -2473,7 +2482,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa6\x06\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xce\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -2498,7 +2507,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"statsScale\x124\n" +
 	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\x12=\n" +
 	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12@\n" +
-	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\"\x9a\x01\n" +
+	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\x12&\n" +
+	"\x0fmax_update_norm\x18\x15 \x01(\x01R\rmaxUpdateNorm\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
