@@ -1,10 +1,10 @@
 package coordinator
 
 import (
-	"math"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fedprop/fedprop/fairness"
