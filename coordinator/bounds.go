@@ -43,7 +43,7 @@ func (c *Core) checkContent(clientID string, t task.Task, v []float64) error {
 	records := float64(c.records[clientID])
 	switch t.Kind {
 	case task.KindStats:
-		return checkStats(v, c.numeric, records, 1)
+		return checkStats(v, c.numeric, records, 1, 0)
 	case task.KindTrain:
 		return c.checkTrain(t, v, records)
 	case task.KindEvaluate:
@@ -56,8 +56,9 @@ func (c *Core) checkContent(clientID string, t task.Task, v []float64) error {
 
 // checkStats checks count, sums, sums of squares and the excluded count of n numeric features
 // summed by clients holding at most records records (0: unknown). A sum of squares is never
-// negative and, by Cauchy-Schwarz, at least sum^2/count.
-func checkStats(v []float64, n int, records float64, contributors int) error {
+// negative and, by Cauchy-Schwarz, at least sum^2/count; slack is the absolute error the sums
+// may carry (he mode's decoding grid, scaled back).
+func checkStats(v []float64, n int, records float64, contributors int, slack float64) error {
 	count, excluded := v[0], v[len(v)-1]
 	switch {
 	case count < 0 || excluded < 0:
@@ -69,16 +70,16 @@ func checkStats(v []float64, n int, records float64, contributors int) error {
 	}
 	for j := range n {
 		sum, sq := v[1+j], v[1+n+j]
-		if sq < -boundsTolerance {
+		if sq < -boundsTolerance-slack {
 			return contentError("feature %d: negative sum of squares %v", j, sq)
 		}
 		if count == 0 {
-			if math.Abs(sum) > boundsTolerance || sq > boundsTolerance {
+			if math.Abs(sum) > boundsTolerance+slack || sq > boundsTolerance+slack {
 				return contentError("feature %d: sums over no record", j)
 			}
 			continue
 		}
-		if !within(sum*sum/count, sq) {
+		if !within(sum*sum/count, sq+slack*(1+2*math.Abs(sum)/count)) {
 			return contentError("feature %d: sum %v and sum of squares %v are inconsistent over %v records (sum^2/count > sum of squares)", j, sum, sq, count)
 		}
 	}
@@ -197,11 +198,14 @@ func (c *Core) plausibleAggregate(purpose phase, sum []float64, contributors, re
 	switch purpose {
 	case phaseStats:
 		scaled := append([]float64(nil), sum...)
+		slack := 0.0
 		if scale := c.statsScale(); scale != 1 {
 			floats.Scale(1/scale, scaled[1:1+c.numeric])
 			floats.Scale(1/(scale*scale), scaled[1+c.numeric:1+2*c.numeric])
+			// Values decode on a grid of 2^-LogDecodePrecision (2^-30), scaled back here.
+			slack = math.Ldexp(1, -20) / (scale * scale)
 		}
-		return checkStats(scaled, c.numeric, float64(records), contributors)
+		return checkStats(scaled, c.numeric, float64(records), contributors, slack)
 	case phaseTrain:
 		n := sum[task.TrainCountIndex]
 		if c.dp() != DPNone {
