@@ -61,7 +61,7 @@ func (c *Core) checkContent(clientID string, t task.Task, v []float64) error {
 func checkStats(v []float64, n int, records float64, contributors int, slack float64) error {
 	count, excluded := v[0], v[len(v)-1]
 	switch {
-	case count < 0 || excluded < 0:
+	case count < -boundsTolerance-slack || excluded < -boundsTolerance-slack:
 		return contentError("count %v and excluded count %v must not be negative", count, excluded)
 	case records > 0 && !within(count, records):
 		return contentError("count %v is above the %v training records announced at registration", count, records)
