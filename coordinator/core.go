@@ -744,7 +744,7 @@ func (c *Core) finishPhase() {
 	}
 	if len(c.outstanding) > 0 {
 		c.note(slog.LevelWarn, "deadline passed; leaving out clients that did not answer", slog.String("phase", c.phase.kind().String()),
-			slog.Int("round", c.round), slog.Any("left_out", c.Outstanding()))
+			slog.Int("round", c.round), slog.Int("left_out", len(c.outstanding)), slog.Any("first_left_out", firstIDs(c.Outstanding(), 20)))
 		c.outstanding = map[string]task.Task{}
 	}
 	switch {
@@ -1080,6 +1080,9 @@ func mixSeed(parts ...uint64) uint64 {
 	}
 	return x
 }
+
+// firstIDs keeps a log line readable when thousands of clients are left out.
+func firstIDs(ids []string, n int) []string { return ids[:min(len(ids), n)] }
 
 // TicksLeft is the number of ticks until the current phase's deadline.
 func (c *Core) TicksLeft() int64 { return max(0, c.deadline-c.tick) }
