@@ -17,9 +17,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/fedprop
 
-## test: vet, formatting and the whole test suite under the race detector
+## test: vet, formatting and the whole test suite under the race detector; it ends with what
+## was skipped and why, then a line of counts (internal/testsummary reads go test -json)
 test: vet fmt-check
-	$(GO) test -race -count=1 ./...
+	@$(GO) build -o $(TOOLBIN)/testsummary ./internal/testsummary
+	bash -o pipefail -c '$(GO) test -race -count=1 -json ./... 2>&1 | $(TOOLBIN)/testsummary'
 
 vet:
 	$(GO) vet ./...
