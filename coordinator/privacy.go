@@ -217,53 +217,12 @@ func (c RunConfig) privacyPlan() (privacyPlan, error) {
 			return privacyPlan{}, fmt.Errorf("run.privacy: %w", err)
 		}
 		budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
-		if plan.z, err = sigmaWithin(evals, q, steps, budget); err != nil {
+		if plan.z, err = evals.SigmaWithin(q, steps, budget); err != nil {
 			return privacyPlan{}, fmt.Errorf("run.privacy: noise for epsilon %v over %d steps after %d evaluations at z=%.4g: %w",
 				pc.Epsilon, steps, plan.evaluations, plan.zEval, err)
 		}
 	}
 	return plan, nil
-}
-
-// sigmaTolerance is sigmaWithin's relative tolerance.
-const sigmaTolerance = 1e-6
-
-// sigmaWithin is the smallest noise multiplier (to sigmaTolerance, erring high) with which
-// steps more steps of the Poisson-subsampled Gaussian mechanism at rate q keep prior's
-// composition within budget, found by bisection on the accountant (epsilon does not increase
-// with the noise).
-func sigmaWithin(prior *privacy.Accountant, q float64, steps int, budget privacy.Budget) (float64, error) {
-	fits := func(sigma float64) (bool, error) {
-		exceed, _, err := prior.WouldExceed(q, sigma, steps, budget)
-		return !exceed, err
-	}
-	lo, hi := 0.0, 1.0
-	for {
-		ok, err := fits(hi)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			break
-		}
-		lo, hi = hi, 2*hi
-		if hi > privacy.MaxSigma {
-			return 0, fmt.Errorf("no noise multiplier up to %v fits: %w", privacy.MaxSigma, privacy.ErrTargetUnreachable)
-		}
-	}
-	for hi-lo > sigmaTolerance*hi {
-		mid := lo + (hi-lo)/2
-		ok, err := fits(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	return hi, nil
 }
 
 // checkAdaptiveNoise refuses, before any task, an adaptive-clipping run whose noise cannot be

@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -187,6 +188,21 @@ func (a *Accountant) ComposeWithin(q, sigma float64, steps int, budget Budget) (
 		return 0, err
 	}
 	return eps, nil
+}
+
+// SigmaWithin is the smallest noise multiplier (to SigmaTolerance, erring high) with which
+// steps more steps of (q, sigma) keep this accountant's composition within budget: how much
+// noise a release needs after what was already spent (or reserved). The accountant is not
+// changed.
+func (a *Accountant) SigmaWithin(q float64, steps int, budget Budget) (float64, error) {
+	sigma, err := bisectSigma(func(sigma float64) (bool, error) {
+		exceed, _, err := a.WouldExceed(q, sigma, steps, budget)
+		return !exceed, err
+	})
+	if errors.Is(err, ErrTargetUnreachable) {
+		return 0, fmt.Errorf("no noise multiplier up to %v keeps %d more steps at q=%v within epsilon %v: %w", MaxSigma, steps, q, budget.Epsilon, ErrTargetUnreachable)
+	}
+	return sigma, err
 }
 
 // Clone returns an independent copy of the accountant's state (the cache is not shared).

@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -206,7 +207,18 @@ func SigmaFor(q float64, steps int, delta, epsilon float64, orders []float64, co
 		}
 		return eps <= epsilon, nil
 	}
-	// sigma = 0 never meets a finite target with q > 0 (its RDP is infinite), so lo starts there.
+	sigma, err := bisectSigma(meets)
+	if errors.Is(err, ErrTargetUnreachable) {
+		return 0, fmt.Errorf("epsilon %v at delta %v with q=%v over %d steps needs sigma > %v: %w",
+			epsilon, delta, q, steps, MaxSigma, ErrTargetUnreachable)
+	}
+	return sigma, err
+}
+
+// bisectSigma returns the smallest sigma (to relative tolerance SigmaTolerance, erring high)
+// that meets a target which, once met, stays met for every larger sigma. sigma = 0 never meets
+// a finite target with q > 0 (its RDP is infinite), so the search starts there.
+func bisectSigma(meets func(sigma float64) (bool, error)) (float64, error) {
 	lo, hi := 0.0, 1.0
 	for {
 		ok, err := meets(hi)
@@ -219,8 +231,7 @@ func SigmaFor(q float64, steps int, delta, epsilon float64, orders []float64, co
 		lo = hi
 		hi *= 2
 		if hi > MaxSigma {
-			return 0, fmt.Errorf("epsilon %v at delta %v with q=%v over %d steps needs sigma > %v: %w",
-				epsilon, delta, q, steps, MaxSigma, ErrTargetUnreachable)
+			return 0, fmt.Errorf("no sigma up to %v: %w", MaxSigma, ErrTargetUnreachable)
 		}
 	}
 	for hi-lo > SigmaTolerance*hi {
