@@ -280,15 +280,8 @@ func releaseScales(t task.Task, layout *fairness.Layout) []float64 {
 // addReleaseNoise adds Gaussian noise of standard deviation std*scales[i] to v[i], drawn from
 // the client's private source.
 func (s *Session) addReleaseNoise(v []float64, std float64, scales []float64) error {
-	if len(scales) != len(v) {
-		return fmt.Errorf("noise scales for %d values, the release has %d", len(scales), len(v))
-	}
-	draw := make([]float64, len(v))
-	if err := privacy.AddGaussianNoise(draw, std, s.noise); err != nil {
+	if err := privacy.AddScaledGaussianNoise(v, std, scales, s.noise); err != nil {
 		return fmt.Errorf("evaluation noise share: %w", err)
-	}
-	for i := range v {
-		v[i] += draw[i] * scales[i]
 	}
 	return nil
 }

@@ -455,17 +455,7 @@ func (c *Core) addNoise(v []float64, std float64, scales []float64) error {
 	if scales == nil {
 		return privacy.AddGaussianNoise(v, std, c.noise)
 	}
-	if len(scales) != len(v) {
-		return fmt.Errorf("noise scales for %d values, the release has %d", len(scales), len(v))
-	}
-	draw := make([]float64, len(v))
-	if err := privacy.AddGaussianNoise(draw, std, c.noise); err != nil {
-		return err
-	}
-	for i := range v {
-		v[i] += draw[i] * scales[i]
-	}
-	return nil
+	return privacy.AddScaledGaussianNoise(v, std, scales, c.noise)
 }
 
 // privatize turns a train sum into the mean update under the run's DP mechanism: it adds the

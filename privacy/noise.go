@@ -60,6 +60,25 @@ func AddGaussianNoise(v []float64, std float64, rng *rand.Rand) error {
 	return nil
 }
 
+// AddScaledGaussianNoise adds independent N(0, (std*scales[i])^2) noise to v[i]: a release whose
+// values have different per-record sensitivities, noised at one multiplier. Draws are taken
+// from rng in index order; on error v is untouched and nothing is drawn.
+func AddScaledGaussianNoise(v []float64, std float64, scales []float64, rng *rand.Rand) error {
+	if len(scales) != len(v) {
+		return fmt.Errorf("noise scales for %d values, the release has %d: %w", len(scales), len(v), ErrInvalidArgument)
+	}
+	if err := validNoiseStd(std); err != nil {
+		return err
+	}
+	if rng == nil {
+		return fmt.Errorf("add Gaussian noise: nil random source: %w", ErrInvalidArgument)
+	}
+	for i := range v {
+		v[i] += (std * rng.NormFloat64()) * scales[i]
+	}
+	return nil
+}
+
 // validNoiseMultiplier reports whether z can be a noise multiplier.
 func validNoiseMultiplier(z float64) error {
 	if math.IsNaN(z) || math.IsInf(z, 0) || z < 0 {

@@ -205,3 +205,22 @@ func TestPoissonSample(t *testing.T) {
 	_, err = PoissonSample(5, 0.5, nil)
 	require.ErrorIs(t, err, ErrInvalidArgument)
 }
+
+func TestAddScaledGaussianNoiseScalesEachValue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 20000
+	v := make([]float64, 2*n)
+	scales := make([]float64, 2*n)
+	for i := range scales {
+		scales[i] = 1 + float64(i%2)*9 // 1, 10, 1, 10, ...
+	}
+	require.NoError(t, AddScaledGaussianNoise(v, 0.5, scales, rng))
+	var sq [2]float64
+	for i, x := range v {
+		sq[i%2] += x * x
+	}
+	assert.InEpsilon(t, 0.5, math.Sqrt(sq[0]/n), 0.03)
+	assert.InEpsilon(t, 5.0, math.Sqrt(sq[1]/n), 0.03)
+	require.ErrorIs(t, AddScaledGaussianNoise(v, 1, scales[:3], rng), ErrInvalidArgument)
+	require.ErrorIs(t, AddScaledGaussianNoise(v, math.NaN(), scales, rng), ErrInvalidArgument)
+}
