@@ -165,24 +165,15 @@ func (s *Session) evaluateRelease(t task.Task, layout *fairness.Layout) ([]float
 	if clientLevel(t) {
 		level = privacy.RequireClient
 	}
-	if !(n.NoiseMultiplier > 0) || math.IsInf(n.NoiseMultiplier, 0) {
-		return nil, 0, fmt.Errorf("%w: noise multiplier %v: a differentially private release must carry positive, finite noise", privacy.ErrBelowFloor, n.NoiseMultiplier)
+	if err := requireNoise("noise multiplier", n.NoiseMultiplier); err != nil {
+		return nil, 0, err
 	}
 	if err := s.floor.Accepts(level, n.NoiseMultiplier, 0); err != nil {
 		return nil, 0, err
 	}
-	m := 0
-	switch {
-	case t.PublicKey == nil && n.ExpectedContributors != 0:
-		return nil, 0, fmt.Errorf("%w: expected contributors %d in a plaintext task: the coordinator would read this client's noise share alone",
-			privacy.ErrBelowFloor, n.ExpectedContributors)
-	case t.PublicKey == nil && s.floor.Enforced():
-		return nil, 0, fmt.Errorf("%w: a plaintext evaluation leaves the noise to the coordinator, which would see this client's sums first", privacy.ErrBelowFloor)
-	case t.PublicKey != nil:
-		var err error
-		if m, err = s.floor.CapContributors(n.ExpectedContributors); err != nil {
-			return nil, 0, err
-		}
+	m, err := s.shareContributors(t, n.ExpectedContributors, "an evaluation", "sums")
+	if err != nil {
+		return nil, 0, err
 	}
 	if err := s.trainedFrom(t); err != nil {
 		return nil, 0, err
@@ -194,7 +185,6 @@ func (s *Session) evaluateRelease(t task.Task, layout *fairness.Layout) ([]float
 	}
 	share := 0.0
 	if m > 0 {
-		var err error
 		if share, err = privacy.ClientNoiseStd(n.NoiseMultiplier, 1, m); err != nil {
 			return nil, 0, err
 		}
@@ -240,7 +230,7 @@ func (s *Session) repeatRelease(t task.Task, layout *fairness.Layout, prev *eval
 	}
 	out := slices.Clone(prev.values)
 	if share > prev.shareStd {
-		if err := s.addReleaseNoise(out, math.Sqrt(share*share-prev.shareStd*prev.shareStd), releaseScales(t, layout)); err != nil {
+		if err := s.addReleaseNoise(out, topUp(share, prev.shareStd), releaseScales(t, layout)); err != nil {
 			return nil, 0, err
 		}
 		topped := *prev

@@ -468,8 +468,8 @@ func (s *Session) checkTrainDP(t task.Task) error {
 	default:
 		return fmt.Errorf("%w: dp.mechanism %q is not supported", ErrDeclined, d.Mechanism)
 	}
-	if !(d.NoiseMultiplier > 0) || math.IsInf(d.NoiseMultiplier, 0) {
-		return fmt.Errorf("%w: dp.noise_multiplier %v: a differentially private task must carry positive, finite noise", privacy.ErrBelowFloor, d.NoiseMultiplier)
+	if err := requireNoise("dp.noise_multiplier", d.NoiseMultiplier); err != nil {
+		return err
 	}
 	if !(d.ClipNorm > 0) || math.IsInf(d.ClipNorm, 0) {
 		return fmt.Errorf("%w: dp.clip_norm %v is not a positive, finite number", privacy.ErrBelowFloor, d.ClipNorm)
@@ -483,19 +483,45 @@ func (s *Session) checkTrainDP(t task.Task) error {
 	if math.IsNaN(d.IndicatorNoiseStd) || math.IsInf(d.IndicatorNoiseStd, 0) || d.IndicatorNoiseStd < 0 {
 		return fmt.Errorf("%w: dp.indicator_noise_std %v is not a finite number >= 0", privacy.ErrBelowFloor, d.IndicatorNoiseStd)
 	}
-	switch {
-	case t.PublicKey == nil && d.ExpectedContributors != 0:
-		return fmt.Errorf("%w: dp.expected_contributors %d in a plaintext task: the coordinator would read this client's noise share alone",
-			privacy.ErrBelowFloor, d.ExpectedContributors)
-	case t.PublicKey == nil && s.floor.Enforced():
-		return fmt.Errorf("%w: client-level differential privacy without secure aggregation leaves the noise to the coordinator, which would see this client's update first",
-			privacy.ErrBelowFloor)
-	case t.PublicKey != nil:
-		if _, err := s.floor.CapContributors(d.ExpectedContributors); err != nil {
-			return err
-		}
+	_, err := s.shareContributors(t, d.ExpectedContributors, "client-level differential privacy", "update")
+	return err
+}
+
+// requireNoise declines a differentially private task whose noise multiplier is not a positive,
+// finite number: DP fails closed, with or without a floor.
+func requireNoise(field string, z float64) error {
+	if !(z > 0) || math.IsInf(z, 0) {
+		return fmt.Errorf("%w: %s %v: a differentially private task must carry positive, finite noise", privacy.ErrBelowFloor, field, z)
 	}
 	return nil
+}
+
+// shareContributors is the m a client divides its share of a noised release by: in he mode
+// the task's expected contributors, capped by the client's floor; in a plaintext task none
+// (0), the coordinator adding the noise, which a client whose floor is enforced does not
+// leave to it, and a plaintext task stating m is refused (the coordinator would read the
+// client's share alone).
+func (s *Session) shareContributors(t task.Task, expected int, what, whose string) (int, error) {
+	switch {
+	case t.PublicKey == nil && expected != 0:
+		return 0, fmt.Errorf("%w: expected contributors %d in a plaintext task: the coordinator would read this client's noise share alone",
+			privacy.ErrBelowFloor, expected)
+	case t.PublicKey == nil && s.floor.Enforced():
+		return 0, fmt.Errorf("%w: %s without secure aggregation leaves the noise to the coordinator, which would see this client's %s first",
+			privacy.ErrBelowFloor, what, whose)
+	case t.PublicKey == nil:
+		return 0, nil
+	}
+	return s.floor.CapContributors(expected)
+}
+
+// topUp is the standard deviation of the fresh noise that raises a release's noise from have
+// to want (0 when it already has enough): independent Gaussians add in variance.
+func topUp(want, have float64) float64 {
+	if want <= have {
+		return 0
+	}
+	return math.Sqrt(want*want - have*have)
 }
 
 // release is a DP train result this client sent: a repeated task for the same model gets the
@@ -587,14 +613,13 @@ func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, er
 			eps, del := s.Epsilon()
 			return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
 		}
-		if share > prev.shareStd {
-			top := math.Sqrt(share*share - prev.shareStd*prev.shareStd)
+		if top := topUp(share, prev.shareStd); top > 0 {
 			if err := privacy.AddGaussianNoise(out[task.TrainDeltaStart:len(out)-1], top, s.noise); err != nil {
 				return nil, 0, Report{}, err
 			}
 		}
-		if indicator > prev.indicatorStd {
-			out[len(out)-1] += s.noise.NormFloat64() * math.Sqrt(indicator*indicator-prev.indicatorStd*prev.indicatorStd)
+		if top := topUp(indicator, prev.indicatorStd); top > 0 {
+			out[len(out)-1] += s.noise.NormFloat64() * top
 		}
 		topped := &release{version: prev.version, digest: prev.digest, clipped: prev.clipped, values: slices.Clone(out),
 			shareStd: max(share, prev.shareStd), indicatorStd: max(indicator, prev.indicatorStd)}
@@ -694,7 +719,7 @@ func (s *Session) restorePrivacy(b []byte) error {
 // noiseShares is this client's share of a client-level round's noise in he mode: z*C/sqrt(m)
 // on the update and sigma_b/sqrt(m) on the indicator, with m capped by the client's floor.
 func (s *Session) noiseShares(d *task.DPSpec) (share, indicator float64, err error) {
-	m, err := s.floor.CapContributors(d.ExpectedContributors)
+	m, err := s.floor.CapContributors(d.ExpectedContributors) // he mode: checkTrainDP took the plaintext cases
 	if err != nil {
 		return 0, 0, err
 	}
