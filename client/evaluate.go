@@ -279,14 +279,8 @@ func (s *Session) addReleaseNoise(v []float64, std float64, scales []float64) er
 // commitLedger makes ledger the client's, persisted (with the train releases and the
 // evaluation history) before the release it admitted can leave the session.
 func (s *Session) commitLedger(ledger *privacy.Ledger) error {
-	if s.persist != nil {
-		b, err := marshalPrivacy(ledger, s.released, s.evaluated)
-		if err != nil {
-			return err
-		}
-		if err := s.persist(b); err != nil {
-			return fmt.Errorf("persist privacy state: %w", err)
-		}
+	if err := s.save(ledger, s.released); err != nil {
+		return err
 	}
 	s.ledger = ledger
 	return nil

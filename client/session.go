@@ -636,16 +636,26 @@ func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, er
 func (s *Session) commitRelease(run string, rel *release, ledger *privacy.Ledger) error {
 	released := maps.Clone(s.released)
 	released[run] = rel
-	if s.persist != nil {
-		b, err := marshalPrivacy(ledger, released, s.evaluated)
-		if err != nil {
-			return err
-		}
-		if err := s.persist(b); err != nil {
-			return fmt.Errorf("persist privacy state: %w", err)
-		}
+	if err := s.save(ledger, released); err != nil {
+		return err
 	}
 	s.ledger, s.released = ledger, released
+	return nil
+}
+
+// save persists the privacy state made of ledger, released and the evaluation history
+// (nothing without PersistPrivacy).
+func (s *Session) save(ledger *privacy.Ledger, released map[string]*release) error {
+	if s.persist == nil {
+		return nil
+	}
+	b, err := marshalPrivacy(ledger, released, s.evaluated)
+	if err != nil {
+		return err
+	}
+	if err := s.persist(b); err != nil {
+		return fmt.Errorf("persist privacy state: %w", err)
+	}
 	return nil
 }
 
