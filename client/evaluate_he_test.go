@@ -40,12 +40,7 @@ func TestADPRunUnderSecureAggregationNoisesAndAccountsItsEvaluation(t *testing.T
 	core.SetDeadlineTicks(1000)
 	sessions := map[string]*client.Session{}
 	for _, b := range branches {
-		id, err := client.StateDir(t.TempDir()).Identity()
-		require.NoError(t, err)
-		m, err := client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id})
-		require.NoError(t, err)
-		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
-		require.NoError(t, err)
+		s := memberSession(t, schema, b, client.MemberConfig{})
 		sessions[b.Name] = s
 		require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey(), TrainRecords: b.Train.Len()}))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/strategy"
@@ -28,6 +29,24 @@ import (
 // committeeAtDecrypt drives a coordinator core and three member sessions through committee
 // setup and the stats phase until the stats aggregate's decrypt tasks are out, and returns
 // the sessions and one decrypt task per member.
+// memberSession is a committee member's session over branch b, sending only encrypted sums:
+// a fresh identity key from a temporary state directory, cfg's other settings, and
+// min_contributors 2 unless cfg sets it.
+func memberSession(t *testing.T, schema *dataset.Schema, b synth.Branch, cfg client.MemberConfig) *client.Session {
+	t.Helper()
+	id, err := client.StateDir(t.TempDir()).Identity()
+	require.NoError(t, err)
+	cfg.Identity = id
+	if cfg.MinContributors == 0 {
+		cfg.MinContributors = 2
+	}
+	m, err := client.NewMember(cfg)
+	require.NoError(t, err)
+	s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
+	require.NoError(t, err)
+	return s
+}
+
 func committeeAtDecrypt(t *testing.T, minContributors int, floor ...privacy.Floor) (map[string]*client.Session, map[string]task.Task) {
 	t.Helper()
 	cfg := synth.Config{Branches: 3, CustomersPerBranch: 150, Seed: 8}.WithDefaults()
@@ -46,16 +65,11 @@ func committeeAtDecrypt(t *testing.T, minContributors int, floor ...privacy.Floo
 	core.SetDeadlineTicks(1000)
 	sessions := map[string]*client.Session{}
 	for _, b := range branches {
-		id, err := client.StateDir(t.TempDir()).Identity()
-		require.NoError(t, err)
-		mc := client.MemberConfig{MinContributors: minContributors, Identity: id}
+		mc := client.MemberConfig{MinContributors: minContributors}
 		if len(floor) > 0 {
 			mc.Floor = floor[0]
 		}
-		m, err := client.NewMember(mc)
-		require.NoError(t, err)
-		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
-		require.NoError(t, err)
+		s := memberSession(t, schema, b, mc)
 		sessions[b.Name] = s
 		require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey()}))
 	}
@@ -334,16 +348,11 @@ func TestMembersCheckEveryIdentityKeyAgainstItsOwnersCertificate(t *testing.T) {
 		core.SetDeadlineTicks(1000)
 		sessions := map[string]*client.Session{}
 		for _, b := range branches {
-			id, err := client.StateDir(t.TempDir()).Identity()
-			require.NoError(t, err)
 			cred, err := ca.Issue(pki.IssueRequest{Role: pki.RoleClient, Name: b.Name})
 			require.NoError(t, err)
 			signer, err := cred.Signer()
 			require.NoError(t, err)
-			m, err := client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id, Signer: signer, Verifier: pki.NewVerifier(ca.Certificate())})
-			require.NoError(t, err)
-			s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true})
-			require.NoError(t, err)
+			s := memberSession(t, schema, b, client.MemberConfig{Signer: signer, Verifier: pki.NewVerifier(ca.Certificate())})
 			sessions[b.Name] = s
 			require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey(), TrainRecords: s.TrainRows()}))
 		}
@@ -498,17 +507,14 @@ func TestARandomCiphertextCostsOnlyTheRoundItPoisons(t *testing.T) {
 	sessions := map[string]*client.Session{}
 	honestRecords := 0.0
 	for _, b := range branches {
-		opts := client.SessionOptions{RequireEncryption: true}
+		var s *client.Session
 		if b.Name != evil {
-			id, err := client.StateDir(t.TempDir()).Identity()
-			require.NoError(t, err)
-			if opts.Member, err = client.NewMember(client.MemberConfig{MinContributors: 2, Identity: id}); err != nil {
-				t.Fatal(err)
-			}
+			s = memberSession(t, schema, b, client.MemberConfig{})
 			honestRecords += float64(b.Train.Len())
+		} else {
+			s, err = client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{RequireEncryption: true})
+			require.NoError(t, err)
 		}
-		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, opts)
-		require.NoError(t, err)
 		sessions[b.Name] = s
 		require.NoError(t, core.Register(task.Registration{ClientID: b.Name, IdentityKey: s.IdentityKey(), TrainRecords: s.TrainRows()}))
 	}
