@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
@@ -68,22 +66,7 @@ func TestSecureAggregationSurvivesDropoutsOverGRPC(t *testing.T) {
 		MaxAttempts: 5, Seed: 3, Strategy: strategy.Config{Name: "fedavg"},
 		SecureAggregation: coordinator.SecureAggregationConfig{Mode: "he", Committee: committee, Threshold: 3, MinContributors: 2},
 	}.WithDefaults()
-	require.NoError(t, rc.Validate())
-
-	store, err := bolt.Open(filepath.Join(dir, "c.db"))
-	require.NoError(t, err)
-	defer store.Close()
-	srvCtx, stopSrv := context.WithCancel(ctx)
-	defer stopSrv()
-	srv, err := coordinator.NewServer(srvCtx, store, &coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: []byte("synthetic")},
-		coordinator.ServerConfig{TickInterval: 10 * time.Millisecond, Logger: quietLogger()})
-	require.NoError(t, err)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	gs := grpctransport.NewGRPCServer(srv, "he-test", nil)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-	go func() { _ = srv.Run(srvCtx) }()
+	f := startFed(t, rc, schema)
 
 	rec := &recorder{plain: map[string][]float64{}, accepted: map[string]bool{}, round1: map[string]string{}}
 	trainVictim, decryptVictim := committee[4], committee[0]
@@ -118,7 +101,7 @@ func TestSecureAggregationSurvivesDropoutsOverGRPC(t *testing.T) {
 		})
 		session, err := client.NewSession(name, schema, b.Train, b.Test, client.SessionOptions{Protector: protector, Member: member, RequireEncryption: true})
 		require.NoError(t, err)
-		conn, err := grpctransport.Dial(lis.Addr().String())
+		conn, err := grpctransport.Dial(f.addr)
 		require.NoError(t, err)
 		defer conn.Close()
 		var c client.Coordinator = recordingConn{Coordinator: grpctransport.NewClient(conn), rec: rec}
@@ -132,17 +115,17 @@ func TestSecureAggregationSurvivesDropoutsOverGRPC(t *testing.T) {
 	}
 
 	require.Eventually(t, func() bool {
-		r, err := store.Run(ctx, "he-dropout")
+		r, err := f.store.Run(ctx, "he-dropout")
 		return err == nil && r.Status.Finished()
 	}, 90*time.Second, 20*time.Millisecond)
-	run, err := store.Run(ctx, "he-dropout")
+	run, err := f.store.Run(ctx, "he-dropout")
 	require.NoError(t, err)
 	require.Equal(t, coordinator.RunCompleted, run.Status, run.Message)
 	require.True(t, diedDecrypting.Load(), "a member of the first active set died on its decrypt task")
 	require.NotNil(t, run.SecAgg)
 	assert.True(t, run.SecAgg.Ready)
 
-	versions, err := store.Versions(ctx)
+	versions, err := f.store.Versions(ctx)
 	require.NoError(t, err)
 	require.Len(t, versions, 2)
 	v1 := versions[0]
