@@ -35,10 +35,6 @@ import (
 // ErrSchemaMismatch: the coordinator's run uses a different schema than this client.
 var ErrSchemaMismatch = errors.New("schema mismatch")
 
-// maxTrainLoss caps the mean loss a train result reports: a record's log loss is at most that
-// of a score clamped at metrics.ProbabilityClamp, and the coordinator refuses more.
-var maxTrainLoss = -math.Log(metrics.ProbabilityClamp)
-
 // ErrDeclined: the client declined a task on its own authority (a task weaker than its
 // privacy floor, a repeated release). The agent tells the coordinator why in a refusal.
 var ErrDeclined = errors.New("task declined")
@@ -452,7 +448,7 @@ func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	n := float64(s.train.Len())
 	floats.Scale(n, delta)
 	out[task.TrainCountIndex] = n
-	out[len(out)-1] = n * min(loss, maxTrainLoss)
+	out[len(out)-1] = n * min(loss, metrics.MaxLogLoss) // the coordinator refuses more
 	return out, s.train.Len(), rep, nil
 }
 

@@ -17,13 +17,6 @@ import (
 // times its share of the examples.
 const DefaultMaxUpdateNorm = 10
 
-// Bounds on what one record adds to a train or evaluation sum, shared by the checks below.
-var (
-	// maxRowLoss is the most one record's log loss can be: the loss of a score clamped at
-	// metrics.ProbabilityClamp.
-	maxRowLoss = -math.Log(metrics.ProbabilityClamp)
-)
-
 // boundsTolerance absorbs rounding in sums of up to about 2^24 values (and, in he mode, the
 // decoding grid): relative, plus an absolute part for sums near zero.
 const boundsTolerance = 1e-6
@@ -120,8 +113,8 @@ func (c *Core) checkTrain(t task.Task, v []float64, records float64) error {
 	if norm := floats.Norm(delta, 2) / n; !within(norm, c.maxUpdateNorm()) {
 		return contentError("update norm %v above run.max_update_norm %v", norm, c.maxUpdateNorm())
 	}
-	if loss := last / n; loss < -boundsTolerance || !within(loss, maxRowLoss) {
-		return contentError("mean loss %v outside [0, %v]", loss, maxRowLoss)
+	if loss := last / n; loss < -boundsTolerance || !within(loss, metrics.MaxLogLoss) {
+		return contentError("mean loss %v outside [0, %v]", loss, metrics.MaxLogLoss)
 	}
 	return nil
 }
@@ -154,8 +147,8 @@ func checkEvalCounts(v []float64, noise float64) error {
 		return contentError("positives %v outside [0, %v records]", ev.Positives, ev.N)
 	case ev.Correct < -boundsTolerance || !within(ev.Correct, ev.N):
 		return contentError("correct %v outside [0, %v records]", ev.Correct, ev.N)
-	case ev.LogLossSum < -boundsTolerance || !within(ev.LogLossSum, ev.N*maxRowLoss):
-		return contentError("log-loss sum %v outside [0, %v records x %.4g]", ev.LogLossSum, ev.N, maxRowLoss)
+	case ev.LogLossSum < -boundsTolerance || !within(ev.LogLossSum, ev.N*metrics.MaxLogLoss):
+		return contentError("log-loss sum %v outside [0, %v records x %.4g]", ev.LogLossSum, ev.N, metrics.MaxLogLoss)
 	case ev.BrierSum < -boundsTolerance || !within(ev.BrierSum, ev.N):
 		return contentError("Brier sum %v outside [0, %v records]", ev.BrierSum, ev.N)
 	case math.Abs(pos-ev.Positives) > boundsTolerance*(1+ev.N) || math.Abs(neg-(ev.N-ev.Positives)) > boundsTolerance*(1+ev.N):

@@ -65,6 +65,10 @@ func (s *Summary) UnmarshalJSON(b []byte) error {
 // used the same 1e-15 (before version 1.3 changed it to the float epsilon).
 const ProbabilityClamp = 1e-15
 
+// MaxLogLoss is the most one record's log loss can be: that of a score clamped at
+// ProbabilityClamp. A train or evaluation sum is checked against it times its records.
+var MaxLogLoss = -math.Log(ProbabilityClamp)
+
 // Evaluate returns the exact metrics of scores against labels. AUC is computed by sorting, with
 // tied scores getting half credit. It panics if the slices differ in length; with no rows every
 // metric is NaN.
