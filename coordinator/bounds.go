@@ -42,7 +42,7 @@ func (c *Core) checkContent(clientID string, t task.Task, v []float64) error {
 	case task.KindEvaluate:
 		// Under DP a client weighs its records (1 each, or 1/n at client level) and the
 		// coordinator adds the noise afterwards: the counts add up all the same.
-		return checkEvalCounts(v[:len(metrics.NewEvalSums(c.evalBins()).Vector())], 0)
+		return checkEvalCounts(v[:metrics.VectorLen(c.evalBins())], 0)
 	}
 	return nil
 }
@@ -222,7 +222,7 @@ func (c *Core) plausibleAggregate(purpose phase, sum []float64, contributors, re
 		if c.dp() != DPNone {
 			return nil // noised: see privatizeEvaluation
 		}
-		return checkEvalCounts(sum[:len(metrics.NewEvalSums(c.evalBins()).Vector())], 0)
+		return checkEvalCounts(sum[:metrics.VectorLen(c.evalBins())], 0)
 	}
 	return nil
 }

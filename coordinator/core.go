@@ -477,7 +477,7 @@ func (c *Core) resultLen(k task.Kind) int {
 	case task.KindTrain:
 		return task.TrainVectorLen(len(c.global))
 	case task.KindEvaluate:
-		n := len(metrics.NewEvalSums(c.evalBins()).Vector())
+		n := metrics.VectorLen(c.evalBins())
 		if l := c.evalLayout(); l != nil {
 			n += l.VectorLen()
 		}
@@ -913,7 +913,7 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 		c.candidate.Privacy = c.privacyReport()
 	}
 	bins := c.evalBins()
-	n := len(metrics.NewEvalSums(bins).Vector())
+	n := metrics.VectorLen(bins)
 	ev, err := metrics.EvalSumsFromVector(sum[:n], bins)
 	if err != nil {
 		c.fail(fmt.Sprintf("round %d: evaluation: %v", c.round, err))

@@ -180,7 +180,7 @@ func (l Layout) groupCount() int {
 
 // groupWidth is the number of values one group contributes to a vector.
 func (l Layout) groupWidth() int {
-	return len(metrics.NewEvalSums(l.Bins).Vector()) + 2*len(l.Thresholds)
+	return metrics.VectorLen(l.Bins) + 2*len(l.Thresholds)
 }
 
 // VectorLen is the length of the vectors of GroupSums with this layout.
@@ -356,7 +356,7 @@ func GroupSumsFromVector(l Layout, v []float64) (GroupSums, error) {
 		return GroupSums{}, fmt.Errorf("decode fairness sums: %w: %d values, the layout needs %d", ErrVector, len(v), l.VectorLen())
 	}
 	g := NewGroupSums(l)
-	w, evalWidth, t := l.groupWidth(), len(metrics.NewEvalSums(l.Bins).Vector()), len(l.Thresholds)
+	w, evalWidth, t := l.groupWidth(), metrics.VectorLen(l.Bins), len(l.Thresholds)
 	for i := range g.Groups {
 		part := v[i*w : (i+1)*w]
 		for _, x := range part[evalWidth:] {

@@ -157,6 +157,15 @@ func (e EvalSums) Vector() []float64 {
 	return append(v, e.NegHist...)
 }
 
+// VectorLen is the length of the Vector of EvalSums with the given bins (DefaultBins when bins
+// < 1), computed without building one.
+func VectorLen(bins int) int {
+	if bins < 1 {
+		bins = DefaultBins
+	}
+	return vectorHeader + 2*bins
+}
+
 // VectorBins is the number of histogram bins of an EvalSums vector of n values (0 when no
 // EvalSums vector has n values): a run that evaluates with fewer bins under differential
 // privacy than its configuration states stores vectors a reader decodes with this.

@@ -250,3 +250,10 @@ func TestSummaryJSONWritesUndefinedFiguresAsNull(t *testing.T) {
 	assert.True(t, math.IsNaN(out.AUC))
 	assert.Equal(t, in.LogLoss, out.LogLoss)
 }
+
+func TestVectorLenIsTheVectorsLength(t *testing.T) {
+	for _, bins := range []int{0, 1, 20, metrics.DefaultBins} {
+		assert.Len(t, metrics.NewEvalSums(bins).Vector(), metrics.VectorLen(bins), "bins %d", bins)
+	}
+	assert.Equal(t, 20, metrics.VectorBins(metrics.VectorLen(20)))
+}
