@@ -257,14 +257,10 @@ func (s *Session) releaseWeight(t task.Task) float64 {
 	return 1
 }
 
-// releaseScales are the noise scales of a DP evaluation vector (metrics.NoiseScales), as the
-// coordinator computes them from the same task.
+// releaseScales are the noise scales of a DP evaluation vector, as the coordinator computes
+// them from the same task.
 func releaseScales(t task.Task, layout *fairness.Layout) []float64 {
-	parts := []metrics.RecordBound{metrics.EvalSumsRecordBound(t.HistogramBins)}
-	if layout != nil {
-		parts = append(parts, layout.RecordBound())
-	}
-	return metrics.NoiseScales(parts...)
+	return fairness.EvaluationNoiseScales(t.HistogramBins, layout)
 }
 
 // addReleaseNoise adds Gaussian noise of standard deviation std*scales[i] to v[i], drawn from

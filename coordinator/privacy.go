@@ -619,14 +619,9 @@ func (c *Core) evalLayout() *fairness.Layout {
 // and a share of every evaluation's noise budget, for a figure the model card can leave out.
 func (c *Core) evalImportance() bool { return c.dp() == DPNone }
 
-// evalNoiseScales are the noise scales of a DP evaluation vector (metrics.NoiseScales): the
-// evaluation sums, then the fairness sums. Clients compute the same from their task.
+// evalNoiseScales are the noise scales of a DP evaluation vector.
 func (c *Core) evalNoiseScales() []float64 {
-	parts := []metrics.RecordBound{metrics.EvalSumsRecordBound(c.evalBins())}
-	if l := c.evalLayout(); l != nil {
-		parts = append(parts, l.RecordBound())
-	}
-	return metrics.NoiseScales(parts...)
+	return fairness.EvaluationNoiseScales(c.evalBins(), c.evalLayout())
 }
 
 // startEvaluationRelease fixes, when the evaluate phase of a DP run starts, the m its noise

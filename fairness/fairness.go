@@ -374,3 +374,14 @@ func GroupSumsFromVector(l Layout, v []float64) (GroupSums, error) {
 	}
 	return g, nil
 }
+
+// EvaluationNoiseScales are the per-value noise scales (metrics.NoiseScales) of a differentially
+// private evaluation vector: the evaluation sums over bins histogram bins, then the fairness
+// sums of layout (nil: none). Coordinator and clients compute them alike from the task.
+func EvaluationNoiseScales(bins int, layout *Layout) []float64 {
+	parts := []metrics.RecordBound{metrics.EvalSumsRecordBound(bins)}
+	if layout != nil {
+		parts = append(parts, layout.RecordBound())
+	}
+	return metrics.NoiseScales(parts...)
+}
