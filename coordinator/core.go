@@ -131,6 +131,8 @@ type Core struct {
 	identity map[string][]byte // client id -> X25519 identity key from its registration
 	keygen   *keygenState
 	dec      *decryptState
+	// keyInfoCache is keyInfo's value for the current setup.
+	keyInfoCache *task.CollectiveKey
 
 	// candidate holds the trained model of this round while it is being evaluated.
 	candidate *ModelVersion

@@ -157,13 +157,18 @@ func (c *Core) startKeygen(step int) {
 		slog.Int("members", len(c.cfg.SecureAggregation.Committee)), slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
 }
 
-// keyInfo is what a task carrying the collective key says about it.
+// keyInfo is what a task carrying the collective key says about it, built once per setup and
+// shared by every task (read only).
 func (c *Core) keyInfo() *task.CollectiveKey {
 	st := c.run.SecAgg
+	if k := c.keyInfoCache; k != nil && k.SetupID == st.SetupID && len(k.Endorsements) == len(st.KeyEndorsements) {
+		return k
+	}
 	k := &task.CollectiveKey{SetupID: st.SetupID, Threshold: st.Threshold, Endorsements: st.KeyEndorsements}
 	for _, m := range st.Members {
 		k.Members = append(k.Members, m.ClientID)
 	}
+	c.keyInfoCache = k
 	return k
 }
 
