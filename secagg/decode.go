@@ -3,7 +3,6 @@ package secagg
 import (
 	"fmt"
 	"math"
-	"math/bits"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/he/hefloat"
@@ -13,21 +12,20 @@ import (
 // decoder turns a decrypted plaintext back into real values. It is lattigo's
 // Encoder.DecodePublic for the float64 encoder (same centring, same FFT, same rounding to the
 // release grid) with one step replaced: lattigo lifts every coefficient from RNS to a big.Int
-// (about 45,000 allocations and 3 ms per ciphertext), where for the two-modulus chain used
-// here the CRT lift fits in 128 bits. Other moduli chains use lattigo's DecodePublic as is.
+// (about 45,000 allocations and 3 ms per ciphertext), where Garner's mixed-radix conversion
+// needs a few modular products per coefficient and no allocation.
 type decoder struct {
 	params   Params
 	lattigo  *hefloat.Encoder
 	buf      []complex128
 	poly     ring.Poly
 	logSlots int
-	// Two-modulus CRT constants: x = x0 + q0*((x1 - x0)*q0^-1 mod q1), Q = q0*q1.
-	fast         bool
-	q0, q1       uint64
-	q0InvModQ1   uint64
-	brc1         []uint64
-	qHi, qLo     uint64
-	halfHi, half uint64
+	// Garner constants: moduli, their Barrett constants, inv[i][j] = q_i^-1 mod q_j (i < j).
+	q      []uint64
+	brc    [][]uint64
+	inv    [][]uint64
+	digits []uint64
+	neg    []uint64
 }
 
 func newDecoder(p Params) *decoder {
@@ -38,35 +36,34 @@ func newDecoder(p Params) *decoder {
 		poly:     p.he.RingQ().NewPoly(),
 		logSlots: p.he.LogMaxSlots(),
 	}
-	if sub := p.he.RingQ().SubRings; len(sub) == 2 {
-		d.fast = true
-		d.q0, d.q1 = sub[0].Modulus, sub[1].Modulus
-		d.brc1 = sub[1].BRedConstant
-		d.q0InvModQ1 = ring.ModExp(d.q0%d.q1, d.q1-2, d.q1) // q1 is prime
-		d.qHi, d.qLo = bits.Mul64(d.q0, d.q1)
-		d.halfHi, d.half = d.qHi>>1, d.qLo>>1|d.qHi<<63
+	sub := p.he.RingQ().SubRings
+	d.digits = make([]uint64, len(sub))
+	d.neg = make([]uint64, len(sub))
+	for _, s := range sub {
+		d.q = append(d.q, s.Modulus)
+		d.brc = append(d.brc, s.BRedConstant)
+	}
+	d.inv = make([][]uint64, len(sub))
+	for i := range sub {
+		d.inv[i] = make([]uint64, len(sub))
+		for j := i + 1; j < len(sub); j++ {
+			d.inv[i][j] = ring.ModExp(d.q[i]%d.q[j], d.q[j]-2, d.q[j]) // q_j is prime
+		}
 	}
 	return d
 }
 
 // decode writes the first len(out) slots of pt (NTT domain, default scale, all slots) to out,
-// rounded to multiples of 2^-logRound (no rounding when logRound is 0).
+// rounded to multiples of 2^-logRound (no rounding when logRound is 0). Only real parts are
+// kept: the inputs are real, so the imaginary parts carry nothing but noise.
 func (d *decoder) decode(pt *rlwe.Plaintext, out []float64, logRound float64) error {
-	if !d.fast {
-		full := make([]float64, len(d.buf))
-		if err := d.lattigo.DecodePublic(pt, full, logRound); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-		copy(out, full)
-		return nil
-	}
 	d.params.he.RingQ().AtLevel(pt.Level()).INTT(pt.Value, d.poly)
 	slots := len(d.buf)
 	invScale := 1 / pt.Scale.Float64()
-	c0, c1 := d.poly.Coeffs[0], d.poly.Coeffs[1]
+	rows := d.poly.Coeffs
 	for i := range d.buf {
-		re := d.lift(c0[i], c1[i]) * invScale
-		im := d.lift(c0[i+slots], c1[i+slots]) * invScale
+		re := d.lift(rows, i) * invScale
+		im := d.lift(rows, i+slots) * invScale
 		d.buf[i] = complex(re, im)
 	}
 	if err := d.lattigo.FFT(d.buf, d.logSlots); err != nil {
@@ -83,27 +80,54 @@ func (d *decoder) decode(pt *rlwe.Plaintext, out []float64, logRound float64) er
 	return nil
 }
 
-// lift returns the centred representative in [-Q/2, Q/2) of the residues (x0 mod q0, x1 mod
-// q1), as a float64. Like lattigo, Q/2 itself maps to -Q/2.
-func (d *decoder) lift(x0, x1 uint64) float64 {
-	x0m := x0
-	if x0m >= d.q1 {
-		x0m = ring.BRedAdd(x0m, d.q1, d.brc1)
+// lift returns the centred representative in (-Q/2, Q/2] of coefficient i, whose residue
+// modulo q_j is rows[j][i], as a float64 (relative error a few 2^-53).
+func (d *decoder) lift(rows [][]uint64, i int) float64 {
+	for j := range d.q {
+		d.neg[j] = rows[j][i]
 	}
-	diff := x1 + d.q1 - x0m // < 2*q1
-	if diff >= d.q1 {
-		diff -= d.q1
+	d.garner(d.neg, d.digits)
+	top := len(d.q) - 1
+	if d.digits[top] < d.q[top]/2 {
+		return d.value(d.digits)
 	}
-	t := ring.BRed(diff, d.q0InvModQ1, d.q1, d.brc1)
-	hi, lo := bits.Mul64(d.q0, t)
-	var carry uint64
-	lo, carry = bits.Add64(lo, x0, 0)
-	hi += carry
-	if hi > d.halfHi || (hi == d.halfHi && lo >= d.half) {
-		var borrow uint64
-		lo, borrow = bits.Sub64(d.qLo, lo, 0)
-		hi = d.qHi - hi - borrow
-		return -(float64(hi)*0x1p64 + float64(lo))
+	// In the upper half: the value is -(Q - x), whose residues are q_j - x_j.
+	for j, q := range d.q {
+		if x := rows[j][i]; x != 0 {
+			d.neg[j] = q - x
+		} else {
+			d.neg[j] = 0
+		}
 	}
-	return float64(hi)*0x1p64 + float64(lo)
+	d.garner(d.neg, d.digits)
+	return -d.value(d.digits)
+}
+
+// garner writes the mixed-radix digits of the x in [0, Q) with residues res: x = v_0 +
+// q_0*(v_1 + q_1*(v_2 + ...)), v_j in [0, q_j). res is overwritten.
+func (d *decoder) garner(res, v []uint64) {
+	for j, q := range d.q {
+		x := res[j]
+		for i := range j {
+			vi := v[i]
+			if vi >= q {
+				vi = ring.BRedAdd(vi, q, d.brc[j])
+			}
+			x += q - vi // < 2q
+			if x >= q {
+				x -= q
+			}
+			x = ring.BRed(x, d.inv[i][j], q, d.brc[j])
+		}
+		v[j] = x
+	}
+}
+
+// value evaluates the mixed-radix digits in float64, from the most significant.
+func (d *decoder) value(v []uint64) float64 {
+	x := 0.0
+	for j := len(v) - 1; j >= 0; j-- {
+		x = x*float64(d.q[j]) + float64(v[j])
+	}
+	return x
 }

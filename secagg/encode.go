@@ -21,12 +21,11 @@ type encoder struct {
 	lattigo  *hefloat.Encoder
 	buf      []complex128
 	logSlots int
-	// pow2[j][k] = 2^k mod q_j.
-	pow2 [][]uint64
+	// pow2[j][k] = 2^k mod q_j, for k below maxLog: coefficients are at most
+	// MaxAbsValue*scale < Q/4.
+	pow2   [][]uint64
+	maxLog int
 }
-
-// maxLogCoefficient bounds the exponent table: coefficients are at most MaxAbsValue*scale.
-const maxLogCoefficient = 128
 
 func newEncoder(p Params) *encoder {
 	e := &encoder{
@@ -34,10 +33,11 @@ func newEncoder(p Params) *encoder {
 		lattigo:  hefloat.NewEncoder(p.he, p.lit.EncoderPrecision),
 		buf:      make([]complex128, p.Slots()),
 		logSlots: p.he.LogMaxSlots(),
+		maxLog:   int(math.Ceil(p.he.LogQ())),
 	}
 	for _, s := range p.he.RingQ().SubRings {
 		q := s.Modulus
-		row := make([]uint64, maxLogCoefficient)
+		row := make([]uint64, e.maxLog)
 		v := uint64(1) % q
 		for k := range row {
 			row[k] = v
@@ -59,11 +59,14 @@ func (e *encoder) encode(values []float64, pt *rlwe.Plaintext) error {
 }
 
 // coefficients is encode without the final NTT: it leaves the plaintext polynomial in the
-// coefficient domain.
+// coefficient domain. Values are first rounded to the release grid: a decrypted sum of grid
+// points is a grid point plus noise far below half a step, so rounding the decryption
+// recovers the sum exactly, and a released value never depends on the noise.
 func (e *encoder) coefficients(values []float64, poly ring.Poly) error {
 	slots := len(e.buf)
+	grid := math.Ldexp(1, e.params.lit.LogDecodePrecision)
 	for i, v := range values {
-		e.buf[i] = complex(v, 0)
+		e.buf[i] = complex(math.Round(v*grid)/grid, 0)
 	}
 	clear(e.buf[len(values):])
 	if err := e.lattigo.IFFT(e.buf, e.logSlots); err != nil {
@@ -105,7 +108,7 @@ func (e *encoder) setCoefficient(coeffs [][]uint64, i int, x float64) error {
 	k := exp - 1075 + e.params.lit.LogDefaultScale // |x|*scale = mant*2^k
 	subRings := e.params.he.RingQ().SubRings
 	if k >= 0 {
-		if k >= maxLogCoefficient {
+		if k >= e.maxLog {
 			return fmt.Errorf("%w: coefficient %g too large for the modulus", ErrValueOutOfRange, x)
 		}
 		for j := range coeffs {

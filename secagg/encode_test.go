@@ -33,28 +33,34 @@ func TestEncoderCoefficientsAreExact(t *testing.T) {
 	values := []float64{
 		1, -1, 0.5, -0.5, 3, 4, 4.5, 1e-300, -1e-300, 5e-324, math.SmallestNonzeroFloat64,
 		math.Ldexp(1, -62), math.Ldexp(1, -63), math.Ldexp(3, -64), math.Ldexp(1, -80),
+		math.Ldexp(1, -115), math.Ldexp(1, -116), math.Ldexp(3, -117), math.Ldexp(1, -130),
 		math.Ldexp(1, 52) + 1, -(math.Ldexp(1, 52) + 1), p.MaxAbsValue(), -p.MaxAbsValue(), 1234.5678,
 	}
 	for range 2000 {
 		values = append(values, math.Ldexp(r.Float64()-0.5, r.IntN(100)-60))
 	}
-	coeffs := [][]uint64{make([]uint64, 1), make([]uint64, 1)}
 	moduli := p.he.Q()
+	coeffs := make([][]uint64, len(moduli))
+	for j := range coeffs {
+		coeffs[j] = make([]uint64, 1)
+	}
 	for _, x := range values {
 		require.NoError(t, e.setCoefficient(coeffs, 0, x))
 		for j, q := range moduli {
-			require.Equal(t, exactResidue(x, 62, q), coeffs[j][0], "x=%g modulus %d", x, j)
+			require.Equal(t, exactResidue(x, p.lit.LogDefaultScale, q), coeffs[j][0], "x=%g modulus %d", x, j)
 		}
 	}
 	assert.ErrorIs(t, e.setCoefficient(coeffs, 0, math.Inf(1)), ErrValueOutOfRange)
-	assert.ErrorIs(t, e.setCoefficient(coeffs, 0, math.Ldexp(1, 120)), ErrValueOutOfRange)
+	assert.ErrorIs(t, e.setCoefficient(coeffs, 0, math.Ldexp(1, 110)), ErrValueOutOfRange)
 }
 
 // TestEncoderMatchesLattigo compares whole plaintexts with lattigo's encoder. Lattigo rounds
 // x*scale+0.5 in float64, which can be off by one for odd integers between 2^53 and 2^64, so
-// coefficients may differ by one unit, never more.
+// coefficients may differ by one unit, never more. Values are drawn on the release grid, which
+// the encoder rounds to first (lattigo's encoder does not).
 func TestEncoderMatchesLattigo(t *testing.T) {
 	p := testParams(t)
+	grid := 1 / p.ReleaseGrid()
 	ours := newEncoder(p)
 	theirs := hefloat.NewEncoder(p.he, 53)
 	r := mrand.New(mrand.NewPCG(14, 14))
@@ -64,7 +70,7 @@ func TestEncoderMatchesLattigo(t *testing.T) {
 		for _, scale := range []float64{1e-6, 1, 1e3, 1e9} {
 			values := make([]float64, n)
 			for i := range values {
-				values[i] = scale * (2*r.Float64() - 1)
+				values[i] = math.Round(scale*(2*r.Float64()-1)*grid) / grid
 			}
 			a := hefloat.NewPlaintext(p.he, level)
 			b := hefloat.NewPlaintext(p.he, level)
@@ -83,35 +89,50 @@ func TestEncoderMatchesLattigo(t *testing.T) {
 }
 
 func TestDecoderMatchesLattigo(t *testing.T) {
-	p := testParams(t)
-	ours := newDecoder(p)
-	require.True(t, ours.fast)
-	theirs := hefloat.NewEncoder(p.he, 53)
-	r := mrand.New(mrand.NewPCG(15, 15))
-	level := p.he.MaxLevel()
-	for _, magnitude := range []float64{1e-3, 1, 1e6, p.MaxAbsValue()} {
-		values := make([]float64, p.Slots())
-		for i := range values {
-			values[i] = magnitude * (2*r.Float64() - 1)
-		}
-		pt := hefloat.NewPlaintext(p.he, level)
-		require.NoError(t, newEncoder(p).encode(values, pt))
-		for _, logRound := range []float64{0, 30} {
-			got := make([]float64, len(values))
-			want := make([]float64, len(values))
-			require.NoError(t, ours.decode(pt, got, logRound))
-			require.NoError(t, theirs.DecodePublic(pt, want, logRound))
-			diff, _ := maxAbsDiff(got, want)
-			assert.LessOrEqual(t, diff, 1e-15*magnitude+math.Exp2(-logRound-1)*boolToFloat(logRound > 0), "magnitude %g round %g", magnitude, logRound)
-			diff, _ = maxAbsDiff(got, values)
-			assert.LessOrEqual(t, diff, 1e-14*magnitude+math.Exp2(-logRound), "magnitude %g round %g", magnitude, logRound)
-		}
+	for _, name := range []string{PresetSimulation, PresetKeyRecovery, "four moduli"} {
+		t.Run(name, func(t *testing.T) {
+			lit, err := PresetLiteral(name)
+			if name == "four moduli" {
+				lit = ParamsLiteral{LogN: 13, LogQ: []int{50, 50, 50, 50}, LogDefaultScale: 120, LogDecodePrecision: 28}
+				err = nil
+			}
+			require.NoError(t, err)
+			p, err := NewParams(lit)
+			require.NoError(t, err)
+			ours := newDecoder(p)
+			theirs := hefloat.NewEncoder(p.he, 53)
+			r := mrand.New(mrand.NewPCG(15, 15))
+			level := p.he.MaxLevel()
+			logGrid := float64(p.lit.LogDecodePrecision)
+			for _, magnitude := range []float64{1e-3, 1, 1e6, p.MaxAbsValue()} {
+				values := make([]float64, p.Slots())
+				for i := range values {
+					values[i] = magnitude * (2*r.Float64() - 1)
+				}
+				pt := hefloat.NewPlaintext(p.he, level)
+				require.NoError(t, newEncoder(p).encode(values, pt))
+				for _, logRound := range []float64{0, logGrid} {
+					got := make([]float64, len(values))
+					want := make([]float64, len(values))
+					require.NoError(t, ours.decode(pt, got, logRound))
+					require.NoError(t, theirs.DecodePublic(pt, want, logRound))
+					diff, _ := maxAbsDiff(got, want)
+					// Both round to the grid; a value within float error of a midpoint may round either way.
+					assert.LessOrEqual(t, diff, 1e-15*magnitude+math.Exp2(-logRound)*boolToFloat(logRound > 0), "magnitude %g round %g", magnitude, logRound)
+					diff, _ = maxAbsDiff(got, values)
+					assert.LessOrEqual(t, diff, 1e-14*magnitude+math.Exp2(-logRound), "magnitude %g round %g", magnitude, logRound)
+				}
+			}
+			// Small values on both sides of zero lift exactly.
+			rows := make([][]uint64, len(ours.q))
+			for _, x := range []int64{0, 5, -1, -12345, 1 << 40, -(1 << 50)} {
+				for j, q := range ours.q {
+					rows[j] = []uint64{reduce(x, q)}
+				}
+				assert.InDelta(t, float64(x), ours.lift(rows, 0), 0, "lift(%d)", x)
+			}
+		})
 	}
-	// The centring boundary: Q/2 maps to -Q/2 in both.
-	q0, q1 := ours.q0, ours.q1
-	assert.Less(t, ours.lift(q0-1, q1-1), 0.0) // Q-1 is -1
-	assert.InDelta(t, -1.0, ours.lift(q0-1, q1-1), 0)
-	assert.InDelta(t, 5.0, ours.lift(5, 5), 0)
 }
 
 func boolToFloat(b bool) float64 {

@@ -33,6 +33,10 @@ var (
 	// ErrOpen reports a sealed threshold share that does not open: wrong recipient key,
 	// tampered box, or a box relayed under another setup, sender or recipient.
 	ErrOpen = errors.New("secagg: sealed share does not open")
+	// ErrBeyondBound reports a decryption outside the bound the flooding noise was sized for:
+	// an aggregate of more than Params.MaxContributors contributions, or a share past the
+	// key's Params.DecryptionBudget.
+	ErrBeyondBound = errors.New("secagg: beyond the flooding bound")
 	// ErrInsecureFile reports a member key file readable by group or others.
 	ErrInsecureFile = errors.New("secagg: key file permissions too open")
 )

@@ -24,11 +24,18 @@ import (
 //     below one integer, so every integer in the bulk is a possible output, rounded from a
 //     continuous Gaussian;
 //   - above, a convolution x1 + k*x2 of two such samples of sigma0 = sigma/sqrt(1+k^2) with k
-//     about sigma/2^40: exact integer arithmetic, and sigma0 >> k, so the base sample fills
-//     every gap between multiples of k (Micciancio and Walter's convolution lemma).
+//     about sigma/2^44: exact integer arithmetic, and sigma0 >= 2^8*k, far above the smoothing
+//     parameter of the lattice kZ (about 4.7k for an error of 2^-100), so the base sample fills
+//     every gap between multiples of k and the sum is a discrete Gaussian of sigma up to that
+//     error (Micciancio and Walter's convolution lemma). That condition caps sigma at 2^80.
 //
-// Samples can exceed 64 bits (6 sigma at sigma 2^66 is 2^68.6): the sampler hands out the
+// Samples can exceed 64 bits (6 sigma at sigma 2^72 is 2^74.6): the sampler hands out the
 // pair (x1, x2) and the fixed k, and reduces x1 + k*x2 modulo each ciphertext modulus itself.
+//
+// The security argument (requiredSigma) treats the samples as an ideal discrete Gaussian. The
+// float64 construction is not proven exact; the tests check what a sampler must not get wrong
+// for flooding (every integer near a sample is a possible output, collisions at the ideal rate,
+// uniform low bits) and show lattigo's sampler failing them.
 type FloodSampler struct {
 	sigma  float64
 	sigma0 float64 // the base samples' standard deviation
@@ -43,16 +50,17 @@ type FloodSampler struct {
 // larger ones.
 const (
 	maxBoxMullerSigma = 1 << 45
-	convolutionBase   = 1 << 40
-	maxFloodSigma     = 1 << 100
+	convolutionBase   = 1 << 44
+	maxLogFloodSigma  = 80
+	maxFloodSigma     = 1 << maxLogFloodSigma
 )
 
-// NewFloodSampler returns a sampler of standard deviation sigma (1 <= sigma <= 2^100) drawing
+// NewFloodSampler returns a sampler of standard deviation sigma (1 <= sigma <= 2^80) drawing
 // from random, or crypto/rand when random is nil. Only tests and the simulator pass a seeded
 // reader.
 func NewFloodSampler(sigma float64, random io.Reader) (*FloodSampler, error) {
 	if math.IsNaN(sigma) || sigma < 1 || sigma > maxFloodSigma {
-		return nil, fmt.Errorf("%w: flooding sigma %g, want 1..2^100", ErrInvalidParams, sigma)
+		return nil, fmt.Errorf("%w: flooding sigma %g, want 1..2^80", ErrInvalidParams, sigma)
 	}
 	if random == nil {
 		// One 32-byte seed from the operating system keys a ChaCha8 stream for the whole

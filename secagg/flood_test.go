@@ -161,13 +161,15 @@ func TestFloodingSamplerIsSmoothWhereLattigosIsNot(t *testing.T) {
 }
 
 // TestFloodingSamplerAboveBoxMuller: the convolution x1 + k*x2 keeps the spread and the low
-// bits at sigma 2^50 and 2^66, and reduces exactly into RNS limbs.
+// bits at sigma 2^50, 2^66 and 2^72 (the default), keeps the base sample's sigma at least 2^8
+// times k (far above the smoothing parameter of kZ), and reduces exactly into RNS limbs.
 func TestFloodingSamplerAboveBoxMuller(t *testing.T) {
-	for _, logSigma := range []int{50, 66} {
+	for _, logSigma := range []int{50, 66, 72, maxLogFloodSigma} {
 		sigma := math.Ldexp(1, logSigma)
 		s, err := NewFloodSampler(sigma, seeded(byte(logSigma)))
 		require.NoError(t, err)
 		require.NotZero(t, s.K())
+		assert.GreaterOrEqual(t, s.sigma0, 256*float64(s.K()), "sigma 2^%d", logSigma)
 		var sq float64
 		counts := make([]float64, 256)
 		const n = 1 << 18
@@ -232,17 +234,44 @@ func TestDecryptionSharesCarryTheFloodingNoise(t *testing.T) {
 	_, err = readRows(share[decryptionShareHeaderSize:], poly.Coeffs, p.he.Q(), kindCiphertext)
 	require.NoError(t, err)
 	ringQ.INTT(poly, poly)
-	q := p.he.Q()[0]
-	draws := make([]int64, len(poly.Coeffs[0]))
-	for j, w := range poly.Coeffs[0] {
-		if w > q/2 {
-			draws[j] = -int64(q - w)
-		} else {
-			draws[j] = int64(w)
+	// Sigma exceeds every modulus, so the noise is read through a CRT lift of all limbs.
+	moduli := p.he.Q()
+	bigQ := big.NewInt(1)
+	for _, q := range moduli {
+		bigQ.Mul(bigQ, new(big.Int).SetUint64(q))
+	}
+	half := new(big.Int).Rsh(bigQ, 1)
+	var sq float64
+	counts := make([]float64, 256)
+	n := len(poly.Coeffs[0])
+	for j := range n {
+		x := crtLift(poly.Coeffs, j, moduli, bigQ)
+		if x.Cmp(half) > 0 {
+			x.Sub(x, bigQ)
 		}
+		f, _ := new(big.Float).SetInt(x).Float64()
+		sq += f * f
+		counts[new(big.Int).And(x, big.NewInt(0xff)).Uint64()]++
+	}
+	var chi2 float64
+	for _, c := range counts {
+		chi2 += (c - float64(n)/256) * (c - float64(n)/256) / (float64(n) / 256)
 	}
 	sigma := p.lit.SmudgingSigma
-	rep := measure(draws, sigma)
-	assert.InEpsilon(t, sigma, rep.std, 0.05, "the share's noise: %+v", rep)
-	assert.Less(t, rep.chi2, 255+6*22.6)
+	assert.InEpsilon(t, sigma, math.Sqrt(sq/float64(n)), 0.05, "the share's noise")
+	assert.Less(t, chi2, 255+6*22.6)
+}
+
+// crtLift returns the integer in [0, Q) whose residue modulo moduli[i] is coeffs[i][j].
+func crtLift(coeffs [][]uint64, j int, moduli []uint64, bigQ *big.Int) *big.Int {
+	x := new(big.Int)
+	for i, q := range moduli {
+		bq := new(big.Int).SetUint64(q)
+		rest := new(big.Int).Quo(bigQ, bq)
+		inv := new(big.Int).ModInverse(new(big.Int).Mod(rest, bq), bq)
+		term := new(big.Int).SetUint64(coeffs[i][j])
+		term.Mul(term, inv).Mod(term, bq).Mul(term, rest)
+		x.Add(x, term)
+	}
+	return x.Mod(x, bigQ)
 }

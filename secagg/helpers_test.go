@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"crypto/rand"
+	"math"
 	mrand "math/rand/v2"
 	"testing"
 
@@ -112,6 +113,19 @@ func plainSum(vectors [][]float64) []float64 {
 	for _, v := range vectors {
 		for j, x := range v {
 			out[j] += x
+		}
+	}
+	return out
+}
+
+// gridSum is the sum a decryption releases: every value rounded to the release grid, as the
+// encoder does, then added.
+func gridSum(p Params, vectors [][]float64) []float64 {
+	grid := 1 / p.ReleaseGrid()
+	out := make([]float64, len(vectors[0]))
+	for _, v := range vectors {
+		for j, x := range v {
+			out[j] += math.Round(x*grid) / grid
 		}
 	}
 	return out

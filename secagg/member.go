@@ -42,6 +42,9 @@ type Member struct {
 	threshold      int
 	committee      []int // increasing
 	thresholdShare *mhe.ShamirSecretShare
+	// decrypted counts the ciphertexts this member has made decryption shares for, against
+	// Params.DecryptionBudget.
+	decrypted int
 }
 
 // NewMember creates key material for the member at Shamir point index (1..65536). All of it is
@@ -110,6 +113,10 @@ func (m *Member) SetupID() string { return m.setupID }
 
 // Threshold returns T, the number of members needed to decrypt (0 before setup).
 func (m *Member) Threshold() int { return m.threshold }
+
+// Decrypted returns how many ciphertexts the member has made decryption shares for under its
+// collective key; it refuses to go past Params.DecryptionBudget.
+func (m *Member) Decrypted() int { return m.decrypted }
 
 // Committee returns the committee's Shamir points, in increasing order (nil before setup).
 func (m *Member) Committee() []int { return slices.Clone(m.committee) }
@@ -355,6 +362,11 @@ func (m *Member) checkActive(active []int) error {
 // towards the zero key with smudging noise (mhe.KeySwitchProtocol), so the share reveals
 // nothing about its key. The caller checks the run, round, purpose and InspectAggregate's
 // contribution count before calling, and logs Digest(aggregate).
+//
+// The member refuses an aggregate of more contributions than Params.MaxContributors, and any
+// share that would take it past Params.DecryptionBudget ciphertexts (ErrBeyondBound): the
+// flooding noise is sized for that bound and no further. Each share counts against the
+// budget, so the caller persists the member (SaveFile) before it sends the share.
 func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error) {
 	if !m.Ready() {
 		return nil, ErrNotReady
@@ -372,6 +384,12 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 	// A malformed aggregate is refused whole, before any key material is touched.
 	if err := checkRows(body, moduli, 2*nCt*len(moduli), p.he.N(), kindCiphertext); err != nil {
 		return nil, err
+	}
+	if h.count > p.lit.MaxContributors {
+		return nil, fmt.Errorf("%w: an aggregate of %d contributions, the flooding noise hides at most %d", ErrBeyondBound, h.count, p.lit.MaxContributors)
+	}
+	if m.decrypted+nCt > p.lit.DecryptionBudget {
+		return nil, fmt.Errorf("%w: %d more ciphertexts after %d, the key's budget is %d: a new committee setup is due", ErrBeyondBound, nCt, m.decrypted, p.lit.DecryptionBudget)
 	}
 	points := make([]mhe.ShamirPublicPoint, len(active))
 	for i, a := range active {
@@ -433,5 +451,6 @@ func (m *Member) DecryptionShare(aggregate []byte, active []int) ([]byte, error)
 		ringQ.Add(share.Value, noise, share.Value)
 		rest = putRows(rest, share.Value.Coeffs)
 	}
+	m.decrypted += nCt
 	return out, nil
 }

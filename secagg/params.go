@@ -13,8 +13,9 @@ import (
 )
 
 // ParamsLiteral is the unchecked, configuration-friendly form of the scheme parameters. Pass it
-// through NewParams to get an immutable, validated Params. The zero value of every field except
-// LogN, LogQ and LogDefaultScale means "use the default" (see DefaultParamsLiteral).
+// through NewParams to get an immutable, validated Params. A zero EncoderPrecision,
+// LogDecodePrecision, Guarantee, MaxContributors, MaxCommittee or DecryptionBudget takes the
+// default's value; a zero SmudgingSigma is derived from the bound (see requiredSigma).
 //
 // There are no auxiliary (P) moduli: additive aggregation never key-switches with evaluation
 // keys, so they would only spend security budget.
@@ -29,27 +30,99 @@ type ParamsLiteral struct {
 	// EncoderPrecision is the precision, in bits, of the encoder's FFT. Only float64 (53) is
 	// supported: with more, lattigo switches to big.Float and encodes about 20x slower.
 	EncoderPrecision uint `yaml:"encoder_precision" json:"encoder_precision"`
-	// SmudgingSigma is the standard deviation of the noise each committee member adds to its
-	// decryption share so the share reveals nothing about its key.
+	// SmudgingSigma is the standard deviation of the flooding noise each committee member adds
+	// to its decryption share so the share reveals nothing about its key or about the
+	// aggregate's noise. It must be at least what Guarantee needs for the bound below.
 	SmudgingSigma float64 `yaml:"smudging_sigma" json:"smudging_sigma"`
 	// LogDecodePrecision sets the grid decrypted values are rounded to before release:
-	// multiples of 2^-LogDecodePrecision. Rounding removes the low-order bits that carry
-	// key-dependent noise (lattigo's DecodePublic).
+	// multiples of 2^-LogDecodePrecision. Encryptors round inputs to the same grid, so that
+	// a released sum is exact.
 	LogDecodePrecision int `yaml:"log_decode_precision" json:"log_decode_precision"`
+	// Guarantee is what the flooding noise is sized to guarantee.
+	Guarantee Guarantee `yaml:"guarantee" json:"guarantee"`
+	// MaxContributors bounds the contributions of one decrypted aggregate; members refuse
+	// larger ones, whose noise the flooding was not sized to hide.
+	MaxContributors int `yaml:"max_contributors" json:"max_contributors"`
+	// MaxCommittee bounds the committee size (the collective key's noise grows with it) and so
+	// the active set of a decryption.
+	MaxCommittee int `yaml:"max_committee" json:"max_committee"`
+	// DecryptionBudget bounds the ciphertexts one member decrypts under one collective key;
+	// members count them and refuse beyond it, and a new committee setup starts a new budget.
+	DecryptionBudget int `yaml:"decryption_budget" json:"decryption_budget"`
 }
 
-// DefaultParamsLiteral returns the parameters fedprop uses: ring degree 4096, Q of 55+54 bits
-// (log QP = 109, the HomomorphicEncryption.org 128-bit bound for N=4096 with a ternary secret),
-// scale 2^62, a float64 encoder, smudging sigma 2^20 and release rounding to 2^-30.
-func DefaultParamsLiteral() ParamsLiteral {
-	return ParamsLiteral{
+// The parameter sets fedprop offers, by name (the secure_aggregation.parameters setting).
+const (
+	// PresetSimulation is SimulationParamsLiteral, the default.
+	PresetSimulation = "simulation"
+	// PresetKeyRecovery is KeyRecoveryParamsLiteral.
+	PresetKeyRecovery = "key-recovery"
+)
+
+// DefaultParamsLiteral returns the parameters fedprop uses unless configured otherwise:
+// SimulationParamsLiteral.
+func DefaultParamsLiteral() ParamsLiteral { return SimulationParamsLiteral() }
+
+// SimulationParamsLiteral returns the simulation-secure set: the flooding noise keeps the
+// statistical distance between real and simulated decryption shares at most 2^-40 over a
+// key's budget of 65,536 ciphertext decryptions of up to 16,384 contributions, for a committee
+// of up to 32 (sigma 2^72). That needs ring degree 8192 (4,096 values per ciphertext),
+// Q of 3x55 bits (log QP = 165, within the 128-bit bound of 218 for N=8192) and scale 2^115,
+// which leaves sums up to 2^48 and releases them on a 2^-30 grid. An update costs 393 KB.
+func SimulationParamsLiteral() ParamsLiteral {
+	return withSigma(ParamsLiteral{
+		LogN:               13,
+		LogQ:               []int{55, 55, 55},
+		LogDefaultScale:    115,
+		EncoderPrecision:   53,
+		LogDecodePrecision: 30,
+		Guarantee:          GuaranteeSimulation,
+		MaxContributors:    1 << 14,
+		MaxCommittee:       32,
+		DecryptionBudget:   1 << 16,
+	})
+}
+
+// KeyRecoveryParamsLiteral returns the lighter set for app cohorts where bandwidth rules:
+// ring degree 4096, Q of 55+54 bits, scale 2^67, sums up to 2^40 released on a 2^-20 grid,
+// an update of 131 KB (a third of the simulation set's). Its flooding noise (sigma 2^33) only
+// bounds the probability that the coordinator recovers the collective key (about 2^-63 over
+// the same budget); decryption shares may leak a little about each aggregate's noise, so it
+// gives no simulation guarantee. Pair it with client-level differential privacy.
+func KeyRecoveryParamsLiteral() ParamsLiteral {
+	return withSigma(ParamsLiteral{
 		LogN:               12,
 		LogQ:               []int{55, 54},
-		LogDefaultScale:    62,
+		LogDefaultScale:    67,
 		EncoderPrecision:   53,
-		SmudgingSigma:      1 << 20,
-		LogDecodePrecision: 30,
+		LogDecodePrecision: 20,
+		Guarantee:          GuaranteeKeyRecovery,
+		MaxContributors:    1 << 14,
+		MaxCommittee:       32,
+		DecryptionBudget:   1 << 16,
+	})
+}
+
+// PresetLiteral returns the named parameter set.
+func PresetLiteral(name string) (ParamsLiteral, error) {
+	switch name {
+	case "", PresetSimulation:
+		return SimulationParamsLiteral(), nil
+	case PresetKeyRecovery:
+		return KeyRecoveryParamsLiteral(), nil
 	}
+	return ParamsLiteral{}, fmt.Errorf("%w: parameter set %q, want %q or %q", ErrInvalidParams, name, PresetSimulation, PresetKeyRecovery)
+}
+
+// withSigma fills a zero SmudgingSigma with the smallest power of two the bound needs.
+func withSigma(lit ParamsLiteral) ParamsLiteral {
+	if lit.SmudgingSigma != 0 {
+		return lit
+	}
+	if need, err := requiredSigma(lit.Guarantee, lit.LogN, lit.MaxContributors, lit.MaxCommittee, lit.DecryptionBudget); err == nil && need > 0 {
+		lit.SmudgingSigma = math.Exp2(math.Ceil(math.Log2(need)))
+	}
+	return lit
 }
 
 // maxLogQPFor128Bits is the largest log2(QP) that keeps 128-bit security for a ternary secret,
@@ -57,17 +130,18 @@ func DefaultParamsLiteral() ParamsLiteral {
 var maxLogQPFor128Bits = map[int]float64{10: 27, 11: 54, 12: 109, 13: 218, 14: 438, 15: 881}
 
 const (
-	// maxSmudgingSigma is where lattigo's discrete Gaussian sampler stops being smooth at
-	// integer resolution; a larger sigma is not safer, so it is refused.
-	maxSmudgingSigma = 1 << 22
-	// minSmudgingSigma keeps the smudging noise well above the noise of an aggregate of many
-	// fresh ciphertexts (about 2^10 per fresh ciphertext, times sqrt(#contributions)).
-	minSmudgingSigma = 1 << 16
 	// maxLength bounds the number of values in one encrypted vector so that a malformed header
 	// cannot ask for an absurd allocation.
 	maxLength = 1 << 24
 	// maxMembers bounds committee sizes and Shamir points.
 	maxMembers = 1 << 16
+	// maxBudget bounds DecryptionBudget and MaxContributors: the bound's arithmetic is in
+	// float64 and beyond 2^40 nothing is meaningful.
+	maxBudget = 1 << 40
+	// releaseMarginBits is how far below half a release-grid step the decryption noise's
+	// standard deviation must stay: 2^3.5, about 11 standard deviations, so that rounding
+	// recovers the exact sum with overwhelming probability.
+	releaseMarginBits = 3.5
 )
 
 // Params are validated, immutable scheme parameters. Share one value freely; every object
@@ -100,12 +174,22 @@ func NewParams(lit ParamsLiteral) (Params, error) {
 	if lit.EncoderPrecision == 0 {
 		lit.EncoderPrecision = def.EncoderPrecision
 	}
-	if lit.SmudgingSigma == 0 {
-		lit.SmudgingSigma = def.SmudgingSigma
-	}
 	if lit.LogDecodePrecision == 0 {
 		lit.LogDecodePrecision = def.LogDecodePrecision
 	}
+	if lit.Guarantee == "" {
+		lit.Guarantee = def.Guarantee
+	}
+	if lit.MaxContributors == 0 {
+		lit.MaxContributors = def.MaxContributors
+	}
+	if lit.MaxCommittee == 0 {
+		lit.MaxCommittee = def.MaxCommittee
+	}
+	if lit.DecryptionBudget == 0 {
+		lit.DecryptionBudget = def.DecryptionBudget
+	}
+	lit = withSigma(lit)
 	lit.LogQ = append([]int(nil), lit.LogQ...)
 	if err := lit.validate(); err != nil {
 		return Params{}, err
@@ -179,20 +263,40 @@ func (lit ParamsLiteral) validate() error {
 			return fmt.Errorf("%w: modulus size %d bits, want 20..58", ErrInvalidParams, b)
 		}
 	}
-	if lit.LogDefaultScale < 20 || lit.LogDefaultScale > 64 {
-		return fmt.Errorf("%w: LogDefaultScale=%d, want 20..64", ErrInvalidParams, lit.LogDefaultScale)
+	logQ := 0
+	for _, b := range lit.LogQ {
+		logQ += b
+	}
+	if lit.LogDefaultScale < 20 || lit.LogDefaultScale > logQ-20 {
+		return fmt.Errorf("%w: LogDefaultScale=%d, want 20..%d (log2(Q) minus 20 bits for the sums)", ErrInvalidParams, lit.LogDefaultScale, logQ-20)
 	}
 	if lit.EncoderPrecision > 53 {
 		return fmt.Errorf("%w: EncoderPrecision=%d: only the float64 encoder (53) is supported", ErrInvalidParams, lit.EncoderPrecision)
 	}
-	if math.IsNaN(lit.SmudgingSigma) || lit.SmudgingSigma < minSmudgingSigma || lit.SmudgingSigma > maxSmudgingSigma {
-		return fmt.Errorf("%w: SmudgingSigma=%g, want 2^16..2^22", ErrInvalidParams, lit.SmudgingSigma)
+	if lit.MaxContributors < 1 || lit.MaxContributors > maxBudget {
+		return fmt.Errorf("%w: MaxContributors=%d, want 1..2^40", ErrInvalidParams, lit.MaxContributors)
 	}
-	// The release grid must be much coarser than the decryption noise (about
-	// sigma*sqrt(T*N)/scale), or rounding would not hide it; 6 bits of margin for T up to 64.
-	maxDecode := float64(lit.LogDefaultScale) - math.Log2(lit.SmudgingSigma) - float64(lit.LogN)/2 - 6
+	if lit.MaxCommittee < 2 || lit.MaxCommittee > maxMembers {
+		return fmt.Errorf("%w: MaxCommittee=%d, want 2..%d", ErrInvalidParams, lit.MaxCommittee, maxMembers)
+	}
+	if lit.DecryptionBudget < 1 || lit.DecryptionBudget > maxBudget {
+		return fmt.Errorf("%w: DecryptionBudget=%d, want 1..2^40", ErrInvalidParams, lit.DecryptionBudget)
+	}
+	need, err := requiredSigma(lit.Guarantee, lit.LogN, lit.MaxContributors, lit.MaxCommittee, lit.DecryptionBudget)
+	if err != nil {
+		return err
+	}
+	if math.IsNaN(lit.SmudgingSigma) || lit.SmudgingSigma < need || lit.SmudgingSigma > maxFloodSigma {
+		return fmt.Errorf("%w: SmudgingSigma=%g (2^%.1f), want 2^%.1f (what a %s guarantee needs for %d decryptions of %d contributions, committee %d) up to 2^%d",
+			ErrInvalidParams, lit.SmudgingSigma, math.Log2(lit.SmudgingSigma), math.Log2(need), lit.Guarantee, lit.DecryptionBudget, lit.MaxContributors, lit.MaxCommittee, maxLogFloodSigma)
+	}
+	// The release grid must be coarser than the decryption noise, or rounding would not
+	// remove it: the noise of T shares, each sigma per coefficient, lands in a slot with
+	// standard deviation sigma*sqrt(T*N/2)/scale; it must stay 2^3.5 below half a step.
+	maxDecode := float64(lit.LogDefaultScale) - math.Log2(lit.SmudgingSigma) - math.Log2(float64(lit.MaxCommittee))/2 -
+		float64(lit.LogN-1)/2 - 1 - releaseMarginBits
 	if lit.LogDecodePrecision < 1 || float64(lit.LogDecodePrecision) > maxDecode {
-		return fmt.Errorf("%w: LogDecodePrecision=%d, want 1..%d so rounding hides the decryption noise", ErrInvalidParams, lit.LogDecodePrecision, int(maxDecode))
+		return fmt.Errorf("%w: LogDecodePrecision=%d, want 1..%d so rounding removes the decryption noise (or raise LogDefaultScale)", ErrInvalidParams, lit.LogDecodePrecision, int(maxDecode))
 	}
 	return nil
 }
@@ -261,3 +365,15 @@ func (p Params) wordsPerQPPoly() int { return (p.he.QCount() + p.he.PCount()) * 
 
 // wordsPerQPoly is the number of 64-bit words of one polynomial over Q.
 func (p Params) wordsPerQPoly() int { return p.he.QCount() * p.he.N() }
+
+// Security states what the parameters guarantee about decryption shares.
+func (p Params) Security() Security { return p.lit.security() }
+
+// ReleaseGrid is the step decrypted values are rounded to, 2^-LogDecodePrecision.
+func (p Params) ReleaseGrid() float64 { return math.Ldexp(1, -p.lit.LogDecodePrecision) }
+
+// MaxContributors is the largest aggregate, in contributions, members decrypt.
+func (p Params) MaxContributors() int { return p.lit.MaxContributors }
+
+// DecryptionBudget is the number of ciphertexts a member decrypts under one collective key.
+func (p Params) DecryptionBudget() int { return p.lit.DecryptionBudget }

@@ -11,12 +11,12 @@ import (
 
 func TestDefaultParams(t *testing.T) {
 	p := testParams(t)
-	assert.Equal(t, 2048, p.Slots())
+	assert.Equal(t, 4096, p.Slots())
 	assert.Equal(t, 0, p.CiphertextsFor(0))
 	assert.Equal(t, 1, p.CiphertextsFor(2000))
-	assert.Equal(t, 1, p.CiphertextsFor(2048))
-	assert.Equal(t, 3, p.CiphertextsFor(5000))
-	assert.InDelta(t, math.Exp2(45), p.MaxAbsValue(), math.Exp2(40))
+	assert.Equal(t, 1, p.CiphertextsFor(4096))
+	assert.Equal(t, 3, p.CiphertextsFor(9000))
+	assert.InDelta(t, math.Exp2(48), p.MaxAbsValue(), math.Exp2(43))
 	assert.InDelta(t, p.MaxAbsValue()/100, p.MaxAbsPerContribution(100), 1)
 	lit := p.Literal()
 	assert.Equal(t, DefaultParamsLiteral(), lit)
@@ -33,12 +33,18 @@ func TestNewParamsRejects(t *testing.T) {
 		{"ring too small", func(l *ParamsLiteral) { l.LogN = 9 }},
 		{"no modulus", func(l *ParamsLiteral) { l.LogQ = nil }},
 		{"modulus over 58 bits", func(l *ParamsLiteral) { l.LogQ = []int{60, 40} }},
-		{"above the 128-bit bound", func(l *ParamsLiteral) { l.LogQ = []int{55, 55} }},
-		{"no headroom above the scale", func(l *ParamsLiteral) { l.LogQ, l.LogDefaultScale = []int{50}, 50 }},
+		{"above the 128-bit bound", func(l *ParamsLiteral) { l.LogQ = []int{55, 55, 55, 55} }},
+		{"no headroom above the scale", func(l *ParamsLiteral) { l.LogDefaultScale = 150 }},
 		{"big.Float encoder", func(l *ParamsLiteral) { l.EncoderPrecision = 64 }},
-		{"smudging above 2^22", func(l *ParamsLiteral) { l.SmudgingSigma = 1 << 23 }},
-		{"smudging too small", func(l *ParamsLiteral) { l.SmudgingSigma = 100 }},
+		{"smudging above 2^80", func(l *ParamsLiteral) { l.SmudgingSigma = math.Ldexp(1, 81) }},
+		{"smudging below the bound", func(l *ParamsLiteral) { l.SmudgingSigma = math.Ldexp(1, 71) }},
 		{"smudging NaN", func(l *ParamsLiteral) { l.SmudgingSigma = math.NaN() }},
+		{"key-recovery sigma for a simulation guarantee", func(l *ParamsLiteral) { l.SmudgingSigma = KeyRecoveryParamsLiteral().SmudgingSigma }},
+		{"unknown guarantee", func(l *ParamsLiteral) { l.Guarantee = "best effort" }},
+		{"budget beyond the sigma", func(l *ParamsLiteral) { l.DecryptionBudget = 1 << 20 }},
+		{"more contributors than the sigma hides", func(l *ParamsLiteral) { l.MaxContributors = 1 << 20 }},
+		{"one-member committee", func(l *ParamsLiteral) { l.MaxCommittee = 1 }},
+		{"negative budget", func(l *ParamsLiteral) { l.DecryptionBudget = -1 }},
 		{"release grid finer than the noise", func(l *ParamsLiteral) { l.LogDecodePrecision = 40 }},
 		{"negative release grid", func(l *ParamsLiteral) { l.LogDecodePrecision = -1 }},
 	}
@@ -52,18 +58,58 @@ func TestNewParamsRejects(t *testing.T) {
 	}
 }
 
-// TestOtherModuliChain runs a three-modulus chain end to end: it takes lattigo's generic
-// decoding path instead of the two-modulus CRT.
-func TestOtherModuliChain(t *testing.T) {
-	lit := ParamsLiteral{LogN: 13, LogQ: []int{55, 54, 54}, LogDefaultScale: 62, LogDecodePrecision: 29}
-	p, err := NewParams(lit)
-	require.NoError(t, err)
-	assert.Equal(t, 4096, p.Slots())
-	c := setupCommittee(t, p, 3, 2, 70)
-	vectors := randomVectors(mrand.New(mrand.NewPCG(8, 8)), 5, 5000, 1e3)
-	got := c.decrypt(t, encryptAndSum(t, p, c.publicKey, vectors), []int{1, 3})
-	diff, _ := maxAbsDiff(got, plainSum(vectors))
-	assert.Less(t, diff, 1e-8)
+// TestOtherParameterSets runs the key-recovery set and a four-modulus chain end to end.
+func TestOtherParameterSets(t *testing.T) {
+	for _, lit := range []ParamsLiteral{
+		KeyRecoveryParamsLiteral(),
+		{LogN: 13, LogQ: []int{50, 50, 50, 50}, LogDefaultScale: 120, LogDecodePrecision: 28},
+	} {
+		t.Run(lit.String(), func(t *testing.T) {
+			p, err := NewParams(lit)
+			require.NoError(t, err)
+			c := setupCommittee(t, p, 3, 2, 70)
+			vectors := randomVectors(mrand.New(mrand.NewPCG(8, 8)), 5, 5000, 1e3)
+			got := c.decrypt(t, encryptAndSum(t, p, c.publicKey, vectors), []int{1, 3})
+			diff, scale := maxAbsDiff(got, gridSum(p, vectors))
+			assert.LessOrEqual(t, diff, 1e-15*scale)
+		})
+	}
+}
+
+// TestPresetsStateTheirGuarantee pins the arithmetic of the two parameter sets: the sigma each
+// needs, the security level it gives, and the bound members enforce.
+func TestPresetsStateTheirGuarantee(t *testing.T) {
+	tests := []struct {
+		name                string
+		logN, logScale      int
+		logSigma, minBits   float64
+		guarantee           Guarantee
+		maxAbsAtLeast, grid float64
+	}{
+		{PresetSimulation, 13, 115, 72, SimulationBits, GuaranteeSimulation, 1e14, math.Ldexp(1, -30)},
+		{PresetKeyRecovery, 12, 67, 33, 63, GuaranteeKeyRecovery, 1e12, math.Ldexp(1, -20)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			lit, err := PresetLiteral(tc.name)
+			require.NoError(t, err)
+			p, err := NewParams(lit)
+			require.NoError(t, err)
+			assert.Equal(t, lit, p.Literal())
+			assert.Equal(t, tc.logN, lit.LogN)
+			assert.Equal(t, tc.logScale, lit.LogDefaultScale)
+			sec := p.Security()
+			assert.Equal(t, tc.guarantee, sec.Guarantee)
+			assert.InDelta(t, tc.logSigma, sec.LogSigma, 1e-9)
+			assert.GreaterOrEqual(t, sec.Bits, tc.minBits)
+			assert.Less(t, sec.Bits, tc.minBits+1.5, "sigma is the smallest power of two that gives the guarantee")
+			assert.GreaterOrEqual(t, p.MaxAbsValue(), tc.maxAbsAtLeast)
+			assert.InDelta(t, tc.grid, p.ReleaseGrid(), 0)
+			assert.Contains(t, sec.String(), string(tc.guarantee))
+		})
+	}
+	_, err := PresetLiteral("strong")
+	assert.ErrorIs(t, err, ErrInvalidParams)
 }
 
 func TestEncryptRefusesValuesThatCouldWrap(t *testing.T) {

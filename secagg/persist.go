@@ -17,10 +17,11 @@ import (
 // Member file layout:
 //
 //	header (16) | index uint32 | threshold uint32 | committee size uint32 | flags uint32 |
-//	identity private key (32) | Shamir seed (32) | setup id length uint32 | setup id |
-//	committee points (uint32 each) | s_i (poly over QP) | tsk_i (poly over QP, if flags&1)
+//	identity private key (32) | Shamir seed (32) | setup id length uint32 |
+//	ciphertexts decrypted uint64 | setup id | committee points (uint32 each) |
+//	s_i (poly over QP) | tsk_i (poly over QP, if flags&1)
 const (
-	memberFixedSize    = headerSize + 16 + 32 + 32 + 4
+	memberFixedSize    = headerSize + 16 + 32 + 32 + 4 + 8
 	memberHasThreshold = 1
 )
 
@@ -43,6 +44,7 @@ func (m *Member) MarshalBinary() ([]byte, error) {
 	copy(out[32:64], m.identity.Bytes())
 	copy(out[64:96], m.shamirSeed[:])
 	binary.LittleEndian.PutUint32(out[96:100], uint32(len(m.setupID)))
+	binary.LittleEndian.PutUint64(out[100:108], uint64(m.decrypted))
 	rest := out[memberFixedSize:]
 	rest = rest[copy(rest, m.setupID):]
 	for _, c := range m.committee {
@@ -69,7 +71,8 @@ func UnmarshalMember(p Params, b []byte) (*Member, error) {
 	committeeSize := int(binary.LittleEndian.Uint32(b[24:28]))
 	flags := binary.LittleEndian.Uint32(b[28:32])
 	setupLen := int(binary.LittleEndian.Uint32(b[96:100]))
-	if index < 1 || index > maxMembers || committeeSize > maxMembers || setupLen > maxSetupID || flags&^memberHasThreshold != 0 {
+	decrypted := binary.LittleEndian.Uint64(b[100:108])
+	if index < 1 || index > maxMembers || committeeSize > maxMembers || setupLen > maxSetupID || flags&^memberHasThreshold != 0 || decrypted > maxBudget {
 		return nil, fmt.Errorf("%w: member: inconsistent header", ErrMalformed)
 	}
 	ready := flags&memberHasThreshold != 0
@@ -87,7 +90,7 @@ func UnmarshalMember(p Params, b []byte) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: member identity key: %w", ErrMalformed, err)
 	}
-	m := &Member{params: p, index: index, identity: identity, threshold: threshold}
+	m := &Member{params: p, index: index, identity: identity, threshold: threshold, decrypted: int(decrypted)}
 	copy(m.shamirSeed[:], b[64:96])
 	rest := b[memberFixedSize:]
 	m.setupID = string(rest[:setupLen])
