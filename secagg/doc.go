@@ -37,28 +37,88 @@
 //
 // # Threat model
 //
-// The coordinator is honest-but-curious: it sees the public key, the CRS, the sealed boxes,
-// ciphertexts, aggregates and decryption shares, none of which decrypts anything but the
-// aggregates the committee agreed to decrypt. Up to T-1 committee members may collude. The
-// contribution count of an aggregate is the coordinator's claim: members check it against
-// their min_contributors, and the audit logs (share digests on both sides) make a lie visible
-// afterwards. There is no verifiable secret sharing: a member that sends inconsistent Shamir
-// shares makes decryption fail (noticed, not silent).
+// The coordinator sees the public key, the CRS, the sealed boxes, ciphertexts, aggregates and
+// every decryption share, and may deviate from the protocol; up to T-1 committee members may
+// collude with it. What holds:
+//
+//   - It cannot learn the collective key or any single contribution from decryption shares:
+//     flooding noise sized by the bound below makes the shares simulatable from the decrypted
+//     sums (simulation set) or bounds key recovery (key-recovery set).
+//   - It cannot decrypt more, or larger, aggregates than the bound allows: members count the
+//     ciphertexts they help decrypt (Params.DecryptionBudget, persisted with the member) and
+//     refuse aggregates of more than Params.MaxContributors contributions (ErrBeyondBound).
+//   - Everything above the package (client and coordinator roles) adds: endorsed identity keys
+//     and collective keys, a one-way keygen, members that verify every aggregate is the sum of
+//     client-signed contributions, and refusals of differencing; see the client package.
+//
+// What does not hold: a coordinator colluding with one certified client (or an operator who
+// runs both the coordinator and the CA, and so can mint client certificates) can submit a
+// malformed "ciphertext" whose c1 is chosen, and so put c1*s into a decryption: there is no
+// proof that a contribution is a well-formed encryption (zero-knowledge proofs of short u, e0,
+// e1 are the step that would close this). Client-level differential privacy is what still
+// protects each client then. There is no verifiable secret sharing: a member that sends
+// inconsistent Shamir shares makes decryption fail (noticed, not silent). The coordinator can
+// always deny service.
+//
+// # Flooding noise
+//
+// A decryption share is c1*lambda_i*s_i + E_i; combined, the shares give m + e + sum E_i, where
+// e = sum over contributions (u*e_pk + e0 + e1*s) depends on the secret. The coordinator holds
+// every share and the unrounded phase (rounding to the release grid happens after combining,
+// and the imaginary parts of the decoded slots are the noise itself), so only E_i can hide e.
+// The worst case is one honest member among the T: its E (sigma per coefficient) must hide e.
+//
+// The bound (bound.go). For K contributions under the key of an n-member committee, ring
+// degree N, fresh error sigma_e = 3.2 and ternary secrets (variance 2/3), each coefficient of e
+// has variance K*sigma_e^2*(1 + (4/3)*N*n), so E||e||^2 = N times that; the bound B takes twice
+// the expectation (TestNoiseNormBoundHolds measures ||e|| at 0.7 B for K = 1, 10 and 100). Over
+// M decrypted ciphertexts, each with ||e_j|| <= B:
+//
+//   - Simulation: KL(E + e_j || E) = ||e_j||^2/(2 sigma^2), adding up over independent
+//     decryptions; by Pinsker the statistical distance between real and simulated shares is
+//     at most sqrt(M)*B/(2 sigma). SimulationParamsLiteral takes K = 2^14, n = 32, M = 2^16:
+//     B = 2^24.9, so sigma >= 2^71.9 for 2^-40; it uses 2^72.
+//   - Key recovery: the Rényi divergence of order 2 is exp(M*B^2/sigma^2); at most 2 for
+//     sigma >= B*sqrt(M/ln 2), and then any key-recovery attack that succeeds with probability
+//     p against RLWE alone succeeds with at most sqrt(2p) (probability preservation): about
+//     2^-63.5 for p = 2^-128. KeyRecoveryParamsLiteral: N = 2^12, B = 2^23.9, sigma 2^33.
+//
+// Assumptions: the flooding samples are an ideal discrete Gaussian (FloodSampler is a float64
+// construction that passes the tests in flood_test.go but is not proven exact; an exact
+// sampler such as Karney's is what would make the bound unconditional); RLWE at the
+// HomomorphicEncryption.org 128-bit parameters; members enforce K and M (they do).
+//
+// The noise must still stay below the release grid: T shares put sigma*sqrt(T*N/2)/scale of
+// noise into each slot, and NewParams requires that to be 2^3.5 below half a grid step. With
+// sigma 2^72 that needs a scale of 2^115 for a 2^-30 grid, so log Q = 165 (3 x 55 bits), beyond
+// the 128-bit bound for N = 4096 (109): the simulation set needs N = 8192.
+//
+// # CKKS or an exact scheme (BGV/BFV)
+//
+// With threshold BGV/BFV (lattigo's heint with mhe) decryption rounds the noise away, so the
+// flooding noise only has to stay below Q/(2t) rather than below the CKKS scale. On the same
+// bound that is the same budget: the sum needs max|sum|/grid distinct values, so t >= 2^78
+// (sums to 2^48 on a 2^-30 grid), and Q > 2*t*sigma*sqrt(T)*tail = 2^78+72+3.5+3, about 2^157:
+// again N = 8192 and three moduli. An exact scheme buys nothing in size. What it would buy,
+// exact sums, this package gets too: encryptors round every input to the release grid, so a
+// decrypted sum is a grid point plus noise far below half a step, and rounding recovers it
+// exactly (TestEndToEndMatchesPlaintextSum). Staying on CKKS keeps the encoder, decoder and
+// accumulator fast paths and the wire format; fedprop stays on CKKS.
 //
 // # Parameters and precision
 //
-// DefaultParamsLiteral: LogN=12 (2,048 real slots per ciphertext), LogQ=[55,54] (log QP = 109,
-// the 128-bit bound for N=4096 with a ternary secret), scale 2^62, float64 encoder, smudging
-// sigma 2^20, decrypted values released rounded to multiples of 2^-30 (lattigo's DecodePublic
-// rounding). A sum decodes correctly up to Params.MaxAbsValue (about 3.5e13); Encrypt refuses
-// larger values, and callers clip each contribution to MaxAbsPerContribution.
+// Two sets (ParamsLiteral, PresetLiteral):
 //
-// Measured (TestEndToEndMatchesPlaintextSum, TestDecryptionNoiseIsBelowTheReleaseGrid): before
-// rounding, a sum of 100 encrypted vectors decrypted by T=6 members is off by 2.6e-11 rms
-// (1.1e-10 max over 2,000 values), the smudging noise; after rounding to the 2^-30 grid the
-// error is at most about 5.4e-10 absolute. For sums of 10 weighted updates of magnitude ~1e3
-// that is ~1.3e-13 relative; for magnitudes near 1e9 and above the float64 decoding dominates
-// (~5e-16 relative).
+//   - simulation (default): LogN=13 (4,096 real slots per ciphertext), LogQ=[55,55,55]
+//     (log QP = 165 of the 218 allowed), scale 2^115, sigma 2^72, sums up to 2^48 (MaxAbsValue),
+//     released on a 2^-30 grid;
+//   - key-recovery: LogN=12 (2,048 slots), LogQ=[55,54] (log QP = 109, the bound), scale 2^67,
+//     sigma 2^33, sums up to 2^40, released on a 2^-20 grid.
+//
+// Encrypt refuses values beyond MaxAbsValue, and callers clip each contribution to
+// MaxAbsPerContribution. A released sum is exact for inputs on the grid; the raw decryption
+// error before rounding (TestDecryptionNoiseIsBelowTheReleaseGrid) is about 2^-35.7 rms for the
+// simulation set, far below its grid.
 //
 // # Randomness
 //
@@ -68,21 +128,21 @@
 // same boxes. Two sources cannot be injected: the noise of public-key shares, drawn by lattigo
 // v5's mhe.PublicKeyGenProtocol from its own crypto/rand-keyed PRNG, and the flooding noise of
 // decryption shares, which FloodSampler keys from crypto/rand for every share (it protects the
-// member's key, so nothing outside the member may choose it). Decrypted sums therefore repeat
-// exactly only up to the release grid: the raw error (above) is ~1/9 of the grid, so a rounded
-// value differs between runs only when the true sum lies within about 1e-10 of a grid
-// midpoint.
+// member's key, so nothing outside the member may choose it). Released sums are nevertheless
+// reproducible: inputs are rounded to the release grid, and the noise stays far below half a
+// step.
 //
 // # Performance
 //
-// On the development VM (2 shared vCPUs; go test -run='^$' -bench=. ./secagg/; best runs, the
-// machine was often loaded by other builds), for 100 clients x 2,000 values: Encrypt ~0.6 ms
-// and 131,104 bytes per update (8.2x the float64 bytes); the coordinator's round (Reset, 100
-// Adds, AppendBinary) ~0.3-0.4 ms, 8.5-10x a gonum float64 sum of the same vectors timed
-// interleaved; six decryption shares plus combine and decode ~4.5 ms; an N=10, T=6 setup
-// ~60-130 ms. A ciphertext is 8x the bytes of the vector it carries, so the sum cannot get
-// much closer to the plaintext one than that: Add streams the wire bytes through one AVX2
-// loop at memory speed.
+// On the development VM (2 shared vCPUs, load about 1; go test -run='^$' -bench=. ./secagg/),
+// for 100 clients x 2,000 values, simulation set / key-recovery set: Encrypt 1.7 / 0.60 ms and
+// 393,248 / 131,104 bytes per update (24.6x / 8.2x the float64 bytes); the coordinator's round
+// (Reset, 100 Adds, AppendBinary) 2.1 / 0.39 ms, 43x / 12.7x a gonum float64 sum of the same
+// vectors timed interleaved; six decryption shares plus combine and decode 13.9 / 5.3 ms; an
+// N=10, T=6 setup 135 / 59 ms. A ciphertext of the simulation set carries 4,096 values, so
+// per value it costs 96 bytes against the key-recovery set's 64: the price of simulation
+// security for short vectors is the ring, not the flooding. Add streams the wire bytes
+// through one AVX2 loop at memory speed.
 //
 // Four places replace a lattigo step with an equivalent faster one, each documented where it
 // is: the RNS conversion of the encoder (encode.go) and of the decoder (decode.go), public-key
