@@ -5,7 +5,10 @@
 //     poisoning attack;
 //   - sign_flip: the client sends its honest update multiplied by -Scale (default 1);
 //   - scale: the client sends its honest update multiplied by Scale (default 10), a boosting
-//     attack.
+//     attack;
+//   - max_norm: the client sends the opposite of its honest update's direction at exactly the
+//     norm the task allows (the run's max_update_norm), with its full example count: the
+//     strongest update the coordinator's bounds admit.
 //
 // Model-poisoning clients keep the example count and the loss an honest client would report, so
 // only the update itself betrays them. The package is pure: which clients are malicious is a
@@ -31,10 +34,11 @@ const (
 	LabelFlip = "label_flip"
 	SignFlip  = "sign_flip"
 	Scale     = "scale"
+	MaxNorm   = "max_norm"
 )
 
 // Kinds returns the valid non-empty attack kinds.
-func Kinds() []string { return []string{LabelFlip, SignFlip, Scale} }
+func Kinds() []string { return []string{LabelFlip, SignFlip, Scale, MaxNorm} }
 
 // Default factors used when Config.Scale is zero.
 const (
@@ -176,6 +180,37 @@ func FlipLabels(labels []float64) []float64 {
 	out := make([]float64, len(labels))
 	for i, y := range labels {
 		out[i] = 1 - y
+	}
+	return out
+}
+
+// PoisonWithin is Poison for the max_norm kind, which needs the task's bound on an update's L2
+// norm: the delta part becomes n * (-maxNorm) * delta/|delta| (a fixed direction when the
+// honest delta is zero). Other kinds ignore maxNorm and behave as Poison.
+func (c Config) PoisonWithin(trainVector []float64, maxNorm float64) []float64 {
+	if c.Kind != MaxNorm {
+		return c.Poison(trainVector)
+	}
+	out := slices.Clone(trainVector)
+	lossIndex := len(out) - 1
+	if lossIndex <= task.TrainDeltaStart || !(maxNorm > 0) {
+		return out
+	}
+	n := out[task.TrainCountIndex]
+	delta := out[task.TrainDeltaStart:lossIndex]
+	var sq float64
+	for _, x := range delta {
+		sq += x * x
+	}
+	norm := math.Sqrt(sq)
+	for i := range delta {
+		if norm > 0 {
+			delta[i] = -delta[i] / norm * maxNorm
+		} else {
+			delta[i] = maxNorm / math.Sqrt(float64(len(delta)))
+		}
+		// The bound is checked on n*delta against n*maxNorm: stay a hair inside it.
+		delta[i] *= n * (1 - 1e-9)
 	}
 	return out
 }

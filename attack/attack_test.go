@@ -215,3 +215,28 @@ func BenchmarkMalicious(b *testing.B) {
 		}
 	}
 }
+
+// TestPoisonWithinSendsTheLargestUpdateTheBoundAdmits: max_norm turns the honest delta around
+// and stretches it to just inside the task's bound on n*delta, keeping the count and the loss.
+func TestPoisonWithinSendsTheLargestUpdateTheBoundAdmits(t *testing.T) {
+	c := attack.Config{Kind: attack.MaxNorm, Fraction: 0.1}
+	require.NoError(t, c.Validate())
+	const n, maxNorm = 40.0, 10.0
+	honest := []float64{n, n * 0.3, n * -0.4, n * 0.05} // count, n*delta (norm n*0.5), n*loss
+	got := c.PoisonWithin(honest, maxNorm)
+	assert.Equal(t, honest[0], got[0], "the count is kept")
+	assert.Equal(t, honest[3], got[3], "the loss is kept")
+	delta := got[1:3]
+	norm := math.Hypot(delta[0], delta[1])
+	assert.InEpsilon(t, n*maxNorm, norm, 1e-8)
+	assert.Less(t, norm, n*maxNorm, "inside the bound, so the coordinator accepts it")
+	assert.Less(t, delta[0], 0.0, "turned around")
+	assert.Greater(t, delta[1], 0.0, "turned around")
+	assert.Equal(t, []float64{n, n * 0.3, n * -0.4, n * 0.05}, honest, "the input is not changed")
+
+	zero := c.PoisonWithin([]float64{n, 0, 0, 1}, maxNorm)
+	assert.InEpsilon(t, n*maxNorm, math.Hypot(zero[1], zero[2]), 1e-8, "a zero delta still gets a maximal one")
+
+	other := attack.Config{Kind: attack.SignFlip, Fraction: 0.1}
+	assert.Equal(t, other.Poison(honest), other.PoisonWithin(honest, maxNorm), "other kinds ignore the bound")
+}

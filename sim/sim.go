@@ -456,7 +456,7 @@ func clientsBelow(w *World, n int) int {
 func poisoner(a attack.Config) client.Protector {
 	return client.ProtectorFunc(func(_ context.Context, t task.Task, values []float64) (task.Vector, error) {
 		if t.Kind == task.KindTrain {
-			values = a.Poison(values)
+			values = a.PoisonWithin(values, t.MaxUpdateNorm)
 		}
 		return task.Vector{Plain: values}, nil
 	})
