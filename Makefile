@@ -9,7 +9,7 @@ BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
 DEMO_OUT  ?= out/demo
 
-.PHONY: all build test vet fmt-check demo proto proto-check bench lint fuzz clean
+.PHONY: all build test vet fmt-check demo tools proto proto-check bench lint fuzz clean
 
 all: build
 
@@ -36,10 +36,15 @@ fmt-check:
 demo:
 	$(GO) run ./internal/demo configs/sim-synthetic.yaml $(DEMO_OUT)
 
-## proto: regenerate the committed gRPC code with protoc and the plugins pinned in go.mod
-proto:
+## tools: the build tools pinned in tools/go.mod (their own module, so the product's module graph
+## holds only what the product runs), built into .tools/
+tools:
 	@mkdir -p $(TOOLBIN)
-	$(GO) build -o $(TOOLBIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	cd tools && $(GO) build -o $(TOOLBIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc \
+		honnef.co/go/tools/cmd/staticcheck github.com/securego/gosec/v2/cmd/gosec
+
+## proto: regenerate the committed gRPC code with protoc and the plugins pinned in tools/go.mod
+proto: tools
 	protoc --plugin=protoc-gen-go=$(TOOLBIN)/protoc-gen-go \
 		--plugin=protoc-gen-go-grpc=$(TOOLBIN)/protoc-gen-go-grpc \
 		--go_out=. --go_opt=paths=source_relative \
@@ -73,10 +78,12 @@ GOSEC_EXCLUDE := G404,G304,G703,G115
 #   coordinator/core.go: G104  hash.Hash.Write, which never returns an error.
 GOSEC_EXCLUDE_RULES := .*/cmd/fedprop/.*:G301,G306;.*/sim/report\.go:G301,G306;.*/plot/.*:G301,G306;.*/secagg/persist\.go:G104;.*/client/state\.go:G104;.*/cmd/fedprop/sim\.go:G104;.*/coordinator/core\.go:G104
 
-## lint: go vet, gofmt, staticcheck and gosec (both pinned as tool directives in go.mod)
-lint: vet fmt-check
-	$(GO) tool staticcheck ./...
-	$(GO) tool gosec -quiet -exclude-generated -exclude=$(GOSEC_EXCLUDE) -exclude-rules='$(GOSEC_EXCLUDE_RULES)' ./...
+## lint: go vet, gofmt, staticcheck and gosec (pinned in tools/go.mod), and go.mod tidy
+lint: vet fmt-check tools
+	$(GO) mod tidy -diff
+	cd tools && $(GO) mod tidy -diff
+	$(TOOLBIN)/staticcheck ./...
+	$(TOOLBIN)/gosec -quiet -exclude-generated -exclude=$(GOSEC_EXCLUDE) -exclude-rules='$(GOSEC_EXCLUDE_RULES)' ./...
 
 ## fuzz: list every fuzz target, then run each for FUZZTIME and print the executions per target.
 ## A crasher is saved under its package's testdata/fuzz/ (commit it: go test then replays it as
