@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -78,7 +79,7 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 func decodeStrict(raw []byte, out any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil && err.Error() != "EOF" {
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) { // an empty document
 		return err
 	}
 	return nil
