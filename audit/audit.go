@@ -8,12 +8,18 @@
 // link; deleting or reordering entries breaks the sequence and the links. Deleting the newest
 // entries leaves a shorter log that is still a valid chain, so the log alone cannot reveal it:
 // the head (sequence number and hash of the newest entry) must also be recorded elsewhere, and
-// Verify given that expected head. fedprop's coordinator records the head in its store, in the
-// same transaction as the state change the entry describes; a verifier that knows the head also
-// detects a log rewritten from its first changed entry onwards.
+// Verify given that expected head. fedprop's coordinator keeps the log and its head in its
+// store, written in the same transaction as the state change each entry describes
+// (coordinator.AuditedStore), and each committed version records the head too.
 //
-// Storage is behind Store: FileStore keeps the log as JSON lines, one entry per line, which the
-// `fedprop audit` commands read; MemStore is for tests.
+// A chain proves order, not authorship: whoever can write the store can append a well-formed
+// entry and recompute the head. So a decision (an approval, a rejection or an override) is also
+// signed by the approver's own certificate key over the action, the version, the version's
+// content hash and the reason (SignDecision), and VerifyDecision checks that signature against
+// the CA on every read: a decision no approver signed is refused, naming its entry.
+//
+// Storage is behind Store; MemStore is for tests and stores without a log of their own. The
+// JSON lines encoding (EncodeLine, ReadEntries) is the export format (`fedprop audit export`).
 package audit
 
 import (
@@ -28,6 +34,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/fedprop/fedprop/pki"
 )
 
 // Action is what an entry records.
@@ -62,6 +70,14 @@ var (
 	// ErrInvalid marks an entry that cannot be appended (an empty actor or action, a field that
 	// is not valid UTF-8).
 	ErrInvalid = errors.New("invalid audit entry")
+	// ErrBadSignature marks a decision that is not signed by an approver: no signature, a
+	// signature that does not match the entry, a certificate the CA did not issue, or a signer
+	// who is not an approver or not the entry's actor. The error is a *DecisionError naming the
+	// entry.
+	ErrBadSignature = errors.New("decision not signed by its approver")
+	// ErrFork marks entries that do not continue the head they are appended to: a second
+	// writer, or a writer that lost track of the head. Stores refuse them, writing nothing.
+	ErrFork = errors.New("audit entries do not follow the log's head")
 )
 
 // Entry is one record of the log. Fields are exported for storage and display; only Log.Append
@@ -74,27 +90,47 @@ type Entry struct {
 	Action  Action    `json:"action"`
 	Subject string    `json:"subject,omitempty"`
 	Reason  string    `json:"reason,omitempty"`
+	// Digest is, in a decision, the content hash of the version decided on, which Signature
+	// covers: the decision holds for exactly those bytes.
+	Digest string `json:"digest,omitempty"`
+	// Signature is a decision's signature by the approver's own certificate key over
+	// DecisionStatement.
+	Signature *pki.Signed `json:"signature,omitempty"`
 	// PrevHash is the Hash of the previous entry, Genesis for the first.
 	PrevHash string `json:"prev_hash"`
 	// Hash is the hex SHA-256 of CanonicalBytes.
 	Hash string `json:"hash"`
 }
 
-// canonicalTag starts every canonical encoding, so a hash of another structure cannot be taken
-// for an entry's.
-const canonicalTag = "fedprop.audit/v1"
+// canonicalTag starts every canonical encoding of an unsigned entry, and signedTag that of an
+// entry with a digest or a signature, so a hash of another structure cannot be taken for an
+// entry's, and removing a decision's signature changes its hash.
+const (
+	canonicalTag = "fedprop.audit/v1"
+	signedTag    = "fedprop.audit/v2"
+)
 
-// CanonicalBytes is the encoding an entry's hash covers: canonicalTag, then the sequence number,
-// the time (UTC, RFC 3339 with nanoseconds), the actor, role, action, subject, reason and previous
-// hash, each as an 8-byte big-endian length followed by its bytes. It is unambiguous: no two
-// different entries share it.
+// CanonicalBytes is the encoding an entry's hash covers: a tag, then the sequence number, the
+// time (UTC, RFC 3339 with nanoseconds), the actor, role, action, subject and reason, for an entry
+// with a digest or a signature then the digest, the signer's certificate and the signature, and
+// last the previous hash, each as an 8-byte big-endian length followed by its bytes. It is
+// unambiguous: no two different entries share it.
 func (e Entry) CanonicalBytes() []byte {
-	fields := []string{
-		canonicalTag,
-		strconv.FormatUint(e.Seq, 10),
-		e.Time.UTC().Format(time.RFC3339Nano),
-		e.Actor, e.Role, string(e.Action), e.Subject, e.Reason, e.PrevHash,
+	fields := [][]byte{
+		[]byte(canonicalTag),
+		[]byte(strconv.FormatUint(e.Seq, 10)),
+		[]byte(e.Time.UTC().Format(time.RFC3339Nano)),
+		[]byte(e.Actor), []byte(e.Role), []byte(e.Action), []byte(e.Subject), []byte(e.Reason),
 	}
+	if e.Digest != "" || e.Signature != nil {
+		fields[0] = []byte(signedTag)
+		var cert, sig []byte
+		if e.Signature != nil {
+			cert, sig = e.Signature.Certificate, e.Signature.Signature
+		}
+		fields = append(fields, []byte(e.Digest), cert, sig)
+	}
+	fields = append(fields, []byte(e.PrevHash))
 	n := 0
 	for _, f := range fields {
 		n += 8 + len(f)
@@ -131,6 +167,9 @@ func ParseHead(s string) (Head, error) {
 	}
 	return Head{Seq: n, Hash: hash}, nil
 }
+
+// IsHash reports whether s is a hash as entries and heads write it: 64 lower-case hex digits.
+func IsHash(s string) bool { return isHash(s) }
 
 func isHash(s string) bool {
 	if len(s) != 64 {
@@ -197,6 +236,41 @@ func Verify(entries []Entry, want *Head) error {
 	return nil
 }
 
+// Follows checks that entries continue a log whose newest entry is head (the zero Head, or
+// sequence number 0, for an empty log): consecutive sequence numbers from head.Seq+1, the first
+// linked to head.Hash and each later one to the entry before it, and every hash its entry's
+// content's. Stores call it inside their write transaction, so that a writer that does not hold
+// the log's head writes nothing. The error wraps ErrFork, or ErrTampered for an entry whose
+// hash does not match its content.
+func Follows(head Head, entries []Entry) error {
+	prev := head.Hash
+	if head.Seq == 0 {
+		prev = Genesis
+	}
+	for i, e := range entries {
+		seq := head.Seq + uint64(i) + 1
+		switch {
+		case e.Seq != seq:
+			return fmt.Errorf("%w: entry %d where entry %d is next (head %s)", ErrFork, e.Seq, seq, head)
+		case e.PrevHash != prev:
+			return fmt.Errorf("%w: entry %d links to %.12s (abbreviated), but the entry before it is %.12s", ErrFork, e.Seq, e.PrevHash, prev)
+		case e.ComputeHash() != e.Hash:
+			return &ChainError{Seq: seq, Reason: "its content does not match its hash"}
+		}
+		prev = e.Hash
+	}
+	return nil
+}
+
+// HeadOf returns the head of a log whose entries are given, oldest first: the newest entry's
+// sequence number and hash, or 0 and Genesis for none.
+func HeadOf(entries []Entry) Head {
+	if n := len(entries); n > 0 {
+		return Head{Seq: entries[n-1].Seq, Hash: entries[n-1].Hash}
+	}
+	return Head{Hash: Genesis}
+}
+
 // Store keeps the entries of one log. Implementations need not check the chain; Log does.
 type Store interface {
 	// Append stores e after every stored entry, durably, before returning.
@@ -215,6 +289,9 @@ type Record struct {
 	Action  Action
 	Subject string
 	Reason  string
+	// Digest and Signature are a decision's (see Entry).
+	Digest    string
+	Signature *pki.Signed
 }
 
 // Log appends hash-chained entries to a Store. It is safe for concurrent use; only one Log may
@@ -243,14 +320,21 @@ func Open(ctx context.Context, store Store, opts Options) (*Log, error) {
 	if err := Verify(entries, nil); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l := &Log{store: store, now: opts.Now, head: Head{Hash: Genesis}}
+	return NewLog(store, HeadOf(entries), opts), nil
+}
+
+// NewLog returns a Log that appends to store after head, for a caller that has read the stored
+// entries and verified them against head itself (Open does both for a store that records no
+// head of its own).
+func NewLog(store Store, head Head, opts Options) *Log {
+	if head.Seq == 0 {
+		head.Hash = Genesis
+	}
+	l := &Log{store: store, now: opts.Now, head: head}
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if n := len(entries); n > 0 {
-		l.head = Head{Seq: entries[n-1].Seq, Hash: entries[n-1].Hash}
-	}
-	return l, nil
+	return l
 }
 
 // Head returns the newest entry's sequence number and hash (0 and Genesis for an empty log).
@@ -262,25 +346,53 @@ func (l *Log) Head() Head {
 
 // Append chains r after the newest entry, stores it and returns the entry.
 func (l *Log) Append(ctx context.Context, r Record) (Entry, error) {
-	if err := r.validate(); err != nil {
+	es, err := l.AppendWith(ctx, []Record{r}, func(es []Entry) error {
+		if err := l.store.Append(ctx, es[0]); err != nil {
+			return fmt.Errorf("append audit entry %d: %w", es[0].Seq, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return Entry{}, err
+	}
+	return es[0], nil
+}
+
+// AppendWith chains recs after the newest entry and hands the entries to write, which stores
+// them, together with the state they record, in one transaction. The head moves only when
+// write succeeds. The log stays locked while write runs, so that entries reach the store in
+// the order of their sequence numbers.
+func (l *Log) AppendWith(ctx context.Context, recs []Record, write func([]Entry) error) ([]Entry, error) {
+	for _, r := range recs {
+		if err := r.validate(); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t := r.Time
-	if t.IsZero() {
-		t = l.now()
+	entries := make([]Entry, 0, len(recs))
+	head := l.head
+	for _, r := range recs {
+		t := r.Time
+		if t.IsZero() {
+			t = l.now()
+		}
+		e := Entry{
+			Seq: head.Seq + 1, Time: t.UTC().Round(0), Actor: r.Actor, Role: r.Role, Action: r.Action,
+			Subject: r.Subject, Reason: r.Reason, Digest: r.Digest, Signature: r.Signature, PrevHash: head.Hash,
+		}
+		e.Hash = e.ComputeHash()
+		entries = append(entries, e)
+		head = Head{Seq: e.Seq, Hash: e.Hash}
 	}
-	e := Entry{
-		Seq: l.head.Seq + 1, Time: t.UTC().Round(0), Actor: r.Actor, Role: r.Role, Action: r.Action,
-		Subject: r.Subject, Reason: r.Reason, PrevHash: l.head.Hash,
+	if err := write(entries); err != nil {
+		return nil, err
 	}
-	e.Hash = e.ComputeHash()
-	if err := l.store.Append(ctx, e); err != nil {
-		return Entry{}, fmt.Errorf("append audit entry %d: %w", e.Seq, err)
-	}
-	l.head = Head{Seq: e.Seq, Hash: e.Hash}
-	return e, nil
+	l.head = head
+	return entries, nil
 }
 
 func (r Record) validate() error {
@@ -294,6 +406,9 @@ func (r Record) validate() error {
 		if !utf8.ValidString(f) {
 			return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalid, f)
 		}
+	}
+	if r.Digest != "" && !isHash(r.Digest) {
+		return fmt.Errorf("%w: digest %q is not 64 lower-case hex digits", ErrInvalid, r.Digest)
 	}
 	return nil
 }

@@ -163,41 +163,63 @@ func TestVerifyNamesTheFirstBadEntry(t *testing.T) {
 	}
 }
 
-func TestFileStoreRoundTripsAndReopens(t *testing.T) {
+// logFile returns the log file (the export format) of recs.
+func logFile(t *testing.T, recs []audit.Record) []byte {
+	t.Helper()
+	store := &audit.MemStore{}
+	writeLog(t, store, recs)
+	entries, err := store.Entries(context.Background())
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	require.NoError(t, audit.WriteEntries(&buf, entries))
+	return buf.Bytes()
+}
+
+func TestLogFileRoundTrips(t *testing.T) {
+	store := &audit.MemStore{}
+	l := writeLog(t, store, records)
+	entries, err := store.Entries(context.Background())
+	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	store := audit.NewFileStore(path)
-	empty, err := store.Entries(context.Background())
-	require.NoError(t, err)
-	assert.Empty(t, empty, "a log that does not exist yet is empty")
+	var buf bytes.Buffer
+	require.NoError(t, audit.WriteEntries(&buf, entries))
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+	assert.Equal(t, len(records), bytes.Count(buf.Bytes(), []byte("\n")), "one line per entry")
 
-	writeLog(t, store, records[:2])
-	l := writeLog(t, audit.NewFileStore(path), records[2:]) // a second Log continues the chain
-	entries, err := audit.NewFileStore(path).Entries(context.Background())
+	back, err := audit.ReadFile(context.Background(), path)
 	require.NoError(t, err)
-	require.Len(t, entries, 4)
-	require.NoError(t, audit.Verify(entries, ptr(l.Head())))
-	assert.Equal(t, records[2].Reason, entries[2].Reason)
+	assert.Equal(t, entries, back)
+	require.NoError(t, audit.Verify(back, ptr(l.Head())))
+	assert.Equal(t, records[2].Reason, back[2].Reason)
 
-	raw, err := os.ReadFile(path)
+	// An edited file does not verify.
+	require.NoError(t, os.WriteFile(path, bytes.Replace(buf.Bytes(), []byte("completed"), []byte("abandoned"), 1), 0o600))
+	back, err = audit.ReadFile(context.Background(), path)
 	require.NoError(t, err)
-	assert.Equal(t, 4, bytes.Count(raw, []byte("\n")), "one line per entry")
-	info, err := os.Stat(path)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	require.ErrorIs(t, audit.Verify(back, nil), audit.ErrTampered)
+	_, err = audit.ReadFile(context.Background(), path+".none")
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
 
-	// Open refuses to extend a tampered log.
-	require.NoError(t, os.WriteFile(path, bytes.Replace(raw, []byte("completed"), []byte("abandoned"), 1), 0o600))
-	_, err = audit.Open(context.Background(), audit.NewFileStore(path), audit.Options{})
+// TestOpenRefusesATamperedLog: a log that does not verify is examined, not extended.
+func TestOpenRefusesATamperedLog(t *testing.T) {
+	store := &audit.MemStore{}
+	writeLog(t, store, records)
+	entries, err := store.Entries(context.Background())
+	require.NoError(t, err)
+	entries[1].Reason = "edited"
+	tampered := &audit.MemStore{}
+	for _, e := range entries {
+		require.NoError(t, tampered.Append(context.Background(), e))
+	}
+	_, err = audit.Open(context.Background(), tampered, audit.Options{})
 	require.ErrorIs(t, err, audit.ErrTampered)
 }
 
 // TestEveryOneByteEditIsDetected changes each byte of a log file in turn, in three ways, and
 // requires verification to fail naming the entry on whose line the byte is.
 func TestEveryOneByteEditIsDetected(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	writeLog(t, audit.NewFileStore(path), records)
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
+	raw := logFile(t, records)
 	lineOf := make([]uint64, len(raw))
 	line := uint64(1)
 	for i, b := range raw {
@@ -229,10 +251,7 @@ func TestEveryOneByteEditIsDetected(t *testing.T) {
 }
 
 func TestReadEntriesRejectsDamagedFiles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	writeLog(t, audit.NewFileStore(path), records[:2])
-	raw, err := os.ReadFile(path)
-	require.NoError(t, err)
+	raw := logFile(t, records[:2])
 	cases := []struct {
 		name string
 		data []byte
@@ -259,7 +278,7 @@ func TestReadEntriesRejectsDamagedFiles(t *testing.T) {
 }
 
 func TestConcurrentAppendsKeepOneChain(t *testing.T) {
-	store := audit.NewFileStore(filepath.Join(t.TempDir(), "audit.jsonl"))
+	store := &audit.MemStore{}
 	l := writeLog(t, store, nil)
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -332,8 +351,8 @@ func FuzzReadEntries(f *testing.F) {
 	})
 }
 
-func BenchmarkAppendFile(b *testing.B) {
-	l, err := audit.Open(context.Background(), audit.NewFileStore(filepath.Join(b.TempDir(), "audit.jsonl")), audit.Options{})
+func BenchmarkAppend(b *testing.B) {
+	l, err := audit.Open(context.Background(), &audit.MemStore{}, audit.Options{})
 	require.NoError(b, err)
 	b.ReportAllocs()
 	for b.Loop() {

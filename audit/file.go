@@ -9,26 +9,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 )
+
+// A log file is the log as JSON lines: one entry per line, in the exact encoding EncodeLine
+// gives, each line ending in a newline. It is the export format: the log itself lives in the
+// coordinator's store.
 
 // MaxLineBytes bounds one line of a log file, so that a damaged file cannot make a reader
 // buffer without limit.
 const MaxLineBytes = 1 << 20
-
-// FileStore keeps a log as a file of JSON lines: one entry per line, in the exact encoding
-// EncodeLine gives, each line ending in a newline. It appends with O_APPEND and syncs every
-// entry to disk before Append returns. Only one process may append to a file at a time.
-type FileStore struct {
-	mu   sync.Mutex
-	path string
-}
-
-// NewFileStore returns a store for the file at path, created on the first Append.
-func NewFileStore(path string) *FileStore { return &FileStore{path: path} }
-
-// Path returns the file's path.
-func (f *FileStore) Path() string { return f.path }
 
 // EncodeLine returns e's line in a log file, newline included.
 func EncodeLine(e Entry) ([]byte, error) {
@@ -39,50 +28,32 @@ func EncodeLine(e Entry) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// Append writes e as the file's last line and syncs the file.
-func (f *FileStore) Append(ctx context.Context, e Entry) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// WriteEntries writes entries as a log file: one line each, in EncodeLine's encoding, the
+// format `fedprop audit export` archives and ReadEntries reads back.
+func WriteEntries(w io.Writer, entries []Entry) error {
+	bw := bufio.NewWriter(w)
+	for _, e := range entries {
+		line, err := EncodeLine(e)
+		if err != nil {
+			return err
+		}
+		if _, err := bw.Write(line); err != nil {
+			return err
+		}
 	}
-	line, err := EncodeLine(e)
-	if err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	if _, err := file.Write(line); err != nil {
-		_ = file.Close()
-		return fmt.Errorf("audit log %s: %w", f.path, err)
-	}
-	if err := file.Sync(); err != nil {
-		_ = file.Close()
-		return fmt.Errorf("audit log %s: %w", f.path, err)
-	}
-	if err := file.Close(); err != nil {
-		return fmt.Errorf("audit log %s: %w", f.path, err)
-	}
-	return nil
+	return bw.Flush()
 }
 
-// Entries reads every entry of the file (none when it does not exist yet).
-func (f *FileStore) Entries(ctx context.Context) ([]Entry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	file, err := os.Open(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+// ReadFile reads the log file at path (an export) with ReadEntries; errors name the file.
+func ReadFile(ctx context.Context, path string) ([]Entry, error) {
+	f, err := os.Open(path) // #nosec G304 -- the caller names the export to read
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	defer file.Close()
-	entries, err := ReadEntries(ctx, file)
+	defer f.Close()
+	entries, err := ReadEntries(ctx, f)
 	if err != nil {
-		return nil, fmt.Errorf("audit log %s: %w", f.path, err)
+		return nil, fmt.Errorf("audit log %s: %w", path, err)
 	}
 	return entries, nil
 }

@@ -62,9 +62,16 @@ type Agent struct {
 	last task.Result
 }
 
-// NewAgent makes an agent for session that talks to conn.
+// NewAgent makes an agent for session that talks to conn. A committee member whose
+// MemberConfig.Contributions is unset fetches contributions through conn when conn can (a
+// ContributionSource).
 func NewAgent(conn Coordinator, session *Session, cfg AgentConfig) *Agent {
 	cfg = cfg.WithDefaults()
+	if m := session.member; m != nil && m.cfg.Contributions == nil {
+		if src, ok := conn.(ContributionSource); ok {
+			m.cfg.Contributions = src
+		}
+	}
 	return &Agent{conn: conn, session: session, cfg: cfg, log: cfg.Logger.With("client", session.ID())}
 }
 
@@ -133,7 +140,8 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 			// Every decryption share given, or refused, is logged so that an audit can match
 			// this log against the coordinator's.
 			sh := rep.Share
-			attrs := []any{"run", sh.Run, "round", sh.Round, "purpose", sh.Purpose.String(), "contributors", sh.Contributors, "aggregate_sha256", sh.Digest}
+			attrs := []any{"run", sh.Run, "round", sh.Round, "purpose", sh.Purpose.String(), "contributors", sh.Contributors, "aggregate_sha256", sh.Digest,
+				"active", sh.Active}
 			if err != nil {
 				a.log.Warn("decryption share refused", append(attrs, "err", err)...)
 			} else {
@@ -141,9 +149,11 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 			}
 		}
 		switch {
-		case errors.Is(err, ErrDeclined) && t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt:
-			// Declined on this client's own authority: say so in the log and to the
-			// coordinator, which then stops waiting for it and counts nothing of it.
+		case errors.Is(err, ErrDeclined) && t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt,
+			errors.Is(err, ErrRefused) && t.Kind == task.KindDecrypt:
+			// Declined on this client's own authority (a member refusing an aggregate among
+			// it): say so in the log and to the coordinator, which then stops waiting for it
+			// and counts nothing of it.
 			a.log.Warn("task declined", "task", t.ID, "kind", t.Kind.String(), "run", t.RunID, "round", t.Round, "reason", err)
 			res = Refusal(a.session.ID(), t, err)
 		case err != nil:

@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -67,6 +68,11 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 		}
 	}
 	ev.remember(t, digest, nil, 0)
+	// Persisted before the answer leaves, so that a restarted client still evaluates each
+	// model once.
+	if err := s.save(s.ledger, s.released); err != nil {
+		return nil, 0, err
+	}
 	return append(out, imp.Vector()...), s.eval.Len(), nil
 }
 
@@ -359,9 +365,24 @@ type evalRelease struct {
 	shareStd float64
 }
 
-// evalState is a session's evaluation history: the latest evaluation per run.
+// evalState is a session's evaluation history: the latest evaluation per run, and the
+// content hash (modelHash) of every model evaluated per run, with its version.
 type evalState struct {
 	latest map[string]*evalRelease
+	models map[string]map[[sha256.Size]byte]uint64
+}
+
+// modelHash identifies a model by its content: the exact bits of its weights.
+func modelHash(weights []float64) [sha256.Size]byte {
+	h := sha256.New()
+	var b [8]byte
+	for _, w := range weights {
+		binary.LittleEndian.PutUint64(b[:], math.Float64bits(w))
+		h.Write(b[:])
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // errEvaluated is wrapped when a model version was already evaluated with another task.
@@ -370,6 +391,11 @@ var errEvaluated = errors.New("this client evaluates each model version once")
 // admit checks that t may be answered: a model version newer than any this client evaluated
 // in the run, or a repeat of its latest evaluation.
 func (e *evalState) admit(t task.Task, digest [sha256.Size]byte) error {
+	if v, ok := e.models[t.RunID][modelHash(t.Weights)]; ok && v != t.ModelVersion {
+		// The same model under another version number would be evaluated twice.
+		return fmt.Errorf("%w: %w: the weights of model version %d of run %s are those of version %d, evaluated already",
+			ErrDeclined, errEvaluated, t.ModelVersion, t.RunID, v)
+	}
 	prev := e.latest[t.RunID]
 	switch {
 	case prev == nil || t.ModelVersion > prev.version:
@@ -397,6 +423,10 @@ func (e *evalState) remember(t task.Task, digest [sha256.Size]byte, values []flo
 	if e.repeat(t, digest) != nil {
 		return
 	}
+	if e.models[t.RunID] == nil {
+		e.models[t.RunID] = map[[sha256.Size]byte]uint64{}
+	}
+	e.models[t.RunID][modelHash(t.Weights)] = t.ModelVersion
 	e.latest[t.RunID] = &evalRelease{version: t.ModelVersion, digest: digest, weights: slices.Clone(t.Weights), values: values, shareStd: shareStd}
 }
 

@@ -113,8 +113,14 @@ func TestEachModelVersionIsEvaluatedOnce(t *testing.T) {
 		require.ErrorIs(t, err, client.ErrDeclined, name)
 		assert.Contains(t, err.Error(), "evaluates each model version once", name)
 	}
-	next := tk
-	next.ModelVersion = 4
+	sameModel := tk
+	sameModel.ModelVersion = 4
+	_, _, err = s.Handle(context.Background(), sameModel)
+	require.ErrorIs(t, err, client.ErrDeclined, "the same weights under a newer version number are the same model")
+	assert.Contains(t, err.Error(), "are those of version 3")
+	next := sameModel
+	next.Weights = slices.Clone(tk.Weights)
+	next.Weights[1] += 0.25
 	_, _, err = s.Handle(context.Background(), next)
 	require.NoError(t, err, "a newer model is evaluated")
 }
@@ -249,9 +255,13 @@ func TestADPEvaluationReleasesBoundedSumsUnderTheClientsLedger(t *testing.T) {
 func TestInHEModeTheClientAddsItsNoiseShare(t *testing.T) {
 	r, trainTask, evalTask, eval := newRecorder(t, privacy.Floor{})
 	r.train(t, trainTask, 1)
+	// The exact sums of the same weights, from another session over the same records: a
+	// client evaluates a model (by its weights) once.
+	ref, refTrain, _, _ := newRecorder(t, privacy.Floor{})
+	ref.train(t, refTrain, 1)
 	exactTask := dpEvaluate(evalTask, 1, 40, 0, false)
-	exactTask.ModelVersion = 1 // the model trained from: evaluated exactly (plaintext) first
-	exact, _, err := r.s.Handle(context.Background(), exactTask)
+	exactTask.ModelVersion = 1 // the model trained from, evaluated exactly (plaintext)
+	exact, _, err := ref.s.Handle(context.Background(), exactTask)
 	require.NoError(t, err)
 
 	// The candidate has the same weights, so its exact sums are the ones above.

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/hex"
@@ -53,6 +54,21 @@ type MemberConfig struct {
 	// plaintext research deployment, the simulator) the roster is the coordinator's word.
 	Signer   *pki.Signer
 	Verifier *pki.Verifier
+	// ShareLog is the member's log of the shares it gave (StateDir.ShareLog), nil on first
+	// start. Every later aggregate of a run is checked against the run's records
+	// (task.CheckDifference). LogShare, when set, appends a record to the persisted log
+	// (StateDir.AppendShare) before the share leaves the member; a failed write withholds
+	// the share. Without it the log lives in memory only.
+	ShareLog []ShareRecord
+	LogShare func(ShareRecord) error
+	// Parameters lists the secure-aggregation parameter sets (secagg.Presets) this member
+	// makes key material under; nil means only the default, simulation-secure set. A keygen
+	// task naming another set is refused.
+	Parameters []string
+	// Contributions fetches an aggregate's ciphertexts for the check that the aggregate is
+	// their sum, which a member with a Verifier makes before every share (and refuses
+	// without). NewAgent sets it from its connection when unset and the connection can.
+	Contributions ContributionSource
 }
 
 // memberDomain is the domain of a member's endorsement of its identity key and public-key
@@ -84,23 +100,40 @@ func (c MemberConfig) withDefaults() MemberConfig {
 }
 
 // ShareRecord is what a member logs for every decryption share it gives, so that an audit
-// can match its log against the coordinator's.
+// can match its log against the coordinator's, and what it checks every later aggregate of
+// the run against (task.CheckDifference). The member persists it (MemberConfig.LogShare)
+// before the share leaves it.
 type ShareRecord struct {
+	// Member is the client id of the member that gave the share.
+	Member       string
 	Run          string
 	Round        int
 	Purpose      task.Kind
 	Contributors int
-	Digest       string
+	// Digest is the hex SHA-256 of the aggregate.
+	Digest string
+	// Active is the active set the share was made for, in order.
+	Active []int
+	// ContributorIDs are the clients whose results the aggregate sums and
+	// ContributionDigests the hex SHA-256 of each one's ciphertext, in the same order.
+	ContributorIDs      []string
+	ContributionDigests []string
+}
+
+// contributorSet is the record's contributors as the differencing rules see them.
+func (r ShareRecord) contributorSet() task.ContributorSet {
+	return task.ContributorSet{IDs: r.ContributorIDs, Digests: r.ContributionDigests}
 }
 
 // Member is a client's part of the decryption committee: it generates its key shares in
 // keygen tasks and checks every decrypt task before it computes a share.
 type Member struct {
-	params secagg.Params
-	cfg    MemberConfig
-	key    *secagg.Member
-	run    string // the run whose committee this member's key belongs to
-	round  int    // the latest round this member has seen of that run
+	params     secagg.Params
+	paramsName string
+	cfg        MemberConfig
+	key        *secagg.Member
+	run        string // the run whose committee this member's key belongs to
+	round      int    // the latest round this member has seen of that run
 	// pending is a setup in progress: its fresh secret, the setup id step 1 named, and the
 	// committee (threshold and roster) that step 2 bound it to. The finished key stays in
 	// use until a setup completes; a secret is shared for one committee only, so that a
@@ -110,10 +143,13 @@ type Member struct {
 	// to check a decrypt task's statement against.
 	trainDP      *task.DPSpec
 	trainDPRound int
+	// log is every share this member gave (ShareLog, then those of this process).
+	log []ShareRecord
 }
 
 type pendingSetup struct {
 	run, setupID string
+	params       string // the parameter set's name
 	key          *secagg.Member
 	shareDigest  []byte // SHA-256 of the public-key share step 1 sent
 	committee    string // digest of (threshold, roster) once step 2 answered; "" before
@@ -121,8 +157,11 @@ type pendingSetup struct {
 }
 
 type savedMember struct {
-	Run    string `json:"run"`
-	Member []byte `json:"member"`
+	Run string `json:"run"`
+	// Parameters names the parameter set the key material is made under ("" for the
+	// default).
+	Parameters string `json:"parameters,omitempty"`
+	Member     []byte `json:"member"`
 }
 
 // NewMember makes a committee member, restoring its key material from cfg.Saved.
@@ -141,19 +180,60 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{params: p, cfg: cfg}
+	m := &Member{params: p, paramsName: secagg.PresetSimulation, cfg: cfg, log: slices.Clone(cfg.ShareLog)}
 	if len(cfg.Saved) > 0 {
 		var s savedMember
 		if err := json.Unmarshal(cfg.Saved, &s); err != nil {
+			return nil, fmt.Errorf("committee member: saved key material: %w", err)
+		}
+		name, p, err := acceptedParams(cfg.Parameters, s.Parameters)
+		if err != nil {
 			return nil, fmt.Errorf("committee member: saved key material: %w", err)
 		}
 		key, err := secagg.UnmarshalMember(p, s.Member)
 		if err != nil {
 			return nil, fmt.Errorf("committee member: saved key material: %w", err)
 		}
-		m.key, m.run = key, s.Run
+		m.key, m.run, m.params, m.paramsName = key, s.Run, p, name
 	}
 	return m, nil
+}
+
+// acceptedParams returns the named parameter set ("" is the default) if accepted lists it
+// (nil accepts only the default), and ErrRefused naming both otherwise: a coordinator cannot
+// talk a client or member into a weaker guarantee than it configured.
+func acceptedParams(accepted []string, name string) (string, secagg.Params, error) {
+	if name == "" {
+		name = secagg.PresetSimulation
+	}
+	if accepted == nil {
+		accepted = []string{secagg.PresetSimulation}
+	}
+	if !slices.Contains(accepted, name) {
+		return "", secagg.Params{}, fmt.Errorf("%w: parameter set %q is not among this client's secure_aggregation.parameters %v", ErrRefused, name, accepted)
+	}
+	lit, err := secagg.PresetLiteral(name)
+	if err != nil {
+		return "", secagg.Params{}, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	p, err := secagg.NewParams(lit)
+	return name, p, err
+}
+
+// persistKey saves key material (with its run and parameter set) through cfg.Persist.
+func (m *Member) persistKey(run, params string, key *secagg.Member) error {
+	if m.cfg.Persist == nil {
+		return nil
+	}
+	b, err := key.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	saved, err := json.Marshal(savedMember{Run: run, Parameters: params, Member: b})
+	if err != nil {
+		return err
+	}
+	return m.cfg.Persist(saved)
 }
 
 // IdentityKey is the public identity key to announce at registration.
@@ -197,7 +277,11 @@ func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 		if spec.SetupID == "" {
 			return fmt.Errorf("keygen: %w: no setup id", task.ErrInvalid)
 		}
-		key, err := secagg.NewMemberWithIdentity(m.params, spec.Index, m.cfg.Identity, m.cfg.Random)
+		name, params, err := acceptedParams(m.cfg.Parameters, spec.Parameters)
+		if err != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+		key, err := secagg.NewMemberWithIdentity(params, spec.Index, m.cfg.Identity, m.cfg.Random)
 		if err != nil {
 			return fmt.Errorf("keygen: %w", err)
 		}
@@ -213,7 +297,7 @@ func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 			}
 			res.Endorsement = &task.Endorsement{Certificate: e.Certificate, Signature: e.Signature}
 		}
-		m.pending = &pendingSetup{run: t.RunID, setupID: spec.SetupID, key: key, shareDigest: digest[:]}
+		m.pending = &pendingSetup{run: t.RunID, setupID: spec.SetupID, params: name, key: key, shareDigest: digest[:]}
 		res.PublicKeyShare = share
 	case task.KeygenShares:
 		p, err := m.pendingFor(t, spec)
@@ -269,20 +353,14 @@ func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 			return fmt.Errorf("keygen: %w", err)
 		}
 		res.Endorsement = endorsement
-		if m.cfg.Persist != nil {
-			b, err := p.key.MarshalBinary()
-			if err != nil {
-				return fmt.Errorf("keygen: %w", err)
-			}
-			saved, err := json.Marshal(savedMember{Run: t.RunID, Member: b})
-			if err != nil {
-				return fmt.Errorf("keygen: %w", err)
-			}
-			if err := m.cfg.Persist(saved); err != nil {
-				return fmt.Errorf("keygen: persist key material: %w", err)
-			}
+		if err := m.persistKey(t.RunID, p.params, p.key); err != nil {
+			return fmt.Errorf("keygen: persist key material: %w", err)
 		}
-		m.key, m.run, m.round, m.pending = p.key, t.RunID, 0, nil
+		_, params, err := acceptedParams(m.cfg.Parameters, p.params)
+		if err != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+		m.key, m.run, m.round, m.pending, m.params, m.paramsName = p.key, t.RunID, 0, nil, params, p.params
 	default:
 		return fmt.Errorf("keygen: %w: step %d", task.ErrInvalid, spec.Step)
 	}
@@ -444,17 +522,27 @@ func (m *Member) checkEndorsement(run, setup string, mm task.CommitteeMember) er
 	return nil
 }
 
-// decrypt checks a decrypt task and computes this member's share: it refuses an aggregate of
+// decrypt checks a decrypt task and computes this member's share. It refuses an aggregate of
 // another run, of a round older than the latest it has seen, or of fewer contributions than
-// its own min_contributors.
-func (m *Member) decrypt(t task.Task) ([]byte, ShareRecord, error) {
+// its own min_contributors; one whose contributions are not listed one per contributor, from
+// distinct clients, each signed by its client (with a Verifier); one too close to an
+// aggregate it helped decrypt before (task.CheckDifference against its share log); and, with
+// a Verifier, one that is not the exact sum of the listed ciphertexts, which it fetches and
+// re-adds. Every refusal comes back with the record (the aggregate's digest among it) for the
+// agent's log. A share is logged, and persisted with LogShare, before it is returned.
+func (m *Member) decrypt(ctx context.Context, t task.Task, clientID string) ([]byte, ShareRecord, error) {
 	spec := t.Decrypt
 	if spec == nil {
 		return nil, ShareRecord{}, fmt.Errorf("decrypt: %w: no decrypt spec", task.ErrInvalid)
 	}
-	rec := ShareRecord{Run: t.RunID, Round: spec.AggregateRound, Purpose: spec.Purpose, Contributors: spec.Contributors}
+	rec := ShareRecord{Member: clientID, Run: t.RunID, Round: spec.AggregateRound, Purpose: spec.Purpose, Contributors: spec.Contributors,
+		Active: slices.Clone(spec.Active)}
 	refuse := func(format string, args ...any) ([]byte, ShareRecord, error) {
 		return nil, rec, fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+	}
+	// refuseErr keeps why (a pki, secagg or task sentinel) for errors.Is.
+	refuseErr := func(why error, format string, args ...any) ([]byte, ShareRecord, error) {
+		return nil, rec, fmt.Errorf("%w: %s: %w", ErrRefused, fmt.Sprintf(format, args...), why)
 	}
 	if m.key == nil || !m.key.Ready() {
 		return refuse("this member has no completed committee setup")
@@ -464,6 +552,11 @@ func (m *Member) decrypt(t task.Task) ([]byte, ShareRecord, error) {
 	}
 	if spec.AggregateRound < m.round || spec.AggregateRound != t.Round {
 		return refuse("round %d is not the current round (latest seen: %d)", spec.AggregateRound, m.round)
+	}
+	switch spec.Purpose {
+	case task.KindStats, task.KindTrain, task.KindEvaluate:
+	default:
+		return refuse("purpose %s is not a sum this member decrypts", spec.Purpose)
 	}
 	info, err := secagg.InspectAggregate(m.params, spec.Aggregate)
 	if err != nil {
@@ -479,10 +572,42 @@ func (m *Member) decrypt(t task.Task) ([]byte, ShareRecord, error) {
 	if err := m.checkNoise(spec); err != nil {
 		return refuse("%v", err)
 	}
+	set, err := m.checkContributions(t.RunID, spec)
+	if err != nil {
+		return refuseErr(err, "contributions")
+	}
+	rec.ContributorIDs, rec.ContributionDigests = set.IDs, set.Digests
+	for _, prev := range m.log {
+		if prev.Run != t.RunID || prev.Purpose != spec.Purpose {
+			continue
+		}
+		if err := task.CheckDifference(set, prev.contributorSet(), m.cfg.MinContributors); err != nil {
+			return refuseErr(err, "this member helped decrypt the %s aggregate of round %d (sha256 %.12s)", prev.Purpose, prev.Round, prev.Digest)
+		}
+	}
+	if m.cfg.Verifier != nil {
+		if err := m.reAdd(ctx, t, clientID, info.Digest); err != nil {
+			return refuseErr(err, "checking the aggregate against its signed contributions")
+		}
+	}
 	share, err := m.key.DecryptionShare(spec.Aggregate, spec.Active)
+	if errors.Is(err, secagg.ErrBeyondBound) {
+		return refuseErr(err, "the flooding noise's bound")
+	}
 	if err != nil {
 		return nil, rec, fmt.Errorf("decrypt: %w", err)
 	}
+	// The share counts against the key's decryption budget: the count is saved before the
+	// share leaves, so a restart cannot reset it.
+	if err := m.persistKey(m.run, m.paramsName, m.key); err != nil {
+		return nil, rec, fmt.Errorf("decrypt: persist the decryption count before giving the share: %w", err)
+	}
+	if m.cfg.LogShare != nil {
+		if err := m.cfg.LogShare(rec); err != nil {
+			return nil, rec, fmt.Errorf("decrypt: log the share before giving it: %w", err)
+		}
+	}
+	m.log = append(m.log, rec)
 	m.round = spec.AggregateRound
 	return share, rec, nil
 }
@@ -536,29 +661,49 @@ func (m *Member) checkNoise(spec *task.DecryptSpec) error {
 
 // encryptor caches one encryptor per collective public key.
 type encryptor struct {
-	params secagg.Params
-	random io.Reader // nil: crypto/rand
-	enc    *secagg.Encryptor
+	// accepted lists the parameter sets this client encrypts under (nil: only the default).
+	accepted []string
+	params   secagg.Params
+	random   io.Reader // nil: crypto/rand
+	enc      *secagg.Encryptor
 }
 
-func newEncryptor(random io.Reader) (*encryptor, error) {
-	p, err := secagg.NewParams(secagg.DefaultParamsLiteral())
-	if err != nil {
-		return nil, err
+func newEncryptor(random io.Reader, accepted []string) *encryptor {
+	return &encryptor{random: random, accepted: accepted}
+}
+
+// forKey readies the encryptor for publicKey, under the parameter set its header names if this
+// client accepts that set (ErrDeclined otherwise: the coordinator cannot talk a client into a
+// weaker guarantee than it configured).
+func (e *encryptor) forKey(publicKey []byte) error {
+	if e.enc != nil && e.enc.EncryptsUnder(publicKey) {
+		return nil
 	}
-	return &encryptor{params: p, random: random}, nil
+	name, _, err := secagg.PresetOf(publicKey)
+	if err != nil {
+		return fmt.Errorf("collective public key: %w", err)
+	}
+	_, p, err := acceptedParams(e.accepted, name)
+	if errors.Is(err, ErrRefused) {
+		return fmt.Errorf("%w: %v", ErrDeclined, err)
+	}
+	if err != nil {
+		return err
+	}
+	enc, err := secagg.NewEncryptor(p, publicKey, e.random)
+	if err != nil {
+		return fmt.Errorf("collective public key: %w", err)
+	}
+	e.params, e.enc = p, enc
+	return nil
 }
 
 // encrypt clips each value to its share of the ciphertext range (the range divided by the
 // number of results the sum can add up), so that no sum can wrap around the modulus silently,
 // and encrypts the vector under the collective key. It returns how many values it clipped.
 func (e *encryptor) encrypt(publicKey []byte, values []float64, contributors int) (task.Vector, int, error) {
-	if e.enc == nil || !e.enc.EncryptsUnder(publicKey) {
-		enc, err := secagg.NewEncryptor(e.params, publicKey, e.random)
-		if err != nil {
-			return task.Vector{}, 0, fmt.Errorf("collective public key: %w", err)
-		}
-		e.enc = enc
+	if err := e.forKey(publicKey); err != nil {
+		return task.Vector{}, 0, err
 	}
 	bound := e.params.MaxAbsPerContribution(contributors)
 	clipped := 0

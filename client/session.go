@@ -11,6 +11,7 @@ import (
 	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -110,6 +112,16 @@ type SessionOptions struct {
 	// Committee, when set, pins the committee this client encrypts for: it declines any task
 	// whose collective key is not endorsed by enough of these members.
 	Committee *CommitteePin
+	// Parameters lists the secure-aggregation parameter sets (secagg.Presets) this client
+	// encrypts under; nil means only the default, simulation-secure set. A task whose key is
+	// made under another set is declined.
+	Parameters []string
+	// Signer, set from the client's TLS kit, signs every encrypted result: the SHA-256 of the
+	// ciphertext bound to the task's run, round and kind (task.ContributionStatement), which
+	// committee members check against the CA before they help decrypt an aggregate. Without
+	// it (a plaintext research deployment, the simulator) results go unsigned, and members
+	// that verify refuse aggregates of them.
+	Signer *pki.Signer
 }
 
 // Session holds one client's records and answers tasks with sums over them.
@@ -124,8 +136,9 @@ type Session struct {
 	requireEnc bool
 	// enc is made on the first encrypted task: plaintext clients never pay for the CKKS
 	// parameters.
-	enc       *encryptor
-	encRandom io.Reader
+	enc        *encryptor
+	encRandom  io.Reader
+	parameters []string
 	// cache keeps the encoded matrices between tasks (the default; the simulator turns it off
 	// for very many small clients, whose idle state then costs nothing beyond their data).
 	cache bool
@@ -146,6 +159,14 @@ type Session struct {
 	trustedKey [sha256.Size]byte
 	// evaluated is the latest evaluation this client answered per run (see evaluate.go).
 	evaluated evalState
+	// statsSent is, per run, the encrypted statistics this client sent: it answers them once
+	// per run, a repeat with the very same signed ciphertext (persisted with the privacy
+	// state).
+	statsSent map[string]*contribution
+	// signer signs encrypted results; contribs keeps the latest one per kind (see
+	// encryptResult).
+	signer   *pki.Signer
+	contribs map[task.Kind]*contribution
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -182,9 +203,10 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	}
 	floor := opts.Floor.WithDefaults()
 	s := &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
-		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, now: opts.Now, cache: !opts.NoEncodingCache,
+		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, parameters: opts.Parameters, now: opts.Now, cache: !opts.NoEncodingCache,
 		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{},
-		persist: opts.PersistPrivacy, pin: opts.Committee, evaluated: evalState{latest: map[string]*evalRelease{}}}
+		persist: opts.PersistPrivacy, pin: opts.Committee, evaluated: evalState{latest: map[string]*evalRelease{}, models: map[string]map[[sha256.Size]byte]uint64{}},
+		statsSent: map[string]*contribution{}, signer: opts.Signer}
 	if len(opts.PrivacyState) > 0 {
 		if err := s.restorePrivacy(opts.PrivacyState); err != nil {
 			return nil, fmt.Errorf("client %s: saved privacy state: %w", id, err)
@@ -222,7 +244,7 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 	}
 	switch t.Kind {
 	case task.KindKeygen, task.KindDecrypt:
-		return s.committeeTask(t)
+		return s.committeeTask(ctx, t)
 	}
 	if t.PublicKey == nil && s.requireEnc {
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: %w: the %s task carries no collective public key and this client sends only encrypted sums",
@@ -271,6 +293,7 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: protect %s result: %w", s.id, t.RunID, t.Round, t.Kind, err)
 	}
 	clipped, encSeconds := 0, 0.0
+	var endorsement *task.Endorsement
 	if t.PublicKey != nil {
 		var start time.Time
 		if s.now != nil {
@@ -279,12 +302,14 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 		if vec.Ciphertext != nil {
 			return task.Result{}, Report{}, fmt.Errorf("client %s: protector returned a ciphertext; encryption is the session's last step", s.id)
 		}
-		if s.enc == nil {
-			if s.enc, err = newEncryptor(s.encRandom); err != nil {
-				return task.Result{}, Report{}, err
-			}
+		if t.Kind == task.KindStats {
+			vec, clipped, endorsement, err = s.statsOnce(t, vec.Plain)
+		} else {
+			vec, clipped, endorsement, err = s.encryptResult(t, vec.Plain)
 		}
-		vec, clipped, err = s.enc.encrypt(t.PublicKey, vec.Plain, t.CohortSize)
+		if errors.Is(err, ErrDeclined) {
+			return task.Result{}, Report{}, s.declined(t, err)
+		}
 		if err != nil {
 			return task.Result{}, Report{}, fmt.Errorf("client %s, run %s, round %d: encrypt %s result: %w", s.id, t.RunID, t.Round, t.Kind, err)
 		}
@@ -292,7 +317,7 @@ func (s *Session) Handle(ctx context.Context, t task.Task) (task.Result, Report,
 			encSeconds = s.now().Sub(start).Seconds()
 		}
 	}
-	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind, Sum: vec}
+	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind, Sum: vec, Endorsement: endorsement}
 	rep := Report{Kind: t.Kind, Round: t.Round, Bytes: vec.Bytes(), Examples: examples, Excluded: s.Excluded(),
 		Encrypted: vec.Ciphertext != nil, Clipped: clipped, EncryptSeconds: encSeconds,
 		Epsilon: dp.Epsilon, Delta: dp.Delta, UpdateClipped: dp.UpdateClipped}
@@ -342,7 +367,7 @@ func Refusal(clientID string, t task.Task, why error) task.Result {
 func (s *Session) Epsilon() (eps, delta float64) { return s.ledger.Epsilon(), s.ledger.Delta() }
 
 // committeeTask answers keygen and decrypt tasks: only committee members get them.
-func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
+func (s *Session) committeeTask(ctx context.Context, t task.Task) (task.Result, Report, error) {
 	res := task.Result{ClientID: s.id, TaskID: t.ID, RunID: t.RunID, Round: t.Round, Kind: t.Kind}
 	rep := Report{Kind: t.Kind, Round: t.Round}
 	if s.member == nil {
@@ -359,7 +384,7 @@ func (s *Session) committeeTask(t task.Task) (task.Result, Report, error) {
 		}
 	case task.KindDecrypt:
 		var rec ShareRecord
-		res.DecryptionShare, rec, err = s.member.decrypt(t)
+		res.DecryptionShare, rec, err = s.member.decrypt(ctx, t, s.id)
 		rep.Share = &rec
 		rep.Bytes = len(res.DecryptionShare)
 	}
@@ -645,7 +670,7 @@ func (s *Session) save(ledger *privacy.Ledger, released map[string]*release) err
 	if s.persist == nil {
 		return nil
 	}
-	b, err := marshalPrivacy(ledger, released, s.evaluated)
+	b, err := marshalPrivacy(ledger, released, s.evaluated, s.statsSent)
 	if err != nil {
 		return err
 	}
@@ -677,16 +702,39 @@ type savedPrivacy struct {
 	Ledger    json.RawMessage            `json:"ledger"`
 	Released  map[string]savedRelease    `json:"released"`
 	Evaluated map[string]savedEvaluation `json:"evaluated,omitempty"`
+	// EvaluatedModels are, per run, the hex SHA-256 of the weights of every model evaluated,
+	// with its version; Stats the encrypted statistics the client sent, per run.
+	EvaluatedModels map[string]map[string]uint64 `json:"evaluated_models,omitempty"`
+	Stats           map[string]savedContribution `json:"stats,omitempty"`
 }
 
-func marshalPrivacy(ledger *privacy.Ledger, released map[string]*release, evaluated evalState) ([]byte, error) {
+// savedContribution is an encrypted result as the client keeps it: what it said (the
+// contributionKey), the ciphertext and its signature.
+type savedContribution struct {
+	Key         []byte            `json:"key"`
+	Ciphertext  []byte            `json:"ciphertext"`
+	Length      int               `json:"length"`
+	Endorsement *task.Endorsement `json:"endorsement,omitempty"`
+}
+
+func marshalPrivacy(ledger *privacy.Ledger, released map[string]*release, evaluated evalState, stats map[string]*contribution) ([]byte, error) {
 	l, err := ledger.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	out := savedPrivacy{Ledger: l, Released: map[string]savedRelease{}, Evaluated: map[string]savedEvaluation{}}
+	out := savedPrivacy{Ledger: l, Released: map[string]savedRelease{}, Evaluated: map[string]savedEvaluation{}, EvaluatedModels: map[string]map[string]uint64{},
+		Stats: map[string]savedContribution{}}
 	for run, e := range evaluated.latest {
 		out.Evaluated[run] = savedEvaluation{Version: e.version, Digest: e.digest[:], Weights: e.weights, Values: e.values, ShareStd: e.shareStd}
+	}
+	for run, models := range evaluated.models {
+		out.EvaluatedModels[run] = map[string]uint64{}
+		for h, v := range models {
+			out.EvaluatedModels[run][hex.EncodeToString(h[:])] = v
+		}
+	}
+	for run, c := range stats {
+		out.Stats[run] = savedContribution{Key: c.key[:], Ciphertext: c.vector.Ciphertext, Length: c.vector.Length, Endorsement: c.endorsement}
 	}
 	for run, r := range released {
 		out.Released[run] = savedRelease{Version: r.version, Digest: r.digest[:], Values: r.values, ShareStd: r.shareStd,
@@ -710,6 +758,23 @@ func (s *Session) restorePrivacy(b []byte) error {
 		rel := &release{version: r.Version, values: r.Values, shareStd: r.ShareStd, indicatorStd: r.IndicatorStd, clipped: r.Clipped}
 		copy(rel.digest[:], r.Digest)
 		s.released[run] = rel
+	}
+	for run, models := range saved.EvaluatedModels {
+		s.evaluated.models[run] = map[[sha256.Size]byte]uint64{}
+		for h, v := range models {
+			b, err := hex.DecodeString(h)
+			if err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("evaluated model of run %s: %q is not a hex SHA-256", run, h)
+			}
+			s.evaluated.models[run][[sha256.Size]byte(b)] = v
+		}
+	}
+	for run, c := range saved.Stats {
+		if len(c.Key) != sha256.Size || len(c.Ciphertext) == 0 || c.Length < 1 {
+			return fmt.Errorf("statistics of run %s: a key of %d bytes, %d bytes of ciphertext of %d values", run, len(c.Key), len(c.Ciphertext), c.Length)
+		}
+		s.statsSent[run] = &contribution{run: run, key: [sha256.Size]byte(c.Key), vector: task.Vector{Ciphertext: c.Ciphertext, Length: c.Length},
+			endorsement: c.Endorsement}
 	}
 	for run, e := range saved.Evaluated {
 		if len(e.Digest) != sha256.Size {

@@ -105,6 +105,11 @@ type Core struct {
 	accepted    map[string]acceptance // task id -> who answered it, and with what, in this phase
 	previous    map[string]acceptance // and in the phase before it (a retry may arrive late)
 	acc         accumulator
+	// scratch is the plain form of a sparse result while submitSum checks it, and all zeros
+	// between results: one buffer serves every result, so that thousands of evaluation
+	// results of 28,000 values (a few hundred of them not zero) allocate nothing. Nothing
+	// keeps it.
+	scratch     []float64
 	results     int      // results accepted in the current collection
 	refusals    int      // tasks clients declined, over the run
 	implausible int      // decrypted aggregates discarded as implausible, over the run
@@ -168,7 +173,11 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		c.fairness = &layout
 	}
 	if c.he() {
-		if c.params, err = secagg.NewParams(secagg.DefaultParamsLiteral()); err != nil {
+		lit, err := secagg.PresetLiteral(cfg.SecureAggregation.Parameters)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: run.secure_aggregation.parameters: %w", cfg.ID, err)
+		}
+		if c.params, err = secagg.NewParams(lit); err != nil {
 			return nil, fmt.Errorf("run %s: secure aggregation: %w", cfg.ID, err)
 		}
 	}
@@ -371,12 +380,15 @@ func resultDigest(r task.Result) [sha256.Size]byte {
 	blob([]byte(r.RunID))
 	u64(uint64(r.Round))
 	u64(uint64(r.Kind))
-	u64(uint64(len(r.Sum.Plain)))
-	for _, x := range r.Sum.Plain {
-		u64(math.Float64bits(x))
-	}
+	u64(uint64(r.Sum.Len()))
+	// Plaintext values by position with the zeros left out: a result reads the same sent
+	// sparse or in plain, and an evaluation result of 28,000 bins hashes its few hundred
+	// values, not 224 KB.
+	nonzero := uint64(0)
+	eachNonzero(r.Sum, func(int, float64) { nonzero++ })
+	u64(nonzero)
+	eachNonzero(r.Sum, func(i int, x float64) { u64(uint64(i)); u64(math.Float64bits(x)) })
 	blob(r.Sum.Ciphertext)
-	u64(uint64(r.Sum.Length))
 	blob(r.PublicKeyShare)
 	u64(uint64(len(r.Boxes)))
 	for _, s := range r.Boxes {
@@ -398,6 +410,42 @@ func resultDigest(r task.Result) [sha256.Size]byte {
 	return d
 }
 
+// eachNonzero calls f with the position and value of each non-zero plaintext value of v,
+// dense or sparse, in order (a NaN counts as non-zero, -0 as zero).
+func eachNonzero(v task.Vector, f func(i int, x float64)) {
+	for k, x := range v.Plain {
+		if x == 0 {
+			continue
+		}
+		if v.Index == nil {
+			f(k, x)
+		} else if k < len(v.Index) {
+			f(int(v.Index[k]), x)
+		}
+	}
+}
+
+// plainForm returns a plaintext result's values in plain: its own for a dense vector, the
+// core's scratch filled in for a sparse one (release clears it again). v's length must have
+// been checked against the task's.
+func (c *Core) plainForm(v task.Vector) (plain []float64, release func(), err error) {
+	if v.Index == nil {
+		return v.Plain, func() {}, nil
+	}
+	if cap(c.scratch) < v.Length {
+		c.scratch = make([]float64, v.Length)
+	}
+	c.scratch = c.scratch[:v.Length]
+	if err := v.AddTo(c.scratch); err != nil { // into zeros: nothing written on error
+		return nil, nil, err
+	}
+	return c.scratch, func() {
+		for _, i := range v.Index {
+			c.scratch[i] = 0
+		}
+	}, nil
+}
+
 // submitSum checks a stats, train or evaluate result and adds it to the running sum.
 func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) error) error {
 	if want := c.resultLen(t.Kind); r.Sum.Len() != want {
@@ -407,7 +455,7 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 		if r.Sum.Ciphertext == nil {
 			return perr("sum.plain", fmt.Errorf("%w: this run aggregates encrypted sums; a plaintext result is refused", ErrInvalid))
 		}
-		if err := c.acc.add(r.Sum); err != nil {
+		if err := c.addContribution(r); err != nil {
 			return perr("sum.ciphertext", fmt.Errorf("%w: %v", ErrInvalid, err))
 		}
 		return nil
@@ -418,17 +466,22 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	if err := r.Sum.CheckFinite(); err != nil {
 		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
-	if err := c.checkContent(r.ClientID, t, r.Sum.Plain); err != nil {
+	plain, release, err := c.plainForm(r.Sum)
+	if err != nil {
+		return perr("sum.sparse_index", fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	defer release()
+	if err := c.checkContent(r.ClientID, t, plain); err != nil {
 		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
 	if err := c.acc.add(r.Sum); err != nil {
 		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
 	if t.Kind == task.KindTrain && c.cfg.Robust.Enabled() {
-		n := r.Sum.Plain[task.TrainCountIndex]
+		n := plain[task.TrainCountIndex]
 		u := make([]float64, len(c.global))
 		for i := range u {
-			u[i] = r.Sum.Plain[task.TrainDeltaStart+i] / n
+			u[i] = plain[task.TrainDeltaStart+i] / n
 		}
 		c.updates, c.weights = append(c.updates, u), append(c.weights, n)
 	}
@@ -469,6 +522,7 @@ func (c *Core) snapshot() *RunState {
 		sa.KeyEndorsements = slices.Clone(sa.KeyEndorsements)
 		s.SecAgg = &sa
 	}
+	s.Decryptions = slices.Clone(s.Decryptions) // records are replaced, never changed in place
 	return &s
 }
 
@@ -1044,12 +1098,8 @@ type plainSum struct {
 func newPlainSum(n int) *plainSum { return &plainSum{values: make([]float64, n)} }
 
 func (s *plainSum) add(vec task.Vector) error {
-	v := vec.Plain
-	if len(v) != len(s.values) {
-		return fmt.Errorf("length %d, want %d", len(v), len(s.values))
-	}
-	for i, x := range v {
-		s.values[i] += x
+	if err := vec.AddTo(s.values); err != nil { // a sparse result adds its few values only
+		return err
 	}
 	s.n++
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/modelcard"
 	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/pki"
 )
 
 // Sentinels of the human gate.
@@ -26,11 +27,41 @@ var (
 	ErrFlagged = errors.New("flagged by the fairness policy")
 	// ErrReviewed: the version already has a decision.
 	ErrReviewed = errors.New("already reviewed")
+	// ErrNoCA: the coordinator has no CA certificate to check approvers' signatures against
+	// (it serves without mutual TLS), so it takes no decision and honours none.
+	ErrNoCA = errors.New("no CA certificate to check approvers' signatures against")
+	// ErrBadSignature: a decision that is not signed by its approver over the version's
+	// content hash (audit.ErrBadSignature; the error is an *audit.DecisionError).
+	ErrBadSignature = audit.ErrBadSignature
 )
 
 // Reviewer is who approves or rejects: from the caller's certificate.
 type Reviewer struct {
 	Name, Role string
+}
+
+// Decision is an approver's signed decision, as their `fedprop model approve` or `reject`
+// sends it.
+type Decision struct {
+	Version uint64
+	Reason  string
+	// Override approves a version the fairness policy flagged; Reason says why.
+	Override bool
+	// ContentHash is the version's content hash (ReviewSubject) the approver signed.
+	ContentHash string
+	// Signature is the approver's signature over audit.DecisionStatement, made with the key
+	// of the certificate they call with (audit.SignDecision).
+	Signature pki.Signed
+}
+
+// ReviewSubject is what an approver signs a decision about: the version, its content hash and
+// where it stands.
+type ReviewSubject struct {
+	Version     uint64
+	ContentHash string
+	Status      string
+	// Flagged says the fairness policy flagged the version: approving it needs an override.
+	Flagged bool
 }
 
 // Review is the human decision on a version, as the audit log records it.
@@ -44,45 +75,297 @@ type Review struct {
 }
 
 // oversight keeps every version's release state, derived from the hash-chained audit log:
-// the log is the record, the map only its index.
+// the log is the record, the map only its index, and only decisions whose signatures verify
+// against the CA enter it.
 type oversight struct {
-	mu      sync.Mutex
-	log     *audit.Log
-	reviews map[uint64]Review
+	mu  sync.Mutex
+	log *audit.Log
+	// audited is the store when it keeps the log itself; otherwise sink is the log's store,
+	// written after the state it records.
+	audited  AuditedStore
+	sink     audit.Store
+	verifier *pki.Verifier
+	reviews  map[uint64]Review
+	// pending holds records that go into the log with the next state the driver writes (a
+	// run's start, with the run's first record).
+	pending []audit.Record
 }
 
-func subjectOf(version uint64) string { return "version " + strconv.FormatUint(version, 10) }
+// auditedLog is an AuditedStore's log as an audit.Store, for the decisions, which record no
+// other state.
+type auditedLog struct{ s AuditedStore }
 
-func newOversight(ctx context.Context, store audit.Store) (*oversight, error) {
-	if store == nil {
-		store = &audit.MemStore{}
+func (l auditedLog) Append(ctx context.Context, e audit.Entry) error {
+	return l.s.AppendAudit(ctx, []audit.Entry{e})
+}
+
+func (l auditedLog) Entries(ctx context.Context) ([]audit.Entry, error) {
+	es, _, err := l.s.AuditLog(ctx)
+	return es, err
+}
+
+func newOversight(ctx context.Context, st Store, cfg ServerConfig) (*oversight, error) {
+	o := &oversight{verifier: cfg.Reviewers, reviews: map[uint64]Review{}}
+	opts := audit.Options{Now: cfg.Now}
+	var entries []audit.Entry
+	if as, ok := st.(AuditedStore); ok {
+		if cfg.Audit != nil {
+			return nil, fmt.Errorf("%w: ServerConfig.Audit is for a store that keeps no audit log; this store keeps its own", ErrBadConfig)
+		}
+		var head audit.Head
+		var err error
+		if entries, head, _, err = checkAudit(ctx, as, cfg.Reviewers, false); err != nil {
+			return nil, o.refuse(err)
+		}
+		o.audited, o.log = as, audit.NewLog(auditedLog{as}, head, opts)
+	} else {
+		o.sink = cfg.Audit
+		if o.sink == nil {
+			o.sink = &audit.MemStore{}
+		}
+		var err error
+		if o.log, err = audit.Open(ctx, o.sink, opts); err != nil {
+			return nil, err
+		}
+		if entries, err = o.sink.Entries(ctx); err != nil {
+			return nil, err
+		}
+		hash := func(version uint64) (string, error) { return storedContentHash(ctx, st, version) }
+		for _, e := range entries {
+			if err := verifyDecision(o.verifier, e, hash); err != nil {
+				return nil, o.refuse(err)
+			}
+		}
 	}
-	log, err := audit.Open(ctx, store, audit.Options{})
-	if err != nil {
-		return nil, err
-	}
-	entries, err := store.Entries(ctx)
-	if err != nil {
-		return nil, err
-	}
-	o := &oversight{log: log, reviews: map[uint64]Review{}}
 	for _, e := range entries {
-		v, ok := strings.CutPrefix(e.Subject, "version ")
-		if !ok {
+		if !audit.IsDecision(e.Action) {
 			continue
 		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			continue
+		n, _ := audit.ParseVersionSubject(e.Subject) // verified above
+		if prev, ok := o.reviews[n]; ok {
+			return nil, o.refuse(&audit.DecisionError{Seq: e.Seq, Action: e.Action, Subject: e.Subject,
+				Reason: fmt.Sprintf("the version was already decided by entry %d", prev.Entry.Seq)})
 		}
-		switch e.Action {
-		case audit.ActionApprove, audit.ActionOverride:
-			o.reviews[n] = Review{Status: modelcard.StatusApproved, Actor: e.Actor, Role: e.Role, Reason: e.Reason, Override: e.Action == audit.ActionOverride, Entry: e}
-		case audit.ActionReject:
-			o.reviews[n] = Review{Status: modelcard.StatusRejected, Actor: e.Actor, Role: e.Role, Reason: e.Reason, Entry: e}
-		}
+		o.reviews[n] = reviewOf(e)
 	}
 	return o, nil
+}
+
+// refuse explains why a coordinator does not start on its audit log.
+func (o *oversight) refuse(err error) error {
+	if o.verifier == nil && errors.Is(err, audit.ErrBadSignature) {
+		return fmt.Errorf("audit log: %w (a coordinator serving without mutual TLS has no CA to check approvers' signatures: serve with tls.ca)", err)
+	}
+	return fmt.Errorf("audit log: %w", err)
+}
+
+func reviewOf(e audit.Entry) Review {
+	status := modelcard.StatusApproved
+	if e.Action == audit.ActionReject {
+		status = modelcard.StatusRejected
+	}
+	return Review{Status: status, Actor: e.Actor, Role: e.Role, Reason: e.Reason, Override: e.Action == audit.ActionOverride, Entry: e}
+}
+
+// storedContentHash is a version's content hash: as the store recorded it when the store keeps
+// checksums, else computed from the version as read.
+func storedContentHash(ctx context.Context, st Store, version uint64) (string, error) {
+	if as, ok := st.(AuditedStore); ok {
+		return as.ContentHash(ctx, version)
+	}
+	v, err := st.Version(ctx, version)
+	if err != nil {
+		return "", err
+	}
+	_, sum, err := EncodeVersion(v)
+	return sum, err
+}
+
+// verifyDecision checks a decision entry (and passes any other): the approver's signature
+// against the CA, and the content hash it signed against the version's now.
+func verifyDecision(v *pki.Verifier, e audit.Entry, contentHash func(uint64) (string, error)) error {
+	if !audit.IsDecision(e.Action) {
+		return nil
+	}
+	if _, err := audit.VerifyDecision(v, e); err != nil {
+		return err
+	}
+	bad := func(reason string) error {
+		return &audit.DecisionError{Seq: e.Seq, Action: e.Action, Subject: e.Subject, Reason: reason}
+	}
+	n, ok := audit.ParseVersionSubject(e.Subject)
+	if !ok {
+		return bad("its subject names no version")
+	}
+	h, err := contentHash(n)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return bad(fmt.Sprintf("the store holds no version %d", n))
+	case err != nil:
+		return err
+	case h != e.Digest:
+		return bad(fmt.Sprintf("it was signed for content hash %.12s..., but version %d's is %.12s...: the version changed after the decision", e.Digest, n, h))
+	}
+	return nil
+}
+
+// AuditSummary is what VerifyAudit checked.
+type AuditSummary struct {
+	// Entries is the length of the log, Head its head as the store records it.
+	Entries int
+	Head    audit.Head
+	// Decisions counts the signed decisions verified, Versions the versions whose recorded
+	// audit head was checked against the log.
+	Decisions, Versions int
+}
+
+// VerifyAudit checks the audit log an AuditedStore keeps, as the coordinator does at every
+// start: every entry against its checksum and the chain against the head the store records;
+// each version's recorded audit head against the log; and every decision's signature against
+// the CA (v) and the content hash it signed against the version's. It returns the first
+// problem: a *audit.ChainError, *audit.DecisionError or *CorruptError, each naming its entry
+// or record.
+func VerifyAudit(ctx context.Context, s AuditedStore, v *pki.Verifier) (AuditSummary, error) {
+	_, _, sum, err := checkAudit(ctx, s, v, false)
+	return sum, err
+}
+
+// CheckStore checks a whole store and names every damaged record: the backend's own check of
+// every record (Checker), then, when every record reads, the audit log as VerifyAudit does, with
+// each bad decision and each version whose recorded head the log contradicts listed. With v nil,
+// decisions' signatures are not checked (SignaturesChecked is false).
+func CheckStore(ctx context.Context, s AuditedStore, v *pki.Verifier) (StoreCheck, error) {
+	var out StoreCheck
+	if c, ok := s.(Checker); ok {
+		rep, err := c.Check(ctx)
+		if err != nil {
+			return out, err
+		}
+		out.CheckReport = rep
+		if len(rep.Damaged) > 0 {
+			return out, nil // the log's checks would only stop at the first damaged record
+		}
+	}
+	_, _, sum, err := checkAudit(ctx, s, v, true)
+	out.Decisions, out.SignaturesChecked = sum.Decisions, v != nil
+	var all auditProblems
+	switch {
+	case errors.As(err, &all):
+		for _, p := range all {
+			out.Damaged = append(out.Damaged, Damage{Record: problemRecord(p), Err: p})
+		}
+	case err != nil:
+		out.Damaged = append(out.Damaged, Damage{Record: problemRecord(err), Err: err})
+	}
+	return out, nil
+}
+
+// StoreCheck is what CheckStore found.
+type StoreCheck struct {
+	CheckReport
+	// Decisions counts the decisions whose signatures verified; SignaturesChecked says
+	// whether they were checked at all (CheckStore was given a CA).
+	Decisions         int
+	SignaturesChecked bool
+}
+
+// auditProblems are every problem checkAudit found when asked for all.
+type auditProblems []error
+
+func (p auditProblems) Error() string {
+	msgs := make([]string, len(p))
+	for i, e := range p {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (p auditProblems) Unwrap() []error { return p }
+
+// problemRecord names the record a problem is about.
+func problemRecord(err error) string {
+	var (
+		chain    *audit.ChainError
+		decision *audit.DecisionError
+		corrupt  *CorruptError
+	)
+	switch {
+	case errors.As(err, &decision) && decision.Seq > 0:
+		return RecordName(RecordAudit, EntryKey(decision.Seq))
+	case errors.As(err, &chain):
+		return RecordName(RecordAudit, EntryKey(chain.Seq))
+	case errors.As(err, &corrupt):
+		return corrupt.Record
+	}
+	return "audit log"
+}
+
+// checkAudit reads and checks the log of s (see VerifyAudit). With all set it goes on past
+// problems it can go on past (bad decisions, versions whose recorded head the log
+// contradicts) and returns them together as auditProblems; otherwise it returns the first.
+func checkAudit(ctx context.Context, s AuditedStore, v *pki.Verifier, all bool) ([]audit.Entry, audit.Head, AuditSummary, error) {
+	entries, head, err := s.AuditLog(ctx)
+	if err != nil {
+		return nil, head, AuditSummary{}, err
+	}
+	sum := AuditSummary{Entries: len(entries), Head: head}
+	if err := audit.Verify(entries, &head); err != nil {
+		return nil, head, sum, fmt.Errorf("the log and the head the store records (%s) disagree: %w", head, err)
+	}
+	var problems auditProblems
+	report := func(err error) error {
+		if !all {
+			return err
+		}
+		problems = append(problems, err)
+		return nil
+	}
+	versions, err := s.Versions(ctx)
+	if err != nil {
+		return nil, head, sum, err
+	}
+	for _, mv := range versions {
+		if mv.AuditHead == "" {
+			continue
+		}
+		sum.Versions++
+		h, err := audit.ParseHead(mv.AuditHead)
+		if err == nil && (h.Seq == 0 || h.Seq > uint64(len(entries)) || entries[h.Seq-1].Hash != h.Hash) {
+			err = &audit.ChainError{Seq: h.Seq, Reason: fmt.Sprintf("is not the entry version %d recorded as the log's head when it was committed (%s): the log was rewritten after that commit", mv.Version, h)}
+		}
+		if err != nil {
+			if err := report(fmt.Errorf("version %d: %w", mv.Version, err)); err != nil {
+				return nil, head, sum, err
+			}
+		}
+	}
+	if v != nil || !all {
+		hashes := map[uint64]string{}
+		hash := func(n uint64) (string, error) {
+			if h, ok := hashes[n]; ok {
+				return h, nil
+			}
+			h, err := s.ContentHash(ctx, n)
+			hashes[n] = h
+			return h, err
+		}
+		for _, e := range entries {
+			if !audit.IsDecision(e.Action) {
+				continue
+			}
+			if err := verifyDecision(v, e, hash); err != nil {
+				if err := report(err); err != nil {
+					return nil, head, sum, err
+				}
+				continue
+			}
+			sum.Decisions++
+		}
+	}
+	if len(problems) > 0 {
+		return nil, head, sum, problems
+	}
+	return entries, head, sum, nil
 }
 
 func (o *oversight) status(version uint64) Review {
@@ -94,37 +377,172 @@ func (o *oversight) status(version uint64) Review {
 	return Review{Status: modelcard.StatusCandidate}
 }
 
-func (o *oversight) record(ctx context.Context, r audit.Record) (audit.Entry, error) {
-	return o.log.Append(ctx, r)
+// pend queues r to go into the log with the next state the driver writes.
+func (o *oversight) pend(r audit.Record) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.pending = append(o.pending, r)
+}
+
+func (o *oversight) takePending() []audit.Record {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	p := o.pending
+	o.pending = nil
+	return p
+}
+
+// write appends recs to the log together with the state write stores: in write's own
+// transaction when the store keeps the log (write receives the entries to store), else to the
+// log's own store once write has succeeded.
+func (o *oversight) write(ctx context.Context, recs []audit.Record, write func([]audit.Entry) error) error {
+	_, err := o.log.AppendWith(ctx, recs, func(es []audit.Entry) error {
+		if err := write(es); err != nil {
+			return err
+		}
+		if o.audited != nil {
+			return nil
+		}
+		for _, e := range es {
+			if err := o.sink.Append(ctx, e); err != nil {
+				return fmt.Errorf("append audit entry %d: %w", e.Seq, err)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// persist writes what the core asks (a commit, or a run record) with the audit entries it
+// implies (the pending run start, the commit, the run's stop): one transaction when the store
+// keeps the log.
+func (s *Server) persist(ctx context.Context, a Actions) error {
+	o := s.oversight
+	recs := o.takePending()
+	if a.Commit != nil {
+		recs = append(recs, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionCommit,
+			Subject: audit.VersionSubject(a.Commit.Version), Reason: fmt.Sprintf("run %s round %d, candidate", a.Commit.RunID, a.Commit.Round)})
+	}
+	if a.Run != nil && a.Run.Status.Finished() {
+		recs = append(recs, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStop, Subject: a.Run.ID,
+			Reason: string(a.Run.Status) + ": " + a.Run.Message})
+	}
+	switch {
+	case a.Commit != nil:
+		v := *a.Commit
+		v.Created = s.cfg.Now().UTC()
+		s.crashPoint("commit")
+		err := o.write(ctx, recs, func(es []audit.Entry) error {
+			v.AuditHead = audit.HeadOf(es).String()
+			if o.audited != nil {
+				return o.audited.CommitAudited(ctx, v, *a.Run, es)
+			}
+			return s.store.Commit(ctx, v, *a.Run)
+		})
+		if err != nil {
+			return fmt.Errorf("commit version %d: %w", v.Version, err)
+		}
+		s.crashPoint("committed")
+	case a.Run != nil:
+		err := o.write(ctx, recs, func(es []audit.Entry) error {
+			if o.audited != nil {
+				return o.audited.SaveRunAudited(ctx, *a.Run, es)
+			}
+			return s.store.SaveRun(ctx, *a.Run)
+		})
+		if err != nil {
+			return fmt.Errorf("save run %s: %w", a.Run.ID, err)
+		}
+	case len(recs) > 0:
+		err := o.write(ctx, recs, func(es []audit.Entry) error {
+			if o.audited != nil {
+				return o.audited.AppendAudit(ctx, es)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+	}
+	return nil
 }
 
 // Status is a version's release state: candidate, approved or rejected.
 func (s *Server) Status(version uint64) Review { return s.oversight.status(version) }
 
-// AuditHead is the audit log's newest sequence number and hash: store it elsewhere to detect a
-// deleted tail (`fedprop audit verify --head`).
+// AuditHead is the audit log's newest sequence number and hash. With an AuditedStore the store
+// records it with every entry; `fedprop audit verify` checks the log against it.
 func (s *Server) AuditHead() audit.Head { return s.oversight.log.Head() }
 
-// Approve releases a candidate version. A version the fairness policy flagged needs override
-// and a reason that says why; every decision goes into the audit log.
-func (s *Server) Approve(ctx context.Context, version uint64, who Reviewer, reason string, override bool) (Review, error) {
-	return s.review(ctx, version, who, reason, override, true)
+// ReviewSubject tells an approver what to sign: the version's content hash, and where it
+// stands.
+func (s *Server) ReviewSubject(ctx context.Context, version uint64) (ReviewSubject, error) {
+	v, err := s.store.Version(ctx, version)
+	if err != nil {
+		return ReviewSubject{}, err
+	}
+	h, err := storedContentHash(ctx, s.store, version)
+	if err != nil {
+		return ReviewSubject{}, err
+	}
+	return ReviewSubject{Version: version, ContentHash: h, Status: s.Status(version).Status,
+		Flagged: v.FairnessVerdict != nil && v.FairnessVerdict.Flagged}, nil
 }
 
-// Reject refuses a candidate version for release.
-func (s *Server) Reject(ctx context.Context, version uint64, who Reviewer, reason string) (Review, error) {
-	return s.review(ctx, version, who, reason, false, false)
+// Approve releases a candidate version. A version the fairness policy flagged needs an
+// override and a reason that says why. The decision must be signed by who, an approver, over
+// the version's current content hash; it goes into the audit log with its signature.
+func (s *Server) Approve(ctx context.Context, who Reviewer, d Decision) (Review, error) {
+	return s.review(ctx, who, d, true)
 }
 
-func (s *Server) review(ctx context.Context, version uint64, who Reviewer, reason string, override, approve bool) (Review, error) {
-	if strings.TrimSpace(reason) == "" {
+// Reject refuses a candidate version for release; the decision is signed as Approve's.
+func (s *Server) Reject(ctx context.Context, who Reviewer, d Decision) (Review, error) {
+	d.Override = false
+	return s.review(ctx, who, d, false)
+}
+
+// Bounds on a decision's signature as it arrives: a certificate is a few hundred bytes, an
+// ASN.1 ECDSA P-256 signature at most 72.
+const (
+	maxDecisionCert = 16 << 10
+	maxDecisionSig  = 256
+)
+
+// clip shortens a caller's string before an error quotes it.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+func (s *Server) review(ctx context.Context, who Reviewer, d Decision, approve bool) (Review, error) {
+	version := d.Version
+	switch {
+	case strings.TrimSpace(d.Reason) == "":
 		return Review{}, fmt.Errorf("version %d: reason: %w: a decision needs a reason", version, ErrInvalid)
+	case len(d.Reason) > audit.MaxReasonBytes:
+		return Review{}, fmt.Errorf("version %d: reason: %w: %d bytes, at most %d", version, ErrInvalid, len(d.Reason), audit.MaxReasonBytes)
+	case len(d.Signature.Certificate) > maxDecisionCert:
+		return Review{}, fmt.Errorf("version %d: certificate: %w: %d bytes, at most %d", version, ErrInvalid, len(d.Signature.Certificate), maxDecisionCert)
+	case len(d.Signature.Signature) > maxDecisionSig:
+		return Review{}, fmt.Errorf("version %d: signature: %w: %d bytes, at most %d", version, ErrInvalid, len(d.Signature.Signature), maxDecisionSig)
+	case !audit.IsHash(d.ContentHash):
+		return Review{}, fmt.Errorf("version %d: content_hash: %w: %q is not 64 lower-case hex digits", version, ErrInvalid, clip(d.ContentHash))
+	}
+	o := s.oversight
+	if o.verifier == nil {
+		return Review{}, fmt.Errorf("version %d: %w: decisions need mutual TLS (tls.ca)", version, ErrNoCA)
 	}
 	v, err := s.store.Version(ctx, version)
 	if err != nil {
 		return Review{}, err
 	}
-	o := s.oversight
+	hash, err := storedContentHash(ctx, s.store, version)
+	if err != nil {
+		return Review{}, err
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if prev, ok := o.reviews[version]; ok {
@@ -132,43 +550,73 @@ func (s *Server) review(ctx context.Context, version uint64, who Reviewer, reaso
 	}
 	flagged := v.FairnessVerdict != nil && v.FairnessVerdict.Flagged
 	action := audit.ActionReject
-	status := modelcard.StatusRejected
 	if approve {
-		action, status = audit.ActionApprove, modelcard.StatusApproved
-		if flagged && !override {
+		action = audit.ActionApprove
+		if flagged && !d.Override {
 			var gaps []string
 			for _, vi := range v.FairnessVerdict.Violations {
 				gaps = append(gaps, vi.String())
 			}
 			return Review{}, fmt.Errorf("version %d: %w (%s): approve with an override and a reason that says why", version, ErrFlagged, strings.Join(gaps, "; "))
 		}
-		if override {
+		if d.Override {
 			if !flagged {
 				return Review{}, fmt.Errorf("version %d: override: %w: the version is not flagged; approve it without an override", version, ErrInvalid)
 			}
 			action = audit.ActionOverride
 		}
 	}
-	e, err := o.log.Append(ctx, audit.Record{Actor: who.Name, Role: who.Role, Action: action, Subject: subjectOf(version), Reason: reason})
+	subject := audit.VersionSubject(version)
+	if d.ContentHash != hash {
+		return Review{}, &audit.DecisionError{Action: action, Subject: subject,
+			Reason: fmt.Sprintf("it was signed for content hash %.12s..., but the version's is %.12s...: fetch the version's hash again and sign that", d.ContentHash, hash)}
+	}
+	sig := d.Signature
+	rec := audit.Record{Time: s.cfg.Now(), Actor: who.Name, Role: who.Role, Action: action, Subject: subject, Reason: d.Reason,
+		Digest: hash, Signature: &sig}
+	// The entry as it will be logged, checked before it is: signed by who, an approver.
+	if _, err := audit.VerifyDecision(o.verifier, audit.Entry{Time: rec.Time.UTC().Round(0), Actor: rec.Actor, Role: rec.Role,
+		Action: rec.Action, Subject: rec.Subject, Reason: rec.Reason, Digest: rec.Digest, Signature: rec.Signature}); err != nil {
+		return Review{}, err
+	}
+	e, err := o.log.Append(ctx, rec)
 	if err != nil {
 		return Review{}, err
 	}
-	r := Review{Status: status, Actor: who.Name, Role: who.Role, Reason: reason, Override: action == audit.ActionOverride, Entry: e}
+	r := reviewOf(e)
 	o.reviews[version] = r
-	s.log.Info("model version reviewed", "version", version, "status", status, "actor", who.Name, "override", r.Override,
+	s.log.Info("model version reviewed", "version", version, "status", r.Status, "actor", who.Name, "override", r.Override,
 		"audit_seq", e.Seq, "audit_hash", e.Hash)
 	return r, nil
 }
 
+// checkRelease verifies, on every read that releases version as approved, that its approval
+// still holds: the approver's signature against the CA, and the content hash it signed
+// against the version's as stored now.
+func (s *Server) checkRelease(ctx context.Context, version uint64) error {
+	r := s.Status(version)
+	if r.Status != modelcard.StatusApproved {
+		return fmt.Errorf("version %d is %s: %w (pull it as a candidate explicitly to review it)", version, r.Status, ErrNotApproved)
+	}
+	err := verifyDecision(s.oversight.verifier, r.Entry, func(n uint64) (string, error) { return storedContentHash(ctx, s.store, n) })
+	if err != nil {
+		return fmt.Errorf("version %d: its approval does not hold: %w: %w", version, ErrNotApproved, err)
+	}
+	return nil
+}
+
 // ReleasedVersion resolves what a model owner may pull: version 0 is the latest approved (the
-// latest of all with candidate); an explicit version must be approved unless candidate.
+// latest of all with candidate); an explicit version must be approved unless candidate. The
+// approval of what it releases is verified again, signature and content hash.
 func (s *Server) ReleasedVersion(ctx context.Context, version uint64, candidate bool) (uint64, error) {
 	if version != 0 {
 		if _, err := s.store.Version(ctx, version); err != nil {
 			return 0, err
 		}
-		if st := s.Status(version).Status; !candidate && st != modelcard.StatusApproved {
-			return 0, fmt.Errorf("version %d is %s: %w (pull it as a candidate explicitly to review it)", version, st, ErrNotApproved)
+		if !candidate {
+			if err := s.checkRelease(ctx, version); err != nil {
+				return 0, err
+			}
 		}
 		return version, nil
 	}
@@ -178,7 +626,13 @@ func (s *Server) ReleasedVersion(ctx context.Context, version uint64, candidate 
 	}
 	for i := len(versions) - 1; i >= 0; i-- {
 		v := versions[i].Version
-		if candidate || s.Status(v).Status == modelcard.StatusApproved {
+		if candidate {
+			return v, nil
+		}
+		if s.Status(v).Status == modelcard.StatusApproved {
+			if err := s.checkRelease(ctx, v); err != nil {
+				return 0, err
+			}
 			return v, nil
 		}
 	}

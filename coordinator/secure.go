@@ -3,6 +3,7 @@ package coordinator
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,10 @@ type SecureAggregationConfig struct {
 	// MinContributors is the fewest results an aggregate must sum before the committee helps
 	// decrypt it (members enforce their own copy of this setting).
 	MinContributors int `yaml:"min_contributors" json:"min_contributors,omitempty"`
+	// Parameters names the parameter set (secagg.PresetLiteral): "simulation" (the default)
+	// or "key-recovery", the lighter set for app cohorts. Members and clients accept only
+	// the sets their own configuration names.
+	Parameters string `yaml:"parameters" json:"parameters,omitempty"`
 }
 
 func (c SecureAggregationConfig) withDefaults() SecureAggregationConfig {
@@ -39,6 +44,9 @@ func (c SecureAggregationConfig) withDefaults() SecureAggregationConfig {
 	}
 	if c.Mode == SecAggHE && c.MinContributors == 0 {
 		c.MinContributors = 2
+	}
+	if c.Mode == SecAggHE && c.Parameters == "" {
+		c.Parameters = secagg.PresetSimulation
 	}
 	return c
 }
@@ -71,6 +79,11 @@ func (c SecureAggregationConfig) validate(quorum int) []error {
 	}
 	if quorum < c.MinContributors {
 		errs = append(errs, fmt.Errorf("run.quorum: %d is below secure_aggregation.min_contributors %d: the committee would refuse to decrypt such a round", quorum, c.MinContributors))
+	}
+	if lit, err := secagg.PresetLiteral(c.Parameters); err != nil {
+		errs = append(errs, fmt.Errorf("run.secure_aggregation.parameters: %q is not one of %v", c.Parameters, secagg.Presets()))
+	} else if n > lit.MaxCommittee {
+		errs = append(errs, fmt.Errorf("run.secure_aggregation.committee: %d members, the %s parameter set's flooding noise is sized for at most %d", n, c.Parameters, lit.MaxCommittee))
 	}
 	return errs
 }
@@ -114,6 +127,15 @@ type decryptState struct {
 	// records is what the contributors announced at registration (0: unknown), the bound of
 	// the aggregate's counts.
 	records int
+	// contribs are the results the aggregate sums, in order, as members fetch them; list is
+	// what decrypt tasks say of them; digest is secagg.Digest(aggregate).
+	contribs []heContribution
+	list     []task.Contribution
+	digest   string
+	// record is the index of this aggregate's DecryptionRecord in the run's record.
+	record int
+	// refused are the members that refused this aggregate: they are not asked again.
+	refused map[int]bool
 }
 
 func (c *Core) he() bool { return c.cfg.SecureAggregation.Mode == SecAggHE }
@@ -175,7 +197,8 @@ func (c *Core) keyInfo() *task.CollectiveKey {
 func (c *Core) keygenTask(t *task.Task, clientID string) {
 	st := c.run.SecAgg
 	idx := c.memberIndex(clientID)
-	spec := &task.KeygenSpec{SetupID: st.SetupID, Step: c.keygen.step, Index: idx, Threshold: st.Threshold, CRSSeed: st.CRSSeed}
+	spec := &task.KeygenSpec{SetupID: st.SetupID, Step: c.keygen.step, Index: idx, Threshold: st.Threshold, CRSSeed: st.CRSSeed,
+		Parameters: c.cfg.SecureAggregation.Parameters}
 	if c.keygen.step >= task.KeygenShares {
 		spec.Members = st.Members
 	}
@@ -259,20 +282,65 @@ func (c *Core) finishKeygen() {
 	}
 }
 
-// startDecrypt asks the committee to decrypt the phase's aggregate.
+// startDecrypt asks the committee to decrypt the phase's aggregate: the sum of the results
+// the members' differencing rules admit (see admissible), recorded in the run before any
+// decrypt task goes out.
 func (c *Core) startDecrypt() {
 	sum := c.acc.(*heSum)
+	minimum := c.cfg.SecureAggregation.MinContributors
+	kept, dropped := admissible(sum.contribs, c.run.Decryptions, c.phase.kind(), minimum)
+	if len(kept) < minimum {
+		c.phaseFailed(fmt.Sprintf("of %d results, %d can be decrypted together without the aggregate differing from one decrypted before by fewer than min_contributors %d clients",
+			len(sum.contribs), len(kept), minimum))
+		return
+	}
+	if len(dropped) > 0 {
+		if err := sum.keep(kept); err != nil {
+			c.fail(fmt.Sprintf("%s phase of round %d: aggregate: %v", c.phase.kind(), c.round, err))
+			return
+		}
+		c.submitters = c.submitters[:0]
+		for _, k := range kept {
+			c.submitters = append(c.submitters, k.client)
+		}
+		c.note(slog.LevelWarn, "results left out of the aggregate so that it differs from every one decrypted before by none or at least min_contributors clients",
+			slog.String("purpose", c.phase.kind().String()), slog.Int("round", c.round), slog.Int("kept", len(kept)),
+			slog.Any("left_out", firstIDs(dropped, 20)), slog.Int("min_contributors", minimum))
+	}
 	agg, err := sum.sum.MarshalBinary()
 	if err != nil {
 		c.fail(fmt.Sprintf("%s phase of round %d: aggregate: %v", c.phase.kind(), c.round, err))
 		return
 	}
 	c.dec = &decryptState{purpose: c.phase, aggregate: agg, contributors: sum.count(), length: sum.sum.Length(), excluded: map[int]bool{},
-		records: c.submittedRecords()}
+		records: c.submittedRecords(), contribs: kept, digest: secagg.Digest(agg), refused: map[int]bool{}}
+	rec := DecryptionRecord{Round: c.round, Purpose: c.phase.kind().String(), Digest: c.dec.digest}
+	for _, k := range kept {
+		c.dec.list = append(c.dec.list, task.Contribution{ClientID: k.client, Digest: k.digest[:], Endorsement: k.endorsement})
+		rec.Contributors = append(rec.Contributors, k.client)
+		rec.ContributionDigests = append(rec.ContributionDigests, hex.EncodeToString(k.digest[:]))
+	}
+	c.dec.record = c.recordDecryption(rec)
 	c.phase = phaseDecrypt
 	c.note(slog.LevelInfo, "aggregate ready for decryption", slog.String("purpose", c.dec.purpose.kind().String()), slog.Int("round", c.round),
-		slog.Int("contributors", c.dec.contributors), slog.String("digest", secagg.Digest(agg)))
+		slog.Int("contributors", c.dec.contributors), slog.String("digest", c.dec.digest))
 	c.nextDecryptSet()
+}
+
+// recordDecryption appends rec to the run's record of decryptions and returns its index. The
+// contribution digests of other rounds are dropped from the record: each contribution is
+// signed for its round, so only this round's can come back, and the record stays the size of
+// a round however long the run.
+func (c *Core) recordDecryption(rec DecryptionRecord) int {
+	for i, old := range c.run.Decryptions {
+		if old.Round != rec.Round && old.ContributionDigests != nil {
+			old.ContributionDigests = nil
+			c.run.Decryptions[i] = old
+		}
+	}
+	c.run.Decryptions = append(c.run.Decryptions, rec)
+	c.pending.Run = c.snapshot()
+	return len(c.run.Decryptions) - 1
 }
 
 // nextDecryptSet fixes and orders a new active set of exactly T live members (none that
@@ -287,7 +355,7 @@ func (c *Core) nextDecryptSet() bool {
 			break
 		}
 		seen, registered := c.clients[id]
-		if !registered || c.dec.excluded[i+1] || c.tick-seen > c.deadlineTicks {
+		if !registered || c.dec.excluded[i+1] || c.dec.refused[i+1] || c.tick-seen > c.deadlineTicks {
 			continue
 		}
 		active = append(active, id)
@@ -299,6 +367,12 @@ func (c *Core) nextDecryptSet() bool {
 	c.dec.active = points
 	c.dec.shares = map[int][]byte{}
 	c.dec.attempt++
+	// The record names every active set asked, before any of them answers: a member's share
+	// log must find its set here.
+	rec := c.run.Decryptions[c.dec.record]
+	rec.Active = append(slices.Clone(rec.Active), slices.Clone(points))
+	c.run.Decryptions[c.dec.record] = rec
+	c.pending.Run = c.snapshot()
 	c.beginCollect(phaseDecrypt, active)
 	c.note(slog.LevelInfo, "decryption set fixed", slog.Int("round", c.round), slog.String("purpose", c.dec.purpose.kind().String()),
 		slog.Any("active", points), slog.Int("attempt", c.dec.attempt))
@@ -312,6 +386,7 @@ func (c *Core) decryptTask(t *task.Task) {
 		Contributors:   c.dec.contributors,
 		Aggregate:      c.dec.aggregate,
 		Active:         c.dec.active,
+		Contributions:  c.dec.list,
 	}
 	// What the contributors were asked for, so that members can check the noise the sum
 	// carries against their own floor.
@@ -336,6 +411,23 @@ func (c *Core) submitDecrypt(r task.Result, perr func(string, error) error) erro
 // remain it waits one more deadline for members to come back, then fails the phase.
 func (c *Core) progressDecrypt() {
 	if len(c.outstanding) == 0 && c.dec.active != nil {
+		var refused []int
+		for _, p := range c.dec.active {
+			if _, ok := c.dec.shares[p]; !ok {
+				refused = append(refused, p) // answered without a share: a refusal
+			}
+		}
+		if len(refused) > 0 {
+			// A member that refused this aggregate (its own policy: see client.Member) refuses
+			// it again; the others may not, so the next set goes without it.
+			for _, p := range refused {
+				c.dec.refused[p] = true
+			}
+			c.note(slog.LevelWarn, "committee members refused the aggregate; fixing a new set without them", slog.Int("round", c.round),
+				slog.String("purpose", c.dec.purpose.kind().String()), slog.Any("refused", refused), slog.String("digest", c.dec.digest))
+			c.retryDecrypt()
+			return
+		}
 		values, err := secagg.CombineDecryption(c.params, c.dec.aggregate, c.dec.active, c.dec.shares)
 		if err != nil {
 			c.note(slog.LevelWarn, "decryption shares did not combine; trying another set", slog.Int("round", c.round), slog.String("err", err.Error()))
@@ -369,6 +461,11 @@ func (c *Core) progressDecrypt() {
 		for _, id := range c.Outstanding() {
 			c.dec.excluded[c.memberIndex(id)] = true
 		}
+		for _, p := range c.dec.active {
+			if _, answered := c.dec.shares[p]; !answered && !c.dec.excluded[p] {
+				c.dec.refused[p] = true // answered without a share before the others timed out
+			}
+		}
 		c.note(slog.LevelWarn, "committee members missed the decryption deadline; fixing a new set", slog.Int("round", c.round),
 			slog.Any("missing", c.Outstanding()))
 	}
@@ -388,6 +485,18 @@ func (c *Core) retryDecrypt() {
 			slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
 		return
 	}
+	if c.dec.purpose == phaseStats && len(c.dec.refused) == 0 && c.attempt < c.cfg.MaxAttempts {
+		// Clients answer statistics once per run (a repeat gets the same ciphertext): rather
+		// than collect them again, the same aggregate waits for the committee, one attempt per
+		// deadline.
+		c.attempt++
+		c.dec.waited, c.dec.active, c.dec.excluded = false, nil, map[int]bool{}
+		c.outstanding = map[string]task.Task{}
+		c.deadline = c.tick + c.deadlineTicks
+		c.note(slog.LevelWarn, "fewer than T live committee members for the statistics aggregate; asking again", slog.Int("attempt", c.attempt),
+			slog.Int("threshold", c.cfg.SecureAggregation.Threshold))
+		return
+	}
 	purpose := c.dec.purpose
 	c.dec = nil
 	c.phase = purpose
@@ -395,9 +504,20 @@ func (c *Core) retryDecrypt() {
 		c.cfg.SecureAggregation.Threshold, purpose.kind(), c.round))
 }
 
-// heSum is the running sum of one phase's encrypted results.
+// heSum is the running sum of one phase's encrypted results, with the results themselves:
+// committee members fetch them to check that the aggregate is their sum.
 type heSum struct {
-	sum *secagg.Sum
+	sum      *secagg.Sum
+	contribs []heContribution
+}
+
+// heContribution is one client's encrypted result as the coordinator keeps it until the
+// phase's aggregate is decrypted.
+type heContribution struct {
+	client      string
+	digest      [sha256.Size]byte
+	ciphertext  []byte
+	endorsement *task.Endorsement
 }
 
 func (s *heSum) add(v task.Vector) error {
@@ -411,3 +531,52 @@ func (s *heSum) add(v task.Vector) error {
 }
 
 func (s *heSum) count() int { return s.sum.Count() }
+
+// keep makes the sum that of kept alone.
+func (s *heSum) keep(kept []heContribution) error {
+	s.sum.Reset()
+	for _, k := range kept {
+		if err := s.sum.Add(k.ciphertext); err != nil {
+			return fmt.Errorf("client %s: %w", k.client, err)
+		}
+	}
+	s.contribs = kept
+	return nil
+}
+
+// addContribution adds an encrypted result to the phase's sum and keeps it, with its digest
+// and its client's signature, for the members' check.
+func (c *Core) addContribution(r task.Result) error {
+	s := c.acc.(*heSum)
+	if err := s.add(r.Sum); err != nil {
+		return err
+	}
+	s.contribs = append(s.contribs, heContribution{client: r.ClientID, digest: sha256.Sum256(r.Sum.Ciphertext), ciphertext: r.Sum.Ciphertext,
+		endorsement: r.Endorsement})
+	return nil
+}
+
+// Contributions returns, to a committee member holding a decrypt task for the aggregate q
+// names, that aggregate's contributions in the task's order, so that the member can re-add
+// them. The slices are the coordinator's own and must not be changed.
+func (c *Core) Contributions(q task.ContributionQuery) ([][]byte, error) {
+	perr := func(field string, err error) error {
+		return &ProtocolError{Client: q.ClientID, Run: q.RunID, Round: q.Round, Field: field, Err: err}
+	}
+	if q.RunID != c.cfg.ID {
+		return nil, perr("run_id", fmt.Errorf("%w: the active run is %q", ErrStale, c.cfg.ID))
+	}
+	t, ok := c.outstanding[q.ClientID]
+	if c.dec == nil || !ok || t.Kind != task.KindDecrypt {
+		return nil, perr("client_id", fmt.Errorf("%w: no decrypt task is outstanding for this client", ErrStale))
+	}
+	if q.Round != c.round || q.Purpose != c.dec.purpose.kind() || q.AggregateDigest != c.dec.digest {
+		return nil, perr("aggregate_sha256", fmt.Errorf("%w: the aggregate being decrypted is the %s aggregate of round %d, sha256 %s",
+			ErrStale, c.dec.purpose.kind(), c.round, c.dec.digest))
+	}
+	out := make([][]byte, len(c.dec.contribs))
+	for i, k := range c.dec.contribs {
+		out[i] = k.ciphertext
+	}
+	return out, nil
+}

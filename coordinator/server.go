@@ -10,6 +10,7 @@ import (
 	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/task"
 )
@@ -27,9 +28,14 @@ type ServerConfig struct {
 	// accepted result, "aggregate" when one completes its phase, "commit" and "committed"
 	// around the store's commit. Crash tests kill the process there (internal/crashpoint).
 	CrashPoint func(point string)
-	// Audit stores the hash-chained audit log of approvals, rejections and runs (nil keeps it
-	// in memory).
+	// Audit stores the hash-chained audit log of approvals, rejections and runs for a store
+	// that keeps none itself (store/mem; nil keeps it in memory). A store that does
+	// (AuditedStore: store/bolt, store/postgres) keeps it with the state, and Audit must be nil.
 	Audit audit.Store
+	// Reviewers checks approvers' signatures on decisions against the CA (the CA of the mutual
+	// TLS edge). Nil, without mutual TLS, takes no decision, and refuses to start on a log that
+	// holds one, since it could not tell a forged decision from a real one.
+	Reviewers *pki.Verifier
 	// Version is the fedprop version, for model cards.
 	Version string
 }
@@ -99,7 +105,7 @@ func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig
 		changed: make(chan struct{}),
 	}
 	var err error
-	if s.oversight, err = newOversight(ctx, cfg.Audit); err != nil {
+	if s.oversight, err = newOversight(ctx, store, cfg); err != nil {
 		return nil, err
 	}
 	if spec != nil {
@@ -145,10 +151,9 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 	} else {
 		s.log.Info("starting run", "run", cfg.ID, "rounds", cfg.Rounds, "min_clients", cfg.MinClients,
 			"strategy", cfg.Strategy.Name, "consent_tracked", spec.Schema.Consent.Tracked)
-		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
-			Reason: fmt.Sprintf("%d rounds, strategy %s, secure aggregation %s, privacy %s", cfg.Rounds, cfg.Strategy.Name, cfg.SecureAggregation.Mode, cfg.Privacy.Mechanism)}); err != nil {
-			return err
-		}
+		// Logged with the run's first record, in its transaction (flush, below).
+		s.oversight.pend(audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
+			Reason: fmt.Sprintf("%d rounds, strategy %s, secure aggregation %s, privacy %s", cfg.Rounds, cfg.Strategy.Name, cfg.SecureAggregation.Mode, cfg.Privacy.Mechanism)})
 		if !spec.Schema.Consent.Tracked {
 			s.log.Warn("the schema declares no consent column: this run's record says consent was not tracked", "run", cfg.ID)
 		}
@@ -206,36 +211,13 @@ func (s *Server) flush(ctx context.Context) error {
 	if a.Empty() {
 		return nil
 	}
-	switch {
-	case a.Commit != nil:
-		v := *a.Commit
-		v.Created = s.cfg.Now().UTC()
-		s.crashPoint("commit")
-		if err := s.store.Commit(ctx, v, *a.Run); err != nil {
-			s.fatal = fmt.Errorf("commit version %d: %w", v.Version, err)
-			return s.fatal
-		}
-		s.crashPoint("committed")
-	case a.Run != nil:
-		if err := s.store.SaveRun(ctx, *a.Run); err != nil {
-			s.fatal = fmt.Errorf("save run %s: %w", a.Run.ID, err)
-			return s.fatal
-		}
+	// The commit or run record, with the audit entries it implies, in one transaction.
+	if err := s.persist(ctx, a); err != nil {
+		s.fatal = err
+		return s.fatal
 	}
 	for _, n := range a.Notes {
 		s.log.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
-	}
-	if a.Commit != nil {
-		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionCommit,
-			Subject: subjectOf(a.Commit.Version), Reason: fmt.Sprintf("run %s round %d, candidate", a.Commit.RunID, a.Commit.Round)}); err != nil {
-			s.log.Error("audit log", "err", err)
-		}
-	}
-	if a.Run != nil && a.Run.Status.Finished() {
-		if _, err := s.oversight.record(ctx, audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStop, Subject: a.Run.ID,
-			Reason: string(a.Run.Status) + ": " + a.Run.Message}); err != nil {
-			s.log.Error("audit log", "err", err)
-		}
 	}
 	s.core.Advance()
 	close(s.changed)
@@ -483,7 +465,24 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		d.SecureAggregation.CommitteeSize = len(sa.Committee)
 		d.SecureAggregation.Threshold = sa.Threshold
 		d.SecureAggregation.MinContributors = sa.MinContributors
-		d.SecureAggregation.Parameters = secagg.DefaultParamsLiteral().String()
+		d.SecureAggregation.Parameters = describeParams(sa.Parameters)
 	}
 	return d, d.Validate()
+}
+
+// describeParams states a parameter set for the model document: its name, its parameters and
+// what its flooding noise guarantees.
+func describeParams(name string) string {
+	lit, err := secagg.PresetLiteral(name)
+	if err != nil {
+		return name
+	}
+	p, err := secagg.NewParams(lit)
+	if err != nil {
+		return name
+	}
+	if name == "" {
+		name = secagg.PresetSimulation
+	}
+	return fmt.Sprintf("%s: %s; %s", name, lit, p.Security())
 }

@@ -52,6 +52,10 @@ type RunState struct {
 	SecAgg *SecAggState `json:"secagg,omitempty"`
 	// Privacy is the differential-privacy accounting of a DP run.
 	Privacy *PrivacyState `json:"privacy,omitempty"`
+	// Decryptions records every aggregate of an he-mode run the committee was asked to
+	// decrypt, with its contributors and active sets: what `fedprop audit members` matches
+	// the members' share logs against.
+	Decryptions []DecryptionRecord `json:"decryptions,omitempty"`
 
 	LastRound     int    `json:"last_round"`
 	LatestVersion uint64 `json:"latest_version"`
@@ -88,6 +92,10 @@ type ModelVersion struct {
 	// Importance is the features' global importance from the clients' contribution sums.
 	Importance      []explain.Importance `json:"importance,omitempty"`
 	FairnessVerdict *fairness.Verdict    `json:"fairness_verdict,omitempty"`
+	// AuditHead is the audit log's head once this version's commit is logged ("SEQ:HASH",
+	// audit.Head.String), written with it: a log rewritten or cut after the commit no longer
+	// runs through that entry, which the coordinator checks at every start.
+	AuditHead string `json:"audit_head,omitempty"`
 }
 
 // Sentinel errors of the coordinator and its Store. Check them with errors.Is.

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fedprop/fedprop/client"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
@@ -34,12 +36,16 @@ type ClientStats struct {
 	CPUUser   time.Duration `json:"cpu_user_ns,omitempty"`
 	CPUSystem time.Duration `json:"cpu_system_ns,omitempty"`
 	PeakRSS   int64         `json:"peak_rss_bytes,omitempty"`
+	// PeakHeap is the peak of the clients' Go heap objects, HeapProfile a heap profile taken
+	// near it when Config.HeapProfile asked for one (the child process writes it to a file).
+	PeakHeap    uint64 `json:"peak_heap_bytes,omitempty"`
+	HeapProfile []byte `json:"-"`
 }
 
 // InProcess returns the ClientRunner that runs cfg's clients in this process (RunClients).
 func InProcess(cfg Config) ClientRunner {
-	return func(ctx context.Context, addr string) (*ClientStats, error) {
-		st, err := RunClients(ctx, cfg, addr)
+	return func(ctx context.Context, target Target) (*ClientStats, error) {
+		st, err := RunClients(ctx, cfg, target)
 		if st != nil {
 			st.InProcess = true
 		}
@@ -47,10 +53,10 @@ func InProcess(cfg Config) ClientRunner {
 	}
 }
 
-// RunClients runs cfg.Clients agents, each on its own gRPC connection to addr and its own
-// synthetic branch, until ctx ends; every goroutine and connection it started has ended when
-// it returns.
-func RunClients(ctx context.Context, cfg Config, addr string) (*ClientStats, error) {
+// RunClients runs cfg.Clients agents, each on its own gRPC connection to target (mutual TLS
+// with its own kit unless cfg.Insecure) and its own synthetic branch, until ctx ends; every
+// goroutine and connection it started has ended when it returns.
+func RunClients(ctx context.Context, cfg Config, target Target) (*ClientStats, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("load test clients: %w", err)
@@ -64,6 +70,8 @@ func RunClients(ctx context.Context, cfg Config, addr string) (*ClientStats, err
 		return nil, fmt.Errorf("load test data: %w", err)
 	}
 	rec := &recorder{}
+	heap := startHeapSampler(cfg.HeapProfile)
+	defer heap.stop()
 	var (
 		wg    sync.WaitGroup
 		conns []*grpc.ClientConn
@@ -74,16 +82,20 @@ func RunClients(ctx context.Context, cfg Config, addr string) (*ClientStats, err
 			_ = c.Close() // every call on it has returned
 		}
 	}()
+	members := map[string]bool{}
+	for _, id := range cfg.committee() {
+		members[id] = true
+	}
 	for _, b := range branches {
-		session, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}})
+		opts, err := sessionOptions(cfg, target, b.Name, members[b.Name])
 		if err != nil {
 			return nil, fmt.Errorf("load test client %s: %w", b.Name, err)
 		}
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-				MinConnectTimeout: 5 * time.Second,
-			}))
+		session, err := client.NewSession(b.Name, schema, b.Train, b.Test, opts)
+		if err != nil {
+			return nil, fmt.Errorf("load test client %s: %w", b.Name, err)
+		}
+		conn, err := dial(cfg, target, b.Name)
 		if err != nil {
 			return nil, fmt.Errorf("load test client %s: %w", b.Name, err)
 		}
@@ -102,7 +114,59 @@ func RunClients(ctx context.Context, cfg Config, addr string) (*ClientStats, err
 	if err := ctx.Err(); !errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("load test clients: %w", context.Cause(ctx))
 	}
-	return rec.stats(), nil
+	st := rec.stats()
+	st.PeakHeap = heap.stop()
+	st.HeapProfile = heap.profile()
+	return st, nil
+}
+
+// sessionOptions are a load test client's: in he mode it encrypts every sum, and a committee
+// member holds an identity key (and, over TLS, endorses its setup with its certificate's key
+// and checks the other members', as `fedprop client` does with its kit).
+func sessionOptions(cfg Config, target Target, name string, member bool) (client.SessionOptions, error) {
+	opts := client.SessionOptions{Floor: privacy.Floor{MinRecordsPlaintext: new(int)}, RequireEncryption: cfg.he()}
+	var err error
+	if target.KitDir != "" {
+		// Every encrypted result is signed with the client's certificate key, as `fedprop
+		// client` does: the coordinator's edge refuses an unsigned one over mutual TLS.
+		if opts.Signer, err = pki.LoadSigner(pki.KitFiles(target.KitDir, name)); err != nil {
+			return opts, err
+		}
+	}
+	if !member {
+		return opts, nil
+	}
+	identity, err := secagg.NewIdentity(nil)
+	if err != nil {
+		return opts, err
+	}
+	mc := client.MemberConfig{MinContributors: 2, Identity: identity}
+	if target.KitDir != "" {
+		kit := pki.KitFiles(target.KitDir, name)
+		mc.Signer = opts.Signer
+		if mc.Verifier, err = pki.LoadVerifier(kit.CA); err != nil {
+			return opts, err
+		}
+	}
+	if opts.Member, err = client.NewMember(mc); err != nil {
+		return opts, err
+	}
+	return opts, nil
+}
+
+// dial opens a client's own connection to the coordinator, with its kit unless insecure.
+func dial(cfg Config, target Target, name string) (*grpc.ClientConn, error) {
+	params := grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 5 * time.Second,
+	})
+	if cfg.Insecure {
+		return grpctransport.Dial(target.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()), params)
+	}
+	if target.KitDir == "" {
+		return nil, errors.New("no TLS kits: the load test is not insecure, and its target names no kit directory")
+	}
+	return grpctransport.DialTLS(target.Addr, pki.KitFiles(target.KitDir, name), params)
 }
 
 // timedConn measures the clients' SubmitResult calls.
@@ -118,6 +182,16 @@ func (c *timedConn) SubmitResult(ctx context.Context, r task.Result) (bool, erro
 		c.rec.add(time.Since(start), dup)
 	}
 	return dup, err
+}
+
+// FetchContributions passes a committee member's fetch of an aggregate's contributions to the
+// gRPC client (an embedded interface would hide it from the agent).
+func (c *timedConn) FetchContributions(ctx context.Context, q task.ContributionQuery, size int, each func(int, []byte) error) error {
+	src, ok := c.Coordinator.(client.ContributionSource)
+	if !ok {
+		return errors.New("the connection cannot fetch contributions")
+	}
+	return src.FetchContributions(ctx, q, size, each)
 }
 
 type recorder struct {

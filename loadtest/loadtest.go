@@ -6,11 +6,14 @@
 // coordinator's alone.
 //
 // Every client is a real agent (client.Agent) with a real session training on its own
-// synthetic records, talking to the coordinator over its own gRPC connection: what is
-// measured is what a deployment of that many branches would do, minus TLS and the network.
+// synthetic records, talking to the coordinator over its own gRPC connection, by default with
+// mutual TLS from a throwaway CA and with the edge (transport/grpc.Edge) a coordinator serves
+// behind: what is measured is what a deployment of that many branches would do, minus the
+// network.
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -51,7 +55,26 @@ type Config struct {
 	// Timeout bounds the whole run; default 30 minutes.
 	Timeout time.Duration
 	// Seed drives the synthetic data and the run.
-	Seed   uint64
+	Seed uint64
+	// Insecure serves and dials plaintext gRPC; by default every connection is mutual TLS 1.3
+	// with a certificate per client, as a deployment runs.
+	Insecure bool
+	// KitDir is a new or empty directory for the throwaway CA's kits (see Run); empty means a
+	// temporary directory that Run creates and removes. The clients read their kits from it.
+	KitDir string
+	// SecureAggregation is "none" (plaintext sums; the default) or "he" (threshold CKKS: every
+	// client encrypts, a committee of the first Committee clients holds the key).
+	SecureAggregation string
+	// Committee is the he committee's size, default 5; Threshold its T, default a majority.
+	Committee, Threshold int
+	// MaxConcurrentSubmits is the coordinator's admission limit (transport/grpc.Admission);
+	// 0 means grpctransport.DefaultMaxConcurrentSubmits.
+	MaxConcurrentSubmits int
+	// HeapProfile asks for a heap profile (pprof) taken when the live heap peaks: where the
+	// peak memory goes is what a load test is for, and a profile at the end of the run shows
+	// only what is left.
+	HeapProfile bool
+	// Logger receives the coordinator's and the clients' logs; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -78,6 +101,20 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if c.SecureAggregation == "" {
+		c.SecureAggregation = coordinator.SecAggNone
+	}
+	if c.SecureAggregation == coordinator.SecAggHE {
+		if c.Committee == 0 {
+			c.Committee = min(5, c.Clients)
+		}
+		if c.Threshold == 0 {
+			c.Threshold = c.Committee/2 + 1
+		}
+	}
+	if c.MaxConcurrentSubmits == 0 {
+		c.MaxConcurrentSubmits = grpctransport.DefaultMaxConcurrentSubmits
+	}
 	return c
 }
 
@@ -94,8 +131,32 @@ func (c Config) Validate() error {
 		return fmt.Errorf("histogram bins: must be at least 2, got %d", c.HistogramBins)
 	case c.Tick <= 0 || c.PollWait <= 0 || c.Timeout <= 0:
 		return errors.New("tick, poll wait and timeout must be positive")
+	case c.SecureAggregation != coordinator.SecAggNone && c.SecureAggregation != coordinator.SecAggHE:
+		return fmt.Errorf("secure aggregation: %q is not none or he", c.SecureAggregation)
+	case c.SecureAggregation == coordinator.SecAggHE && (c.Committee < 2 || c.Committee > c.Clients):
+		return fmt.Errorf("committee: must be in [2, clients %d], got %d", c.Clients, c.Committee)
+	case c.SecureAggregation == coordinator.SecAggHE && (c.Threshold < 2 || c.Threshold > c.Committee):
+		return fmt.Errorf("threshold: must be in [2, committee %d], got %d", c.Committee, c.Threshold)
+	case c.MaxConcurrentSubmits < 1:
+		return fmt.Errorf("max concurrent submits: must be at least 1, got %d", c.MaxConcurrentSubmits)
 	}
 	return nil
+}
+
+// he reports whether the run aggregates under homomorphic encryption.
+func (c Config) he() bool { return c.SecureAggregation == coordinator.SecAggHE }
+
+// committee is the names of the he committee's members: the first Committee branches.
+func (c Config) committee() []string {
+	if !c.he() {
+		return nil
+	}
+	sc := c.synthConfig()
+	out := make([]string, c.Committee)
+	for i := range out {
+		out[i] = synth.BranchName(sc, i)
+	}
+	return out
 }
 
 // synthConfig is the synthetic federation: one branch per client.
@@ -116,13 +177,25 @@ func (c Config) schema() (*dataset.Schema, []byte, error) {
 	return s, doc, nil
 }
 
-// ClientRunner runs the load's clients against the coordinator at addr until ctx ends, and
+// Target is the coordinator a load's clients connect to.
+type Target struct {
+	// Addr is its loopback address.
+	Addr string
+	// KitDir holds the clients' TLS kits, one per client named as it (pki.KitFiles); empty
+	// when the load test is insecure.
+	KitDir string
+}
+
+// ClientRunner runs the load's clients against the coordinator at target until ctx ends, and
 // then returns what it measured (nil when it measures nothing).
-type ClientRunner func(ctx context.Context, addr string) (*ClientStats, error)
+type ClientRunner func(ctx context.Context, target Target) (*ClientStats, error)
 
 // Report is what one load test measured.
 type Report struct {
 	Clients, Rounds int
+	// TLS is true when every connection was mutual TLS; SecureAggregation is "none" or "he".
+	TLS               bool
+	SecureAggregation string
 	// ClientsInProcess is true when the clients ran in this process, so that CPU and memory
 	// include theirs.
 	ClientsInProcess bool
@@ -139,9 +212,12 @@ type Report struct {
 	// CPUUser and CPUSystem are this process's CPU time during the run (getrusage).
 	CPUUser, CPUSystem time.Duration
 	// PeakRSS is this process's peak resident set size (getrusage ru_maxrss; over the
-	// process's whole life), PeakHeap the peak of live Go heap objects sampled during the run.
-	PeakRSS  int64
-	PeakHeap uint64
+	// process's whole life), PeakHeap the peak of Go heap objects (live, and dead ones not yet
+	// swept) sampled during the run, PeakStacks that of goroutine stacks: a client's
+	// connection and its waiting long poll each hold goroutines of their own.
+	PeakRSS    int64
+	PeakHeap   uint64
+	PeakStacks uint64
 	// Contributors is the smallest number of clients any round aggregated.
 	Contributors int
 	// Results is the number of results the committed versions and the run record say the
@@ -149,6 +225,11 @@ type Report struct {
 	Results int
 	// Client holds what the clients measured, when they ran in this process.
 	Client *ClientStats
+	// Admission is what the coordinator's admission control did with the results.
+	Admission grpctransport.AdmissionStats
+	// HeapProfile is the heap profile (pprof format) taken near the live heap's peak, when
+	// Config.HeapProfile asked for one.
+	HeapProfile []byte `json:"-"`
 }
 
 // Run starts a coordinator for cfg on a loopback port, runs the clients with clients, and
@@ -171,16 +252,46 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 		// The load generator's clients hold tens of synthetic rows: it measures the
 		// coordinator, and opts out of the plaintext minimum to do so.
 		MinRecordsPlaintext: new(int),
-	}.WithDefaults()
+	}
+	if cfg.he() {
+		rc.SecureAggregation = coordinator.SecureAggregationConfig{Mode: coordinator.SecAggHE, Committee: cfg.committee(),
+			Threshold: cfg.Threshold, MinContributors: 2}
+	}
+	rc = rc.WithDefaults()
 	if err := rc.Validate(); err != nil {
 		return Report{}, fmt.Errorf("load test run: %w", err)
+	}
+	adm, err := grpctransport.NewAdmission(cfg.MaxConcurrentSubmits)
+	if err != nil {
+		return Report{}, fmt.Errorf("load test: %w", err)
+	}
+	edge := grpctransport.Edge{Admission: adm, MaxRecvMsgBytes: maxMessageBytes, Logger: cfg.Logger}
+	target := Target{}
+	if !cfg.Insecure {
+		// Made before the measurement starts: a deployment's kits exist before its coordinator.
+		dir, cleanup, err := makeKitDir(cfg.KitDir)
+		if err != nil {
+			return Report{}, err
+		}
+		defer cleanup()
+		if err := writeKits(dir, cfg); err != nil {
+			return Report{}, err
+		}
+		if edge.TLS, err = serverTLS(dir); err != nil {
+			return Report{}, err
+		}
+		target.KitDir = dir
+	}
+	edgeOpts, err := edge.ServerOptions()
+	if err != nil {
+		return Report{}, fmt.Errorf("load test: %w", err)
 	}
 
 	usage0, err := getrusage()
 	if err != nil {
 		return Report{}, err
 	}
-	heap := startHeapSampler()
+	heap := startHeapSampler(cfg.HeapProfile)
 	defer heap.stop()
 	start := time.Now()
 	store := newTimingStore(mem.New(), start)
@@ -194,7 +305,8 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	if err != nil {
 		return Report{}, fmt.Errorf("load test: listen: %w", err)
 	}
-	gs := grpctransport.NewGRPCServer(srv, "loadtest-coordinator", nil)
+	gs := grpctransport.NewGRPCServer(srv, coordinatorName, nil, edgeOpts...)
+	target.Addr = lis.Addr().String()
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -204,7 +316,7 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	var cstats *ClientStats
 	eg.Go(func() error {
 		var err error
-		cstats, err = clients(egctx, lis.Addr().String())
+		cstats, err = clients(egctx, target)
 		return err
 	})
 	eg.Go(func() error {
@@ -229,14 +341,21 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	}
 	rep := store.report()
 	rep.Clients, rep.Rounds = cfg.Clients, cfg.Rounds
+	rep.TLS, rep.SecureAggregation = !cfg.Insecure, cfg.SecureAggregation
+	rep.Admission = adm.Stats()
 	rep.CPUUser = usage1.user - usage0.user
 	rep.CPUSystem = usage1.system - usage0.system
 	rep.PeakRSS = usage1.maxRSS
 	rep.PeakHeap = heap.stop()
+	rep.PeakStacks = heap.stacks()
+	rep.HeapProfile = heap.profile()
 	rep.Client = cstats
 	rep.ClientsInProcess = cstats != nil && cstats.InProcess
 	return rep, nil
 }
+
+// maxMessageBytes is the edge's request limit, as `fedprop coordinator` sets it by default.
+const maxMessageBytes = 16 << 20
 
 // timingStore records when the run's phases end, and signals when the run completes.
 type timingStore struct {
@@ -325,25 +444,40 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(max(rank, 1), len(s))-1]
 }
 
-// heapSampler samples the live Go heap every 10ms and keeps the peak.
+// heapSampler samples the Go heap and goroutine stacks every 10ms and keeps their peaks, and,
+// when asked, a heap profile taken whenever the heap's peak grows by a tenth.
 type heapSampler struct {
-	stopOnce sync.Once
-	quit     chan struct{}
-	done     chan struct{}
-	peak     uint64
+	stopOnce   sync.Once
+	quit       chan struct{}
+	done       chan struct{}
+	peak       uint64
+	peakStacks uint64
+	prof       []byte
 }
 
-func startHeapSampler() *heapSampler {
+func startHeapSampler(withProfile bool) *heapSampler {
 	h := &heapSampler{quit: make(chan struct{}), done: make(chan struct{})}
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	go func() {
 		defer close(h.done)
 		t := time.NewTicker(10 * time.Millisecond)
 		defer t.Stop()
+		var profiled uint64
+		var buf bytes.Buffer
 		for {
 			metrics.Read(sample)
 			if sample[0].Value.Kind() == metrics.KindUint64 {
 				h.peak = max(h.peak, sample[0].Value.Uint64())
+			}
+			if sample[1].Value.Kind() == metrics.KindUint64 {
+				h.peakStacks = max(h.peakStacks, sample[1].Value.Uint64())
+			}
+			if withProfile && h.peak > profiled+profiled/10 {
+				profiled = h.peak
+				buf.Reset()
+				if err := pprof.Lookup("heap").WriteTo(&buf, 0); err == nil {
+					h.prof = slices.Clone(buf.Bytes())
+				}
 			}
 			select {
 			case <-h.quit:
@@ -361,3 +495,9 @@ func (h *heapSampler) stop() uint64 {
 	<-h.done
 	return h.peak
 }
+
+// stacks is the peak of goroutine stacks; call it after stop.
+func (h *heapSampler) stacks() uint64 { return h.peakStacks }
+
+// profile is the last heap profile taken (nil when none was asked for); call it after stop.
+func (h *heapSampler) profile() []byte { return h.prof }

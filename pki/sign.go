@@ -118,6 +118,13 @@ func LoadVerifier(path string) (*Verifier, error) {
 	return &Verifier{roots: pool, now: time.Now}, nil
 }
 
+// At returns a verifier that checks certificates' validity at t instead of now: a statement
+// recorded when it was made (an approval in the audit log) stays verifiable after the
+// signer's certificate has expired.
+func (v *Verifier) At(t time.Time) *Verifier {
+	return &Verifier{roots: v.roots, now: func() time.Time { return t }}
+}
+
 // Verify checks that s signs the statement made of parts under domain with a certificate the
 // CA issued, and returns who signed it. want, when its Name or Role is set, is the identity the
 // signer must have.

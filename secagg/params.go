@@ -377,3 +377,30 @@ func (p Params) MaxContributors() int { return p.lit.MaxContributors }
 
 // DecryptionBudget is the number of ciphertexts a member decrypts under one collective key.
 func (p Params) DecryptionBudget() int { return p.lit.DecryptionBudget }
+
+// Presets lists the named parameter sets, the default first.
+func Presets() []string { return []string{PresetSimulation, PresetKeyRecovery} }
+
+// PresetOf names the parameter set a byte string of this package (a collective public key, a
+// ciphertext) was made under, from the fingerprint in its header, and returns those
+// parameters. A client uses it to see which guarantee a key it is handed carries before it
+// encrypts anything under it; bytes made under unnamed parameters are ErrParamsMismatch.
+func PresetOf(data []byte) (string, Params, error) {
+	if len(data) < headerSize || string(data[0:4]) != wireMagic {
+		return "", Params{}, fmt.Errorf("%w: not a secure-aggregation value", ErrMalformed)
+	}
+	for _, name := range Presets() {
+		lit, err := PresetLiteral(name)
+		if err != nil {
+			return "", Params{}, err
+		}
+		p, err := NewParams(lit)
+		if err != nil {
+			return "", Params{}, err
+		}
+		if [8]byte(data[8:16]) == p.id {
+			return name, p, nil
+		}
+	}
+	return "", Params{}, fmt.Errorf("%w: made under parameters %x, which are none of %v", ErrParamsMismatch, data[8:16], Presets())
+}

@@ -145,3 +145,26 @@ func TestEncryptRefusesValuesThatCouldWrap(t *testing.T) {
 		}
 	})
 }
+
+// TestPresetOfReadsTheKeysParameters: a client learns from a collective key's own header which
+// parameter set, and so which guarantee, it carries.
+func TestPresetOfReadsTheKeysParameters(t *testing.T) {
+	for _, name := range Presets() {
+		lit, err := PresetLiteral(name)
+		require.NoError(t, err)
+		p, err := NewParams(lit)
+		require.NoError(t, err)
+		c := setupCommittee(t, p, 3, 2, 90)
+		got, gp, err := PresetOf(c.publicKey)
+		require.NoError(t, err)
+		assert.Equal(t, name, got)
+		assert.Equal(t, lit, gp.Literal())
+	}
+	other, err := NewParams(ParamsLiteral{LogN: 13, LogQ: []int{50, 50, 50, 50}, LogDefaultScale: 120, LogDecodePrecision: 28})
+	require.NoError(t, err)
+	c := setupCommittee(t, other, 3, 2, 91)
+	_, _, err = PresetOf(c.publicKey)
+	assert.ErrorIs(t, err, ErrParamsMismatch)
+	_, _, err = PresetOf([]byte("short"))
+	assert.ErrorIs(t, err, ErrMalformed)
+}

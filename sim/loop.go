@@ -100,7 +100,8 @@ func (d *driver) loop(ctx context.Context) error {
 			for k := range part {
 				j := &part[k]
 				d.answered[j.t.ID] = true
-				if errors.Is(j.err, client.ErrDeclined) && j.t.Kind != task.KindKeygen && j.t.Kind != task.KindDecrypt {
+				if errors.Is(j.err, client.ErrDeclined) && j.t.Kind != task.KindKeygen && j.t.Kind != task.KindDecrypt ||
+					errors.Is(j.err, client.ErrRefused) && j.t.Kind == task.KindDecrypt { // as the agent does
 					j.result, j.err = client.Refusal(d.sessions[j.i].ID(), j.t, j.err), nil
 					d.refused++
 				}

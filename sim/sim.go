@@ -362,7 +362,7 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 		// opt-out included), so that the coordinator's rule is what a simulation shows.
 		minPlain := cfg.Run.MinRecords()
 		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now, Random: seededReader(cfg.Seed, uint64(i), 1),
-			Floor: privacy.Floor{MinRecordsPlaintext: &minPlain},
+			Floor: privacy.Floor{MinRecordsPlaintext: &minPlain}, Parameters: simParameters(sa),
 			// Very many small clients keep nothing but their records between tasks.
 			NoEncodingCache: len(world.Clients) > 1000}
 		train := c.Train
@@ -383,7 +383,7 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 					return nil, fmt.Errorf("simulate: %w", err)
 				}
 				m, err := client.NewMember(client.MemberConfig{MinContributors: sa.MinContributors, Identity: identity,
-					Random: seededReader(cfg.Seed, uint64(i), 3)})
+					Random: seededReader(cfg.Seed, uint64(i), 3), Parameters: simParameters(sa)})
 				if err != nil {
 					return nil, fmt.Errorf("simulate: %w", err)
 				}
@@ -450,6 +450,15 @@ func clientsBelow(w *World, n int) int {
 		}
 	}
 	return k
+}
+
+// simParameters is what the simulated clients accept: the run's parameter set, whichever it
+// is (a simulation studies the configured run, not a client's refusal of it).
+func simParameters(sa coordinator.SecureAggregationConfig) []string {
+	if sa.Parameters == "" {
+		return nil
+	}
+	return []string{sa.Parameters}
 }
 
 // poisoner is a malicious client's last step: it corrupts its train update as the attack says.

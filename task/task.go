@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
@@ -91,14 +92,23 @@ type Task struct {
 
 // Vector is a summable quantity: plaintext values, or a ciphertext of Length values.
 type Vector struct {
-	Plain      []float64
+	Plain []float64
+	// Index, when not nil, makes a plaintext vector sparse: Plain[k] is its value at position
+	// Index[k] (strictly increasing, each below Length) and every other position holds 0. A
+	// coordinator receives an evaluation result this way (a small client fills a few dozen of
+	// its thousands of histogram bins) and adds it without ever spelling out its zeros.
+	Index      []uint32
 	Ciphertext []byte
 	Length     int
 }
 
+// ErrSparse marks a sparse vector whose indices are out of order, beyond its length, or not
+// one per value.
+var ErrSparse = errors.New("invalid sparse vector")
+
 // Len is the number of values the vector carries.
 func (v Vector) Len() int {
-	if v.Ciphertext != nil {
+	if v.Ciphertext != nil || v.Index != nil {
 		return v.Length
 	}
 	return len(v.Plain)
@@ -106,18 +116,56 @@ func (v Vector) Len() int {
 
 // Bytes is the payload size on the wire, for the client's log and the simulator's accounting.
 func (v Vector) Bytes() int {
-	if v.Ciphertext != nil {
+	switch {
+	case v.Ciphertext != nil:
 		return len(v.Ciphertext)
+	case v.Index != nil:
+		return 12 * len(v.Plain)
 	}
 	return 8 * len(v.Plain)
 }
 
 // CheckFinite reports the first NaN or infinite plaintext value.
 func (v Vector) CheckFinite() error {
-	for i, x := range v.Plain {
+	for k, x := range v.Plain {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
+			i := k
+			if v.Index != nil && k < len(v.Index) {
+				i = int(v.Index[k])
+			}
 			return fmt.Errorf("value %d is %v", i, x)
 		}
+	}
+	return nil
+}
+
+// AddTo adds the plaintext vector into dst, which must have its length: the sum that
+// aggregation needs, and, into zeros, its plain form. A sparse vector touches only its listed
+// positions; one whose indices do not fit (ErrSparse), or a vector of another length, leaves
+// dst unchanged and returns an error.
+func (v Vector) AddTo(dst []float64) error {
+	if v.Ciphertext != nil {
+		return errors.New("add vector: an encrypted vector has no plaintext to add")
+	}
+	if v.Len() != len(dst) {
+		return fmt.Errorf("add vector: length %d, want %d", v.Len(), len(dst))
+	}
+	if v.Index == nil {
+		for i, x := range v.Plain {
+			dst[i] += x
+		}
+		return nil
+	}
+	if len(v.Index) != len(v.Plain) {
+		return fmt.Errorf("add vector: %w: %d indices for %d values", ErrSparse, len(v.Index), len(v.Plain))
+	}
+	for k, i := range v.Index {
+		if int64(i) >= int64(len(dst)) || k > 0 && i <= v.Index[k-1] {
+			return fmt.Errorf("add vector: %w: index %d (entry %d) is not above the previous one and below the length %d", ErrSparse, i, k, len(dst))
+		}
+	}
+	for k, i := range v.Index {
+		dst[i] += v.Plain[k]
 	}
 	return nil
 }
@@ -137,8 +185,9 @@ type Result struct {
 	// DecryptionShare answers a decrypt task.
 	DecryptionShare []byte
 	// Endorsement answers keygen step 1 with the member's signature over its identity key and
-	// public-key share, and step 3 with its signature over the collective key (nil where
-	// members have no certificates).
+	// public-key share, and step 3 with its signature over the collective key; an encrypted
+	// stats, train or evaluate result with the client's signature over its ciphertext
+	// (ContributionStatement). Nil where parties have no certificates.
 	Endorsement *Endorsement
 	// Refusal, when set, says why the client declined the task (its privacy floor, for
 	// example); such a result carries no sum and counts for nothing.
@@ -246,6 +295,10 @@ type KeygenSpec struct {
 	// PublicKeyShares are every member's step-1 shares in point order (step 3), from which
 	// members compute the collective key they endorse.
 	PublicKeyShares [][]byte
+	// Parameters names the secure-aggregation parameter set (secagg.PresetLiteral) the
+	// committee's key is made under; empty means the default. A member makes its key share
+	// only under a set its own configuration accepts.
+	Parameters string
 }
 
 // CollectiveKey says which committee setup made a task's public key, with the members'
@@ -271,6 +324,45 @@ type DecryptSpec struct {
 	// were asked for: members check that the sum carries at least their floor's noise.
 	DP    *DPSpec
 	Noise *ReleaseNoise
+	// Contributions are the results the aggregate sums, in the order the coordinator added
+	// them: each client's id, the SHA-256 of its ciphertext and its signature over that hash
+	// (ContributionStatement). Members check the signatures and the contributor sets, fetch
+	// the ciphertexts (a ContributionQuery) and re-add them before they help decrypt.
+	Contributions []Contribution
+}
+
+// Contribution is one client's encrypted result as an aggregate's decrypt task lists it.
+type Contribution struct {
+	ClientID string `json:"client_id"`
+	// Digest is the SHA-256 of the ciphertext the client submitted.
+	Digest []byte `json:"digest"`
+	// Endorsement is the client's signature, by its certificate's key, over
+	// ContributionStatement; nil where clients have no certificates.
+	Endorsement *Endorsement `json:"endorsement,omitempty"`
+}
+
+// ContributionDomain separates a client's signature over its ciphertext from every other
+// statement a certificate key signs.
+const ContributionDomain = "fedprop/contribution/v1"
+
+// ContributionStatement is what a client signs for each ciphertext it submits: the run, the
+// round and the purpose (stats, train or evaluate) it answers, and the SHA-256 of the
+// ciphertext. Binding all four means a signed ciphertext counts only in the aggregate it was
+// made for: the coordinator cannot move it to another round or another kind of sum.
+func ContributionStatement(run string, round int, purpose Kind, digest []byte) [][]byte {
+	return [][]byte{[]byte(run), []byte(strconv.Itoa(round)), []byte(purpose.String()), digest}
+}
+
+// ContributionQuery asks the coordinator for the ciphertexts of the aggregate a member was
+// asked to help decrypt: the member (ClientID), the run, round and purpose of the aggregate,
+// and its digest (secagg.Digest), so that the coordinator serves exactly that aggregate's
+// contributions, in the decrypt task's order.
+type ContributionQuery struct {
+	ClientID        string
+	RunID           string
+	Round           int
+	Purpose         Kind
+	AggregateDigest string
 }
 
 // Differential-privacy mechanisms a train task can ask for.

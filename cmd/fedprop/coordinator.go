@@ -8,16 +8,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/crashpoint"
+	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/store/postgres"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
@@ -40,9 +39,9 @@ type coordinatorConfig struct {
 	// service, since the coordinator then reads no file on a caller's behalf. The start-up
 	// run's run.schema above is this file's own path and is read from wherever it points.
 	SchemaDir string `yaml:"schema_dir"`
-	// AuditLog is the hash-chained audit log of runs, commits, approvals and rejections;
-	// empty means beside the embedded store (STORE.audit.jsonl), or fedprop-audit.jsonl with
-	// a PostgreSQL store.
+	// AuditLog named the audit log file of an older fedprop. The log now lives in the store,
+	// written with the state it records, so the key is refused with a message that says so
+	// rather than silently ignored.
 	AuditLog string `yaml:"audit_log"`
 	// Security is the network edge: insecure, tls.*, max_message_bytes, rate_limit.* (ca.go).
 	Security coordinatorSecurity `yaml:",inline"`
@@ -208,6 +207,9 @@ func specLoader(schemaDir string) grpctransport.SpecLoader {
 
 // validate checks the coordinator's own settings before anything starts.
 func (c coordinatorConfig) validate() error {
+	if c.AuditLog != "" {
+		return fmt.Errorf("%w: audit_log: the audit log now lives in the store (store), written with the state it records: remove this key; fedprop audit export writes the log to a file", coordinator.ErrBadConfig)
+	}
 	if c.Tick <= 0 {
 		// time.NewTicker panics on it.
 		return fmt.Errorf("%w: tick: must be a positive duration, got %v", coordinator.ErrBadConfig, c.Tick)
@@ -245,13 +247,20 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 	if err != nil {
 		return err
 	}
+	// Decisions are signed by approvers' certificate keys and checked against the edge's CA.
+	var reviewers *pki.Verifier
+	if !cfg.Security.Insecure {
+		if reviewers, err = pki.LoadVerifier(cfg.Security.TLS.CA); err != nil {
+			return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+		}
+	}
 	store, ctx, err := openStore(ctx, log, cfg.Store, cfg.ID)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log, CrashPoint: crash,
-		Audit: audit.NewFileStore(auditLogPath(cfg)), Version: version})
+		Reviewers: reviewers, Version: version})
 	if err != nil {
 		return err
 	}
@@ -276,15 +285,4 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 		return nil
 	}
 	return err
-}
-
-// auditLogPath is where the audit log lives: audit_log, or beside the embedded store.
-func auditLogPath(cfg coordinatorConfig) string {
-	switch {
-	case cfg.AuditLog != "":
-		return cfg.AuditLog
-	case strings.HasPrefix(cfg.Store, "postgres://"), strings.HasPrefix(cfg.Store, "postgresql://"):
-		return "fedprop-audit.jsonl"
-	}
-	return cfg.Store + ".audit.jsonl"
 }

@@ -114,6 +114,7 @@ global model that model owners pull with its metrics.`,
 		newPrivacyCmd(g),
 		newCACmd(g),
 		newAuditCmd(g),
+		newStoreCmd(g),
 		newLoadtestCmd(g),
 	)
 	return root

@@ -9,6 +9,7 @@ import (
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/secagg"
 )
 
 // clientSecAggConfig is the client's side of secure aggregation.
@@ -26,6 +27,10 @@ type clientSecAggConfig struct {
 	// committee made of them alone. Needs the TLS kit's CA to check the endorsements.
 	Committee    []string `yaml:"committee"`
 	MinThreshold int      `yaml:"min_threshold"`
+	// Parameters lists the parameter sets this client encrypts under and, as a member, makes
+	// key material under (default: only "simulation"; add "key-recovery" to take part in
+	// runs that chose the lighter set).
+	Parameters []string `yaml:"parameters"`
 	// StateDir keeps the identity key, key material and the client's privacy ledger (mode
 	// 0600) across restarts; every client uses it for its ledger, members also for their keys.
 	// Empty means fedprop-client-state/<id>.
@@ -45,6 +50,11 @@ func (c clientSecAggConfig) validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("secure_aggregation.state_dir: required (the client's privacy ledger, and a member's key material, live there)"))
 	}
+	for _, name := range c.Parameters {
+		if _, err := secagg.PresetLiteral(name); err != nil {
+			errs = append(errs, fmt.Errorf("secure_aggregation.parameters: %q is not one of %v", name, secagg.Presets()))
+		}
+	}
 	if len(c.Committee) > 0 && c.MinThreshold < 2 {
 		errs = append(errs, fmt.Errorf("secure_aggregation.min_threshold: must be at least 2 with a pinned committee, got %d", c.MinThreshold))
 	}
@@ -59,13 +69,20 @@ func (c clientSecAggConfig) validate() error {
 
 // sessionOptions builds the session's secure-aggregation parts.
 func (c clientSecAggConfig) sessionOptions(floor privacy.Floor, kit pki.TLSFiles, log *slog.Logger) (client.SessionOptions, error) {
-	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE, Floor: floor}
+	opts := client.SessionOptions{RequireEncryption: c.Mode == coordinator.SecAggHE, Floor: floor, Parameters: c.Parameters}
 	dir := client.StateDir(c.StateDir)
 	saved, err := dir.Privacy()
 	if err != nil {
 		return opts, err
 	}
 	opts.PrivacyState, opts.PersistPrivacy = saved, dir.SavePrivacy
+	if kit.Set() {
+		// Every encrypted result is signed with the client's certificate key, so that committee
+		// members can check an aggregate is the sum of what clients sent.
+		if opts.Signer, err = pki.LoadSigner(kit); err != nil {
+			return opts, err
+		}
+	}
 	switch {
 	case len(c.Committee) > 0 && !kit.Set():
 		return opts, fmt.Errorf("%w: secure_aggregation.committee: checking the committee's endorsements needs the TLS kit's CA (tls.ca); this client dials in plaintext", coordinator.ErrBadConfig)
@@ -89,13 +106,16 @@ func (c clientSecAggConfig) sessionOptions(floor privacy.Floor, kit pki.TLSFiles
 	if err != nil {
 		return opts, err
 	}
-	mc := client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: key, Persist: dir.SaveMember, Floor: floor}
+	shares, err := dir.ShareLog()
+	if err != nil {
+		return opts, err
+	}
+	mc := client.MemberConfig{MinContributors: c.MinContributors, Identity: identity, Saved: key, Persist: dir.SaveMember, Floor: floor,
+		ShareLog: shares, LogShare: dir.AppendShare, Parameters: c.Parameters}
 	if kit.Set() {
 		// The member vouches for its identity key with its own certificate and checks every
 		// other member's: a coordinator cannot slip in a key of its own.
-		if mc.Signer, err = pki.LoadSigner(kit); err != nil {
-			return opts, err
-		}
+		mc.Signer = opts.Signer
 		if mc.Verifier, err = pki.LoadVerifier(kit.CA); err != nil {
 			return opts, err
 		}

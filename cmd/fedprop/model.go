@@ -14,10 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/export"
 	"github.com/fedprop/fedprop/modelcard"
 	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/pki"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -148,14 +150,21 @@ func newModelCmd(g *globals) *cobra.Command {
 	review := func(approve bool) *cobra.Command {
 		var reason string
 		var override bool
-		use, short := "reject VERSION --reason TEXT", "Reject a candidate version (needs the approver role)"
+		use, short := "reject VERSION --reason TEXT", "Reject a candidate version (needs the approver role; signed with the approver's key)"
 		if approve {
-			use, short = "approve VERSION --reason TEXT", "Approve a candidate version for release (needs the approver role)"
+			use, short = "approve VERSION --reason TEXT", "Approve a candidate version for release (needs the approver role; signed with the approver's key)"
 		}
 		c := &cobra.Command{
 			Use:   use,
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Long: short + `.
+
+The decision is signed on this machine with the private key of the approver's certificate
+(--tls-key), over the decision, the version, the version's content hash (fetched from the
+coordinator first) and the reason; the coordinator checks the signature against the CA, and that
+the signer is the approver calling, and keeps it with the decision in the audit log, where
+fedprop audit verify checks it again.`,
+			Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				v, err := parseVersion(args[0])
 				if err != nil || v == 0 {
@@ -164,22 +173,31 @@ func newModelCmd(g *globals) *cobra.Command {
 				if reason == "" {
 					return usagef("--reason is required: every decision is recorded with its reason")
 				}
+				if missing := dialer.files.Missing(); len(missing) > 0 {
+					return usagef("%s: required: a decision is signed with the key of the approver's own certificate (an approver's kit from fedprop ca issue)",
+						strings.Join(missing, ", "))
+				}
+				signer, err := pki.LoadSigner(dialer.files)
+				if err != nil {
+					return usagef("%v", err)
+				}
 				conn, err := dialer.dial(cmd, g, addr)
 				if err != nil {
 					return err
 				}
 				defer conn.Close()
-				oc := grpctransport.NewOversightClient(conn)
-				var r grpctransport.Review
+				action := audit.ActionReject
 				if approve {
-					r, err = oc.Approve(cmd.Context(), v, reason, override)
-				} else {
-					r, err = oc.Reject(cmd.Context(), v, reason)
+					action = audit.ActionApprove
+					if override {
+						action = audit.ActionOverride
+					}
 				}
+				r, err := grpctransport.NewOversightClient(conn).Decide(cmd.Context(), signer, action, v, reason)
 				if err != nil {
 					return fmt.Errorf("review version %d at %s: %w", v, addr, err)
 				}
-				fmt.Fprintf(g.stdout, "version %d is %s (audit entry %d, %s)\n", r.Version, r.Status, r.AuditSeq, r.AuditHash)
+				fmt.Fprintf(g.stdout, "version %d is %s, signed by %s (audit entry %d, %s)\n", r.Version, r.Status, signer.Identity(), r.AuditSeq, r.AuditHash)
 				return nil
 			},
 		}

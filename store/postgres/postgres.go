@@ -1,23 +1,28 @@
 // Package postgres is the coordinator's store on a PostgreSQL server (pgx v5): the option
 // beside the embedded bbolt store for running several coordinator replicas against one
-// database, of which one leads at a time (see Leader).
+// database, of which one leads at a time (see Leader). It is a coordinator.AuditedStore.
 //
-// Runs and versions are JSON documents (jsonb). A commit is one transaction that locks the
-// single head row (SELECT ... FOR UPDATE), applies coordinator.CheckCommit to what it read
-// under that lock, and writes the version, the run record and the new head together: two
-// replicas can never both commit a version, whatever they believe about leadership.
+// Runs, versions and audit entries are JSON documents (json, which keeps the exact bytes
+// written) each with the checksum of its canonical bytes (coordinator.RecordChecksum), verified
+// on every read. A commit is one transaction that locks the single head row (SELECT ... FOR
+// UPDATE), applies coordinator.CheckCommit to what it read under that lock, and writes the
+// version, the run record, its audit entries and the new head (latest version and audit head)
+// together: two replicas can never both commit a version, whatever they believe about
+// leadership, and the log never runs ahead of or behind the state it records.
 //
 // Every table lives in the connection's current schema (set search_path in the DSN to keep
-// several federations, or tests, apart in one database).
+// several federations, or tests, apart in one database), and nothing lives outside it, so that
+// pg_dump --schema of that schema is a complete backup, and restoring the dump gives a store
+// that opens and checks clean.
 package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 )
 
@@ -40,29 +46,54 @@ type Options struct {
 	// MaxConns bounds the store's connections (default DefaultMaxConns). The coordinator's
 	// driver writes through one; model and admin calls read through the others.
 	MaxConns int
+	// ReadOnly opens an existing store without creating anything (`fedprop store check`,
+	// `audit verify`): a schema without a store is an error, not a new store.
+	ReadOnly bool
 }
 
-// schemaSQL creates the store's tables in the current schema. It runs under a
-// transaction-scoped advisory lock, so replicas starting together do not race.
+// Format is the store format this package writes, recorded in fedprop_meta.
+const Format = "fedprop.store/v2"
+
+// migrateLockSQL serialises migrations: a transaction-scoped advisory lock, so that replicas starting
+// together do not race.
+const migrateLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('fedprop migrate ' || current_schema(), 0))`
+
+// tablesSQL says which of the store's tables exist in the current schema.
+const tablesSQL = `SELECT
+	EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'fedprop_versions'),
+	EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'fedprop_meta')`
+
+// schemaSQL creates the store's tables in the current schema.
 const schemaSQL = `
-SELECT pg_advisory_xact_lock(hashtextextended('fedprop migrate ' || current_schema(), 0));
+CREATE TABLE IF NOT EXISTS fedprop_meta (
+	id     integer PRIMARY KEY CHECK (id = 1),
+	format text NOT NULL
+);
 CREATE TABLE IF NOT EXISTS fedprop_runs (
-	id   text PRIMARY KEY,
-	seq  bigint GENERATED ALWAYS AS IDENTITY,
-	doc  jsonb NOT NULL
+	id       text PRIMARY KEY,
+	seq      bigint GENERATED ALWAYS AS IDENTITY,
+	doc      json NOT NULL,
+	checksum text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fedprop_versions (
-	version bigint PRIMARY KEY CHECK (version > 0),
-	run_id  text NOT NULL,
-	round   integer NOT NULL,
-	created timestamptz NOT NULL,
-	doc     jsonb NOT NULL
+	version  bigint PRIMARY KEY CHECK (version > 0),
+	run_id   text NOT NULL,
+	round    integer NOT NULL,
+	created  timestamptz NOT NULL,
+	doc      json NOT NULL,
+	checksum text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fedprop_audit (
+	seq      bigint PRIMARY KEY CHECK (seq > 0),
+	doc      json NOT NULL,
+	checksum text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS fedprop_head (
-	id     integer PRIMARY KEY CHECK (id = 1),
-	latest bigint NOT NULL
+	id             integer PRIMARY KEY CHECK (id = 1),
+	latest         bigint NOT NULL,
+	audit_head     text NOT NULL,
+	audit_checksum text NOT NULL
 );
-INSERT INTO fedprop_head (id, latest) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 CREATE TABLE IF NOT EXISTS fedprop_leader (
 	id     integer PRIMARY KEY CHECK (id = 1),
 	term   bigint NOT NULL,
@@ -70,15 +101,58 @@ CREATE TABLE IF NOT EXISTS fedprop_leader (
 	since  timestamptz NOT NULL
 );`
 
-// migrate creates the tables if they are missing (one transaction; without arguments pgx
-// sends the statements in one simple-protocol message).
+// emptyHead is the audit head of a new store.
+var emptyHead = audit.Head{Hash: audit.Genesis}
+
+// migrate creates the tables if they are missing, in one transaction, and refuses a schema
+// holding an older fedprop's tables.
 func migrate(ctx context.Context, c *pgx.Conn) error {
 	return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, migrateLockSQL); err != nil {
+			return fmt.Errorf("lock schema: %w", err)
+		}
+		if err := checkFormat(ctx, tx, true); err != nil {
+			return err
+		}
+		// Without arguments pgx sends the statements in one simple-protocol message.
 		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
 			return fmt.Errorf("create tables: %w", err)
 		}
-		return nil
+		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_meta (id, format) VALUES (1, $1) ON CONFLICT (id) DO NOTHING`, Format); err != nil {
+			return fmt.Errorf("create tables: %w", err)
+		}
+		h := emptyHead.String()
+		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_head (id, latest, audit_head, audit_checksum) VALUES (1, 0, $1, $2) ON CONFLICT (id) DO NOTHING`,
+			h, coordinator.RecordChecksum(coordinator.RecordHead, "", []byte(h))); err != nil {
+			return fmt.Errorf("create tables: %w", err)
+		}
+		return checkFormat(ctx, tx, false)
 	})
+}
+
+// checkFormat refuses an older fedprop's tables, a newer format, and (unless fresh is set, for
+// a schema about to be created) a schema without a store.
+func checkFormat(ctx context.Context, q pgx.Tx, fresh bool) error {
+	var versions, meta bool
+	if err := q.QueryRow(ctx, tablesSQL).Scan(&versions, &meta); err != nil {
+		return fmt.Errorf("read the schema's tables: %w", err)
+	}
+	switch {
+	case versions && !meta:
+		return fmt.Errorf("%w: its tables (fedprop_versions without fedprop_meta) keep records without checksums and no audit log: this fedprop cannot use them: keep the older fedprop for this schema, or use a new schema (search_path)", coordinator.ErrOldFormat)
+	case !meta && fresh:
+		return nil
+	case !meta:
+		return errors.New("no fedprop store in the connection's current schema (search_path)")
+	}
+	var format string
+	if err := q.QueryRow(ctx, `SELECT format FROM fedprop_meta WHERE id = 1`).Scan(&format); err != nil {
+		return fmt.Errorf("read the store's format: %w", err)
+	}
+	if format != Format {
+		return fmt.Errorf("the store's format is %q, this fedprop reads %q: written by a newer fedprop?", format, Format)
+	}
+	return nil
 }
 
 // Store is a coordinator.Store on PostgreSQL. It is safe for concurrent use.
@@ -100,7 +174,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		opts.MaxConns = DefaultMaxConns
 	}
 	p := newPool(cfg, opts.MaxConns)
-	err = p.with(ctx, func(c *pgx.Conn) error { return migrate(ctx, c) })
+	err = p.with(ctx, func(c *pgx.Conn) error {
+		if opts.ReadOnly {
+			return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error { return checkFormat(ctx, tx, false) })
+		}
+		return migrate(ctx, c)
+	})
 	if err != nil {
 		p.close()
 		return nil, fmt.Errorf("open postgres store %s: %w", Redact(dsn), err)
@@ -153,36 +232,117 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 }
 
 func putRun(ctx context.Context, tx pgx.Tx, r coordinator.RunState) error {
-	doc, err := json.Marshal(r)
+	doc, sum, err := coordinator.EncodeRun(r)
 	if err != nil {
-		return fmt.Errorf("encode run %s: %w", r.ID, err)
+		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO fedprop_runs (id, doc) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc`, r.ID, doc)
+	_, err = tx.Exec(ctx, `INSERT INTO fedprop_runs (id, doc, checksum) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, checksum = EXCLUDED.checksum`, r.ID, doc, sum)
 	if err != nil {
 		return fmt.Errorf("write run %s: %w", r.ID, err)
 	}
 	return nil
 }
 
-// SaveRun implements coordinator.Store.
-func (s *Store) SaveRun(ctx context.Context, r coordinator.RunState) error {
-	return s.write(ctx, func(tx pgx.Tx) error { return putRun(ctx, tx, r) })
+// lockHead locks the head row for the rest of tx and returns the latest version and the audit
+// head, checked against its checksum.
+func lockHead(ctx context.Context, tx pgx.Tx) (uint64, audit.Head, error) {
+	var (
+		latest       uint64
+		headDoc, sum string
+	)
+	if err := tx.QueryRow(ctx, `SELECT latest, audit_head, audit_checksum FROM fedprop_head WHERE id = 1 FOR UPDATE`).Scan(&latest, &headDoc, &sum); err != nil {
+		return 0, audit.Head{}, fmt.Errorf("lock head: %w", err)
+	}
+	h, err := decodeHead(headDoc, sum)
+	return latest, h, err
 }
 
-func decodeRun(id string, doc []byte) (coordinator.RunState, error) {
-	var r coordinator.RunState
-	if err := json.Unmarshal(doc, &r); err != nil {
-		return r, fmt.Errorf("decode run %q: %w", id, err)
+func decodeHead(doc, sum string) (audit.Head, error) {
+	if err := coordinator.VerifyRecord(coordinator.RecordHead, "", []byte(doc), sum); err != nil {
+		return audit.Head{}, err
 	}
-	return r, nil
+	h, err := audit.ParseHead(doc)
+	if err != nil {
+		return audit.Head{}, &coordinator.CorruptError{Record: coordinator.RecordHead, Reason: err.Error()}
+	}
+	return h, nil
+}
+
+// appendAudit writes entries after head, and the new head, inside tx (which holds the head
+// row's lock).
+func appendAudit(ctx context.Context, tx pgx.Tx, head audit.Head, entries []audit.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	if err := audit.Follows(head, entries); err != nil {
+		return fmt.Errorf("append audit entry %d: %w: %w", entries[0].Seq, coordinator.ErrConflict, err)
+	}
+	for _, e := range entries {
+		doc, sum, err := coordinator.EncodeEntry(e)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_audit (seq, doc, checksum) VALUES ($1, $2, $3)`, e.Seq, doc, sum); err != nil {
+			return fmt.Errorf("append audit entry %d: %w", e.Seq, err)
+		}
+	}
+	h := audit.HeadOf(entries).String()
+	_, err := tx.Exec(ctx, `UPDATE fedprop_head SET audit_head = $1, audit_checksum = $2 WHERE id = 1`,
+		h, coordinator.RecordChecksum(coordinator.RecordHead, "", []byte(h)))
+	if err != nil {
+		return fmt.Errorf("move audit head: %w", err)
+	}
+	return nil
+}
+
+// SaveRun implements coordinator.Store.
+func (s *Store) SaveRun(ctx context.Context, r coordinator.RunState) error {
+	return s.SaveRunAudited(ctx, r, nil)
+}
+
+// SaveRunAudited implements coordinator.AuditedStore.
+func (s *Store) SaveRunAudited(ctx context.Context, r coordinator.RunState, log []audit.Entry) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		if len(log) > 0 {
+			_, head, err := lockHead(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if err := appendAudit(ctx, tx, head, log); err != nil {
+				return err
+			}
+		}
+		return putRun(ctx, tx, r)
+	})
+}
+
+// AppendAudit implements coordinator.AuditedStore.
+func (s *Store) AppendAudit(ctx context.Context, log []audit.Entry) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		_, head, err := lockHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, head, log)
+	})
+}
+
+func decodeRun(id string, doc []byte, sum string) (coordinator.RunState, error) {
+	if err := coordinator.VerifyRecord(coordinator.RecordRun, id, doc, sum); err != nil {
+		return coordinator.RunState{}, err
+	}
+	return coordinator.DecodeRun(id, doc)
 }
 
 // Run implements coordinator.Store.
 func (s *Store) Run(ctx context.Context, id string) (coordinator.RunState, error) {
-	var doc []byte
+	var (
+		doc []byte
+		sum string
+	)
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT doc FROM fedprop_runs WHERE id = $1`, id).Scan(&doc)
+		return c.QueryRow(ctx, `SELECT doc, checksum FROM fedprop_runs WHERE id = $1`, id).Scan(&doc, &sum)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return coordinator.RunState{}, fmt.Errorf("run %q: %w", id, coordinator.ErrNotFound)
@@ -190,23 +350,23 @@ func (s *Store) Run(ctx context.Context, id string) (coordinator.RunState, error
 	if err != nil {
 		return coordinator.RunState{}, fmt.Errorf("read run %q: %w", id, err)
 	}
-	return decodeRun(id, doc)
+	return decodeRun(id, doc, sum)
 }
 
 // Runs implements coordinator.Store.
 func (s *Store) Runs(ctx context.Context) ([]coordinator.RunState, error) {
 	var out []coordinator.RunState
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT id, doc FROM fedprop_runs ORDER BY seq`)
+		rows, err := c.Query(ctx, `SELECT id, doc, checksum FROM fedprop_runs ORDER BY seq`)
 		if err != nil {
 			return err
 		}
 		var (
-			id  string
-			doc []byte
+			id, sum string
+			doc     []byte
 		)
-		_, err = pgx.ForEachRow(rows, []any{&id, &doc}, func() error {
-			r, err := decodeRun(id, doc)
+		_, err = pgx.ForEachRow(rows, []any{&id, &doc, &sum}, func() error {
+			r, err := decodeRun(id, doc, sum)
 			if err != nil {
 				return err
 			}
@@ -221,24 +381,33 @@ func (s *Store) Runs(ctx context.Context) ([]coordinator.RunState, error) {
 	return out, nil
 }
 
-// Commit implements coordinator.Store: one transaction that locks the head row, checks the
-// commit against what it holds, and writes the version, the run record and the new head.
+// Commit implements coordinator.Store.
 func (s *Store) Commit(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState) error {
-	doc, err := json.Marshal(v)
+	return s.CommitAudited(ctx, v, r, nil)
+}
+
+// CommitAudited implements coordinator.AuditedStore: one transaction that locks the head row,
+// checks the commit against what it holds, and writes the version, the run record, the audit
+// entries and the new head.
+func (s *Store) CommitAudited(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState, log []audit.Entry) error {
+	doc, sum, err := coordinator.EncodeVersion(v)
 	if err != nil {
-		return fmt.Errorf("encode version %d: %w", v.Version, err)
+		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx) error {
-		var latest uint64
-		if err := tx.QueryRow(ctx, `SELECT latest FROM fedprop_head WHERE id = 1 FOR UPDATE`).Scan(&latest); err != nil {
-			return fmt.Errorf("commit version %d: lock head: %w", v.Version, err)
+		latest, head, err := lockHead(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("commit version %d: %w", v.Version, err)
 		}
 		lastRound := 0
-		var runDoc []byte
-		err := tx.QueryRow(ctx, `SELECT doc FROM fedprop_runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&runDoc)
+		var (
+			runDoc []byte
+			runSum string
+		)
+		err = tx.QueryRow(ctx, `SELECT doc, checksum FROM fedprop_runs WHERE id = $1 FOR UPDATE`, r.ID).Scan(&runDoc, &runSum)
 		switch {
 		case err == nil:
-			stored, err := decodeRun(r.ID, runDoc)
+			stored, err := decodeRun(r.ID, runDoc, runSum)
 			if err != nil {
 				return err
 			}
@@ -249,64 +418,88 @@ func (s *Store) Commit(ctx context.Context, v coordinator.ModelVersion, r coordi
 		if err := coordinator.CheckCommit(latest, lastRound, v, r); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO fedprop_versions (version, run_id, round, created, doc) VALUES ($1, $2, $3, $4, $5)`,
-			v.Version, v.RunID, v.Round, v.Created, doc)
+		_, err = tx.Exec(ctx, `INSERT INTO fedprop_versions (version, run_id, round, created, doc, checksum) VALUES ($1, $2, $3, $4, $5, $6)`,
+			v.Version, v.RunID, v.Round, v.Created, doc, sum)
 		if err != nil {
 			return fmt.Errorf("commit version %d: %w", v.Version, err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE fedprop_head SET latest = $1 WHERE id = 1`, v.Version); err != nil {
 			return fmt.Errorf("commit version %d: move head: %w", v.Version, err)
 		}
+		if err := appendAudit(ctx, tx, head, log); err != nil {
+			return fmt.Errorf("commit version %d: %w", v.Version, err)
+		}
 		return putRun(ctx, tx, r)
 	})
 }
 
-func decodeVersion(doc []byte) (coordinator.ModelVersion, error) {
-	var v coordinator.ModelVersion
-	if err := json.Unmarshal(doc, &v); err != nil {
-		return v, fmt.Errorf("decode version: %w", err)
+func decodeVersion(version uint64, doc []byte, sum string) (coordinator.ModelVersion, error) {
+	if err := coordinator.VerifyRecord(coordinator.RecordVersion, coordinator.VersionKey(version), doc, sum); err != nil {
+		return coordinator.ModelVersion{}, err
 	}
-	return v, nil
+	return coordinator.DecodeVersion(version, doc)
 }
 
-func (s *Store) readVersion(ctx context.Context, what, query string, args ...any) (coordinator.ModelVersion, error) {
-	var doc []byte
+// readVersion reads one version row and returns it with its checksum.
+func (s *Store) readVersion(ctx context.Context, what, query string, args ...any) (coordinator.ModelVersion, string, error) {
+	var (
+		version uint64
+		doc     []byte
+		sum     string
+	)
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, query, args...).Scan(&doc)
+		return c.QueryRow(ctx, query, args...).Scan(&version, &doc, &sum)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return coordinator.ModelVersion{}, fmt.Errorf("%s: %w", what, coordinator.ErrNotFound)
+		return coordinator.ModelVersion{}, "", fmt.Errorf("%s: %w", what, coordinator.ErrNotFound)
 	}
 	if err != nil {
-		return coordinator.ModelVersion{}, fmt.Errorf("read %s: %w", what, err)
+		return coordinator.ModelVersion{}, "", fmt.Errorf("read %s: %w", what, err)
 	}
-	return decodeVersion(doc)
+	v, err := decodeVersion(version, doc, sum)
+	return v, sum, err
+}
+
+func (s *Store) version(ctx context.Context, version uint64) (coordinator.ModelVersion, string, error) {
+	if version == 0 || version > math.MaxInt64 {
+		return coordinator.ModelVersion{}, "", fmt.Errorf("version %d: %w", version, coordinator.ErrNotFound)
+	}
+	return s.readVersion(ctx, fmt.Sprintf("version %d", version), `SELECT version, doc, checksum FROM fedprop_versions WHERE version = $1`, version)
 }
 
 // Version implements coordinator.Store.
 func (s *Store) Version(ctx context.Context, version uint64) (coordinator.ModelVersion, error) {
-	if version == 0 || version > math.MaxInt64 {
-		return coordinator.ModelVersion{}, fmt.Errorf("version %d: %w", version, coordinator.ErrNotFound)
-	}
-	return s.readVersion(ctx, fmt.Sprintf("version %d", version), `SELECT doc FROM fedprop_versions WHERE version = $1`, version)
+	v, _, err := s.version(ctx, version)
+	return v, err
+}
+
+// ContentHash implements coordinator.AuditedStore.
+func (s *Store) ContentHash(ctx context.Context, version uint64) (string, error) {
+	_, sum, err := s.version(ctx, version)
+	return sum, err
 }
 
 // Latest implements coordinator.Store.
 func (s *Store) Latest(ctx context.Context) (coordinator.ModelVersion, error) {
-	return s.readVersion(ctx, "latest version", `SELECT doc FROM fedprop_versions ORDER BY version DESC LIMIT 1`)
+	v, _, err := s.readVersion(ctx, "latest version", `SELECT version, doc, checksum FROM fedprop_versions ORDER BY version DESC LIMIT 1`)
+	return v, err
 }
 
 // Versions implements coordinator.Store.
 func (s *Store) Versions(ctx context.Context) ([]coordinator.ModelVersion, error) {
 	var out []coordinator.ModelVersion
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, `SELECT doc FROM fedprop_versions ORDER BY version`)
+		rows, err := c.Query(ctx, `SELECT version, doc, checksum FROM fedprop_versions ORDER BY version`)
 		if err != nil {
 			return err
 		}
-		var doc []byte
-		_, err = pgx.ForEachRow(rows, []any{&doc}, func() error {
-			v, err := decodeVersion(doc)
+		var (
+			version uint64
+			doc     []byte
+			sum     string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&version, &doc, &sum}, func() error {
+			v, err := decodeVersion(version, doc, sum)
 			if err != nil {
 				return err
 			}
@@ -319,6 +512,128 @@ func (s *Store) Versions(ctx context.Context) ([]coordinator.ModelVersion, error
 		return nil, fmt.Errorf("list versions: %w", err)
 	}
 	return out, nil
+}
+
+// snapshot runs fn in a read-only transaction that sees one instant of the store.
+func (s *Store) snapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.pool.with(ctx, func(c *pgx.Conn) error {
+		return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	})
+}
+
+// AuditLog implements coordinator.AuditedStore: the entries and the head as of one instant.
+func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, audit.Head, error) {
+	var (
+		out  []audit.Entry
+		head audit.Head
+	)
+	err := s.snapshot(ctx, func(tx pgx.Tx) error {
+		var doc, sum string
+		if err := tx.QueryRow(ctx, `SELECT audit_head, audit_checksum FROM fedprop_head WHERE id = 1`).Scan(&doc, &sum); err != nil {
+			return err
+		}
+		var err error
+		if head, err = decodeHead(doc, sum); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT seq, doc, checksum FROM fedprop_audit ORDER BY seq`)
+		if err != nil {
+			return err
+		}
+		var (
+			seq  uint64
+			body []byte
+		)
+		_, err = pgx.ForEachRow(rows, []any{&seq, &body, &sum}, func() error {
+			e, err := decodeEntry(seq, body, sum)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, head, fmt.Errorf("read audit log: %w", err)
+	}
+	return out, head, nil
+}
+
+func decodeEntry(seq uint64, doc []byte, sum string) (audit.Entry, error) {
+	if err := coordinator.VerifyRecord(coordinator.RecordAudit, coordinator.EntryKey(seq), doc, sum); err != nil {
+		return audit.Entry{}, err
+	}
+	return coordinator.DecodeEntry(seq, doc)
+}
+
+// Check implements coordinator.Checker: every record against its checksum and its key, as of
+// one instant.
+func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
+	var rep coordinator.CheckReport
+	damaged := func(record string, err error) {
+		rep.Damaged = append(rep.Damaged, coordinator.Damage{Record: record, Err: err})
+	}
+	each := func(tx pgx.Tx, query string, fn func(key string, doc []byte, sum string) (string, error)) error {
+		rows, err := tx.Query(ctx, query)
+		if err != nil {
+			return err
+		}
+		var (
+			key, sum string
+			doc      []byte
+		)
+		_, err = pgx.ForEachRow(rows, []any{&key, &doc, &sum}, func() error {
+			if record, err := fn(key, doc, sum); err != nil {
+				damaged(record, err)
+			}
+			return nil
+		})
+		return err
+	}
+	err := s.snapshot(ctx, func(tx pgx.Tx) error {
+		var doc, sum string
+		if err := tx.QueryRow(ctx, `SELECT audit_head, audit_checksum FROM fedprop_head WHERE id = 1`).Scan(&doc, &sum); err != nil {
+			return err
+		}
+		var err error
+		if rep.Head, err = decodeHead(doc, sum); err != nil {
+			damaged(coordinator.RecordHead, err)
+		}
+		err = each(tx, `SELECT id, doc, checksum FROM fedprop_runs ORDER BY seq`, func(id string, doc []byte, sum string) (string, error) {
+			_, err := decodeRun(id, doc, sum)
+			if err == nil {
+				rep.Runs++
+			}
+			return coordinator.RecordName(coordinator.RecordRun, id), err
+		})
+		if err != nil {
+			return err
+		}
+		numbered := func(kind string, decode func(uint64, []byte, string) error, count *int) func(string, []byte, string) (string, error) {
+			return func(key string, doc []byte, sum string) (string, error) {
+				n, err := strconv.ParseUint(key, 10, 64)
+				if err == nil {
+					err = decode(n, doc, sum)
+				}
+				if err == nil {
+					*count++
+				}
+				return coordinator.RecordName(kind, key), err
+			}
+		}
+		err = each(tx, `SELECT version::text, doc, checksum FROM fedprop_versions ORDER BY version`, numbered(coordinator.RecordVersion,
+			func(n uint64, doc []byte, sum string) error { _, err := decodeVersion(n, doc, sum); return err }, &rep.Versions))
+		if err != nil {
+			return err
+		}
+		return each(tx, `SELECT seq::text, doc, checksum FROM fedprop_audit ORDER BY seq`, numbered(coordinator.RecordAudit,
+			func(n uint64, doc []byte, sum string) error { _, err := decodeEntry(n, doc, sum); return err }, &rep.Entries))
+	})
+	if err != nil {
+		return rep, fmt.Errorf("check store: %w", err)
+	}
+	return rep, nil
 }
 
 // IsDSN reports whether a store setting names a PostgreSQL server rather than a file: a
@@ -397,7 +712,7 @@ func (p *pool) with(ctx context.Context, fn func(c *pgx.Conn) error) error {
 	err := fn(c)
 	var pgErr *pgconn.PgError
 	reusable := !c.IsClosed() && (err == nil || errors.As(err, &pgErr) || errors.Is(err, pgx.ErrNoRows) ||
-		errors.Is(err, coordinator.ErrConflict) || errors.Is(err, ErrNotLeader))
+		errors.Is(err, coordinator.ErrConflict) || errors.Is(err, ErrNotLeader) || errors.Is(err, coordinator.ErrCorrupt))
 	p.mu.Lock()
 	if reusable && !p.closed {
 		p.idle <- c // never blocks: idle holds as many as there are slots

@@ -1,10 +1,14 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/store/postgres"
 	"github.com/fedprop/fedprop/store/postgres/pgtest"
@@ -30,9 +35,136 @@ func open(t *testing.T, dsn string) *postgres.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) coordinator.Store {
-		return open(t, pgtest.DSN(t))
+	dsns := map[coordinator.AuditedStore]string{}
+	storetest.RunAudited(t, storetest.Backend{
+		New: func(t *testing.T) coordinator.AuditedStore {
+			dsn := pgtest.DSN(t)
+			s := open(t, dsn)
+			dsns[s] = dsn
+			return s
+		},
+		Tamper: func(t *testing.T, s coordinator.AuditedStore, kind, key string, edit func([]byte) []byte) coordinator.AuditedStore {
+			where := map[string][2]string{coordinator.RecordRun: {"fedprop_runs", "id"},
+				coordinator.RecordVersion: {"fedprop_versions", "version::text"}, coordinator.RecordAudit: {"fedprop_audit", "seq::text"}}[kind]
+			table, column := where[0], where[1]
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, dsns[s])
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			var doc []byte
+			require.NoError(t, conn.QueryRow(ctx, "SELECT doc FROM "+table+" WHERE "+column+" = $1", key).Scan(&doc))
+			tag, err := conn.Exec(ctx, "UPDATE "+table+" SET doc = $1 WHERE "+column+" = $2", edit(doc), key)
+			require.NoError(t, err)
+			require.Equal(t, int64(1), tag.RowsAffected())
+			return s
+		},
 	})
+}
+
+// TestATableOfAnOlderFedpropIsRefusedClearly: a schema holding the tables of the format
+// before checksums opens with an error that says so, and is left alone.
+func TestATableOfAnOlderFedpropIsRefusedClearly(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE fedprop_versions (version bigint PRIMARY KEY, run_id text, round integer, created timestamptz, doc jsonb);
+		INSERT INTO fedprop_versions VALUES (1, 'r', 1, now(), '{"version":1}')`)
+	require.NoError(t, err)
+	_, err = postgres.Open(ctx, dsn, postgres.Options{})
+	require.ErrorIs(t, err, coordinator.ErrOldFormat)
+	assert.Contains(t, err.Error(), "store written by an older fedprop")
+	var n int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM fedprop_versions`).Scan(&n))
+	assert.Equal(t, 1, n)
+}
+
+func TestReadOnlyOpenCreatesNothing(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	_, err := postgres.Open(ctx, dsn, postgres.Options{ReadOnly: true})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no fedprop store")
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var tables int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables))
+	assert.Zero(t, tables)
+}
+
+// TestPgDumpRestoresAStoreThatChecksClean: the store's schema is its whole state, so pg_dump
+// of the schema restored into an empty database gives a store that opens, checks clean and
+// holds the same versions and audit log.
+func TestPgDumpRestoresAStoreThatChecksClean(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	pgDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("pg_dump is required under CI (it comes with the PostgreSQL client)")
+		}
+		t.Skip("skipping: pg_dump is not installed")
+	}
+	psql, err := exec.LookPath("psql")
+	require.NoError(t, err, "psql comes with pg_dump")
+	ctx := context.Background()
+	s := open(t, dsn)
+	l := audit.NewLog(nil, audit.Head{}, audit.Options{})
+	for n := uint64(1); n <= 3; n++ {
+		v, r := version(n, "r")
+		_, err := l.AppendWith(ctx, []audit.Record{{Actor: "coordinator", Action: audit.ActionCommit, Subject: audit.VersionSubject(n)}},
+			func(es []audit.Entry) error { return s.CommitAudited(ctx, v, r, es) })
+		require.NoError(t, err)
+	}
+	schema := searchPath(t, dsn)
+	dump, err := exec.CommandContext(ctx, pgDump, "--schema="+schema, "--no-owner", libpqDSN(t, dsn)).Output() // #nosec G204 -- the test's own server
+	require.NoError(t, err)
+
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	require.NoError(t, err)
+	restore := exec.CommandContext(ctx, psql, "-q", "-X", "-v", "ON_ERROR_STOP=1", libpqDSN(t, dsn)) // #nosec G204 -- as above
+	restore.Stdin = bytes.NewReader(dump)
+	out, err := restore.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	back := open(t, dsn)
+	rep, err := back.Check(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Damaged)
+	assert.Equal(t, 3, rep.Versions)
+	assert.Equal(t, l.Head(), rep.Head)
+	check, err := coordinator.CheckStore(ctx, back, nil)
+	require.NoError(t, err)
+	assert.Empty(t, check.Damaged)
+	got, err := back.Versions(ctx)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	// The restored store goes on committing.
+	v, r := version(4, "r")
+	require.NoError(t, back.Commit(ctx, v, r))
+}
+
+// searchPath returns the schema pgtest put in the DSN.
+func searchPath(t *testing.T, dsn string) string {
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	schema := u.Query().Get("search_path")
+	require.NotEmpty(t, schema)
+	return schema
+}
+
+// libpqDSN is dsn without the search_path parameter, which libpq's tools do not accept.
+func libpqDSN(t *testing.T, dsn string) string {
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 func version(n uint64, run string) (coordinator.ModelVersion, coordinator.RunState) {

@@ -33,13 +33,13 @@ type Policy map[string][]pki.Role
 // checks for every role.
 func DefaultPolicy() Policy {
 	p := Policy{}
-	for _, m := range []string{pb.ClientService_Register_FullMethodName, pb.ClientService_PollTask_FullMethodName, pb.ClientService_SubmitResult_FullMethodName} {
+	for _, m := range []string{pb.ClientService_Register_FullMethodName, pb.ClientService_PollTask_FullMethodName, pb.ClientService_SubmitResult_FullMethodName, pb.ClientService_FetchContributions_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleClient}
 	}
 	for _, m := range []string{pb.ModelService_ListModels_FullMethodName, pb.ModelService_GetModel_FullMethodName, pb.ModelService_GetModelCard_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleOwner}
 	}
-	for _, m := range []string{pb.OversightService_ApproveModel_FullMethodName, pb.OversightService_RejectModel_FullMethodName} {
+	for _, m := range []string{pb.OversightService_PrepareReview_FullMethodName, pb.OversightService_ApproveModel_FullMethodName, pb.OversightService_RejectModel_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleApprover}
 	}
 	for _, m := range []string{pb.AdminService_StartRun_FullMethodName, pb.AdminService_GetRun_FullMethodName,
@@ -72,6 +72,9 @@ type Edge struct {
 	RateLimit RateLimit
 	// MaxRecvMsgBytes bounds one request message; 0 keeps gRPC's default (4 MiB).
 	MaxRecvMsgBytes int
+	// Admission bounds the results received and decoded at once; nil means one with
+	// DefaultMaxConcurrentSubmits.
+	Admission *Admission
 	// Now is the rate limiter's clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per refused call at debug level; nil means slog.Default().
@@ -101,12 +104,21 @@ func (e Edge) ServerOptions() ([]grpc.ServerOption, error) {
 		if e.TLS.ClientAuth != tls.RequireAndVerifyClientCert || e.TLS.MinVersion < tls.VersionTLS13 {
 			return nil, fmt.Errorf("edge: the TLS configuration must require and verify client certificates over TLS 1.3 (use pki.ServerTLSConfig)")
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(e.TLS)))
+		// No read buffer of gRPC's own: the TLS connection holds each record it reads, and
+		// another 32 KiB per connection in front of it would pin 160 MiB at 5,000 clients.
+		opts = append(opts, grpc.Creds(credentials.NewTLS(e.TLS)), grpc.ReadBufferSize(0))
 	}
 	if e.MaxRecvMsgBytes > 0 {
 		opts = append(opts, grpc.MaxRecvMsgSize(e.MaxRecvMsgBytes))
 	}
-	opts = append(opts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
+	adm := e.Admission
+	if adm == nil {
+		var err error
+		if adm, err = NewAdmission(DefaultMaxConcurrentSubmits); err != nil {
+			return nil, err
+		}
+	}
+	opts = append(opts, adm.ServerOption(), grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
 	return opts, nil
 }
 

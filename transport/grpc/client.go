@@ -5,12 +5,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/fedprop/fedprop/audit"
+	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
 	"github.com/fedprop/fedprop/task"
 )
@@ -31,6 +35,8 @@ func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 // Client is the client service over gRPC; it implements client.Coordinator.
 type Client struct {
 	rpc pb.ClientServiceClient
+	// sparse records whether the coordinator's latest task said it decodes sparse sums.
+	sparse atomic.Bool
 }
 
 // NewClient wraps a connection.
@@ -66,12 +72,13 @@ func (c *Client) PollTask(ctx context.Context, clientID string, wait time.Durati
 	if err != nil {
 		return task.Task{}, false, fmt.Errorf("task from coordinator: %w", err)
 	}
+	c.sparse.Store(resp.GetTask().GetSparseResults())
 	return t, true, nil
 }
 
 // SubmitResult implements client.Coordinator.
 func (c *Client) SubmitResult(ctx context.Context, r task.Result) (bool, error) {
-	resp, err := c.rpc.SubmitResult(ctx, resultToProto(r))
+	resp, err := c.rpc.SubmitResult(ctx, resultToProto(r, c.sparse.Load()))
 	if err != nil {
 		return false, fromStatus(err)
 	}
@@ -196,20 +203,55 @@ type Review struct {
 	AuditHash string
 }
 
-// Approve releases version; override approves one the fairness policy flagged.
-func (c *OversightClient) Approve(ctx context.Context, version uint64, reason string, override bool) (Review, error) {
-	r, err := c.rpc.ApproveModel(ctx, &pb.ReviewRequest{Version: version, Reason: reason, Override: override})
+// PrepareReview asks what a decision on version signs: its content hash, and where it stands.
+func (c *OversightClient) PrepareReview(ctx context.Context, version uint64) (coordinator.ReviewSubject, error) {
+	r, err := c.rpc.PrepareReview(ctx, &pb.PrepareReviewRequest{Version: version})
+	if err != nil {
+		return coordinator.ReviewSubject{}, fromStatus(err)
+	}
+	return coordinator.ReviewSubject{Version: r.GetVersion(), ContentHash: r.GetContentHash(), Status: r.GetStatus(), Flagged: r.GetFlagged()}, nil
+}
+
+// Decide makes a decision on version and sends it: it fetches the version's content hash,
+// signs the decision with signer (the approver's own certificate key, the one this connection
+// authenticates with) and sends it. action is audit.ActionApprove, ActionOverride (an
+// approval of a version the fairness policy flagged) or ActionReject.
+func (c *OversightClient) Decide(ctx context.Context, signer *pki.Signer, action audit.Action, version uint64, reason string) (Review, error) {
+	subject, err := c.PrepareReview(ctx, version)
+	if err != nil {
+		return Review{}, err
+	}
+	signed, err := audit.SignDecision(signer, action, audit.VersionSubject(version), subject.ContentHash, reason)
+	if err != nil {
+		return Review{}, err
+	}
+	d := coordinator.Decision{Version: version, Reason: reason, Override: action == audit.ActionOverride, ContentHash: subject.ContentHash, Signature: signed}
+	if action == audit.ActionReject {
+		return c.Reject(ctx, d)
+	}
+	return c.Approve(ctx, d)
+}
+
+// Approve releases a version with a signed decision; d.Override approves one the fairness
+// policy flagged.
+func (c *OversightClient) Approve(ctx context.Context, d coordinator.Decision) (Review, error) {
+	r, err := c.rpc.ApproveModel(ctx, reviewRequest(d))
 	if err != nil {
 		return Review{}, fromStatus(err)
 	}
 	return Review{Version: r.GetVersion(), Status: r.GetStatus(), AuditSeq: r.GetAuditSeq(), AuditHash: r.GetAuditHash()}, nil
 }
 
-// Reject refuses version.
-func (c *OversightClient) Reject(ctx context.Context, version uint64, reason string) (Review, error) {
-	r, err := c.rpc.RejectModel(ctx, &pb.ReviewRequest{Version: version, Reason: reason})
+// Reject refuses a version with a signed decision.
+func (c *OversightClient) Reject(ctx context.Context, d coordinator.Decision) (Review, error) {
+	r, err := c.rpc.RejectModel(ctx, reviewRequest(d))
 	if err != nil {
 		return Review{}, fromStatus(err)
 	}
 	return Review{Version: r.GetVersion(), Status: r.GetStatus(), AuditSeq: r.GetAuditSeq(), AuditHash: r.GetAuditHash()}, nil
+}
+
+func reviewRequest(d coordinator.Decision) *pb.ReviewRequest {
+	return &pb.ReviewRequest{Version: d.Version, Reason: d.Reason, Override: d.Override, ContentHash: d.ContentHash,
+		Certificate: d.Signature.Certificate, Signature: d.Signature.Signature}
 }

@@ -59,6 +59,8 @@ func taskToProto(t task.Task) *pb.Task {
 		PublicKey:     t.PublicKey,
 		CohortSize:    int32(t.CohortSize),
 		StatsScale:    t.StatsScale,
+		// This coordinator decodes sparse sums (resultFromProto).
+		SparseResults: true,
 	}
 	if f := t.Fairness; f != nil {
 		out.Fairness = &pb.FairnessSpec{Thresholds: f.Thresholds, Bins: int32(f.Bins)}
@@ -75,7 +77,7 @@ func taskToProto(t task.Task) *pb.Task {
 	}
 	if k := t.Keygen; k != nil {
 		out.Keygen = &pb.KeygenSpec{SetupId: k.SetupID, Step: int32(k.Step), Index: int32(k.Index), Threshold: int32(k.Threshold),
-			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes), PublicKeyShares: k.PublicKeyShares}
+			CrsSeed: k.CRSSeed, Boxes: boxesToProto(k.Boxes), PublicKeyShares: k.PublicKeyShares, Parameters: k.Parameters}
 		for _, m := range k.Members {
 			out.Keygen.Members = append(out.Keygen.Members, &pb.CommitteeMember{ClientId: m.ClientID, Index: int32(m.Index), IdentityKey: m.IdentityKey,
 				Endorsement: endorsementToProto(m.Endorsement), PublicKeyShareDigest: m.PublicKeyShareDigest})
@@ -83,7 +85,8 @@ func taskToProto(t task.Task) *pb.Task {
 	}
 	if d := t.Decrypt; d != nil {
 		out.Decrypt = &pb.DecryptSpec{Purpose: kindToProto(d.Purpose), AggregateRound: int32(d.AggregateRound), Contributors: int32(d.Contributors),
-			Aggregate: d.Aggregate, Active: toInt32s(d.Active), Dp: dpToProto(d.DP), ReleaseNoise: noiseToProto(d.Noise)}
+			Aggregate: d.Aggregate, Active: toInt32s(d.Active), Dp: dpToProto(d.DP), ReleaseNoise: noiseToProto(d.Noise),
+			Contributions: contributionsToProto(d.Contributions)}
 	}
 	if !t.Deadline.IsZero() {
 		out.DeadlineUnixMillis = t.Deadline.UnixMilli()
@@ -140,7 +143,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 	}
 	if k := p.GetKeygen(); k != nil {
 		t.Keygen = &task.KeygenSpec{SetupID: k.GetSetupId(), Step: int(k.GetStep()), Index: int(k.GetIndex()), Threshold: int(k.GetThreshold()),
-			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes()), PublicKeyShares: k.GetPublicKeyShares()}
+			CRSSeed: k.GetCrsSeed(), Boxes: boxesFromProto(k.GetBoxes()), PublicKeyShares: k.GetPublicKeyShares(), Parameters: k.GetParameters()}
 		for _, m := range k.GetMembers() {
 			t.Keygen.Members = append(t.Keygen.Members, task.CommitteeMember{ClientID: m.GetClientId(), Index: int(m.GetIndex()), IdentityKey: m.GetIdentityKey(),
 				Endorsement: endorsementFromProto(m.GetEndorsement()), PublicKeyShareDigest: m.GetPublicKeyShareDigest()})
@@ -152,7 +155,8 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 			return task.Task{}, fmt.Errorf("decrypt.purpose: %w", err)
 		}
 		t.Decrypt = &task.DecryptSpec{Purpose: purpose, AggregateRound: int(d.GetAggregateRound()), Contributors: int(d.GetContributors()),
-			Aggregate: d.GetAggregate(), Active: fromInt32s(d.GetActive()), DP: dpFromProto(d.GetDp()), Noise: noiseFromProto(d.GetReleaseNoise())}
+			Aggregate: d.GetAggregate(), Active: fromInt32s(d.GetActive()), DP: dpFromProto(d.GetDp()), Noise: noiseFromProto(d.GetReleaseNoise()),
+			Contributions: contributionsFromProto(d.GetContributions())}
 	}
 	if ms := p.GetDeadlineUnixMillis(); ms != 0 {
 		t.Deadline = time.UnixMilli(ms)
@@ -192,7 +196,9 @@ func noiseFromProto(n *pb.ReleaseNoise) *task.ReleaseNoise {
 	return &task.ReleaseNoise{NoiseMultiplier: n.GetNoiseMultiplier(), ExpectedContributors: int(n.GetExpectedContributors()), Delta: n.GetDelta(), Level: n.GetLevel()}
 }
 
-func resultToProto(r task.Result) *pb.SubmitResultRequest {
+// resultToProto encodes a result; with sparse set, a plaintext sum that is mostly zeros goes
+// in sparse form (only to a coordinator that said it decodes it).
+func resultToProto(r task.Result, sparse bool) *pb.SubmitResultRequest {
 	out := &pb.SubmitResultRequest{
 		ClientId: r.ClientID,
 		TaskId:   r.TaskID,
@@ -212,6 +218,16 @@ func resultToProto(r task.Result) *pb.SubmitResultRequest {
 	}
 	if r.Refusal != "" {
 		out.Sum = nil
+	}
+	if out.Sum == nil || r.Sum.Ciphertext != nil {
+		return out
+	}
+	if r.Sum.Index != nil { // sparse already
+		out.Sum = &pb.AggregateVector{Length: int32(r.Sum.Length), SparseIndex: r.Sum.Index, SparseValue: r.Sum.Plain}
+	} else if sparse {
+		if index, values, ok := sparseEncode(r.Sum.Plain); ok {
+			out.Sum = &pb.AggregateVector{Length: int32(len(r.Sum.Plain)), SparseIndex: index, SparseValue: values}
+		}
 	}
 	return out
 }
@@ -292,10 +308,22 @@ func resultFromProto(p *pb.SubmitResultRequest) (task.Result, error) {
 	if len(sum.GetPlain()) > 0 && len(sum.GetCiphertext()) > 0 {
 		return task.Result{}, bad("sum", fmt.Errorf("%w: both plaintext and ciphertext set", task.ErrInvalid))
 	}
+	sparse := len(sum.GetSparseIndex()) > 0 || len(sum.GetSparseValue()) > 0
+	if sparse && (len(sum.GetPlain()) > 0 || len(sum.GetCiphertext()) > 0) {
+		return task.Result{}, bad("sum", fmt.Errorf("%w: sparse values set together with plain or ciphertext ones", task.ErrInvalid))
+	}
 	if len(sum.GetPlain()) > maxVectorLen || sum.GetLength() < 0 || sum.GetLength() > maxVectorLen {
 		return task.Result{}, bad("sum", fmt.Errorf("%w: too long", task.ErrInvalid))
 	}
 	v := task.Vector{Plain: sum.GetPlain(), Length: int(sum.GetLength())}
+	if sparse {
+		// Kept sparse: the core adds the values where they belong, and only a sparse
+		// result's few values ever exist here, however many clients submit at once.
+		if err := checkSparse(int(sum.GetLength()), sum.GetSparseIndex(), sum.GetSparseValue()); err != nil {
+			return task.Result{}, bad("sum.sparse_index", fmt.Errorf("%w: %w", task.ErrInvalid, err))
+		}
+		v.Plain, v.Index = sum.GetSparseValue(), sum.GetSparseIndex()
+	}
 	if len(sum.GetCiphertext()) > 0 {
 		v.Ciphertext = sum.GetCiphertext()
 	}
@@ -348,8 +376,13 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, coordinator.ErrStopped):
 		code = codes.Unavailable
-	case errors.Is(err, coordinator.ErrNotApproved), errors.Is(err, coordinator.ErrFlagged), errors.Is(err, coordinator.ErrReviewed):
+	case errors.Is(err, coordinator.ErrNotApproved), errors.Is(err, coordinator.ErrFlagged), errors.Is(err, coordinator.ErrReviewed),
+		errors.Is(err, coordinator.ErrNoCA):
 		code = codes.FailedPrecondition
+	case errors.Is(err, coordinator.ErrBadSignature):
+		code = codes.PermissionDenied
+	case errors.Is(err, coordinator.ErrCorrupt):
+		code = codes.DataLoss
 	default:
 		if s, ok := status.FromError(err); ok {
 			return s.Err()

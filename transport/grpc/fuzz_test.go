@@ -15,6 +15,9 @@ func FuzzSubmitResult(f *testing.F) {
 	seed, _ := proto.Marshal(&pb.SubmitResultRequest{ClientId: "a", TaskId: "t", RunId: "r", Round: 1, Kind: pb.TaskKind_TASK_KIND_TRAIN,
 		Sum: &pb.AggregateVector{Plain: []float64{1, 2, 3}}})
 	f.Add(seed)
+	sparse, _ := proto.Marshal(&pb.SubmitResultRequest{ClientId: "a", TaskId: "t", RunId: "r", Round: 1, Kind: pb.TaskKind_TASK_KIND_EVALUATE,
+		Sum: &pb.AggregateVector{Length: 6, SparseIndex: []uint32{1, 4}, SparseValue: []float64{2, 3}}})
+	f.Add(sparse)
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -26,8 +29,9 @@ func FuzzSubmitResult(f *testing.F) {
 		if err != nil {
 			return
 		}
-		back := resultToProto(r)
-		if back.GetClientId() != req.GetClientId() || back.GetTaskId() != req.GetTaskId() || len(back.GetSum().GetPlain()) != len(req.GetSum().GetPlain()) {
+		back := resultToProto(r, false)
+		if back.GetClientId() != req.GetClientId() || back.GetTaskId() != req.GetTaskId() || len(back.GetSum().GetPlain()) != len(req.GetSum().GetPlain()) ||
+			len(back.GetSum().GetSparseIndex()) != len(req.GetSum().GetSparseIndex()) {
 			t.Fatalf("round trip changed the request: %v -> %v", &req, back)
 		}
 	})

@@ -201,9 +201,11 @@ func TestHostileRequestsAreRefusedAndTheRoundCompletesExactly(t *testing.T) {
 		{"NaN example count", values(nan, 1, -2, 0.5), invalid, []string{"field sum.plain", "value 0 is NaN"}},
 		{"zero example count", values(0, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count 0 must be at least 1"}},
 		{"negative example count", values(-2, 1, -2, 0.5), invalid, []string{"field sum.plain", "example count -2 must be at least 1"}},
+		// Refused at the edge already: over mutual TLS an encrypted result must carry its
+		// client's signature (the core's own refusal is in coordinator's TestCoreRejects...).
 		{"ciphertext in a plaintext run", submitA(func(r *pb.SubmitResultRequest) {
 			r.Sum = &pb.AggregateVector{Ciphertext: []byte{1, 2, 3}, Length: 4}
-		}), invalid, []string{"field sum.ciphertext", "plaintext"}},
+		}), invalid, []string{"field endorsement", "signature over its ciphertext"}},
 		{"plaintext and ciphertext", submitA(func(r *pb.SubmitResultRequest) { r.Sum.Ciphertext = []byte{1} }), invalid, []string{"field sum", "both plaintext and ciphertext"}},
 		{"ciphertext without a length", submitA(func(r *pb.SubmitResultRequest) {
 			r.Sum = &pb.AggregateVector{Ciphertext: []byte{1, 2, 3}}

@@ -247,8 +247,11 @@ func TestACuriousCoordinatorSeesNoSingleClientsSum(t *testing.T) {
 		require.NoError(t, err)
 		signer, err := cred.Signer()
 		require.NoError(t, err)
-		// Members vouch for their identity keys over the wire and check each other's.
-		member, err := client.NewMember(client.MemberConfig{MinContributors: 3, Identity: id, Signer: signer, Verifier: pki.NewVerifier(ca.Certificate())})
+		// Members vouch for their identity keys over the wire and check each other's, and every
+		// aggregate against its signed contributions, fetched over the connection.
+		src := &lateSource{}
+		member, err := client.NewMember(client.MemberConfig{MinContributors: 3, Identity: id, Signer: signer, Verifier: pki.NewVerifier(ca.Certificate()),
+			Contributions: src})
 		require.NoError(t, err)
 		protector := client.ProtectorFunc(func(_ context.Context, _ task.Task, v []float64) (task.Vector, error) {
 			sp.mu.Lock()
@@ -256,9 +259,11 @@ func TestACuriousCoordinatorSeesNoSingleClientsSum(t *testing.T) {
 			sp.mu.Unlock()
 			return task.Vector{Plain: v}, nil
 		})
-		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: member, RequireEncryption: true, Protector: protector})
+		s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: member, RequireEncryption: true, Protector: protector,
+			Signer: signer})
 		require.NoError(t, err)
 		runAgent(t, f.addr, s, func(c client.Coordinator) client.Coordinator {
+			src.set(c.(client.ContributionSource))
 			return decryptWatch{Coordinator: spyConn{Coordinator: c, s: sp}, seen: &decrypts}
 		}, nil)
 	}

@@ -17,12 +17,28 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
 )
 
 // ModelChunkSize is the size of one GetModel chunk: far below gRPC's 4 MiB message limit, so
 // a model of any size streams.
 const ModelChunkSize = 256 << 10
+
+// writeBufferSize is each connection's write buffer. gRPC's 32 KiB default is taken from a
+// pool while a connection writes and given back after, but when a phase starts every waiting
+// long poll answers at once, and 5,000 clients then held 160 MiB of them; a task and a reply
+// fit in 8 KiB, and a model download goes out in 8 KiB writes instead of 32.
+const writeBufferSize = 8 << 10
+
+// receiveWindow is how much of a client's request the coordinator buffers before it reads
+// it: HTTP/2 flow control, per call and per connection, held at gRPC's 64 KiB starting window.
+// gRPC otherwise grows the window towards the link's bandwidth-delay product, up to megabytes,
+// and a result waiting for admission (Admission) would sit in memory whole: 200 he clients
+// waiting with 1.8 MB evaluation results held 180 MiB. The cost is throughput on a long link:
+// one call moves at most 64 KiB a round trip (1.3 MB/s at 50 ms), and Admission's limit is how
+// many move at once.
+const receiveWindow = 64 << 10
 
 // maxPollWait caps a client's requested long-poll wait.
 const maxPollWait = 60 * time.Second
@@ -51,7 +67,8 @@ type Service struct {
 // InvalidArgument, not INTERNAL (see requestCodec).
 func NewGRPCServer(srv *coordinator.Server, coordinatorID string, loadSpec SpecLoader, opts ...grpc.ServerOption) *grpc.Server {
 	first := []grpc.ServerOption{grpc.ForceServerCodecV2(requestCodec{encoding.GetCodecV2(protoenc.Name)}),
-		grpc.ChainUnaryInterceptor(parsedUnary), grpc.ChainStreamInterceptor(parsedStreams)}
+		grpc.ChainUnaryInterceptor(parsedUnary), grpc.ChainStreamInterceptor(parsedStreams),
+		grpc.WriteBufferSize(writeBufferSize), grpc.InitialWindowSize(receiveWindow), grpc.InitialConnWindowSize(receiveWindow)}
 	opts = append(append(first, opts...), grpc.ChainUnaryInterceptor(validateUnary))
 	g := grpc.NewServer(opts...)
 	svc := &Service{srv: srv, loadSpec: loadSpec, coordinate: coordinatorID}
@@ -187,14 +204,30 @@ func (s *Service) GetModelCard(ctx context.Context, req *pb.GetModelCardRequest)
 	return &pb.ModelCard{Version: card.Model.Version, Json: buf.Bytes()}, nil
 }
 
+// PrepareReview implements pb.OversightServiceServer: what an approver's decision on a version
+// signs.
+func (s *Service) PrepareReview(ctx context.Context, req *pb.PrepareReviewRequest) (*pb.PrepareReviewResponse, error) {
+	subject, err := s.srv.ReviewSubject(ctx, req.GetVersion())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.PrepareReviewResponse{Version: subject.Version, ContentHash: subject.ContentHash, Status: subject.Status, Flagged: subject.Flagged}, nil
+}
+
 // ApproveModel implements pb.OversightServiceServer: the caller (an approver, by its
-// certificate) releases a version.
+// certificate) releases a version, with a decision signed by that certificate's key.
 func (s *Service) ApproveModel(ctx context.Context, req *pb.ReviewRequest) (*pb.ReviewResponse, error) {
-	r, err := s.srv.Approve(ctx, req.GetVersion(), reviewer(ctx), req.GetReason(), req.GetOverride())
+	r, err := s.srv.Approve(ctx, reviewer(ctx), decision(req))
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return reviewResponse(req.GetVersion(), r), nil
+}
+
+// decision is a review request's signed decision.
+func decision(req *pb.ReviewRequest) coordinator.Decision {
+	return coordinator.Decision{Version: req.GetVersion(), Reason: req.GetReason(), Override: req.GetOverride(), ContentHash: req.GetContentHash(),
+		Signature: pki.Signed{Certificate: req.GetCertificate(), Signature: req.GetSignature()}}
 }
 
 // RejectModel implements pb.OversightServiceServer.
@@ -202,7 +235,7 @@ func (s *Service) RejectModel(ctx context.Context, req *pb.ReviewRequest) (*pb.R
 	if req.GetOverride() {
 		return nil, status.Error(codes.InvalidArgument, "field override: only an approval overrides the fairness policy")
 	}
-	r, err := s.srv.Reject(ctx, req.GetVersion(), reviewer(ctx), req.GetReason())
+	r, err := s.srv.Reject(ctx, reviewer(ctx), decision(req))
 	if err != nil {
 		return nil, toStatus(err)
 	}

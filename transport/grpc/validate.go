@@ -40,6 +40,9 @@ func validateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handle
 	if err := checkRequest(req); err != nil {
 		return nil, err
 	}
+	if err := checkContributionSignature(ctx, req); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 
@@ -256,8 +259,8 @@ func checkSubmit(r *pb.SubmitResultRequest) error {
 	}
 	n, plain, ct := int(sum.GetLength()), len(sum.GetPlain()), len(sum.GetCiphertext())
 	switch {
-	case ct > 0 && plain > 0:
-		return nil // resultFromProto names it: both encodings set
+	case ct > 0 && plain > 0, len(sum.GetSparseIndex()) > 0 || len(sum.GetSparseValue()) > 0:
+		return nil // resultFromProto names it: more than one encoding set, or the sparse form's faults
 	case ct > 0 && n <= 0:
 		return fieldError(client, run, round, "sum.length", "must be positive with a ciphertext, got %d", n)
 	case ct == 0 && n != 0 && n != plain:

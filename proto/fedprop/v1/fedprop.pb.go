@@ -95,19 +95,141 @@ func (TaskKind) EnumDescriptor() ([]byte, []int) {
 	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
 }
 
+type PrepareReviewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareReviewRequest) Reset() {
+	*x = PrepareReviewRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareReviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareReviewRequest) ProtoMessage() {}
+
+func (x *PrepareReviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareReviewRequest.ProtoReflect.Descriptor instead.
+func (*PrepareReviewRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PrepareReviewRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type PrepareReviewResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The version's content hash: the hex SHA-256 checksum of its stored record.
+	ContentHash string `protobuf:"bytes,2,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// candidate, approved or rejected.
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// The run's fairness policy flagged the version: approving it needs override.
+	Flagged       bool `protobuf:"varint,4,opt,name=flagged,proto3" json:"flagged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareReviewResponse) Reset() {
+	*x = PrepareReviewResponse{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareReviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareReviewResponse) ProtoMessage() {}
+
+func (x *PrepareReviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareReviewResponse.ProtoReflect.Descriptor instead.
+func (*PrepareReviewResponse) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PrepareReviewResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PrepareReviewResponse) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+func (x *PrepareReviewResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PrepareReviewResponse) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
+}
+
 type ReviewRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Reason  string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Approve a version the fairness policy flagged; the reason must say why.
-	Override      bool `protobuf:"varint,3,opt,name=override,proto3" json:"override,omitempty"`
+	Override bool `protobuf:"varint,3,opt,name=override,proto3" json:"override,omitempty"`
+	// The version's content hash (PrepareReview) the signature covers.
+	ContentHash string `protobuf:"bytes,4,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// The approver's signature of the decision (its action, the version, content_hash and
+	// reason; audit.DecisionStatement) made with the private key of the certificate the call
+	// comes with: that certificate (DER) and the ASN.1 ECDSA signature.
+	Certificate   []byte `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Signature     []byte `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReviewRequest) Reset() {
 	*x = ReviewRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +241,7 @@ func (x *ReviewRequest) String() string {
 func (*ReviewRequest) ProtoMessage() {}
 
 func (x *ReviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[0]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +254,7 @@ func (x *ReviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewRequest.ProtoReflect.Descriptor instead.
 func (*ReviewRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{0}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReviewRequest) GetVersion() uint64 {
@@ -156,6 +278,27 @@ func (x *ReviewRequest) GetOverride() bool {
 	return false
 }
 
+func (x *ReviewRequest) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+func (x *ReviewRequest) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *ReviewRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 type ReviewResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -169,7 +312,7 @@ type ReviewResponse struct {
 
 func (x *ReviewResponse) Reset() {
 	*x = ReviewResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +324,7 @@ func (x *ReviewResponse) String() string {
 func (*ReviewResponse) ProtoMessage() {}
 
 func (x *ReviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[1]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +337,7 @@ func (x *ReviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewResponse.ProtoReflect.Descriptor instead.
 func (*ReviewResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{1}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReviewResponse) GetVersion() uint64 {
@@ -241,7 +384,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +396,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[2]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +409,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{2}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterRequest) GetClientId() string {
@@ -307,7 +450,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +462,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[3]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +475,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{3}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterResponse) GetCoordinatorId() string {
@@ -353,7 +496,7 @@ type PollTaskRequest struct {
 
 func (x *PollTaskRequest) Reset() {
 	*x = PollTaskRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +508,7 @@ func (x *PollTaskRequest) String() string {
 func (*PollTaskRequest) ProtoMessage() {}
 
 func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +521,7 @@ func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskRequest.ProtoReflect.Descriptor instead.
 func (*PollTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PollTaskRequest) GetClientId() string {
@@ -405,7 +548,7 @@ type PollTaskResponse struct {
 
 func (x *PollTaskResponse) Reset() {
 	*x = PollTaskResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +560,7 @@ func (x *PollTaskResponse) String() string {
 func (*PollTaskResponse) ProtoMessage() {}
 
 func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +573,7 @@ func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskResponse.ProtoReflect.Descriptor instead.
 func (*PollTaskResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PollTaskResponse) GetTask() *Task {
@@ -481,13 +624,17 @@ type Task struct {
 	CollectiveKey *CollectiveKey `protobuf:"bytes,20,opt,name=collective_key,json=collectiveKey,proto3" json:"collective_key,omitempty"`
 	// Train tasks without differential privacy: the L2 norm the unweighted update is clipped to.
 	MaxUpdateNorm float64 `protobuf:"fixed64,21,opt,name=max_update_norm,json=maxUpdateNorm,proto3" json:"max_update_norm,omitempty"`
+	// The coordinator decodes plaintext sums sent sparse (AggregateVector.sparse_index): a
+	// client sends that form only to a coordinator that sets this, so an older one keeps
+	// receiving plain vectors.
+	SparseResults bool `protobuf:"varint,22,opt,name=sparse_results,json=sparseResults,proto3" json:"sparse_results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +646,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +659,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -662,6 +809,13 @@ func (x *Task) GetMaxUpdateNorm() float64 {
 	return 0
 }
 
+func (x *Task) GetSparseResults() bool {
+	if x != nil {
+		return x.SparseResults
+	}
+	return false
+}
+
 // ReleaseNoise is the Gaussian noise on a stats or evaluation release of a differentially
 // private run, in units of the release's per-record sensitivity.
 type ReleaseNoise struct {
@@ -680,7 +834,7 @@ type ReleaseNoise struct {
 
 func (x *ReleaseNoise) Reset() {
 	*x = ReleaseNoise{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +846,7 @@ func (x *ReleaseNoise) String() string {
 func (*ReleaseNoise) ProtoMessage() {}
 
 func (x *ReleaseNoise) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +859,7 @@ func (x *ReleaseNoise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseNoise.ProtoReflect.Descriptor instead.
 func (*ReleaseNoise) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReleaseNoise) GetNoiseMultiplier() float64 {
@@ -750,7 +904,7 @@ type FairnessSpec struct {
 
 func (x *FairnessSpec) Reset() {
 	*x = FairnessSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +916,7 @@ func (x *FairnessSpec) String() string {
 func (*FairnessSpec) ProtoMessage() {}
 
 func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +929,7 @@ func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FairnessSpec.ProtoReflect.Descriptor instead.
 func (*FairnessSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FairnessSpec) GetThresholds() []float64 {
@@ -809,7 +963,7 @@ type AttributeGroups struct {
 
 func (x *AttributeGroups) Reset() {
 	*x = AttributeGroups{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +975,7 @@ func (x *AttributeGroups) String() string {
 func (*AttributeGroups) ProtoMessage() {}
 
 func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +988,7 @@ func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeGroups.ProtoReflect.Descriptor instead.
 func (*AttributeGroups) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AttributeGroups) GetAttribute() string {
@@ -877,7 +1031,7 @@ type DPSpec struct {
 
 func (x *DPSpec) Reset() {
 	*x = DPSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1043,7 @@ func (x *DPSpec) String() string {
 func (*DPSpec) ProtoMessage() {}
 
 func (x *DPSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1056,7 @@ func (x *DPSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
 func (*DPSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DPSpec) GetMechanism() string {
@@ -980,7 +1134,7 @@ type CommitteeMember struct {
 
 func (x *CommitteeMember) Reset() {
 	*x = CommitteeMember{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1146,7 @@ func (x *CommitteeMember) String() string {
 func (*CommitteeMember) ProtoMessage() {}
 
 func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1159,7 @@ func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
 func (*CommitteeMember) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CommitteeMember) GetClientId() string {
@@ -1057,7 +1211,7 @@ type Endorsement struct {
 
 func (x *Endorsement) Reset() {
 	*x = Endorsement{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1223,7 @@ func (x *Endorsement) String() string {
 func (*Endorsement) ProtoMessage() {}
 
 func (x *Endorsement) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1236,7 @@ func (x *Endorsement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
 func (*Endorsement) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Endorsement) GetCertificate() []byte {
@@ -1112,7 +1266,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1278,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1291,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -1178,13 +1332,16 @@ type KeygenSpec struct {
 	// Step 3: every member's public-key share, in point order, from which members compute and
 	// endorse the collective public key.
 	PublicKeyShares [][]byte `protobuf:"bytes,8,rep,name=public_key_shares,json=publicKeyShares,proto3" json:"public_key_shares,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The secure-aggregation parameter set ("simulation" or "key-recovery"; empty: the
+	// default); members refuse one their own configuration does not accept.
+	Parameters    string `protobuf:"bytes,9,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1353,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1366,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -1268,6 +1425,13 @@ func (x *KeygenSpec) GetPublicKeyShares() [][]byte {
 	return nil
 }
 
+func (x *KeygenSpec) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
 // CollectiveKey says which committee setup made a task's public key and carries the members'
 // endorsements of it, which clients check against the committee they pinned.
 type CollectiveKey struct {
@@ -1283,7 +1447,7 @@ type CollectiveKey struct {
 
 func (x *CollectiveKey) Reset() {
 	*x = CollectiveKey{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1459,7 @@ func (x *CollectiveKey) String() string {
 func (*CollectiveKey) ProtoMessage() {}
 
 func (x *CollectiveKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1472,7 @@ func (x *CollectiveKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectiveKey.ProtoReflect.Descriptor instead.
 func (*CollectiveKey) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CollectiveKey) GetSetupId() string {
@@ -1352,15 +1516,19 @@ type DecryptSpec struct {
 	Active []int32 `protobuf:"varint,5,rep,packed,name=active,proto3" json:"active,omitempty"`
 	// The differential privacy the aggregate's contributors were asked for (train: dp; stats
 	// and evaluate: release_noise), so that members can check the noise the sum must carry.
-	Dp            *DPSpec       `protobuf:"bytes,6,opt,name=dp,proto3" json:"dp,omitempty"`
-	ReleaseNoise  *ReleaseNoise `protobuf:"bytes,7,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
+	Dp           *DPSpec       `protobuf:"bytes,6,opt,name=dp,proto3" json:"dp,omitempty"`
+	ReleaseNoise *ReleaseNoise `protobuf:"bytes,7,opt,name=release_noise,json=releaseNoise,proto3" json:"release_noise,omitempty"`
+	// The results the aggregate sums, in the order they were added: members check each
+	// signature against the CA, that the contributors are distinct and enough, and (fetching
+	// the ciphertexts with FetchContributions) that the aggregate is their sum.
+	Contributions []*Contribution `protobuf:"bytes,8,rep,name=contributions,proto3" json:"contributions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1540,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1553,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -1437,6 +1605,218 @@ func (x *DecryptSpec) GetReleaseNoise() *ReleaseNoise {
 	return nil
 }
 
+func (x *DecryptSpec) GetContributions() []*Contribution {
+	if x != nil {
+		return x.Contributions
+	}
+	return nil
+}
+
+// Contribution is one client's encrypted result as a decrypt task lists it.
+type Contribution struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// SHA-256 of the ciphertext the client submitted.
+	Digest []byte `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// The client's signature over (run, round, purpose, digest) with its certificate's key.
+	Endorsement   *Endorsement `protobuf:"bytes,3,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Contribution) Reset() {
+	*x = Contribution{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Contribution) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Contribution) ProtoMessage() {}
+
+func (x *Contribution) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Contribution.ProtoReflect.Descriptor instead.
+func (*Contribution) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Contribution) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Contribution) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *Contribution) GetEndorsement() *Endorsement {
+	if x != nil {
+		return x.Endorsement
+	}
+	return nil
+}
+
+type FetchContributionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The committee member asking; it must hold the decrypt task of this aggregate.
+	ClientId string   `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	RunId    string   `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Round    int32    `protobuf:"varint,3,opt,name=round,proto3" json:"round,omitempty"`
+	Purpose  TaskKind `protobuf:"varint,4,opt,name=purpose,proto3,enum=fedprop.v1.TaskKind" json:"purpose,omitempty"`
+	// Hex SHA-256 of the aggregate the member was asked to help decrypt.
+	AggregateSha256 string `protobuf:"bytes,5,opt,name=aggregate_sha256,json=aggregateSha256,proto3" json:"aggregate_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FetchContributionsRequest) Reset() {
+	*x = FetchContributionsRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchContributionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchContributionsRequest) ProtoMessage() {}
+
+func (x *FetchContributionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchContributionsRequest.ProtoReflect.Descriptor instead.
+func (*FetchContributionsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FetchContributionsRequest) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *FetchContributionsRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *FetchContributionsRequest) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *FetchContributionsRequest) GetPurpose() TaskKind {
+	if x != nil {
+		return x.Purpose
+	}
+	return TaskKind_TASK_KIND_UNSPECIFIED
+}
+
+func (x *FetchContributionsRequest) GetAggregateSha256() string {
+	if x != nil {
+		return x.AggregateSha256
+	}
+	return ""
+}
+
+// ContributionChunk is a piece of one contribution's ciphertext. Contributions come in the
+// decrypt task's order, each in consecutive chunks of at most 1 MiB.
+type ContributionChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The contribution's position in the decrypt task's list.
+	Index int32  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Data  []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The ciphertext's size in bytes (every contribution of an aggregate has the aggregate's).
+	TotalBytes    int64 `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContributionChunk) Reset() {
+	*x = ContributionChunk{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContributionChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContributionChunk) ProtoMessage() {}
+
+func (x *ContributionChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContributionChunk.ProtoReflect.Descriptor instead.
+func (*ContributionChunk) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ContributionChunk) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ContributionChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ContributionChunk) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
 // Encoding pins how records become model inputs, identically on every client.
 type Encoding struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1450,7 +1830,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1842,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1855,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -1512,7 +1892,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1904,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1917,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -1580,15 +1960,23 @@ type AggregateVector struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Plain      []float64              `protobuf:"fixed64,1,rep,packed,name=plain,proto3" json:"plain,omitempty"`
 	Ciphertext []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
-	// Number of plaintext values the ciphertext encrypts.
-	Length        int32 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	// Number of plaintext values the ciphertext encrypts, or, when sparse, the vector's full
+	// length.
+	Length int32 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	// A plaintext vector that is mostly zeros (an evaluation's score histograms: a client with a
+	// few dozen rows fills a few dozen of their thousands of bins) may be sent sparse instead of
+	// in plain: sparse_index holds the positions of the values that are not zero, strictly
+	// increasing and each below length, and sparse_value those values; every other position is
+	// 0. Only to a coordinator whose task sets sparse_results.
+	SparseIndex   []uint32  `protobuf:"varint,4,rep,packed,name=sparse_index,json=sparseIndex,proto3" json:"sparse_index,omitempty"`
+	SparseValue   []float64 `protobuf:"fixed64,5,rep,packed,name=sparse_value,json=sparseValue,proto3" json:"sparse_value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1988,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +2001,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -1637,6 +2025,20 @@ func (x *AggregateVector) GetLength() int32 {
 	return 0
 }
 
+func (x *AggregateVector) GetSparseIndex() []uint32 {
+	if x != nil {
+		return x.SparseIndex
+	}
+	return nil
+}
+
+func (x *AggregateVector) GetSparseValue() []float64 {
+	if x != nil {
+		return x.SparseValue
+	}
+	return nil
+}
+
 type SubmitResultRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -1654,7 +2056,8 @@ type SubmitResultRequest struct {
 	// Set when the client refuses the task (its privacy floor, for example): why, and no sum.
 	Refusal string `protobuf:"bytes,10,opt,name=refusal,proto3" json:"refusal,omitempty"`
 	// keygen step 1: the member's endorsement of its identity key and public-key share; step 3:
-	// its endorsement of the collective public key.
+	// its endorsement of the collective public key. An encrypted stats, train or evaluate
+	// result: the client's signature over (run, round, kind, SHA-256 of the ciphertext).
 	Endorsement   *Endorsement `protobuf:"bytes,11,opt,name=endorsement,proto3" json:"endorsement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1662,7 +2065,7 @@ type SubmitResultRequest struct {
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +2077,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +2090,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -1777,7 +2180,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2192,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2205,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -1820,7 +2223,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2235,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2248,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 type ModelSummary struct {
@@ -1864,7 +2267,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2279,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2292,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -1957,7 +2360,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2372,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2385,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -2004,7 +2407,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2419,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2432,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -2058,7 +2461,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2070,7 +2473,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2083,7 +2486,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -2116,7 +2519,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2128,7 +2531,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2141,7 +2544,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -2162,7 +2565,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2577,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2590,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -2214,7 +2617,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2629,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2642,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -2258,7 +2661,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2673,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2686,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -2303,7 +2706,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2718,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2731,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2356,7 +2759,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2368,7 +2771,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2381,7 +2784,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{32}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Run) GetRunId() string {
@@ -2459,11 +2862,21 @@ var File_proto_fedprop_v1_fedprop_proto protoreflect.FileDescriptor
 const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\n" +
 	"\x1eproto/fedprop/v1/fedprop.proto\x12\n" +
-	"fedprop.v1\"]\n" +
+	"fedprop.v1\"0\n" +
+	"\x14PrepareReviewRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\"\x86\x01\n" +
+	"\x15PrepareReviewResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
+	"\fcontent_hash\x18\x02 \x01(\tR\vcontentHash\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x18\n" +
+	"\aflagged\x18\x04 \x01(\bR\aflagged\"\xc0\x01\n" +
 	"\rReviewRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
-	"\boverride\x18\x03 \x01(\bR\boverride\"~\n" +
+	"\boverride\x18\x03 \x01(\bR\boverride\x12!\n" +
+	"\fcontent_hash\x18\x04 \x01(\tR\vcontentHash\x12 \n" +
+	"\vcertificate\x18\x05 \x01(\fR\vcertificate\x12\x1c\n" +
+	"\tsignature\x18\x06 \x01(\fR\tsignature\"~\n" +
 	"\x0eReviewResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
@@ -2482,7 +2895,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
 	"waitMillis\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xce\x06\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xf5\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -2508,7 +2921,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\bfairness\x18\x12 \x01(\v2\x18.fedprop.v1.FairnessSpecR\bfairness\x12=\n" +
 	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12@\n" +
 	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\x12&\n" +
-	"\x0fmax_update_norm\x18\x15 \x01(\x01R\rmaxUpdateNorm\"\x9a\x01\n" +
+	"\x0fmax_update_norm\x18\x15 \x01(\x01R\rmaxUpdateNorm\x12%\n" +
+	"\x0esparse_results\x18\x16 \x01(\bR\rsparseResults\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
@@ -2544,7 +2958,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\vSealedShare\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x05R\x02to\x12\x10\n" +
-	"\x03box\x18\x03 \x01(\fR\x03box\"\x9c\x02\n" +
+	"\x03box\x18\x03 \x01(\fR\x03box\"\xbc\x02\n" +
 	"\n" +
 	"KeygenSpec\x12\x19\n" +
 	"\bsetup_id\x18\x01 \x01(\tR\asetupId\x12\x12\n" +
@@ -2554,12 +2968,15 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\bcrs_seed\x18\x05 \x01(\fR\acrsSeed\x125\n" +
 	"\amembers\x18\x06 \x03(\v2\x1b.fedprop.v1.CommitteeMemberR\amembers\x12-\n" +
 	"\x05boxes\x18\a \x03(\v2\x17.fedprop.v1.SealedShareR\x05boxes\x12*\n" +
-	"\x11public_key_shares\x18\b \x03(\fR\x0fpublicKeyShares\"\x9f\x01\n" +
+	"\x11public_key_shares\x18\b \x03(\fR\x0fpublicKeyShares\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\t \x01(\tR\n" +
+	"parameters\"\x9f\x01\n" +
 	"\rCollectiveKey\x12\x19\n" +
 	"\bsetup_id\x18\x01 \x01(\tR\asetupId\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x18\n" +
 	"\amembers\x18\x03 \x03(\tR\amembers\x12;\n" +
-	"\fendorsements\x18\x04 \x03(\v2\x17.fedprop.v1.EndorsementR\fendorsements\"\xa3\x02\n" +
+	"\fendorsements\x18\x04 \x03(\v2\x17.fedprop.v1.EndorsementR\fendorsements\"\xe3\x02\n" +
 	"\vDecryptSpec\x12.\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x14.fedprop.v1.TaskKindR\apurpose\x12'\n" +
 	"\x0faggregate_round\x18\x02 \x01(\x05R\x0eaggregateRound\x12\"\n" +
@@ -2567,7 +2984,23 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\taggregate\x18\x04 \x01(\fR\taggregate\x12\x16\n" +
 	"\x06active\x18\x05 \x03(\x05R\x06active\x12\"\n" +
 	"\x02dp\x18\x06 \x01(\v2\x12.fedprop.v1.DPSpecR\x02dp\x12=\n" +
-	"\rrelease_noise\x18\a \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\"Q\n" +
+	"\rrelease_noise\x18\a \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12>\n" +
+	"\rcontributions\x18\b \x03(\v2\x18.fedprop.v1.ContributionR\rcontributions\"~\n" +
+	"\fContribution\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\fR\x06digest\x129\n" +
+	"\vendorsement\x18\x03 \x01(\v2\x17.fedprop.v1.EndorsementR\vendorsement\"\xc0\x01\n" +
+	"\x19FetchContributionsRequest\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05round\x18\x03 \x01(\x05R\x05round\x12.\n" +
+	"\apurpose\x18\x04 \x01(\x0e2\x14.fedprop.v1.TaskKindR\apurpose\x12)\n" +
+	"\x10aggregate_sha256\x18\x05 \x01(\tR\x0faggregateSha256\"^\n" +
+	"\x11ContributionChunk\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
+	"totalBytes\"Q\n" +
 	"\bEncoding\x12\x1f\n" +
 	"\vschema_hash\x18\x01 \x01(\tR\n" +
 	"schemaHash\x12\x12\n" +
@@ -2579,13 +3012,15 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"batch_size\x18\x02 \x01(\x05R\tbatchSize\x12#\n" +
 	"\rlearning_rate\x18\x03 \x01(\x01R\flearningRate\x12\x0e\n" +
 	"\x02l2\x18\x04 \x01(\x01R\x02l2\x12\x17\n" +
-	"\aprox_mu\x18\x05 \x01(\x01R\x06proxMu\"_\n" +
+	"\aprox_mu\x18\x05 \x01(\x01R\x06proxMu\"\xa5\x01\n" +
 	"\x0fAggregateVector\x12\x14\n" +
 	"\x05plain\x18\x01 \x03(\x01R\x05plain\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
 	"ciphertext\x12\x16\n" +
-	"\x06length\x18\x03 \x01(\x05R\x06length\"\xaa\x03\n" +
+	"\x06length\x18\x03 \x01(\x05R\x06length\x12!\n" +
+	"\fsparse_index\x18\x04 \x03(\rR\vsparseIndex\x12!\n" +
+	"\fsparse_value\x18\x05 \x03(\x01R\vsparseValue\"\xaa\x03\n" +
 	"\x13SubmitResultRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2652,17 +3087,19 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x0fTASK_KIND_TRAIN\x10\x02\x12\x16\n" +
 	"\x12TASK_KIND_EVALUATE\x10\x03\x12\x14\n" +
 	"\x10TASK_KIND_KEYGEN\x10\x04\x12\x15\n" +
-	"\x11TASK_KIND_DECRYPT\x10\x052\xf0\x01\n" +
+	"\x11TASK_KIND_DECRYPT\x10\x052\xce\x02\n" +
 	"\rClientService\x12E\n" +
 	"\bRegister\x12\x1b.fedprop.v1.RegisterRequest\x1a\x1c.fedprop.v1.RegisterResponse\x12E\n" +
 	"\bPollTask\x12\x1b.fedprop.v1.PollTaskRequest\x1a\x1c.fedprop.v1.PollTaskResponse\x12Q\n" +
-	"\fSubmitResult\x12\x1f.fedprop.v1.SubmitResultRequest\x1a .fedprop.v1.SubmitResultResponse2\xe6\x01\n" +
+	"\fSubmitResult\x12\x1f.fedprop.v1.SubmitResultRequest\x1a .fedprop.v1.SubmitResultResponse\x12\\\n" +
+	"\x12FetchContributions\x12%.fedprop.v1.FetchContributionsRequest\x1a\x1d.fedprop.v1.ContributionChunk0\x012\xe6\x01\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
 	"ListModels\x12\x1d.fedprop.v1.ListModelsRequest\x1a\x1e.fedprop.v1.ListModelsResponse\x12A\n" +
 	"\bGetModel\x12\x1b.fedprop.v1.GetModelRequest\x1a\x16.fedprop.v1.ModelChunk0\x01\x12F\n" +
-	"\fGetModelCard\x12\x1f.fedprop.v1.GetModelCardRequest\x1a\x15.fedprop.v1.ModelCard2\x9f\x01\n" +
-	"\x10OversightService\x12E\n" +
+	"\fGetModelCard\x12\x1f.fedprop.v1.GetModelCardRequest\x1a\x15.fedprop.v1.ModelCard2\xf5\x01\n" +
+	"\x10OversightService\x12T\n" +
+	"\rPrepareReview\x12 .fedprop.v1.PrepareReviewRequest\x1a!.fedprop.v1.PrepareReviewResponse\x12E\n" +
 	"\fApproveModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse\x12D\n" +
 	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\x8b\x01\n" +
 	"\fAdminService\x12E\n" +
@@ -2682,92 +3119,104 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
-	(TaskKind)(0),                // 0: fedprop.v1.TaskKind
-	(*ReviewRequest)(nil),        // 1: fedprop.v1.ReviewRequest
-	(*ReviewResponse)(nil),       // 2: fedprop.v1.ReviewResponse
-	(*RegisterRequest)(nil),      // 3: fedprop.v1.RegisterRequest
-	(*RegisterResponse)(nil),     // 4: fedprop.v1.RegisterResponse
-	(*PollTaskRequest)(nil),      // 5: fedprop.v1.PollTaskRequest
-	(*PollTaskResponse)(nil),     // 6: fedprop.v1.PollTaskResponse
-	(*Task)(nil),                 // 7: fedprop.v1.Task
-	(*ReleaseNoise)(nil),         // 8: fedprop.v1.ReleaseNoise
-	(*FairnessSpec)(nil),         // 9: fedprop.v1.FairnessSpec
-	(*AttributeGroups)(nil),      // 10: fedprop.v1.AttributeGroups
-	(*DPSpec)(nil),               // 11: fedprop.v1.DPSpec
-	(*CommitteeMember)(nil),      // 12: fedprop.v1.CommitteeMember
-	(*Endorsement)(nil),          // 13: fedprop.v1.Endorsement
-	(*SealedShare)(nil),          // 14: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),           // 15: fedprop.v1.KeygenSpec
-	(*CollectiveKey)(nil),        // 16: fedprop.v1.CollectiveKey
-	(*DecryptSpec)(nil),          // 17: fedprop.v1.DecryptSpec
-	(*Encoding)(nil),             // 18: fedprop.v1.Encoding
-	(*TrainParams)(nil),          // 19: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),      // 20: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),  // 21: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil), // 22: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),    // 23: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),         // 24: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),   // 25: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),      // 26: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),           // 27: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),  // 28: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),            // 29: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),      // 30: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),     // 31: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),        // 32: fedprop.v1.GetRunRequest
-	(*Run)(nil),                  // 33: fedprop.v1.Run
+	(TaskKind)(0),                     // 0: fedprop.v1.TaskKind
+	(*PrepareReviewRequest)(nil),      // 1: fedprop.v1.PrepareReviewRequest
+	(*PrepareReviewResponse)(nil),     // 2: fedprop.v1.PrepareReviewResponse
+	(*ReviewRequest)(nil),             // 3: fedprop.v1.ReviewRequest
+	(*ReviewResponse)(nil),            // 4: fedprop.v1.ReviewResponse
+	(*RegisterRequest)(nil),           // 5: fedprop.v1.RegisterRequest
+	(*RegisterResponse)(nil),          // 6: fedprop.v1.RegisterResponse
+	(*PollTaskRequest)(nil),           // 7: fedprop.v1.PollTaskRequest
+	(*PollTaskResponse)(nil),          // 8: fedprop.v1.PollTaskResponse
+	(*Task)(nil),                      // 9: fedprop.v1.Task
+	(*ReleaseNoise)(nil),              // 10: fedprop.v1.ReleaseNoise
+	(*FairnessSpec)(nil),              // 11: fedprop.v1.FairnessSpec
+	(*AttributeGroups)(nil),           // 12: fedprop.v1.AttributeGroups
+	(*DPSpec)(nil),                    // 13: fedprop.v1.DPSpec
+	(*CommitteeMember)(nil),           // 14: fedprop.v1.CommitteeMember
+	(*Endorsement)(nil),               // 15: fedprop.v1.Endorsement
+	(*SealedShare)(nil),               // 16: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),                // 17: fedprop.v1.KeygenSpec
+	(*CollectiveKey)(nil),             // 18: fedprop.v1.CollectiveKey
+	(*DecryptSpec)(nil),               // 19: fedprop.v1.DecryptSpec
+	(*Contribution)(nil),              // 20: fedprop.v1.Contribution
+	(*FetchContributionsRequest)(nil), // 21: fedprop.v1.FetchContributionsRequest
+	(*ContributionChunk)(nil),         // 22: fedprop.v1.ContributionChunk
+	(*Encoding)(nil),                  // 23: fedprop.v1.Encoding
+	(*TrainParams)(nil),               // 24: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),           // 25: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),       // 26: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil),      // 27: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),         // 28: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),              // 29: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),        // 30: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),           // 31: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),                // 32: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),       // 33: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),                 // 34: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),           // 35: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),          // 36: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),             // 37: fedprop.v1.GetRunRequest
+	(*Run)(nil),                       // 38: fedprop.v1.Run
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
-	7,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
+	9,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	18, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	19, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	15, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	17, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
-	11, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
-	9,  // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
-	8,  // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	16, // 9: fedprop.v1.Task.collective_key:type_name -> fedprop.v1.CollectiveKey
-	10, // 10: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
-	13, // 11: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
-	12, // 12: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	14, // 13: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	13, // 14: fedprop.v1.CollectiveKey.endorsements:type_name -> fedprop.v1.Endorsement
+	23, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	24, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	17, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	19, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	13, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
+	11, // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
+	10, // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	18, // 9: fedprop.v1.Task.collective_key:type_name -> fedprop.v1.CollectiveKey
+	12, // 10: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
+	15, // 11: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
+	14, // 12: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	16, // 13: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	15, // 14: fedprop.v1.CollectiveKey.endorsements:type_name -> fedprop.v1.Endorsement
 	0,  // 15: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	11, // 16: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
-	8,  // 17: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	0,  // 18: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	20, // 19: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	14, // 20: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	13, // 21: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
-	24, // 22: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	3,  // 23: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	5,  // 24: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	21, // 25: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	23, // 26: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	26, // 27: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	28, // 28: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	1,  // 29: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
-	1,  // 30: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	30, // 31: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	32, // 32: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	4,  // 33: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	6,  // 34: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	22, // 35: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	25, // 36: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	27, // 37: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	29, // 38: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 39: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	2,  // 40: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	31, // 41: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	33, // 42: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	33, // [33:43] is the sub-list for method output_type
-	23, // [23:33] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	13, // 16: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
+	10, // 17: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	20, // 18: fedprop.v1.DecryptSpec.contributions:type_name -> fedprop.v1.Contribution
+	15, // 19: fedprop.v1.Contribution.endorsement:type_name -> fedprop.v1.Endorsement
+	0,  // 20: fedprop.v1.FetchContributionsRequest.purpose:type_name -> fedprop.v1.TaskKind
+	0,  // 21: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
+	25, // 22: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	16, // 23: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	15, // 24: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
+	29, // 25: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	5,  // 26: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	7,  // 27: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	26, // 28: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	21, // 29: fedprop.v1.ClientService.FetchContributions:input_type -> fedprop.v1.FetchContributionsRequest
+	28, // 30: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	31, // 31: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	33, // 32: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 33: fedprop.v1.OversightService.PrepareReview:input_type -> fedprop.v1.PrepareReviewRequest
+	3,  // 34: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	3,  // 35: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	35, // 36: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	37, // 37: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	6,  // 38: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	8,  // 39: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	27, // 40: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	22, // 41: fedprop.v1.ClientService.FetchContributions:output_type -> fedprop.v1.ContributionChunk
+	30, // 42: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	32, // 43: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	34, // 44: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 45: fedprop.v1.OversightService.PrepareReview:output_type -> fedprop.v1.PrepareReviewResponse
+	4,  // 46: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	4,  // 47: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	36, // 48: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	38, // 49: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -2781,7 +3230,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -29,9 +29,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClientService_Register_FullMethodName     = "/fedprop.v1.ClientService/Register"
-	ClientService_PollTask_FullMethodName     = "/fedprop.v1.ClientService/PollTask"
-	ClientService_SubmitResult_FullMethodName = "/fedprop.v1.ClientService/SubmitResult"
+	ClientService_Register_FullMethodName           = "/fedprop.v1.ClientService/Register"
+	ClientService_PollTask_FullMethodName           = "/fedprop.v1.ClientService/PollTask"
+	ClientService_SubmitResult_FullMethodName       = "/fedprop.v1.ClientService/SubmitResult"
+	ClientService_FetchContributions_FullMethodName = "/fedprop.v1.ClientService/FetchContributions"
 )
 
 // ClientServiceClient is the client API for ClientService service.
@@ -46,6 +47,11 @@ type ClientServiceClient interface {
 	PollTask(ctx context.Context, in *PollTaskRequest, opts ...grpc.CallOption) (*PollTaskResponse, error)
 	// SubmitResult hands in the result of a task. A duplicate submission is accepted once.
 	SubmitResult(ctx context.Context, in *SubmitResultRequest, opts ...grpc.CallOption) (*SubmitResultResponse, error)
+	// FetchContributions streams, to a committee member holding a decrypt task, the ciphertexts
+	// of that task's aggregate in the task's order, so that the member re-adds them and checks
+	// the aggregate is their sum before it helps decrypt. A stream, because a thousand
+	// contributions of 131 KB each are far beyond one message.
+	FetchContributions(ctx context.Context, in *FetchContributionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContributionChunk], error)
 }
 
 type clientServiceClient struct {
@@ -86,6 +92,25 @@ func (c *clientServiceClient) SubmitResult(ctx context.Context, in *SubmitResult
 	return out, nil
 }
 
+func (c *clientServiceClient) FetchContributions(ctx context.Context, in *FetchContributionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ContributionChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ClientService_ServiceDesc.Streams[0], ClientService_FetchContributions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchContributionsRequest, ContributionChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClientService_FetchContributionsClient = grpc.ServerStreamingClient[ContributionChunk]
+
 // ClientServiceServer is the server API for ClientService service.
 // All implementations must embed UnimplementedClientServiceServer
 // for forward compatibility.
@@ -98,6 +123,11 @@ type ClientServiceServer interface {
 	PollTask(context.Context, *PollTaskRequest) (*PollTaskResponse, error)
 	// SubmitResult hands in the result of a task. A duplicate submission is accepted once.
 	SubmitResult(context.Context, *SubmitResultRequest) (*SubmitResultResponse, error)
+	// FetchContributions streams, to a committee member holding a decrypt task, the ciphertexts
+	// of that task's aggregate in the task's order, so that the member re-adds them and checks
+	// the aggregate is their sum before it helps decrypt. A stream, because a thousand
+	// contributions of 131 KB each are far beyond one message.
+	FetchContributions(*FetchContributionsRequest, grpc.ServerStreamingServer[ContributionChunk]) error
 	mustEmbedUnimplementedClientServiceServer()
 }
 
@@ -116,6 +146,9 @@ func (UnimplementedClientServiceServer) PollTask(context.Context, *PollTaskReque
 }
 func (UnimplementedClientServiceServer) SubmitResult(context.Context, *SubmitResultRequest) (*SubmitResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubmitResult not implemented")
+}
+func (UnimplementedClientServiceServer) FetchContributions(*FetchContributionsRequest, grpc.ServerStreamingServer[ContributionChunk]) error {
+	return status.Error(codes.Unimplemented, "method FetchContributions not implemented")
 }
 func (UnimplementedClientServiceServer) mustEmbedUnimplementedClientServiceServer() {}
 func (UnimplementedClientServiceServer) testEmbeddedByValue()                       {}
@@ -192,6 +225,17 @@ func _ClientService_SubmitResult_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClientService_FetchContributions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchContributionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClientServiceServer).FetchContributions(m, &grpc.GenericServerStream[FetchContributionsRequest, ContributionChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ClientService_FetchContributionsServer = grpc.ServerStreamingServer[ContributionChunk]
+
 // ClientService_ServiceDesc is the grpc.ServiceDesc for ClientService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -212,7 +256,13 @@ var ClientService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ClientService_SubmitResult_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "FetchContributions",
+			Handler:       _ClientService_FetchContributions_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/fedprop/v1/fedprop.proto",
 }
 
@@ -411,8 +461,9 @@ var ModelService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	OversightService_ApproveModel_FullMethodName = "/fedprop.v1.OversightService/ApproveModel"
-	OversightService_RejectModel_FullMethodName  = "/fedprop.v1.OversightService/RejectModel"
+	OversightService_PrepareReview_FullMethodName = "/fedprop.v1.OversightService/PrepareReview"
+	OversightService_ApproveModel_FullMethodName  = "/fedprop.v1.OversightService/ApproveModel"
+	OversightService_RejectModel_FullMethodName   = "/fedprop.v1.OversightService/RejectModel"
 )
 
 // OversightServiceClient is the client API for OversightService service.
@@ -420,8 +471,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OversightService is the human gate: approvers approve or reject candidate versions; every
-// decision goes into the hash-chained audit log.
+// decision is signed with the approver's own certificate key and goes, with its signature, into
+// the hash-chained audit log.
 type OversightServiceClient interface {
+	// PrepareReview tells an approver what a decision on a version signs: its content hash.
+	PrepareReview(ctx context.Context, in *PrepareReviewRequest, opts ...grpc.CallOption) (*PrepareReviewResponse, error)
 	ApproveModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
 	RejectModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
 }
@@ -432,6 +486,16 @@ type oversightServiceClient struct {
 
 func NewOversightServiceClient(cc grpc.ClientConnInterface) OversightServiceClient {
 	return &oversightServiceClient{cc}
+}
+
+func (c *oversightServiceClient) PrepareReview(ctx context.Context, in *PrepareReviewRequest, opts ...grpc.CallOption) (*PrepareReviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareReviewResponse)
+	err := c.cc.Invoke(ctx, OversightService_PrepareReview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *oversightServiceClient) ApproveModel(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error) {
@@ -459,8 +523,11 @@ func (c *oversightServiceClient) RejectModel(ctx context.Context, in *ReviewRequ
 // for forward compatibility.
 //
 // OversightService is the human gate: approvers approve or reject candidate versions; every
-// decision goes into the hash-chained audit log.
+// decision is signed with the approver's own certificate key and goes, with its signature, into
+// the hash-chained audit log.
 type OversightServiceServer interface {
+	// PrepareReview tells an approver what a decision on a version signs: its content hash.
+	PrepareReview(context.Context, *PrepareReviewRequest) (*PrepareReviewResponse, error)
 	ApproveModel(context.Context, *ReviewRequest) (*ReviewResponse, error)
 	RejectModel(context.Context, *ReviewRequest) (*ReviewResponse, error)
 	mustEmbedUnimplementedOversightServiceServer()
@@ -473,6 +540,9 @@ type OversightServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedOversightServiceServer struct{}
 
+func (UnimplementedOversightServiceServer) PrepareReview(context.Context, *PrepareReviewRequest) (*PrepareReviewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareReview not implemented")
+}
 func (UnimplementedOversightServiceServer) ApproveModel(context.Context, *ReviewRequest) (*ReviewResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApproveModel not implemented")
 }
@@ -498,6 +568,24 @@ func RegisterOversightServiceServer(s grpc.ServiceRegistrar, srv OversightServic
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&OversightService_ServiceDesc, srv)
+}
+
+func _OversightService_PrepareReview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareReviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OversightServiceServer).PrepareReview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OversightService_PrepareReview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OversightServiceServer).PrepareReview(ctx, req.(*PrepareReviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _OversightService_ApproveModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -543,6 +631,10 @@ var OversightService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "fedprop.v1.OversightService",
 	HandlerType: (*OversightServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "PrepareReview",
+			Handler:    _OversightService_PrepareReview_Handler,
+		},
 		{
 			MethodName: "ApproveModel",
 			Handler:    _OversightService_ApproveModel_Handler,
