@@ -199,8 +199,18 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	return m, nil
 }
 
+// paramsNotAccepted is a parameter set a client's configuration does not list.
+type paramsNotAccepted struct {
+	name     string
+	accepted []string
+}
+
+func (e *paramsNotAccepted) Error() string {
+	return fmt.Sprintf("parameter set %q is not among this client's secure_aggregation.parameters %v", e.name, e.accepted)
+}
+
 // acceptedParams returns the named parameter set ("" is the default) if accepted lists it
-// (nil accepts only the default), and ErrRefused naming both otherwise: a coordinator cannot
+// (nil accepts only the default), and a *paramsNotAccepted otherwise: a coordinator cannot
 // talk a client or member into a weaker guarantee than it configured.
 func acceptedParams(accepted []string, name string) (string, secagg.Params, error) {
 	if name == "" {
@@ -210,11 +220,11 @@ func acceptedParams(accepted []string, name string) (string, secagg.Params, erro
 		accepted = []string{secagg.PresetSimulation}
 	}
 	if !slices.Contains(accepted, name) {
-		return "", secagg.Params{}, fmt.Errorf("%w: parameter set %q is not among this client's secure_aggregation.parameters %v", ErrRefused, name, accepted)
+		return "", secagg.Params{}, &paramsNotAccepted{name: name, accepted: accepted}
 	}
 	lit, err := secagg.PresetLiteral(name)
 	if err != nil {
-		return "", secagg.Params{}, fmt.Errorf("%w: %w", ErrRefused, err)
+		return "", secagg.Params{}, err
 	}
 	p, err := secagg.NewParams(lit)
 	return name, p, err
@@ -279,7 +289,7 @@ func (m *Member) keygen(t task.Task, clientID string, res *task.Result) error {
 		}
 		name, params, err := acceptedParams(m.cfg.Parameters, spec.Parameters)
 		if err != nil {
-			return fmt.Errorf("keygen: %w", err)
+			return refuse("%v", err)
 		}
 		key, err := secagg.NewMemberWithIdentity(params, spec.Index, m.cfg.Identity, m.cfg.Random)
 		if err != nil {
@@ -684,8 +694,8 @@ func (e *encryptor) forKey(publicKey []byte) error {
 		return fmt.Errorf("collective public key: %w", err)
 	}
 	_, p, err := acceptedParams(e.accepted, name)
-	if errors.Is(err, ErrRefused) {
-		return fmt.Errorf("%w: %v", ErrDeclined, err)
+	if refusal := (*paramsNotAccepted)(nil); errors.As(err, &refusal) {
+		return fmt.Errorf("%w: %w", ErrDeclined, err)
 	}
 	if err != nil {
 		return err

@@ -45,7 +45,8 @@ func memberSession(t *testing.T, schema *dataset.Schema, b synth.Branch, cfg cli
 	m, err := client.NewMember(cfg)
 	require.NoError(t, err)
 	// A member with a certificate signs its own results with it, as every client with a kit.
-	s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true, Signer: cfg.Signer})
+	s, err := client.NewSession(b.Name, schema, b.Train, b.Test, client.SessionOptions{Member: m, RequireEncryption: true, Signer: cfg.Signer,
+		Parameters: cfg.Parameters})
 	require.NoError(t, err)
 	return s
 }
