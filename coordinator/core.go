@@ -612,6 +612,14 @@ func (c *Core) startPhase(p phase, round int) {
 			c.stopForBudget(why)
 			return
 		}
+		if c.he() && c.rekeyDue() {
+			// Before the round, not in it: every aggregate of a round is under one key.
+			c.note(slog.LevelInfo, "collective key near its decryption budget: new committee setup", slog.Int("round", round),
+				slog.String("setup", c.run.SecAgg.SetupID), slog.Int("decrypted", c.run.SecAgg.Decrypted))
+			c.run.SecAgg.Ready = false
+			c.startKeygen(task.KeygenPublicKey)
+			return
+		}
 	}
 	switch p {
 	case phaseStats:
@@ -726,7 +734,8 @@ func (c *Core) statsScale() float64 {
 func (c *Core) taskID(p phase, clientID string) string {
 	switch p {
 	case phaseKeygen:
-		return fmt.Sprintf("%s/keygen%d/a%d/%s", c.cfg.ID, c.keygen.step, c.attempt, clientID)
+		// The setup's generation too: a new key mid-run restarts the keygen attempts.
+		return fmt.Sprintf("%s/keygen%d/g%d/a%d/%s", c.cfg.ID, c.keygen.step, c.run.SecAgg.Generation, c.attempt, clientID)
 	case phaseDecrypt:
 		// The attempt of the phase whose aggregate this is, then the active set's.
 		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.dec.purpose.kind(), c.round, c.attempt, c.dec.attempt, clientID)

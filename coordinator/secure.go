@@ -36,6 +36,10 @@ type SecureAggregationConfig struct {
 	// or "key-recovery", the lighter set for app cohorts. Members and clients accept only
 	// the sets their own configuration names.
 	Parameters string `yaml:"parameters" json:"parameters,omitempty"`
+	// RekeyAfter is how many ciphertext decryptions a collective key serves before the
+	// coordinator runs a new committee setup, at the start of a round; 0 means the parameter
+	// set's decryption budget (members refuse to go past it), less a margin for retries.
+	RekeyAfter int `yaml:"rekey_after" json:"rekey_after,omitempty"`
 }
 
 func (c SecureAggregationConfig) withDefaults() SecureAggregationConfig {
@@ -82,8 +86,13 @@ func (c SecureAggregationConfig) validate(quorum int) []error {
 	}
 	if lit, err := secagg.PresetLiteral(c.Parameters); err != nil {
 		errs = append(errs, fmt.Errorf("run.secure_aggregation.parameters: %q is not one of %v", c.Parameters, secagg.Presets()))
-	} else if n > lit.MaxCommittee {
-		errs = append(errs, fmt.Errorf("run.secure_aggregation.committee: %d members, the %s parameter set's flooding noise is sized for at most %d", n, c.Parameters, lit.MaxCommittee))
+	} else {
+		if n > lit.MaxCommittee {
+			errs = append(errs, fmt.Errorf("run.secure_aggregation.committee: %d members, the %s parameter set's flooding noise is sized for at most %d", n, c.Parameters, lit.MaxCommittee))
+		}
+		if c.RekeyAfter < 0 || c.RekeyAfter > lit.DecryptionBudget {
+			errs = append(errs, fmt.Errorf("run.secure_aggregation.rekey_after: %d, want 0 (the default) to %d, the %s parameter set's decryption budget", c.RekeyAfter, lit.DecryptionBudget, c.Parameters))
+		}
 	}
 	return errs
 }
@@ -100,6 +109,12 @@ type SecAggState struct {
 	// KeyEndorsements are the members' signatures over the collective key, relayed with
 	// every task that carries it so that clients can check who made it.
 	KeyEndorsements []task.Endorsement `json:"key_endorsements,omitempty"`
+	// Generation numbers the run's committee setups (1 for the first); every setup has its
+	// own id and CRS.
+	Generation int `json:"generation"`
+	// Decrypted counts the ciphertext decryptions asked under this key, every active set of
+	// every aggregate: an upper bound on any member's own count against its budget.
+	Decrypted int `json:"decrypted,omitempty"`
 }
 
 // keygenState is an unfinished committee setup; it lives only in memory (a restarted
@@ -158,7 +173,11 @@ func (c *Core) committeeReady() bool {
 func (c *Core) startKeygen(step int) {
 	if step == task.KeygenPublicKey {
 		c.attemptFor(phaseKeygen, 0)
-		setup := fmt.Sprintf("%s/setup-%d", c.cfg.ID, c.attempt)
+		gen := 1
+		if c.run.SecAgg != nil {
+			gen = c.run.SecAgg.Generation + 1
+		}
+		setup := fmt.Sprintf("%s/setup-%d", c.cfg.ID, gen)
 		seed := sha256.Sum256(binary.BigEndian.AppendUint64([]byte(setup), c.cfg.Seed))
 		agg, err := secagg.NewPublicKeyAggregator(c.params, seed[:])
 		if err != nil {
@@ -169,7 +188,7 @@ func (c *Core) startKeygen(step int) {
 		for i, id := range c.cfg.SecureAggregation.Committee {
 			members = append(members, task.CommitteeMember{ClientID: id, Index: i + 1, IdentityKey: c.identity[id]})
 		}
-		c.run.SecAgg = &SecAggState{SetupID: setup, CRSSeed: seed[:], Threshold: c.cfg.SecureAggregation.Threshold, Members: members}
+		c.run.SecAgg = &SecAggState{SetupID: setup, CRSSeed: seed[:], Threshold: c.cfg.SecureAggregation.Threshold, Members: members, Generation: gen}
 		c.keygen = &keygenState{pk: agg, boxes: map[int][]task.SealedShare{}, shares: map[int][]byte{}, endorsements: map[int]task.Endorsement{}}
 		c.pending.Run = c.snapshot()
 	}
@@ -278,8 +297,33 @@ func (c *Core) finishKeygen() {
 		c.pending.Run = c.snapshot()
 		c.note(slog.LevelInfo, "committee setup complete", slog.String("setup", c.run.SecAgg.SetupID),
 			slog.Int("members", len(c.run.SecAgg.Members)), slog.Int("threshold", c.run.SecAgg.Threshold))
-		c.startPhase(phaseStats, 0)
+		if c.encoder == nil {
+			c.startPhase(phaseStats, 0)
+		} else {
+			// A new key for a run under way (re-keying, or a restart during one): training
+			// goes on where it stopped.
+			c.startPhase(phaseTrain, c.run.LastRound+1)
+		}
 	}
+}
+
+// rekeyDue reports whether the next round could take the collective key past the decryptions
+// it may serve: the round's train (and evaluation) aggregates, each retried as often as the
+// run allows with as many active sets as the committee can form.
+func (c *Core) rekeyDue() bool {
+	st := c.run.SecAgg
+	if st == nil || !st.Ready || st.Decrypted == 0 {
+		// A fresh key is never replaced: a round that needs more than a key may serve would
+		// otherwise re-key for ever (the members' own budget still holds).
+		return false
+	}
+	limit := c.cfg.SecureAggregation.RekeyAfter
+	if limit == 0 {
+		limit = c.params.DecryptionBudget()
+	}
+	cost := c.params.CiphertextsFor(c.resultLen(task.KindTrain)) + c.params.CiphertextsFor(c.resultLen(task.KindEvaluate))
+	sets := len(c.cfg.SecureAggregation.Committee) - c.cfg.SecureAggregation.Threshold + 1
+	return st.Decrypted+cost*c.cfg.MaxAttempts*sets > limit
 }
 
 // startDecrypt asks the committee to decrypt the phase's aggregate: the sum of the results
@@ -367,6 +411,8 @@ func (c *Core) nextDecryptSet() bool {
 	c.dec.active = points
 	c.dec.shares = map[int][]byte{}
 	c.dec.attempt++
+	// Every member of the set decrypts the aggregate's ciphertexts under the current key.
+	c.run.SecAgg.Decrypted += c.params.CiphertextsFor(c.dec.length)
 	// The record names every active set asked, before any of them answers: a member's share
 	// log must find its set here.
 	rec := c.run.Decryptions[c.dec.record]

@@ -1,8 +1,10 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"slices"
@@ -458,4 +460,33 @@ func bankConfig(t *testing.T, path string) sim.Config {
 	cfg, err := sim.ParseConfig(path, raw)
 	require.NoError(t, err)
 	return cfg
+}
+
+// TestTheCoordinatorRekeysBeforeTheKeysBudgetRunsOut: with a small rekey_after the committee
+// makes a new collective key between rounds, more than once, and the model is the one the
+// plaintext run trains.
+func TestTheCoordinatorRekeysBeforeTheKeysBudgetRunsOut(t *testing.T) {
+	plain := parse(t, smallSynthetic)
+	he := parse(t, `
+seed: 9
+data:
+  source: synthetic
+  synthetic: {branches: 4, customers_per_branch: 400}
+committee_size: 4
+run:
+  rounds: 4
+  min_clients: 4
+  secure_aggregation: {mode: he, threshold: 3, rekey_after: 21}
+`)
+	var logs bytes.Buffer
+	a, err := sim.Run(context.Background(), plain, sim.Options{})
+	require.NoError(t, err)
+	b, err := sim.Run(context.Background(), he, sim.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	setups := strings.Count(logs.String(), "committee setup complete")
+	t.Logf("%d committee setups", setups)
+	assert.GreaterOrEqual(t, setups, 3, "the first setup and at least two new keys")
+	assert.Contains(t, logs.String(), "collective key near its decryption budget")
+	assert.Contains(t, logs.String(), "setup=sim/setup-3")
+	assert.Less(t, maxAbsDiff(t, a.Summary.Weights, b.Summary.Weights), 1e-6)
 }
