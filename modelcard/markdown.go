@@ -429,6 +429,13 @@ func (c *Card) privacy(m *md) {
 		m.para(fmt.Sprintf("**Secure aggregation: `%s`.** %s Every update and evaluation count was encrypted by its client; the "+
 			"coordinator added ciphertexts and could decrypt only aggregates, with the help of a threshold of committee members.",
 			s.Mode, strings.TrimSuffix(orNA(s.Scheme), ".")+"."))
+		m.para("Against a coordinator that deviates from the protocol: committee members decrypt only the exact sum of " +
+			"contributions their clients signed, never two aggregates a few clients apart, and their decryption shares carry " +
+			"flooding noise sized for the guarantee stated under *parameters* below, so the coordinator learns neither the " +
+			"committee's key nor any single client's figures from them; it can still deny service. The root of trust is the " +
+			"certificate authority: an operator who runs both the coordinator and the CA can mint clients, and with them submit " +
+			"a malformed contribution or isolate one client's update among fake ones. Then only each client's own share of " +
+			"the differential-privacy noise still protects it.")
 	}
 	if len(s.Parameters) > 0 {
 		var rows [][]string
