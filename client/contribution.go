@@ -3,11 +3,13 @@ package client
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/fedprop/fedprop/pki"
@@ -28,21 +30,25 @@ type ContributionSource interface {
 // of the same values in the same round (a retried phase, a coordinator that restarted) is
 // answered with the very same ciphertext and signature: committee members sum a contribution
 // in one set of contributors only (task.CheckDifference), so a coordinator cannot collect
-// fresh encryptions of one answer and decrypt them in overlapping sets.
+// fresh encryptions of one answer and decrypt them in overlapping sets. In memory it keeps the
+// encryption's 32-byte seed, not the ciphertext (131 to 393 KB), and encrypts again from it:
+// a simulator holds tens of thousands of clients. Statistics, sent once per run, persist
+// their ciphertext (vector).
 type contribution struct {
 	run         string
 	key         [sha256.Size]byte
+	seed        [32]byte
+	digest      [sha256.Size]byte
 	vector      task.Vector
 	endorsement *task.Endorsement
 }
 
 // contributionKey identifies what an encrypted result says: run, round, kind, the public key
-// and the values.
-func contributionKey(t task.Task, values []float64) [sha256.Size]byte {
+// (by its SHA-256, keyDigest) and the values.
+func contributionKey(t task.Task, keyDigest [sha256.Size]byte, values []float64) [sha256.Size]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q|%d|%d|", t.RunID, t.Round, t.Kind)
-	pk := sha256.Sum256(t.PublicKey)
-	h.Write(pk[:])
+	h.Write(keyDigest[:])
 	var b [8]byte
 	for _, v := range values {
 		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
@@ -65,18 +71,34 @@ func (s *Session) encryptResult(t task.Task, values []float64) (task.Vector, int
 	if err := s.enc.forKey(t.PublicKey); err != nil {
 		return task.Vector{}, 0, nil, err
 	}
-	key := contributionKey(t, values)
+	key := contributionKey(t, s.enc.keyDigest, values)
 	slot := t.Kind
-	if c := s.contribs[slot]; c != nil && c.run == t.RunID && c.key == key && within(values, s.enc.params.MaxAbsPerContribution(t.CohortSize)) {
-		return c.vector, 0, c.endorsement, nil
+	bound := s.enc.params.MaxAbsPerContribution(t.CohortSize)
+	if c := s.contribs[slot]; c != nil && c.run == t.RunID && c.key == key && within(values, bound) {
+		vec, _, err := s.enc.encryptSeeded(t.PublicKey, values, t.CohortSize, c.seed)
+		if err != nil {
+			return task.Vector{}, 0, nil, err
+		}
+		if sha256.Sum256(vec.Ciphertext) != c.digest {
+			return task.Vector{}, 0, nil, errors.New("repeat of a contribution: encrypting from its seed gave another ciphertext")
+		}
+		return vec, 0, c.endorsement, nil
 	}
-	vec, clipped, err := s.enc.encrypt(t.PublicKey, values, t.CohortSize)
+	var seed [32]byte
+	random := s.encRandom
+	if random == nil {
+		random = cryptorand.Reader
+	}
+	if _, err := io.ReadFull(random, seed[:]); err != nil {
+		return task.Vector{}, 0, nil, fmt.Errorf("encryption randomness: %w", err)
+	}
+	vec, clipped, err := s.enc.encryptSeeded(t.PublicKey, values, t.CohortSize, seed)
 	if err != nil {
 		return task.Vector{}, clipped, nil, err
 	}
+	digest := sha256.Sum256(vec.Ciphertext)
 	var e *task.Endorsement
 	if s.signer != nil {
-		digest := sha256.Sum256(vec.Ciphertext)
 		signed, err := s.signer.Sign(task.ContributionDomain, task.ContributionStatement(t.RunID, t.Round, t.Kind, digest[:])...)
 		if err != nil {
 			return task.Vector{}, clipped, nil, fmt.Errorf("sign the ciphertext: %w", err)
@@ -87,7 +109,7 @@ func (s *Session) encryptResult(t task.Task, values []float64) (task.Vector, int
 		if s.contribs == nil {
 			s.contribs = map[task.Kind]*contribution{}
 		}
-		s.contribs[slot] = &contribution{run: t.RunID, key: key, vector: vec, endorsement: e}
+		s.contribs[slot] = &contribution{run: t.RunID, key: key, seed: seed, digest: digest, endorsement: e}
 	}
 	return vec, clipped, e, nil
 }
@@ -98,14 +120,14 @@ func (s *Session) encryptResult(t task.Task, values []float64) (task.Vector, int
 // question (a retried phase, a restarted coordinator or client) gets that very ciphertext and
 // signature again, and a different question (another key, scale or encoding) is declined.
 func (s *Session) statsOnce(t task.Task, values []float64) (task.Vector, int, *task.Endorsement, error) {
-	key := contributionKey(t, values)
+	if s.enc == nil {
+		s.enc = newEncryptor(s.encRandom, s.parameters)
+	}
+	if err := s.enc.forKey(t.PublicKey); err != nil {
+		return task.Vector{}, 0, nil, err
+	}
+	key := contributionKey(t, s.enc.keyDigest, values)
 	if prev := s.statsSent[t.RunID]; prev != nil {
-		if s.enc == nil {
-			s.enc = newEncryptor(s.encRandom, s.parameters)
-		}
-		if err := s.enc.forKey(t.PublicKey); err != nil {
-			return task.Vector{}, 0, nil, err
-		}
 		if prev.key == key && within(values, s.enc.params.MaxAbsPerContribution(t.CohortSize)) {
 			return prev.vector, 0, prev.endorsement, nil
 		}

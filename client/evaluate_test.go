@@ -218,7 +218,7 @@ func TestADPEvaluationReleasesBoundedSumsUnderTheClientsLedger(t *testing.T) {
 	want := privacy.NewAccountant(nil)
 	require.NoError(t, want.Compose(0.1, 1, 10))
 	require.NoError(t, want.Compose(1, 20, 1))
-	wantEps, _, err := want.Epsilon(1e-5, privacy.Tight)
+	wantEps, _, err := want.Epsilon(1e-5, privacy.PLD)
 	require.NoError(t, err)
 	assert.Greater(t, after, before)
 	assert.InDelta(t, wantEps, after, 1e-9, "the ledger composes the evaluation with the training")

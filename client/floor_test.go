@@ -205,11 +205,11 @@ func TestTheClientsLedgerAccountsEveryReleaseWithItsOwnParameters(t *testing.T) 
 		require.NoError(t, want.Compose(0.1, z, 10))
 		eps = rep.Epsilon
 	}
-	wantEps, _, err := want.Epsilon(1e-5, privacy.Tight)
+	wantEps, _, err := want.Epsilon(1e-5, privacy.PLD)
 	require.NoError(t, err)
 	assert.InDelta(t, wantEps, eps, 1e-12)
 	// The old accounting recomputed everything with the latest task's z = 5.
-	naive, _, err := privacy.Epsilon(0.1, 5, 40, 1e-5, nil, privacy.Tight)
+	naive, _, err := privacy.Epsilon(0.1, 5, 40, 1e-5, nil, privacy.PLD)
 	require.NoError(t, err)
 	assert.Greater(t, eps, 2*naive)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	mathrand "math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -676,6 +677,9 @@ type encryptor struct {
 	params   secagg.Params
 	random   io.Reader // nil: crypto/rand
 	enc      *secagg.Encryptor
+	// keyDigest is the SHA-256 of the key enc encrypts under, hashed once per key rather than
+	// once per result.
+	keyDigest [sha256.Size]byte
 }
 
 func newEncryptor(random io.Reader, accepted []string) *encryptor {
@@ -704,18 +708,31 @@ func (e *encryptor) forKey(publicKey []byte) error {
 	if err != nil {
 		return fmt.Errorf("collective public key: %w", err)
 	}
-	e.params, e.enc = p, enc
+	e.params, e.enc, e.keyDigest = p, enc, sha256.Sum256(publicKey)
 	return nil
 }
 
-// encrypt clips each value to its share of the ciphertext range (the range divided by the
-// number of results the sum can add up), so that no sum can wrap around the modulus silently,
-// and encrypts the vector under the collective key. It returns how many values it clipped.
-func (e *encryptor) encrypt(publicKey []byte, values []float64, contributors int) (task.Vector, int, error) {
+// encryptSeeded is encrypt with the encryption's randomness drawn from seed alone: the same
+// seed, key and values give the same ciphertext, so a repeated contribution can be
+// encrypted again instead of kept.
+func (e *encryptor) encryptSeeded(publicKey []byte, values []float64, contributors int, seed [32]byte) (task.Vector, int, error) {
 	if err := e.forKey(publicKey); err != nil {
 		return task.Vector{}, 0, err
 	}
-	bound := e.params.MaxAbsPerContribution(contributors)
+	enc, err := secagg.NewEncryptor(e.params, publicKey, mathrand.NewChaCha8(seed))
+	if err != nil {
+		return task.Vector{}, 0, fmt.Errorf("collective public key: %w", err)
+	}
+	clipped := clip(values, e.params.MaxAbsPerContribution(contributors))
+	ct, err := enc.Encrypt(values)
+	if err != nil {
+		return task.Vector{}, clipped, err
+	}
+	return task.Vector{Ciphertext: ct, Length: len(values)}, clipped, nil
+}
+
+// clip limits every value to [-bound, bound] and returns how many it changed.
+func clip(values []float64, bound float64) int {
 	clipped := 0
 	for i, v := range values {
 		if v > bound {
@@ -724,9 +741,5 @@ func (e *encryptor) encrypt(publicKey []byte, values []float64, contributors int
 			values[i], clipped = -bound, clipped+1
 		}
 	}
-	ct, err := e.enc.Encrypt(values)
-	if err != nil {
-		return task.Vector{}, clipped, err
-	}
-	return task.Vector{Ciphertext: ct, Length: len(values)}, clipped, nil
+	return clipped
 }

@@ -100,6 +100,10 @@ type SessionOptions struct {
 	// NoEncodingCache encodes the records afresh for every task instead of keeping the
 	// encoded matrices.
 	NoEncodingCache bool
+	// NoEpsilonReport leaves Report.Epsilon of DP train tasks at 0 instead of converting the
+	// client's ledger after every release (a PLD composition): the simulator's very many
+	// clients are never logged one by one. The ledger still composes every release.
+	NoEpsilonReport bool
 	// Floor is the weakest differential privacy this client accepts: its own setting. Tasks
 	// below it are declined before anything is computed.
 	Floor privacy.Floor
@@ -136,9 +140,10 @@ type Session struct {
 	requireEnc bool
 	// enc is made on the first encrypted task: plaintext clients never pay for the CKKS
 	// parameters.
-	enc        *encryptor
-	encRandom  io.Reader
-	parameters []string
+	enc             *encryptor
+	encRandom       io.Reader
+	parameters      []string
+	noEpsilonReport bool
 	// cache keeps the encoded matrices between tasks (the default; the simulator turns it off
 	// for very many small clients, whose idle state then costs nothing beyond their data).
 	cache bool
@@ -203,7 +208,7 @@ func NewSession(id string, schema *dataset.Schema, train, eval *dataset.Dataset,
 	}
 	floor := opts.Floor.WithDefaults()
 	s := &Session{id: id, schema: schema, schemaHash: task.SchemaHash(schema), train: train, eval: eval,
-		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, parameters: opts.Parameters, now: opts.Now, cache: !opts.NoEncodingCache,
+		protector: opts.Protector, member: opts.Member, requireEnc: opts.RequireEncryption, encRandom: opts.Random, parameters: opts.Parameters, noEpsilonReport: opts.NoEpsilonReport, now: opts.Now, cache: !opts.NoEncodingCache,
 		noise: rand.New(rand.NewChaCha8(seed)), floor: floor, ledger: privacy.NewLedger(floor), released: map[string]*release{},
 		persist: opts.PersistPrivacy, pin: opts.Committee, evaluated: evalState{latest: map[string]*evalRelease{}, models: map[string]map[[sha256.Size]byte]uint64{}},
 		statsSent: map[string]*contribution{}, signer: opts.Signer}
@@ -365,6 +370,14 @@ func Refusal(clientID string, t task.Task, why error) task.Result {
 // Epsilon is what this client has spent over everything it released, at Delta: its own
 // accounting, whatever the coordinator reports.
 func (s *Session) Epsilon() (eps, delta float64) { return s.ledger.Epsilon(), s.ledger.Delta() }
+
+// reportEpsilon is Epsilon for a task's report, unless the session was asked not to report it.
+func (s *Session) reportEpsilon() (eps, delta float64) {
+	if s.noEpsilonReport {
+		return 0, 0
+	}
+	return s.Epsilon()
+}
 
 // committeeTask answers keygen and decrypt tasks: only committee members get them.
 func (s *Session) committeeTask(ctx context.Context, t task.Task) (task.Result, Report, error) {
@@ -615,7 +628,7 @@ func (s *Session) trainPrivately(t task.Task) ([]float64, int, Report, error) {
 	if err := s.commitRelease(t.RunID, rel, next); err != nil {
 		return nil, 0, Report{}, err
 	}
-	eps, del := s.Epsilon()
+	eps, del := s.reportEpsilon()
 	return out, s.train.Len(), Report{UpdateClipped: rel.clipped, Epsilon: eps, Delta: del}, nil
 }
 
@@ -631,7 +644,7 @@ func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, er
 			return nil, 0, Report{}, err
 		}
 		if share <= prev.shareStd && indicator <= prev.indicatorStd {
-			eps, del := s.Epsilon()
+			eps, del := s.reportEpsilon()
 			return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
 		}
 		if top := topUp(share, prev.shareStd); top > 0 {
@@ -648,7 +661,7 @@ func (s *Session) repeat(t task.Task, prev *release) ([]float64, int, Report, er
 			return nil, 0, Report{}, err
 		}
 	}
-	eps, del := s.Epsilon()
+	eps, del := s.reportEpsilon()
 	return out, s.train.Len(), Report{UpdateClipped: prev.clipped, Epsilon: eps, Delta: del}, nil
 }
 

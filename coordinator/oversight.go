@@ -717,12 +717,21 @@ func configHash(c RunConfig) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// accountantName says how a run's epsilon was accounted, for the model card.
+func accountantName(conversion string, q float64, steps int) string {
+	if conversion == "" || conversion == "pld" {
+		return fmt.Sprintf("privacy loss distributions of the Poisson-subsampled Gaussian mechanism (pessimistic discretisation; "+
+			"the smaller of that and the Rényi bound); q=%g, %d steps", q, steps)
+	}
+	return fmt.Sprintf("Rényi DP of the Poisson-subsampled Gaussian mechanism, %s conversion; q=%g, %d steps", conversion, q, steps)
+}
+
 func cardPrivacy(p *modelfile.Privacy) modelcard.Privacy {
 	if p == nil {
 		return modelcard.Privacy{Mechanism: "none"}
 	}
 	out := modelcard.Privacy{Epsilon: p.Epsilon, Delta: p.Delta, ClipNorm: p.ClipNorm, NoiseMultiplier: p.NoiseMultiplier,
-		Accountant: fmt.Sprintf("Rényi DP of the Poisson-subsampled Gaussian mechanism, %s conversion; q=%g, %d steps", p.Conversion, p.SamplingRate, p.Steps)}
+		Accountant: accountantName(p.Conversion, p.SamplingRate, p.Steps)}
 	switch p.Mechanism {
 	case DPClient:
 		out.Mechanism, out.Level = "Gaussian mechanism, DP-FedAvg", "client"

@@ -42,7 +42,10 @@ type PrivacyConfig struct {
 	AdaptiveClipping bool    `yaml:"adaptive_clipping" json:"adaptive_clipping,omitempty"`
 	TargetQuantile   float64 `yaml:"target_quantile" json:"target_quantile,omitempty"`
 	ClipLearningRate float64 `yaml:"clip_learning_rate" json:"clip_learning_rate,omitempty"`
-	// Conversion from RDP to (epsilon, delta): "tight" (Balle et al. 2020) or "classic".
+	// Conversion is how the composition becomes (epsilon, delta): "pld" (privacy loss
+	// distributions, the default, never above RDP's), or RDP converted by "tight" (Balle et
+	// al. 2020) or "classic". The budget stop and the derived noise use it; a run keeps the
+	// conversion it started with.
 	Conversion string `yaml:"conversion" json:"conversion"`
 	// EvaluationNoiseMultiplier is z of every federated evaluation release: Gaussian noise of
 	// z times what one record (client level: one client) can add to each value. 0 derives it
@@ -59,7 +62,7 @@ type PrivacyConfig struct {
 // DefaultEvaluationShare is PrivacyConfig.EvaluationShare when unset. The evaluations of a run
 // are known in advance (one every eval_every rounds and the last) and each reads every
 // evaluation record once, so they are costly per release; a tenth of the budget keeps the
-// training's noise within a few per cent of what it would be without them (Renyi composition
+// training's noise within a few per cent of what it would be without them (composition
 // adds less than the shares' sum), at the price of noisy federated evaluation figures, whose
 // noise the model card states.
 const DefaultEvaluationShare = 0.1
@@ -85,7 +88,7 @@ func (c PrivacyConfig) withDefaults() PrivacyConfig {
 		c.ClipNorm = 1
 	}
 	if c.Conversion == "" {
-		c.Conversion = "tight"
+		c.Conversion = privacy.PLD.String()
 	}
 	if c.Mechanism == DPClient && c.SamplingRate == 0 {
 		c.SamplingRate = 1
@@ -378,7 +381,12 @@ func (c *Core) budgetAllowsRound() (bool, string) {
 	if err := c.ensureEvaluationNoise(); err != nil {
 		return false, err.Error()
 	}
-	conv, _ := privacy.ParseConversion(pc.Conversion)
+	// The run's own conversion, as composedEpsilon uses: a run keeps the one it started with,
+	// even when the configuration's default has changed since.
+	conv, err := privacy.ParseConversion(ps.Conversion)
+	if err != nil {
+		return false, err.Error()
+	}
 	budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
 	next := ps.Accountant.Clone()
 	q, z, steps := ps.SamplingRate, ps.NoiseMultiplier, 1

@@ -250,12 +250,12 @@ func TestEvaluationIsNoisedAndAccounted(t *testing.T) {
 		require.NoError(t, acc.Compose(rel.SamplingRate, rel.NoiseMultiplier, rel.Steps))
 		sum += rel.Epsilon
 	}
-	total, _, err := acc.Epsilon(1e-5, privacy.Tight)
+	total, _, err := acc.Epsilon(1e-5, privacy.PLD)
 	require.NoError(t, err)
 	assert.InDelta(t, total, rep.Epsilon, 1e-9, "the run's epsilon composes training and evaluations")
 	assert.InDelta(t, rep.Epsilon, sum, 1e-9, "the releases' epsilons add up to the total")
 	assert.Equal(t, 3.0, rep.EvaluationNoiseMultiplier)
-	trainOnly, _, err := privacy.Epsilon(1, 2, rounds, 1e-5, nil, privacy.Tight)
+	trainOnly, _, err := privacy.Epsilon(1, 2, rounds, 1e-5, nil, privacy.PLD)
 	require.NoError(t, err)
 	assert.Greater(t, rep.Epsilon, trainOnly, "the evaluations cost budget")
 }
@@ -273,7 +273,7 @@ func TestTheBudgetReservesTheEvaluationsFirst(t *testing.T) {
 			h := newDPHarness(t, cfg)
 			ps := h.core.Status().Privacy
 			require.NotNil(t, ps)
-			evals, _, err := privacy.Epsilon(1, ps.EvaluationNoiseMultiplier, 4, 1e-5, nil, privacy.Tight)
+			evals, _, err := privacy.Epsilon(1, ps.EvaluationNoiseMultiplier, 4, 1e-5, nil, privacy.PLD)
 			require.NoError(t, err)
 			assert.InDelta(t, coordinator.DefaultEvaluationShare*2, evals, 1e-6, "4 evaluations alone spend the share")
 
@@ -284,11 +284,11 @@ func TestTheBudgetReservesTheEvaluationsFirst(t *testing.T) {
 			acc := privacy.NewAccountant(nil)
 			require.NoError(t, acc.Compose(1, ps.EvaluationNoiseMultiplier, 4))
 			require.NoError(t, acc.Compose(0.2, ps.NoiseMultiplier, steps))
-			total, _, err := acc.Epsilon(1e-5, privacy.Tight)
+			total, _, err := acc.Epsilon(1e-5, privacy.PLD)
 			require.NoError(t, err)
 			assert.LessOrEqual(t, total, 2.0)
 			assert.InDelta(t, 2.0, total, 1e-4, "the training gets what the evaluations leave")
-			trainOnly, err := privacy.SigmaFor(0.2, steps, 1e-5, 2, nil, privacy.Tight)
+			trainOnly, err := privacy.SigmaFor(0.2, steps, 1e-5, 2, nil, privacy.PLD)
 			require.NoError(t, err)
 			assert.Greater(t, ps.NoiseMultiplier, trainOnly)
 		})
@@ -305,7 +305,7 @@ func TestTheBudgetStopCountsEvaluations(t *testing.T) {
 		if evals > 0 {
 			require.NoError(t, acc.Compose(1, 3, evals))
 		}
-		e, _, err := acc.Epsilon(1e-5, privacy.Tight)
+		e, _, err := acc.Epsilon(1e-5, privacy.PLD)
 		require.NoError(t, err)
 		return e
 	}

@@ -405,7 +405,7 @@ func (c *Card) privacy(m *md) {
 		}
 		m.table("ll", []string{"Differential privacy", ""}, rows)
 		if len(p.Releases) > 0 {
-			m.para("What the run released from the clients' data, and the ε each part added to the total (Rényi composition in " +
+			m.para("What the run released from the clients' data, and the ε each part added to the total (composition in " +
 				"one accountant: the parts add up to the total, though none would cost as much on its own):")
 			m.table("lllrr", []string{"Release", "Rounds", "Mechanism", "Noise multiplier", "ε added"}, releaseRows(p.Releases))
 		}

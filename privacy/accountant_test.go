@@ -54,7 +54,8 @@ func TestAccountantHeterogeneous(t *testing.T) {
 }
 
 func TestAccountantBudget(t *testing.T) {
-	budget := Budget{Epsilon: 1, Delta: 1e-5}
+	// Round by round against RDP's one-shot value; TestPLDBudgetStop does the same with PLD.
+	budget := Budget{Epsilon: 1, Delta: 1e-5, Conversion: Tight}
 	acc := NewAccountant(nil)
 	rounds := 0
 	for {
@@ -192,23 +193,27 @@ func BenchmarkAccountantComposeRound(b *testing.B) {
 // TestSigmaWithinFitsWhatIsLeft: on an empty accountant SigmaWithin is SigmaFor; after a
 // release it needs more noise for the same steps, and the result keeps the budget.
 func TestSigmaWithinFitsWhatIsLeft(t *testing.T) {
-	budget := Budget{Epsilon: 1, Delta: 1e-5}
-	want, err := SigmaFor(0.05, 300, 1e-5, 1, nil, Tight)
-	require.NoError(t, err)
-	a := NewAccountant(nil)
-	got, err := a.SigmaWithin(0.05, 300, budget)
-	require.NoError(t, err)
-	assert.InEpsilon(t, want, got, 1e-5)
+	for _, conv := range []Conversion{Tight, PLD} {
+		t.Run(conv.String(), func(t *testing.T) {
+			budget := Budget{Epsilon: 1, Delta: 1e-5, Conversion: conv}
+			want, err := SigmaFor(0.05, 300, 1e-5, 1, nil, conv)
+			require.NoError(t, err)
+			a := NewAccountant(nil)
+			got, err := a.SigmaWithin(0.05, 300, budget)
+			require.NoError(t, err)
+			assert.InEpsilon(t, want, got, 1e-5)
 
-	require.NoError(t, a.Compose(1, 20, 1))
-	more, err := a.SigmaWithin(0.05, 300, budget)
-	require.NoError(t, err)
-	assert.Greater(t, more, got)
-	exceed, _, err := a.WouldExceed(0.05, more, 300, budget)
-	require.NoError(t, err)
-	assert.False(t, exceed)
+			require.NoError(t, a.Compose(1, 20, 1))
+			more, err := a.SigmaWithin(0.05, 300, budget)
+			require.NoError(t, err)
+			assert.Greater(t, more, got)
+			exceed, _, err := a.WouldExceed(0.05, more, 300, budget)
+			require.NoError(t, err)
+			assert.False(t, exceed)
 
-	require.NoError(t, a.Compose(1, 0.5, 50))
-	_, err = a.SigmaWithin(0.05, 300, budget)
-	require.ErrorIs(t, err, ErrTargetUnreachable, "nothing left")
+			require.NoError(t, a.Compose(1, 0.5, 50))
+			_, err = a.SigmaWithin(0.05, 300, budget)
+			require.ErrorIs(t, err, ErrTargetUnreachable, "nothing left")
+		})
+	}
 }

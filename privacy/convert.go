@@ -8,21 +8,31 @@ import (
 	"strings"
 )
 
-// Conversion selects how Renyi-DP is turned into (epsilon, delta)-DP.
+// Conversion selects how a composition of Gaussian mechanisms is turned into (epsilon,
+// delta)-DP: by privacy loss distributions (PLD, the default), or from the Renyi-DP curve by
+// one of two bounds (Tight, Classic). All three are upper bounds on the exact epsilon; PLD is
+// the closest (for 10 steps at q = 0.01, sigma = 0.8, delta = 1e-5: 0.90 against Tight's 1.78).
 type Conversion int
 
 const (
+	// PLD composes privacy loss distributions (see PLDEpsilon), within about 1e-4 of the exact
+	// epsilon, and reports the smaller of that and Tight's epsilon: both are upper bounds, so
+	// the smaller one is too, and the PLD never reports more than RDP. It needs the composition
+	// itself, not only its RDP curve: an Accountant keeps its history for it. It is the zero
+	// value, so it is the default.
+	PLD Conversion = iota
 	// Tight is the bound of Balle et al. 2020 (also Asoodeh et al. 2020, eq. 20):
 	// epsilon = min over orders a of RDP(a) + log((a-1)/a) - (log delta + log a)/(a-1).
-	// It is the zero value, so it is the default.
-	Tight Conversion = iota
+	Tight
 	// Classic is Mironov 2017, Proposition 3: epsilon = min over a of RDP(a) - log(delta)/(a-1).
 	Classic
 )
 
-// String returns the name ParseConversion accepts: "tight" or "classic".
+// String returns the name ParseConversion accepts: "pld", "tight" or "classic".
 func (c Conversion) String() string {
 	switch c {
+	case PLD:
+		return "pld"
 	case Tight:
 		return "tight"
 	case Classic:
@@ -32,21 +42,35 @@ func (c Conversion) String() string {
 	}
 }
 
-// ParseConversion parses "tight" or "classic" (case-insensitive, surrounding spaces ignored).
+// Accountant names the accountant behind the conversion: "pld" or "rdp".
+func (c Conversion) Accountant() string {
+	if c == PLD {
+		return "pld"
+	}
+	return "rdp"
+}
+
+// valid reports whether c is one of the three conversions.
+func (c Conversion) valid() bool { return c == PLD || c == Tight || c == Classic }
+
+// ParseConversion parses "pld", "tight" or "classic" (case-insensitive, surrounding spaces
+// ignored).
 func ParseConversion(s string) (Conversion, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "pld":
+		return PLD, nil
 	case "tight":
 		return Tight, nil
 	case "classic":
 		return Classic, nil
 	default:
-		return 0, fmt.Errorf("conversion %q, want tight or classic: %w", s, ErrInvalidArgument)
+		return 0, fmt.Errorf("conversion %q, want pld, tight or classic: %w", s, ErrInvalidArgument)
 	}
 }
 
 // MarshalText implements encoding.TextMarshaler, so configuration files can name a Conversion.
 func (c Conversion) MarshalText() ([]byte, error) {
-	if c != Tight && c != Classic {
+	if !c.valid() {
 		return nil, fmt.Errorf("marshal %v: %w", c, ErrInvalidArgument)
 	}
 	return []byte(c.String()), nil
@@ -93,13 +117,14 @@ func ParseOrders(s string) ([]float64, error) {
 // reference: delta = 0 gives epsilon 0 when every RDP value is 0 and +Inf otherwise (order 0);
 // an order where delta^2 > 1 - exp(-RDP) gives epsilon 0 (the KL bound); orders too close to 1
 // for the tight bound (a <= 1.01) give +Inf; epsilon is never below 0. Orders below 1, negative
-// or NaN RDP values, and a delta outside [0, 1] are errors.
+// or NaN RDP values, and a delta outside [0, 1] are errors, and so is PLD, which needs the
+// composition rather than its RDP curve.
 func EpsilonFromRDP(orders, rdp []float64, delta float64, conv Conversion) (eps, order float64, err error) {
 	if math.IsNaN(delta) || delta < 0 || delta > 1 {
 		return 0, 0, fmt.Errorf("delta=%v, want 0 <= delta <= 1: %w", delta, ErrInvalidArgument)
 	}
 	if conv != Tight && conv != Classic {
-		return 0, 0, fmt.Errorf("conversion %v: %w", conv, ErrInvalidArgument)
+		return 0, 0, fmt.Errorf("conversion %v of an RDP curve, want tight or classic: %w", conv, ErrInvalidArgument)
 	}
 	if len(orders) != len(rdp) {
 		return 0, 0, fmt.Errorf("%d orders but %d RDP values: %w", len(orders), len(rdp), ErrInvalidArgument)
@@ -157,7 +182,8 @@ func orderEpsilon(a, r, delta float64, conv Conversion) float64 {
 
 // Epsilon is the epsilon (and the order attaining it) of the Poisson-subsampled Gaussian
 // mechanism with sampling rate q and noise multiplier sigma run for steps steps, at delta.
-// nil orders means DefaultOrders.
+// nil orders means DefaultOrders. With PLD, order is 0 when the PLD bound is the smaller and
+// the RDP order when Tight's is (see PLD).
 func Epsilon(q, sigma float64, steps int, delta float64, orders []float64, conv Conversion) (eps, order float64, err error) {
 	if orders == nil {
 		orders = DefaultOrders()
@@ -166,7 +192,27 @@ func Epsilon(q, sigma float64, steps int, delta float64, orders []float64, conv 
 	if err != nil {
 		return 0, 0, err
 	}
+	if conv == PLD {
+		return pldOrRDP([]SampledGaussian{{Q: q, Sigma: sigma, Steps: steps}}, orders, rdp, delta)
+	}
 	return EpsilonFromRDP(orders, rdp, delta, conv)
+}
+
+// pldOrRDP is PLD's epsilon of a composition whose RDP curve is rdp: the smaller of the PLD
+// bound and Tight's, with Tight's order when it is the smaller and 0 otherwise.
+func pldOrRDP(history []SampledGaussian, orders, rdp []float64, delta float64) (eps, order float64, err error) {
+	rdpEps, order, err := EpsilonFromRDP(orders, rdp, delta, Tight)
+	if err != nil || rdpEps == 0 {
+		return rdpEps, order, err
+	}
+	pldEps, err := PLDEpsilon(history, delta)
+	if err != nil {
+		return 0, 0, err
+	}
+	if pldEps < rdpEps {
+		return pldEps, 0, nil
+	}
+	return rdpEps, order, nil
 }
 
 // MaxSigma is the largest noise multiplier SigmaFor tries before reporting ErrTargetUnreachable.
@@ -178,9 +224,10 @@ const SigmaTolerance = 1e-9
 
 // SigmaFor returns, by bisection on the accountant, the smallest noise multiplier with which
 // the Poisson-subsampled Gaussian mechanism (rate q, steps steps) is (epsilon, delta)-DP, to the
-// relative tolerance SigmaTolerance; the value returned always meets the target. Epsilon is
-// non-increasing in sigma at every order, which is what makes bisection sound. nil orders means
-// DefaultOrders.
+// relative tolerance SigmaTolerance (PLDSigmaTolerance with PLD); the value returned always
+// meets the target. Epsilon is non-increasing in sigma at every order, which is what makes
+// bisection sound. nil orders means DefaultOrders (with PLD, the orders of its RDP
+// cross-check).
 func SigmaFor(q float64, steps int, delta, epsilon float64, orders []float64, conv Conversion) (float64, error) {
 	if math.IsNaN(q) || q <= 0 || q > 1 {
 		return 0, fmt.Errorf("sampling rate q=%v, want 0 < q <= 1: %w", q, ErrInvalidArgument)
@@ -199,6 +246,9 @@ func SigmaFor(q float64, steps int, delta, epsilon float64, orders []float64, co
 	}
 	if err := validateOrders(orders); err != nil {
 		return 0, err
+	}
+	if conv == PLD {
+		return sigmaForPLD(q, steps, delta, epsilon, orders)
 	}
 	meets := func(sigma float64) (bool, error) {
 		eps, _, err := Epsilon(q, sigma, steps, delta, orders, conv)

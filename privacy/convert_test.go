@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"cmp"
 	"math"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestEpsilonFromRDP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eps, order, err := EpsilonFromRDP(tt.orders, tt.rdp, tt.delta, tt.conv)
+			eps, order, err := EpsilonFromRDP(tt.orders, tt.rdp, tt.delta, cmp.Or(tt.conv, Tight))
 			require.NoError(t, err)
 			if math.IsInf(tt.wantEps, 1) || tt.wantEps == 0 {
 				assert.Equal(t, tt.wantEps, eps)
@@ -88,6 +89,7 @@ func TestEpsilonFromRDPRejectsBadInput(t *testing.T) {
 		{"length mismatch", []float64{2, 3}, []float64{1}, 1e-5, Tight},
 		{"empty", nil, nil, 1e-5, Tight},
 		{"unknown conversion", []float64{2}, []float64{1}, 1e-5, Conversion(7)},
+		{"pld needs the composition", []float64{2}, []float64{1}, 1e-5, PLD},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +117,7 @@ func TestSigmaFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			tt.conv = cmp.Or(tt.conv, Tight) // RDP's bisection; PLD's search is TestPLDSigmaFor
 			sigma, err := SigmaFor(tt.q, tt.steps, tt.delta, tt.epsilon, nil, tt.conv)
 			require.NoError(t, err)
 			if tt.want != 0 {
@@ -154,6 +157,8 @@ func TestParseConversion(t *testing.T) {
 		wantErr bool
 	}{
 		{in: "tight", want: Tight},
+		{in: "pld", want: PLD},
+		{in: " PLD\n", want: PLD},
 		{in: " Classic ", want: Classic},
 		{in: "TIGHT", want: Tight},
 		{in: "", wantErr: true},
@@ -175,7 +180,9 @@ func TestParseConversion(t *testing.T) {
 			assert.Equal(t, got, back)
 		})
 	}
-	assert.Equal(t, Tight, Conversion(0), "the zero value is the default, tight")
+	assert.Equal(t, PLD, Conversion(0), "the zero value is the default, pld")
+	assert.Equal(t, "pld", PLD.Accountant())
+	assert.Equal(t, "rdp", Classic.Accountant())
 	_, err := Conversion(9).MarshalText()
 	require.ErrorIs(t, err, ErrInvalidArgument)
 }

@@ -1,7 +1,8 @@
 // Package privacy is fedprop's differential-privacy library: clipping and Gaussian noise for
 // client-level DP-FedAvg and record-level DP-SGD, adaptive clipping by quantile (Andrew et al.
-// 2021), Poisson sampling, and a Renyi-DP accountant for the Poisson-subsampled Gaussian
-// mechanism (Mironov, Talwar and Zhang 2019) with budgets that a run must stay within.
+// 2021), Poisson sampling, and two accountants for the Poisson-subsampled Gaussian mechanism,
+// privacy loss distributions (the default) and Renyi DP (Mironov, Talwar and Zhang 2019), with
+// budgets that a run must stay within.
 //
 // The package knows nothing about coordinators, clients or transports. Every function is pure
 // apart from the randomness it draws from a caller-supplied *rand.Rand, so the same seed gives
@@ -9,12 +10,18 @@
 //
 // # Accounting
 //
-// [SampledGaussianRDP] follows the RDP accountant of TensorFlow Privacy / Google's
-// dp_accounting: integer orders by the binomial expansion, fractional orders by the signed
-// two-sided series with erfc terms, all in log space. [EpsilonFromRDP] converts to
-// (epsilon, delta) with the bound of Balle et al. 2020 ([Tight], the default) or the classic
-// RDP(a) - log(delta)/(a-1) ([Classic]). [Accountant] composes rounds with different sampling
-// rates and noise multipliers and refuses to go beyond a [Budget].
+// [PLDEpsilon] composes privacy loss distributions under add/remove adjacency (pld.go): a
+// pessimistic "connect the dots" discretisation, FFT composition and an exact hockey-stick
+// conversion, so its epsilon is an upper bound that agrees with the closed-form Gaussian
+// mechanism to 1e-4 over 10,000 steps. [SampledGaussianRDP] follows the RDP accountant of
+// TensorFlow Privacy / Google's dp_accounting: integer orders by the binomial expansion,
+// fractional orders by the signed two-sided series with erfc terms, all in log space.
+// [EpsilonFromRDP] converts RDP to (epsilon, delta) with the bound of Balle et al. 2020
+// ([Tight]) or the classic RDP(a) - log(delta)/(a-1) ([Classic]). The default conversion,
+// [PLD], reports the smaller of the PLD and Tight bounds, so it never exceeds RDP's; RDP
+// remains both an option and that cross-check. [Accountant] composes rounds with different
+// sampling rates and noise multipliers (keeping the RDP curve and the history PLD needs) and
+// refuses to go beyond a [Budget].
 //
 // # Who adds the noise, and the expected number of contributors m
 //

@@ -15,7 +15,8 @@ var ErrBudgetExceeded = errors.New("privacy budget exceeded")
 // meets the target epsilon.
 var ErrTargetUnreachable = errors.New("privacy target unreachable")
 
-// ErrNumerical is wrapped when the accountant's series fails to behave (a log-space subtraction
-// that would go negative, or a series that does not converge). It indicates inputs far outside
-// the range the accountant was validated on.
-var ErrNumerical = errors.New("numerical failure in the RDP accountant")
+// ErrNumerical is wrapped when an accountant's numerics fail to behave (an RDP log-space
+// subtraction that would go negative, a series that does not converge, a privacy loss
+// distribution that no grid within the memory bound can hold). It indicates inputs far outside
+// the range the accountants were validated on.
+var ErrNumerical = errors.New("numerical failure in the privacy accountant")

@@ -155,8 +155,9 @@ func (f Floor) CapContributors(m int) (int, error) {
 }
 
 // Ledger is one party's own accounting of everything it released: every Gaussian mechanism it
-// applied, in one Renyi accountant, so that changing z from one task to the next cannot
-// under-report. It refuses a release that would take it past its floor's MaxEpsilon.
+// applied, in one accountant, so that changing z from one task to the next cannot
+// under-report. Its epsilon is the default conversion's (PLD, with Renyi DP as the ceiling);
+// it refuses a release that would take it past its floor's MaxEpsilon.
 type Ledger struct {
 	floor Floor
 	acc   *Accountant
@@ -170,14 +171,21 @@ func NewLedger(floor Floor) *Ledger {
 }
 
 // Admit composes one release of steps Poisson-subsampled Gaussian steps (q, z) if it keeps the
-// ledger within MaxEpsilon, and returns the epsilon reached at the floor's delta. Nothing is
+// ledger within MaxEpsilon, and returns the epsilon reached at the floor's delta; without a
+// MaxEpsilon it composes without converting and returns 0 (Epsilon says it on demand): a
+// conversion costs a PLD composition, and a simulator holds 100,000 ledgers. Nothing is
 // composed when it returns an error.
 func (l *Ledger) Admit(q, z float64, steps int) (float64, error) {
 	next := l.acc.Clone()
 	if err := next.Compose(q, z, steps); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBelowFloor, err)
 	}
-	eps, _, err := next.Epsilon(l.floor.Delta, Tight)
+	if l.floor.MaxEpsilon <= 0 {
+		l.acc = next
+		l.Releases++
+		return 0, nil
+	}
+	eps, _, err := next.Epsilon(l.floor.Delta, PLD)
 	if err != nil {
 		return 0, err
 	}
@@ -229,7 +237,7 @@ func (l *Ledger) Epsilon() float64 {
 	if l.Releases == 0 {
 		return 0
 	}
-	eps, _, err := l.acc.Epsilon(l.floor.Delta, Tight)
+	eps, _, err := l.acc.Epsilon(l.floor.Delta, PLD)
 	if err != nil {
 		return math.Inf(1)
 	}

@@ -41,10 +41,10 @@ func FuzzParseOrders(f *testing.F) {
 	})
 }
 
-// FuzzParseConversion: only "tight" and "classic" (any case, trimmed) parse, and what parses
-// prints back as its canonical name.
+// FuzzParseConversion: only "pld", "tight" and "classic" (any case, trimmed) parse, and what
+// parses prints back as its canonical name.
 func FuzzParseConversion(f *testing.F) {
-	for _, seed := range []string{"tight", "classic", " CLASSIC\t", "", "tigh", "Tight\x00"} {
+	for _, seed := range []string{"pld", "tight", "classic", " CLASSIC\t", "", "tigh", "Tight\x00", "PLD "} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -73,6 +73,12 @@ func FuzzAccountantUnmarshalBinary(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(valid)
+	legacy := &Accountant{Orders: acc.Orders, RDP: acc.RDP} // no history: version 1
+	old, err := legacy.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(old)
 	f.Add([]byte{})
 	f.Add([]byte{accountantBinaryVersion, 0})
 	f.Add([]byte{accountantBinaryVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})

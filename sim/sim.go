@@ -363,8 +363,9 @@ func newSessions(cfg Config, world *World) ([]*client.Session, error) {
 		minPlain := cfg.Run.MinRecords()
 		opts := client.SessionOptions{RequireEncryption: he, Now: time.Now, Random: seededReader(cfg.Seed, uint64(i), 1),
 			Floor: privacy.Floor{MinRecordsPlaintext: &minPlain}, Parameters: simParameters(sa),
-			// Very many small clients keep nothing but their records between tasks.
-			NoEncodingCache: len(world.Clients) > 1000}
+			// Very many small clients keep nothing but their records between tasks, and are not
+			// logged one by one.
+			NoEncodingCache: len(world.Clients) > 1000, NoEpsilonReport: len(world.Clients) > 1000}
 		train := c.Train
 		if malicious[c.Name] {
 			switch cfg.Attack.Kind {

@@ -219,10 +219,10 @@ func TestBankDPSGDAtEpsilonOne(t *testing.T) {
 	}
 	assert.InDelta(t, p.Epsilon, sum, 1e-9, "the releases' epsilons add up to the composed total")
 	require.NoError(t, acc.Compose(p.SamplingRate, p.NoiseMultiplier, p.Steps))
-	total, _, err := acc.Epsilon(p.Delta, privacy.Tight)
+	total, _, err := acc.Epsilon(p.Delta, privacy.PLD)
 	require.NoError(t, err)
 	assert.InDelta(t, total, p.Epsilon, 1e-9, "one accountant over DP-SGD's steps and the evaluations")
-	alone, _, err := privacy.Epsilon(1, p.EvaluationNoiseMultiplier, 10, p.Delta, nil, privacy.Tight)
+	alone, _, err := privacy.Epsilon(1, p.EvaluationNoiseMultiplier, 10, p.Delta, nil, privacy.PLD)
 	require.NoError(t, err)
 	assert.InDelta(t, coordinator.DefaultEvaluationShare, alone, 1e-6, "the evaluations alone would spend their reserved share")
 	require.NotNil(t, s.FederatedEvaluation, "the federated evaluation is released, noised")
@@ -233,9 +233,9 @@ func TestBankDPSGDAtEpsilonOne(t *testing.T) {
 func TestPrivacyBudgetStopsTheRun(t *testing.T) {
 	const z, q = 3.0, 1.0
 	// Every round is evaluated, each evaluation at z as well: k rounds compose 2k mechanisms.
-	eps7, _, err := privacy.Epsilon(q, z, 14, 1e-5, nil, privacy.Tight)
+	eps7, _, err := privacy.Epsilon(q, z, 14, 1e-5, nil, privacy.PLD)
 	require.NoError(t, err)
-	eps8, _, err := privacy.Epsilon(q, z, 16, 1e-5, nil, privacy.Tight)
+	eps8, _, err := privacy.Epsilon(q, z, 16, 1e-5, nil, privacy.PLD)
 	require.NoError(t, err)
 	budget := (eps7 + eps8) / 2
 	cfg := parse(t, fmt.Sprintf(`
