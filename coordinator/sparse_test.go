@@ -109,10 +109,15 @@ func TestCoreRefusesSparseResultsThatDoNotFit(t *testing.T) {
 	short.Length--
 	unpaired := sparseOf(eval)
 	unpaired.Index = unpaired.Index[1:]
+	inflated := append([]float64(nil), eval...)
+	inflated[0] = 100 // records the histograms do not hold
 	tests := []struct {
 		name string
 		sum  task.Vector
 	}{
+		// Refused by the content check, after the core spelled it out in its scratch space:
+		// were the scratch not cleared, the valid result after it would not add up either.
+		{"counts that do not add up", sparseOf(inflated)},
 		{"indices out of order", badOrder},
 		{"an index at the length", beyond},
 		{"a length one short", short},

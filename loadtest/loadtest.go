@@ -70,7 +70,7 @@ type Config struct {
 	// MaxConcurrentSubmits is the coordinator's admission limit (transport/grpc.Admission);
 	// 0 means grpctransport.DefaultMaxConcurrentSubmits.
 	MaxConcurrentSubmits int
-	// HeapProfile asks for a heap profile (pprof) taken when the live heap peaks: where the
+	// HeapProfile asks for a heap profile (pprof) taken when the Go heap peaks: where the
 	// peak memory goes is what a load test is for, and a profile at the end of the run shows
 	// only what is left.
 	HeapProfile bool
@@ -227,7 +227,7 @@ type Report struct {
 	Client *ClientStats
 	// Admission is what the coordinator's admission control did with the results.
 	Admission grpctransport.AdmissionStats
-	// HeapProfile is the heap profile (pprof format) taken near the live heap's peak, when
+	// HeapProfile is the heap profile (pprof format) taken near the Go heap's peak, when
 	// Config.HeapProfile asked for one.
 	HeapProfile []byte `json:"-"`
 }

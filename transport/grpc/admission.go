@@ -14,7 +14,7 @@ import (
 // DefaultMaxConcurrentSubmits is the Admission limit an Edge uses unless told otherwise. The
 // driver loop aggregates one result at a time, so more submissions in flight than a few per
 // core only hold memory: with 16, decoding on every core keeps the loop busy, and at most 16
-// requests (each at most the edge's message limit, and an he evaluation result is about 2 MiB)
+// requests (each at most the edge's message limit; an he evaluation result is 2.7 MB)
 // are buffered and decoded at once.
 const DefaultMaxConcurrentSubmits = 16
 

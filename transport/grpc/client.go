@@ -3,8 +3,11 @@ package grpctransport
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +40,12 @@ type Client struct {
 	rpc pb.ClientServiceClient
 	// sparse records whether the coordinator's latest task said it decodes sparse sums.
 	sparse atomic.Bool
+
+	// mu guards the collective public key this client holds (and its SHA-256), which the
+	// coordinator then leaves out of the tasks it sends.
+	mu     sync.Mutex
+	key    []byte
+	keySum []byte
 }
 
 // NewClient wraps a connection.
@@ -61,12 +70,18 @@ func (c *Client) PollTask(ctx context.Context, clientID string, wait time.Durati
 	// The call itself may take the whole wait; give the network some slack beyond it.
 	ctx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 	defer cancel()
-	resp, err := c.rpc.PollTask(ctx, &pb.PollTaskRequest{ClientId: clientID, WaitMillis: wait.Milliseconds()})
+	c.mu.Lock()
+	held := c.keySum
+	c.mu.Unlock()
+	resp, err := c.rpc.PollTask(ctx, &pb.PollTaskRequest{ClientId: clientID, WaitMillis: wait.Milliseconds(), HeldPublicKeySha256: held})
 	if err != nil {
 		return task.Task{}, false, fromStatus(err)
 	}
 	if resp.GetTask() == nil {
 		return task.Task{}, false, nil
+	}
+	if err := c.restoreKey(resp.GetTask()); err != nil {
+		return task.Task{}, false, fmt.Errorf("task from coordinator: %w", err)
 	}
 	t, err := taskFromProto(resp.GetTask())
 	if err != nil {
@@ -74,6 +89,37 @@ func (c *Client) PollTask(ctx context.Context, clientID string, wait time.Durati
 	}
 	c.sparse.Store(resp.GetTask().GetSparseResults())
 	return t, true, nil
+}
+
+// ErrKeyNotHeld: a task left out a collective public key this client does not hold (the
+// coordinator's answer to an older poll, or a faulty coordinator). The client forgets the key
+// it holds, so its next poll gets the key in full.
+var ErrKeyNotHeld = errors.New("task names a collective public key this client does not hold")
+
+// restoreKey puts back into p the collective public key the coordinator left out because this
+// client holds it, and remembers a key that came in full (checked against its digest).
+func (c *Client) restoreKey(p *pb.Task) error {
+	sum := p.GetPublicKeySha256()
+	if len(sum) == 0 {
+		return nil // no key, or a coordinator that sends it in full every time
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if key := p.GetPublicKey(); len(key) > 0 {
+		if got := sha256.Sum256(key); !bytes.Equal(got[:], sum) {
+			return fmt.Errorf("field public_key_sha256: %w: it is not the SHA-256 of the public key sent", task.ErrInvalid)
+		}
+		if !bytes.Equal(c.keySum, sum) {
+			c.key, c.keySum = key, bytes.Clone(sum)
+		}
+		return nil
+	}
+	if !bytes.Equal(c.keySum, sum) {
+		c.key, c.keySum = nil, nil
+		return fmt.Errorf("field public_key: %w", ErrKeyNotHeld)
+	}
+	p.PublicKey = c.key
+	return nil
 }
 
 // SubmitResult implements client.Coordinator.

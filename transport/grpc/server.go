@@ -3,8 +3,10 @@ package grpctransport
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -56,6 +58,7 @@ type Service struct {
 	srv        *coordinator.Server
 	loadSpec   SpecLoader
 	coordinate string
+	keys       keyDigests
 }
 
 // NewGRPCServer builds a gRPC server with fedprop's services, health checking and reflection
@@ -131,7 +134,34 @@ func (s *Service) PollTask(ctx context.Context, req *pb.PollTaskRequest) (*pb.Po
 	if !ok {
 		return &pb.PollTaskResponse{}, nil
 	}
-	return &pb.PollTaskResponse{Task: taskToProto(t)}, nil
+	out := taskToProto(t)
+	if len(t.PublicKey) > 0 {
+		sum := s.keys.digest(t.PublicKey)
+		out.PublicKeySha256 = sum[:]
+		if bytes.Equal(req.GetHeldPublicKeySha256(), sum[:]) {
+			out.PublicKey = nil // the client holds it: hundreds of kilobytes not sent again
+		}
+	}
+	return &pb.PollTaskResponse{Task: out}, nil
+}
+
+// keyDigests remembers the SHA-256 of the collective public key the tasks carry: every task
+// of a setup shares the core's one copy of the key (which it never changes in place: a new
+// setup makes a new key), so its hash is computed once per key, not once per task.
+type keyDigests struct {
+	mu  sync.Mutex
+	key []byte
+	sum [sha256.Size]byte
+}
+
+// digest returns key's SHA-256.
+func (k *keyDigests) digest(key []byte) [sha256.Size]byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.key) != len(key) || len(key) == 0 || &k.key[0] != &key[0] {
+		k.key, k.sum = key, sha256.Sum256(key)
+	}
+	return k.sum
 }
 
 // SubmitResult implements pb.ClientServiceServer.

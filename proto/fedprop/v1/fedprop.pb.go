@@ -489,9 +489,14 @@ type PollTaskRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// How long the coordinator may hold the call open waiting for a task.
-	WaitMillis    int64 `protobuf:"varint,2,opt,name=wait_millis,json=waitMillis,proto3" json:"wait_millis,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WaitMillis int64 `protobuf:"varint,2,opt,name=wait_millis,json=waitMillis,proto3" json:"wait_millis,omitempty"`
+	// SHA-256 of the collective public key this client already holds (from an earlier task):
+	// a task under that key then comes without Task.public_key, and the client's transport puts
+	// back the key it holds. Hundreds of kilobytes a key, it is otherwise sent in every task,
+	// to every client, at the start of every phase.
+	HeldPublicKeySha256 []byte `protobuf:"bytes,3,opt,name=held_public_key_sha256,json=heldPublicKeySha256,proto3" json:"held_public_key_sha256,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PollTaskRequest) Reset() {
@@ -536,6 +541,13 @@ func (x *PollTaskRequest) GetWaitMillis() int64 {
 		return x.WaitMillis
 	}
 	return 0
+}
+
+func (x *PollTaskRequest) GetHeldPublicKeySha256() []byte {
+	if x != nil {
+		return x.HeldPublicKeySha256
+	}
+	return nil
 }
 
 type PollTaskResponse struct {
@@ -628,8 +640,12 @@ type Task struct {
 	// client sends that form only to a coordinator that sets this, so an older one keeps
 	// receiving plain vectors.
 	SparseResults bool `protobuf:"varint,22,opt,name=sparse_results,json=sparseResults,proto3" json:"sparse_results,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// SHA-256 of the collective public key in force, whenever there is one: also when
+	// public_key is left out because the client said it holds this key
+	// (PollTaskRequest.held_public_key_sha256).
+	PublicKeySha256 []byte `protobuf:"bytes,23,opt,name=public_key_sha256,json=publicKeySha256,proto3" json:"public_key_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -814,6 +830,13 @@ func (x *Task) GetSparseResults() bool {
 		return x.SparseResults
 	}
 	return false
+}
+
+func (x *Task) GetPublicKeySha256() []byte {
+	if x != nil {
+		return x.PublicKeySha256
+	}
+	return nil
 }
 
 // ReleaseNoise is the Gaussian noise on a stats or evaluation release of a differentially
@@ -2889,13 +2912,14 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\fidentity_key\x18\x03 \x01(\fR\videntityKey\x12#\n" +
 	"\rtrain_records\x18\x04 \x01(\x03R\ftrainRecords\"9\n" +
 	"\x10RegisterResponse\x12%\n" +
-	"\x0ecoordinator_id\x18\x01 \x01(\tR\rcoordinatorId\"O\n" +
+	"\x0ecoordinator_id\x18\x01 \x01(\tR\rcoordinatorId\"\x84\x01\n" +
 	"\x0fPollTaskRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vwait_millis\x18\x02 \x01(\x03R\n" +
-	"waitMillis\"8\n" +
+	"waitMillis\x123\n" +
+	"\x16held_public_key_sha256\x18\x03 \x01(\fR\x13heldPublicKeySha256\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xf5\x06\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa1\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -2922,7 +2946,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\rrelease_noise\x18\x13 \x01(\v2\x18.fedprop.v1.ReleaseNoiseR\freleaseNoise\x12@\n" +
 	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\x12&\n" +
 	"\x0fmax_update_norm\x18\x15 \x01(\x01R\rmaxUpdateNorm\x12%\n" +
-	"\x0esparse_results\x18\x16 \x01(\bR\rsparseResults\"\x9a\x01\n" +
+	"\x0esparse_results\x18\x16 \x01(\bR\rsparseResults\x12*\n" +
+	"\x11public_key_sha256\x18\x17 \x01(\fR\x0fpublicKeySha256\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
