@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 
@@ -49,6 +50,11 @@ func contributionKey(t task.Task, keyDigest [sha256.Size]byte, values []float64)
 	h := sha256.New()
 	fmt.Fprintf(h, "%q|%d|%d|", t.RunID, t.Round, t.Kind)
 	h.Write(keyDigest[:])
+	return sumFloats(h, values)
+}
+
+// sumFloats writes the exact bits of values into h and returns its SHA-256 sum.
+func sumFloats(h hash.Hash, values []float64) [sha256.Size]byte {
 	var b [8]byte
 	for _, v := range values {
 		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))

@@ -2,7 +2,6 @@ package client
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -373,17 +372,7 @@ type evalState struct {
 }
 
 // modelHash identifies a model by its content: the exact bits of its weights.
-func modelHash(weights []float64) [sha256.Size]byte {
-	h := sha256.New()
-	var b [8]byte
-	for _, w := range weights {
-		binary.LittleEndian.PutUint64(b[:], math.Float64bits(w))
-		h.Write(b[:])
-	}
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
-}
+func modelHash(weights []float64) [sha256.Size]byte { return sumFloats(sha256.New(), weights) }
 
 // errEvaluated is wrapped when a model version was already evaluated with another task.
 var errEvaluated = errors.New("this client evaluates each model version once")

@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -582,22 +583,12 @@ func pldParts(mechs []SampledGaussian) (parts []SampledGaussian, noNoise bool, e
 	}
 	parts = coarsenParts(parts)
 	slices.SortFunc(parts, func(a, b SampledGaussian) int {
-		if c := cmpFloat(a.Q, b.Q); c != 0 {
+		if c := cmp.Compare(a.Q, b.Q); c != 0 {
 			return c
 		}
-		return cmpFloat(a.Sigma, b.Sigma)
+		return cmp.Compare(a.Sigma, b.Sigma)
 	})
 	return parts, false, nil
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // coarsenParts bounds the number of distinct steps a composition handles (each costs an FFT)
