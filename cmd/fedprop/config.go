@@ -36,8 +36,12 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 	if err := yaml.Unmarshal(defaults, &tree); err != nil {
 		return err
 	}
+	lists := map[string]bool{} // keys that hold lists: an environment variable spells them a,b,c
 	for key, val := range flatten("", tree) {
 		v.SetDefault(key, val)
+		if _, ok := val.([]any); ok {
+			lists[key] = true
+		}
 	}
 	if path != "" {
 		raw, err := os.ReadFile(path)
@@ -58,7 +62,7 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 			v.Set(key, f.Value.String())
 		}
 	}
-	merged, err := yaml.Marshal(unflatten(v))
+	merged, err := yaml.Marshal(unflatten(v, lists))
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,7 @@ func flatten(prefix string, tree map[string]any) map[string]any {
 }
 
 // unflatten rebuilds the tree of every key viper knows, with each key's effective value.
-func unflatten(v *viper.Viper) map[string]any {
+func unflatten(v *viper.Viper, lists map[string]bool) map[string]any {
 	root := map[string]any{}
 	for _, key := range v.AllKeys() {
 		parts := strings.Split(key, ".")
@@ -118,9 +122,29 @@ func unflatten(v *viper.Viper) map[string]any {
 			}
 			node = next
 		}
-		node[parts[len(parts)-1]] = scalar(v.Get(key))
+		val := v.Get(key)
+		if s, ok := val.(string); ok && lists[key] {
+			node[parts[len(parts)-1]] = commaList(s)
+			continue
+		}
+		node[parts[len(parts)-1]] = scalar(val)
 	}
 	return root
+}
+
+// commaList reads a list key's value from the environment: a,b,c or [a, b, c].
+func commaList(s string) []string {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+	}
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // scalar reads a string from the environment or a flag as the YAML scalar it spells, so that

@@ -235,3 +235,14 @@ func TestStartRunOverGRPCRefusesHostileRunsAndAuditsNone(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestListKeysFromTheEnvironment: a list-valued key (secure_aggregation.committee, .parameters)
+// is spelt a,b,c in its FEDPROP_ variable, as the README's configuration tables say.
+func TestListKeysFromTheEnvironment(t *testing.T) {
+	t.Setenv("FEDPROP_SECURE_AGGREGATION_COMMITTEE", "branch-000, branch-001,branch-002")
+	t.Setenv("FEDPROP_SECURE_AGGREGATION_PARAMETERS", "[simulation, key-recovery]")
+	cfg := defaultClientConfig()
+	require.NoError(t, loadConfig("", &cfg, nil, nil))
+	assert.Equal(t, []string{"branch-000", "branch-001", "branch-002"}, cfg.SecureAggregation.Committee)
+	assert.Equal(t, []string{"simulation", "key-recovery"}, cfg.SecureAggregation.Parameters)
+}
