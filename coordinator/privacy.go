@@ -541,12 +541,20 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		if !(achieved > 0) {
 			return nil, errors.New("no noise was present in this round: it cannot be accounted")
 		}
-		if err := ps.Accountant.Compose(ps.SamplingRate, achieved, 1); err != nil {
+		// A round that lost contributors (and so noise shares) is accounted on a grid of 1/64
+		// octave, rounded down (less noise than was present, so the epsilon stays an upper
+		// bound): such rounds then share a few noise multipliers, and the accountant composes
+		// the history from a few cached parts instead of one per round.
+		accounted := achieved
+		if achieved < ps.NoiseMultiplier {
+			accounted = math.Exp2(math.Floor(math.Log2(achieved)*64) / 64)
+		}
+		if err := ps.Accountant.Compose(ps.SamplingRate, accounted, 1); err != nil {
 			return nil, err
 		}
 		ps.Steps++
 		err = c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismGaussian,
-			NoiseMultiplier: achieved, SamplingRate: ps.SamplingRate, Steps: 1})
+			NoiseMultiplier: accounted, SamplingRate: ps.SamplingRate, Steps: 1})
 		if err != nil {
 			return nil, err
 		}
