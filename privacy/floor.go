@@ -180,18 +180,16 @@ func (l *Ledger) Admit(q, z float64, steps int) (float64, error) {
 	if err := next.Compose(q, z, steps); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBelowFloor, err)
 	}
-	if l.floor.MaxEpsilon <= 0 {
-		l.acc = next
-		l.Releases++
-		return 0, nil
-	}
-	eps, _, err := next.Epsilon(l.floor.Delta, PLD)
-	if err != nil {
-		return 0, err
-	}
-	if l.floor.MaxEpsilon > 0 && eps > l.floor.MaxEpsilon {
-		return eps, fmt.Errorf("%w: this release would take the epsilon spent to %.4g, above max_epsilon %v at delta %g",
-			ErrBelowFloor, eps, l.floor.MaxEpsilon, l.floor.Delta)
+	eps := 0.0
+	if l.floor.MaxEpsilon > 0 {
+		var err error
+		if eps, _, err = next.Epsilon(l.floor.Delta, PLD); err != nil {
+			return 0, err
+		}
+		if eps > l.floor.MaxEpsilon {
+			return eps, fmt.Errorf("%w: this release would take the epsilon spent to %.4g, above max_epsilon %v at delta %g",
+				ErrBelowFloor, eps, l.floor.MaxEpsilon, l.floor.Delta)
+		}
 	}
 	l.acc = next
 	l.Releases++
