@@ -72,7 +72,7 @@ func sumFloats(h hash.Hash, values []float64) [sha256.Size]byte {
 // gets the same ciphertext and signature again. It returns how many values it clipped.
 func (s *Session) encryptResult(t task.Task, values []float64) (task.Vector, int, *task.Endorsement, error) {
 	if s.enc == nil {
-		s.enc = newEncryptor(s.encRandom, s.parameters)
+		s.enc = newEncryptor(s.parameters)
 	}
 	if err := s.enc.forKey(t.PublicKey); err != nil {
 		return task.Vector{}, 0, nil, err
@@ -127,7 +127,7 @@ func (s *Session) encryptResult(t task.Task, values []float64) (task.Vector, int
 // signature again, and a different question (another key, scale or encoding) is declined.
 func (s *Session) statsOnce(t task.Task, values []float64) (task.Vector, int, *task.Endorsement, error) {
 	if s.enc == nil {
-		s.enc = newEncryptor(s.encRandom, s.parameters)
+		s.enc = newEncryptor(s.parameters)
 	}
 	if err := s.enc.forKey(t.PublicKey); err != nil {
 		return task.Vector{}, 0, nil, err

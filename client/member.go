@@ -670,27 +670,28 @@ func (m *Member) checkNoise(spec *task.DecryptSpec) error {
 	return nil
 }
 
-// encryptor caches one encryptor per collective public key.
+// encryptor holds what a client needs to encrypt under the current collective public key: its
+// parameter set, checked against the sets the client accepts, and its digest. Each encryption
+// draws its own seed (encryptSeeded).
 type encryptor struct {
 	// accepted lists the parameter sets this client encrypts under (nil: only the default).
 	accepted []string
 	params   secagg.Params
-	random   io.Reader // nil: crypto/rand
-	enc      *secagg.Encryptor
-	// keyDigest is the SHA-256 of the key enc encrypts under, hashed once per key rather than
-	// once per result.
+	// key recognises the current key (secagg.Encryptor.EncryptsUnder) without a copy of its
+	// hundreds of kilobytes; it never encrypts, so its randomness is a constant.
+	key *secagg.Encryptor
+	// keyDigest is the SHA-256 of the current key, hashed once per key rather than once per
+	// result.
 	keyDigest [sha256.Size]byte
 }
 
-func newEncryptor(random io.Reader, accepted []string) *encryptor {
-	return &encryptor{random: random, accepted: accepted}
-}
+func newEncryptor(accepted []string) *encryptor { return &encryptor{accepted: accepted} }
 
 // forKey readies the encryptor for publicKey, under the parameter set its header names if this
 // client accepts that set (ErrDeclined otherwise: the coordinator cannot talk a client into a
 // weaker guarantee than it configured).
 func (e *encryptor) forKey(publicKey []byte) error {
-	if e.enc != nil && e.enc.EncryptsUnder(publicKey) {
+	if e.key != nil && e.key.EncryptsUnder(publicKey) {
 		return nil
 	}
 	name, _, err := secagg.PresetOf(publicKey)
@@ -704,17 +705,19 @@ func (e *encryptor) forKey(publicKey []byte) error {
 	if err != nil {
 		return err
 	}
-	enc, err := secagg.NewEncryptor(p, publicKey, e.random)
+	key, err := secagg.NewEncryptor(p, publicKey, bytes.NewReader(make([]byte, 32)))
 	if err != nil {
 		return fmt.Errorf("collective public key: %w", err)
 	}
-	e.params, e.enc, e.keyDigest = p, enc, sha256.Sum256(publicKey)
+	e.params, e.key, e.keyDigest = p, key, sha256.Sum256(publicKey)
 	return nil
 }
 
-// encryptSeeded is encrypt with the encryption's randomness drawn from seed alone: the same
-// seed, key and values give the same ciphertext, so a repeated contribution can be
-// encrypted again instead of kept.
+// encryptSeeded clips each value to its share of the ciphertext range (the range divided by
+// the number of results the sum can add up, so that no sum wraps around the modulus silently)
+// and encrypts the vector under publicKey with randomness drawn from seed alone: the same seed,
+// key and values give the same ciphertext, so a repeated contribution can be encrypted again
+// instead of kept. It returns how many values it clipped.
 func (e *encryptor) encryptSeeded(publicKey []byte, values []float64, contributors int, seed [32]byte) (task.Vector, int, error) {
 	if err := e.forKey(publicKey); err != nil {
 		return task.Vector{}, 0, err
