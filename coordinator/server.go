@@ -241,11 +241,12 @@ func (s *Server) do(ctx context.Context, fn func()) error {
 	case <-s.stopped:
 		return ErrStopped
 	}
+	// The loop has taken the event and is running fn: wait for it whatever ctx says, since fn
+	// writes into its caller's variables (returning early raced with it) and its effects are
+	// persisted next; the loop finishes one event in a bounded time.
 	select {
 	case <-ev.done:
 		return ev.err
-	case <-ctx.Done():
-		return ctx.Err()
 	case <-s.stopped:
 		return ErrStopped
 	}
