@@ -3,7 +3,10 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -102,26 +105,69 @@ func TestWhatAClientSendsIsSizedByTheModelNotItsRecords(t *testing.T) {
 	}
 }
 
+// TestSessionRefusesTasksItCannotDoSafely edits one thing of a task the session answers and
+// checks that the session refuses it for that reason: the sentinel of the check that should
+// fire and of no other, the words that name what was wrong, and the client, run and round.
 func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
 	schema, train, eval := branchFile(t, false, 200)
 	s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
 	require.NoError(t, err)
 	ts := tasks(t, schema, train)
-	cases := map[string]func(tk *task.Task){
-		"another schema":    func(tk *task.Task) { tk.Encoding.SchemaHash = "abc" },
-		"short weights":     func(tk *task.Task) { tk.Weights = tk.Weights[:2] },
-		"huge histogram":    func(tk *task.Task) { tk.Kind = task.KindEvaluate; tk.HistogramBins = 1 << 30 },
-		"unsupported kind":  func(tk *task.Task) { tk.Kind = task.KindDecrypt },
-		"bad training rate": func(tk *task.Task) { tk.Train.LearningRate = -1 },
+	sentinels := []error{client.ErrSchemaMismatch, client.ErrDeclined, client.ErrRefused, privacy.ErrBelowFloor,
+		task.ErrInvalid, model.ErrDimension, model.ErrNonFinite, model.ErrInvalidParams}
+	cases := []struct {
+		name string
+		edit func(tk *task.Task)
+		is   []error // every sentinel the error wraps; it wraps none of the others
+		msg  string
+	}{
+		{"another schema", func(tk *task.Task) { tk.Encoding.SchemaHash = "abc" },
+			[]error{client.ErrSchemaMismatch}, "the run's schema hash is abc"},
+		{"short weights", func(tk *task.Task) { tk.Weights = tk.Weights[:2] },
+			[]error{model.ErrDimension}, "weights: dimension mismatch: 2 weights for"},
+		{"a weight that is not finite", func(tk *task.Task) { tk.Weights[3] = math.NaN() },
+			[]error{model.ErrNonFinite}, "weight 3 is NaN"},
+		{"bad training rate", func(tk *task.Task) { tk.Train.LearningRate = -1 },
+			[]error{model.ErrInvalidParams}, "learning rate -1 is not a positive finite number"},
+		{"huge histogram", func(tk *task.Task) { tk.Kind = task.KindEvaluate; tk.HistogramBins = 1 << 30 },
+			[]error{client.ErrDeclined}, "histogram_bins 1073741824 is outside [2, "},
+		{"a decrypt task for a client outside the committee", func(tk *task.Task) { tk.Kind = task.KindDecrypt },
+			[]error{task.ErrInvalid}, "a decrypt task for a client that is not a committee member"},
+		{"differential privacy without noise", func(tk *task.Task) {
+			tk.DP = &task.DPSpec{Mechanism: task.DPClient, ClipNorm: 1}
+		}, []error{client.ErrDeclined, privacy.ErrBelowFloor}, "dp.noise_multiplier 0: a differentially private task must carry positive, finite noise"},
+		{"an unknown privacy mechanism", func(tk *task.Task) {
+			tk.DP = &task.DPSpec{Mechanism: "shuffle", ClipNorm: 1, NoiseMultiplier: 1}
+		}, []error{client.ErrDeclined}, `dp.mechanism "shuffle" is not supported`},
 	}
-	for name, edit := range cases {
-		t.Run(name, func(t *testing.T) {
-			tk := ts[1]
-			tk.Weights = append([]float64(nil), tk.Weights...)
+	edited := func(edit func(*task.Task)) task.Task {
+		tk := ts[1]
+		tk.Weights = append([]float64(nil), tk.Weights...)
+		if edit != nil {
 			edit(&tk)
-			_, _, err := s.Handle(context.Background(), tk)
+		}
+		return tk
+	}
+	// The task as it was: what every case refuses is its edit, not the task.
+	_, _, err = s.Handle(context.Background(), edited(nil))
+	require.NoError(t, err, "the unedited train task")
+
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _, err := s.Handle(context.Background(), edited(tc.edit))
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "client b")
+			for _, sentinel := range sentinels {
+				want := slices.Contains(tc.is, sentinel)
+				assert.Equal(t, want, errors.Is(err, sentinel), "errors.Is(%q): %v", sentinel, err)
+			}
+			assert.Contains(t, err.Error(), tc.msg)
+			assert.True(t, strings.HasPrefix(err.Error(), "client b, run r, round 1"), err.Error())
+			// Nothing computed leaves with the error (the committee path returns the
+			// result's identifiers; the others a zero Result).
+			assert.Zero(t, r.Sum.Len(), "no sum")
+			assert.Nil(t, r.DecryptionShare)
+			assert.Nil(t, r.PublicKeyShare)
+			assert.Empty(t, r.Boxes)
 		})
 	}
 }

@@ -294,21 +294,13 @@ func (s coordinatorSecurity) serverOptions(log *slog.Logger, listen string) (opt
 	return opts, run, nil
 }
 
-// watchDenyList re-reads the deny list every few seconds and on SIGHUP until ctx ends.
+// watchDenyList keeps deny current until ctx ends: pki.DenyList.Refresh polls the file and
+// re-reads it on SIGHUP, which this process routes to it.
 func watchDenyList(ctx context.Context, deny *pki.DenyList, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go deny.Watch(ctx, pki.DefaultDenyListPoll, log)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			log.Info("SIGHUP: re-reading the deny list", "file", deny.Path())
-			deny.ReloadAndLog(ctx, log)
-		}
-	}
+	deny.Refresh(ctx, pki.DefaultDenyListPoll, hup, log)
 }
 
 // dialCoordinator connects a client or model owner: mutual TLS with its kit, or plaintext

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -52,19 +51,79 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
+	if _, _, findErr := root.Find(args); findErr != nil {
+		// cobra resolves the command line before it runs anything and stops at the first
+		// word that names no subcommand; the same lookup failing now means that was the error.
+		err = usageError{err}
+	}
 	fmt.Fprintf(stderr, "fedprop: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode is the exit status for an error run returned: 2 for bad usage or configuration,
+// 1 for anything else. It is the one place that maps errors to exit codes.
+func exitCode(err error) int {
 	var ue usageError
-	if errors.As(err, &ue) || errors.Is(err, coordinator.ErrBadConfig) || isCobraUsage(err) {
+	var ace argCountError
+	switch {
+	case errors.As(err, &ue), errors.As(err, &ace), errors.Is(err, coordinator.ErrBadConfig):
 		return 2
 	}
 	return 1
 }
 
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
-		strings.HasPrefix(msg, "unknown shorthand flag") || strings.Contains(msg, "flag needs an argument") ||
-		strings.HasPrefix(msg, "invalid argument") || strings.HasPrefix(msg, "required flag")
+// argCountError is a command given the wrong number of positional arguments (cobra.ExactArgs,
+// cobra.MinimumNArgs); see exitCode.
+type argCountError struct{ err error }
+
+func (e argCountError) Error() string { return e.err.Error() }
+func (e argCountError) Unwrap() error { return e.err }
+
+// typeUsageErrors makes the errors cobra raises about a command line typed, so that exitCode
+// tells them apart with errors.As rather than by their text: a flag it cannot parse (unknown,
+// missing its value, of the wrong type), a required flag not set, and positional arguments
+// the command does not take. An unknown subcommand of the root is typed by run.
+func typeUsageErrors(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// cobra checks required flags and flag groups itself, after this hook, with untyped
+	// errors; checking them here first types them. cobra runs only the nearest
+	// PersistentPreRunE, so a subcommand that sets its own must do the same.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return usageError{err}
+		}
+		if err := cmd.ValidateFlagGroups(); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+	// cobra adds its completion command when the root executes; adding it now lets the walk
+	// below type its subcommands' argument checks too (cobra then finds it and adds no other).
+	root.InitDefaultCompletionCmd()
+	typeArgErrors(root)
+}
+
+// typeArgErrors wraps the positional-argument check of cmd and of every command below it.
+// Arguments given to a command that takes none (cobra.NoArgs, which words this "unknown
+// command") name a subcommand it does not have: a usageError. Too many or too few for a
+// command that takes some: an argCountError.
+func typeArgErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		takesNone := check(cmd, nil) == nil && check(cmd, []string{"x"}) != nil
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			err := check(c, args)
+			switch {
+			case err == nil:
+				return nil
+			case takesNone:
+				return usageError{err}
+			}
+			return argCountError{err}
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		typeArgErrors(sub)
+	}
 }
 
 // globals are the settings every subcommand shares.
@@ -117,6 +176,7 @@ global model that model owners pull with its metrics.`,
 		newStoreCmd(g),
 		newLoadtestCmd(g),
 	)
+	typeUsageErrors(root)
 	return root
 }
 

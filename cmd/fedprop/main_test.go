@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/fedprop/fedprop/coordinator"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -54,6 +58,96 @@ func TestExitCodes(t *testing.T) {
 			code, _, errOut := runCLI(t, tc.args...)
 			assert.Equal(t, tc.code, code, errOut)
 			assert.Contains(t, errOut, tc.msg)
+		})
+	}
+}
+
+// TestCommandLineErrorsAreTypedAndKeepTheirExitCodes runs the command lines cobra itself
+// refuses. Each must come back from the command tree as the typed error exitCode maps
+// (usageError, argCountError) with cobra's own message, and exit with 2, as bad usage does.
+func TestCommandLineErrorsAreTypedAndKeepTheirExitCodes(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		usage bool // a usageError; otherwise an argCountError (both exit 2)
+		msg   string
+	}{
+		{"unknown flag", []string{"sim", "--bogus"}, true, "unknown flag: --bogus"},
+		{"unknown shorthand flag", []string{"sim", "-x"}, true, "unknown shorthand flag: 'x' in -x"},
+		{"flag without its value", []string{"ca", "init", "--dir"}, true, "flag needs an argument: --dir"},
+		{"persistent flag without its value", []string{"sim", "--log-level"}, true, "flag needs an argument: --log-level"},
+		{"flag value of the wrong type", []string{"privacy", "epsilon", "--q", "x", "--sigma", "1", "--steps", "1"}, true, `invalid argument "x" for "--q" flag`},
+		{"required flags not set", []string{"privacy", "epsilon", "--sigma", "1"}, true, `required flag(s) "q", "steps" not set`},
+		{"an argument to a command that takes none", []string{"sim", "extra"}, true, `unknown command "extra" for "fedprop sim"`},
+		{"an argument to cobra's completion command", []string{"completion", "bash", "extra"}, true, `unknown command "extra" for "fedprop completion bash"`},
+		{"too few arguments", []string{"ca", "revoke", "--deny-list", "deny.txt"}, false, "requires at least 1 arg(s), only received 0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			root := newRootCmd(&out, &errOut)
+			root.SetArgs(tc.args)
+			err := root.Execute()
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), tc.msg), "cobra's message, unchanged: %v", err)
+			var ue usageError
+			var ace argCountError
+			assert.Equal(t, tc.usage, errors.As(err, &ue), "usageError: %v", err)
+			assert.Equal(t, !tc.usage, errors.As(err, &ace), "argCountError: %v", err)
+			code, _, stderr := runCLI(t, tc.args...)
+			assert.Equal(t, 2, code, stderr)
+			assert.Equal(t, "fedprop: "+err.Error()+"\n", stderr)
+		})
+	}
+}
+
+// TestUnknownSubcommandOfTheRootExitsTwo: the one usage error cobra raises before any command
+// runs, so before any hook can type it; run types it.
+func TestUnknownSubcommandOfTheRootExitsTwo(t *testing.T) {
+	cases := []struct {
+		args []string
+		word string
+	}{
+		{[]string{"nope"}, "nope"},
+		{[]string{"--log-level", "debug", "nope"}, "nope"},
+		{[]string{"sweep", "--out", "x"}, "sweep"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.word, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			assert.Equal(t, 2, code, stderr)
+			assert.True(t, strings.HasPrefix(stderr, `fedprop: unknown command "`+tc.word+`" for "fedprop"`), stderr)
+			assert.Empty(t, stdout)
+		})
+	}
+	code, stdout, stderr := runCLI(t, "model", "nope")
+	assert.Equal(t, 0, code, "a command with subcommands and no run of its own prints its help, as cobra does")
+	assert.Empty(t, stderr)
+	assert.Contains(t, stdout, "Usage:")
+}
+
+// TestExitCodeGoesByTypeNotByText: exitCode reads the error's type and sentinel only, however
+// deeply wrapped, and never its words: an error that merely reads like one of cobra's is a
+// runtime failure.
+func TestExitCodeGoesByTypeNotByText(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"usage error", usagef("--out is required"), 2},
+		{"wrapped usage error", fmt.Errorf("sweep: %w", usageError{errors.New("x")}), 2},
+		{"bad configuration", fmt.Errorf("read a.yaml: %w: run.rounds", coordinator.ErrBadConfig), 2},
+		{"wrong number of arguments", fmt.Errorf("model: %w", argCountError{errors.New("accepts 1 arg(s), received 0")}), 2},
+		{"runtime failure", errors.New("dial 127.0.0.1:7070: connection refused"), 1},
+		{"text of an unknown flag", errors.New("unknown flag: --out"), 1},
+		{"text of an unknown command", errors.New(`unknown command "x" for "fedprop"`), 1},
+		{"text of a required flag", errors.New(`required flag(s) "q" not set`), 1},
+		{"text of an invalid argument", errors.New("invalid argument: q=2"), 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, exitCode(tc.err))
 		})
 	}
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,7 +103,7 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 			fmt.Fprintf(g.stdout, sweepLine, "#", "test_auc", "log_loss", "rounds", "seconds", "configuration")
 			var writeErrs []error
 			done := func(row sim.SweepRow) {
-				if err := writeSweepRun(filepath.Join(outDir, sweepDirName(row, len(configs))), row); err != nil {
+				if err := writeSweepRun(filepath.Join(outDir, row.DirName(len(configs))), row); err != nil {
 					writeErrs = append(writeErrs, err)
 				}
 				bar.Print(func() { printSweepRow(g.stdout, row) })
@@ -126,17 +122,21 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 			if err := errors.Join(writeErrs...); err != nil {
 				return err
 			}
-			table, err := newSweepTable(grid.Keys(), rows)
+			table, err := sim.NewSweepTable(grid.Keys(), rows)
 			if err != nil {
 				return err
 			}
 			csvPath := filepath.Join(outDir, "sweep.csv")
-			if err := table.writeCSV(csvPath); err != nil {
+			if err := table.WriteCSV(csvPath); err != nil {
 				return err
 			}
 			written := []string{csvPath}
+			var points []plot.SweepPoint
+			for _, p := range table.Points() {
+				points = append(points, plot.SweepPoint(p))
+			}
 			for _, metric := range plotMetrics {
-				files, err := plot.Sweep(table.points(), xKey, metric, outDir)
+				files, err := plot.Sweep(points, xKey, metric, outDir)
 				if errors.Is(err, plot.ErrNoData) {
 					fmt.Fprintf(g.stderr, "fedprop: no plot of %s: %v\n", metric, err)
 					continue
@@ -178,22 +178,6 @@ func printSweepRow(w io.Writer, row sim.SweepRow) {
 	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 	fmt.Fprintf(w, sweepLine, strconv.Itoa(row.Index), f4(s.Final.AUC), f4(s.Final.LogLoss), strconv.Itoa(s.Rounds),
 		strconv.FormatFloat(s.WallSeconds, 'f', 1, 64), row.Settings)
-}
-
-var unsafePathChars = regexp.MustCompile(`[^A-Za-z0-9._=+-]+`)
-
-// sweepDirName is "<index>-<key=value_key2=value2>", the index zero-padded to sort in grid
-// order, with characters that do not belong in a file name replaced.
-func sweepDirName(row sim.SweepRow, n int) string {
-	parts := make([]string, len(row.Settings))
-	for i, s := range row.Settings {
-		parts[i] = s.Key + "=" + s.Value
-	}
-	name := unsafePathChars.ReplaceAllString(strings.Join(parts, "_"), "_")
-	if len(name) > 120 {
-		name = name[:120]
-	}
-	return fmt.Sprintf("%0*d-%s", len(strconv.Itoa(n-1)), row.Index, name)
 }
 
 // writeSweepRun writes one configuration's metrics.csv, summary.json and per-round plots.
@@ -252,191 +236,4 @@ func writeRoundPlots(dir string, res *sim.Result) ([]string, error) {
 		}
 	}
 	return files, nil
-}
-
-// sweepTable is sweep.csv: the swept keys, the fixed result columns, then every other figure
-// of the summaries, read from their JSON so that new summary fields appear by themselves.
-type sweepTable struct {
-	keys    []string
-	columns []string
-	rows    []sweepTableRow
-}
-
-type sweepTableRow struct {
-	settings sim.Settings
-	text     map[string]string  // column -> cell
-	numbers  map[string]float64 // column (and config.* leaf) -> value, for plotting
-}
-
-// sweepFixed are the result columns that come first, and the summary fields they are read from.
-func sweepFixed() []struct{ column, field string } {
-	return []struct{ column, field string }{
-		{"auc", "final.auc"},
-		{"log_loss", "final.log_loss"},
-		{"accuracy", "final.accuracy"},
-		{"brier", "final.brier"},
-		{"centralized_auc", "centralized.auc"},
-		{"rounds", "rounds"},
-		{"wall_seconds", "wall_seconds"},
-	}
-}
-
-func newSweepTable(keys []string, rows []sim.SweepRow) (*sweepTable, error) {
-	t := &sweepTable{keys: keys}
-	extra := map[string]bool{}
-	for _, r := range rows {
-		row := sweepTableRow{settings: r.Settings, text: map[string]string{}, numbers: map[string]float64{}}
-		if r.Result != nil && r.Err == nil {
-			fields, err := flattenJSON(r.Result.Summary)
-			if err != nil {
-				return nil, fmt.Errorf("sweep configuration %d: summary: %w", r.Index, err)
-			}
-			for _, f := range sweepFixed() {
-				if v, ok := fields[f.field]; ok {
-					row.set(f.column, v)
-				}
-			}
-			for name, v := range fields {
-				if skipped(name) {
-					continue
-				}
-				extra[name] = true
-				row.set(name, v)
-			}
-		}
-		if r.Err != nil {
-			row.text["error"] = r.Err.Error()
-		}
-		cfg, err := flattenJSON(r.Config)
-		if err != nil {
-			return nil, fmt.Errorf("sweep configuration %d: config: %w", r.Index, err)
-		}
-		for name, v := range cfg {
-			if x, ok := v.number(); ok {
-				row.numbers["config."+name] = x
-			}
-		}
-		t.rows = append(t.rows, row)
-	}
-	t.columns = append(t.columns, keys...)
-	for _, f := range sweepFixed() {
-		t.columns = append(t.columns, f.column)
-	}
-	names := make([]string, 0, len(extra))
-	for name := range extra {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	t.columns = append(t.columns, names...)
-	t.columns = append(t.columns, "error")
-	return t, nil
-}
-
-// skipped reports whether a summary field stays out of the table's extra columns: the config
-// (its swept keys are the first columns), and the metrics already in the fixed columns.
-func skipped(name string) bool {
-	for _, s := range []string{"config", "final", "centralized", "rounds", "wall_seconds"} {
-		if name == s || strings.HasPrefix(name, s+".") {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *sweepTableRow) set(column string, v jsonValue) {
-	r.text[column] = v.text
-	if x, ok := v.number(); ok {
-		r.numbers[column] = x
-	}
-}
-
-func (t *sweepTable) writeCSV(path string) error {
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	_ = w.Write(t.columns)
-	for _, r := range t.rows {
-		record := make([]string, len(t.columns))
-		for i, c := range t.columns {
-			if i < len(t.keys) {
-				record[i], _ = r.settings.Value(c)
-				continue
-			}
-			record[i] = r.text[c]
-		}
-		_ = w.Write(record)
-	}
-	w.Flush()
-	if err := w.Error(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
-}
-
-// points are the table's configurations that ran, for plot.Sweep.
-func (t *sweepTable) points() []plot.SweepPoint {
-	var pts []plot.SweepPoint
-	for _, r := range t.rows {
-		if r.text["error"] != "" {
-			continue
-		}
-		values := map[string]string{}
-		for _, s := range r.settings {
-			values[s.Key] = s.Value
-		}
-		pts = append(pts, plot.SweepPoint{Values: values, Metrics: r.numbers})
-	}
-	return pts
-}
-
-// jsonValue is a scalar leaf of a JSON document as text, and whether it was a JSON number.
-type jsonValue struct {
-	text     string
-	isNumber bool
-}
-
-func (v jsonValue) number() (float64, bool) {
-	if !v.isNumber {
-		return 0, false
-	}
-	x, err := strconv.ParseFloat(v.text, 64)
-	return x, err == nil
-}
-
-// flattenJSON marshals v and returns its scalar leaves by dotted path (final.auc). Arrays are
-// left out (weights, per-client lists); null is an empty cell.
-func flattenJSON(v any) (map[string]jsonValue, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return nil, err
-	}
-	out := map[string]jsonValue{}
-	var walk func(prefix string, x any)
-	walk = func(prefix string, x any) {
-		switch x := x.(type) {
-		case map[string]any:
-			for k, v := range x {
-				if prefix != "" {
-					k = prefix + "." + k
-				}
-				walk(k, v)
-			}
-		case []any:
-		case json.Number:
-			out[prefix] = jsonValue{text: x.String(), isNumber: true}
-		case string:
-			out[prefix] = jsonValue{text: x}
-		case bool:
-			out[prefix] = jsonValue{text: strconv.FormatBool(x)}
-		case nil:
-			out[prefix] = jsonValue{}
-		}
-	}
-	walk("", doc)
-	return out, nil
 }

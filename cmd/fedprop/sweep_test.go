@@ -191,31 +191,3 @@ func TestSimWritesRoundPlotsBesideMetrics(t *testing.T) {
 	assert.Contains(t, stdout, filepath.Join(out, "auc.png"))
 	assert.NotContains(t, stdout, "\r", "no progress bar when stdout is not a terminal")
 }
-
-func TestFlattenJSONFindsNewFields(t *testing.T) {
-	type privacy struct {
-		Epsilon float64  `json:"epsilon"`
-		Delta   float64  `json:"delta"`
-		Spent   *float64 `json:"spent"`
-	}
-	v := struct {
-		Name    string    `json:"name"`
-		OK      bool      `json:"ok"`
-		Privacy privacy   `json:"privacy"`
-		Weights []float64 `json:"weights"`
-	}{"x", true, privacy{Epsilon: 1.5, Delta: 1e-5}, []float64{1, 2}}
-	got, err := flattenJSON(v)
-	require.NoError(t, err)
-	assert.Equal(t, map[string]jsonValue{
-		"name":            {text: "x"},
-		"ok":              {text: "true"},
-		"privacy.epsilon": {text: "1.5", isNumber: true},
-		"privacy.delta":   {text: "0.00001", isNumber: true},
-		"privacy.spent":   {},
-	}, got)
-	x, ok := got["privacy.delta"].number()
-	assert.True(t, ok)
-	assert.InDelta(t, 1e-5, x, 0)
-	_, ok = got["name"].number()
-	assert.False(t, ok)
-}

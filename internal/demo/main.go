@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 
@@ -24,13 +25,15 @@ func main() {
 	if len(os.Args) > 2 {
 		outDir = os.Args[2]
 	}
-	if err := run(cfgPath, outDir); err != nil {
+	if err := run(cfgPath, outDir, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfgPath, outDir string) error {
+// run simulates the config at cfgPath, prints the per-round table and the summary to stdout
+// and writes metrics.csv and summary.json into outDir.
+func run(cfgPath, outDir string, stdout io.Writer) error {
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return err
@@ -41,14 +44,14 @@ func run(cfgPath, outDir string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := sim.Run(ctx, cfg, sim.Options{Observer: sim.NewTable(os.Stdout), Version: "demo"})
+	res, err := sim.Run(ctx, cfg, sim.Options{Observer: sim.NewTable(stdout), Version: "demo"})
 	if err != nil {
 		return err
 	}
 	if err := sim.WriteResults(outDir, res); err != nil {
 		return err
 	}
-	sim.PrintSummary(os.Stdout, res.Summary, outDir)
-	fmt.Println("\nthe full tool: make build && bin/fedprop sim --config", cfgPath, "--out", outDir, "(adds plots, sweeps and the other roles)")
+	sim.PrintSummary(stdout, res.Summary, outDir)
+	fmt.Fprintln(stdout, "\nthe full tool: make build && bin/fedprop sim --config", cfgPath, "--out", outDir, "(adds plots, sweeps and the other roles)")
 	return nil
 }
