@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -210,13 +211,59 @@ func TrainVectorLen(dim int) int { return dim + 2 }
 // SchemaHash identifies a schema by its content, not its formatting: every participant of a
 // run must hold a schema with the same hash.
 func SchemaHash(s *dataset.Schema) string {
-	b, err := json.Marshal(s)
+	c := *s
+	// An empty list and an absent one say the same (`exclude: []` or no exclude at all):
+	// both hash as absent. Lists with entries hash as they always have.
+	nilEmpty(reflect.ValueOf(&c).Elem())
+	b, err := json.Marshal(&c)
 	if err != nil {
 		// A Schema is plain data; Marshal cannot fail on it.
 		panic(fmt.Sprintf("task: marshal schema: %v", err))
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// nilEmpty sets every empty slice and map reachable from v (addressable) to nil, copying any
+// slice or pointer it changes below, so that the value v was copied from is left as it was.
+func nilEmpty(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Field(i); f.CanSet() {
+				nilEmpty(f)
+			}
+		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			return
+		}
+		p := reflect.New(v.Elem().Type())
+		p.Elem().Set(v.Elem())
+		nilEmpty(p.Elem())
+		v.Set(p)
+	case reflect.Slice:
+		if v.IsNil() {
+			return
+		}
+		if v.Len() == 0 {
+			v.Set(reflect.Zero(v.Type()))
+			return
+		}
+		switch v.Type().Elem().Kind() {
+		case reflect.Struct, reflect.Pointer, reflect.Slice, reflect.Map:
+			c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			reflect.Copy(c, v)
+			for i := range c.Len() {
+				nilEmpty(c.Index(i))
+			}
+			v.Set(c)
+		}
+	case reflect.Map:
+		if !v.IsNil() && v.Len() == 0 {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
 }
 
 // Protocol errors shared by both sides of the wire. Transports map them to and from status

@@ -234,6 +234,7 @@ categorical: [{column: segment, values: [retail, private], unseen: error}]
 consent: {tracked: false, purpose: propensity-modeling}
 bounds: {}
 `, true},
+		{"empty lists stated", tinySchema + "exclude: []\nsensitive: []\n", true},
 		{"another name", replace("name: tiny", "name: tiny2"), false},
 		{"the numeric features in another order", replace("[x, z]", "[z, x]"), false},
 		{"another numeric feature", replace("[x, z]", "[x, z, w]"), false},
@@ -257,6 +258,9 @@ bounds: {}
 	s := parseSchema(t, tinySchema)
 	s.Bounds = map[string][]float64{}
 	assert.Equal(t, base, task.SchemaHash(s), "no bounds hash as they did before bounds existed")
+	s.Exclude = []string{}
+	assert.Equal(t, base, task.SchemaHash(s))
+	assert.NotNil(t, s.Exclude, "the hashed schema is left as it was")
 }
 
 func TestModelDocument(t *testing.T) {
