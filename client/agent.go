@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,7 +27,16 @@ type AgentConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// SoftwareVersion is announced at registration.
 	SoftwareVersion string
-	Logger          *slog.Logger
+	// SendAttempts bounds the submissions of one answer that fail without the coordinator
+	// refusing it (0: no bound, a production agent retries until its context ends). The
+	// simulator sends once: a failure there is a defect to report, not a network to wait for.
+	SendAttempts int
+	// ForgetSent drops an answer once the coordinator has taken or refused it. A production
+	// agent keeps its last answer, so that a task reissued after a coordinator restart gets
+	// the very same answer (fresh DP noise for the same task would average out); the
+	// simulator's coordinator never loses one, and 100,000 kept answers would weigh.
+	ForgetSent bool
+	Logger     *slog.Logger
 }
 
 // WithDefaults fills unset fields.
@@ -82,8 +92,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("client starting", "train_rows", a.session.TrainRows(), "excluded_no_consent", a.session.Excluded())
 	for ctx.Err() == nil {
 		if !registered {
-			err := a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey(),
-				TrainRecords: a.session.TrainRows()})
+			err := a.Register(ctx)
 			if errors.Is(err, task.ErrTooFewRecords) {
 				// Not a passing fault: the run aggregates in plaintext and this client is too
 				// small for that. Say so plainly and ask again only rarely.
@@ -130,41 +139,85 @@ func (a *Agent) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Register announces this client to the coordinator.
+func (a *Agent) Register(ctx context.Context) error {
+	return a.conn.Register(ctx, task.Registration{ClientID: a.session.ID(), SoftwareVersion: a.cfg.SoftwareVersion, IdentityKey: a.session.IdentityKey(),
+		TrainRecords: a.session.TrainRows()})
+}
+
 func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
-	res := a.last
-	var rep Report
-	if res.TaskID != t.ID {
-		var err error
-		res, rep, err = a.session.Handle(ctx, t)
-		if rep.Share != nil {
-			// Every decryption share given, or refused, is logged so that an audit can match
-			// this log against the coordinator's.
-			sh := rep.Share
-			attrs := []any{"run", sh.Run, "round", sh.Round, "purpose", sh.Purpose.String(), "contributors", sh.Contributors, "aggregate_sha256", sh.Digest,
-				"active", sh.Active}
-			if err != nil {
-				a.log.Warn("decryption share refused", append(attrs, "err", err)...)
-			} else {
-				a.log.Info("decryption share given", attrs...)
-			}
-		}
-		switch {
-		case errors.Is(err, ErrDeclined) && t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt,
-			errors.Is(err, ErrRefused) && t.Kind == task.KindDecrypt:
-			// Declined on this client's own authority (a member refusing an aggregate among
-			// it): say so in the log and to the coordinator, which then stops waiting for it
-			// and counts nothing of it.
-			a.log.Warn("task declined", "task", t.ID, "kind", t.Kind.String(), "run", t.RunID, "round", t.Round, "reason", err)
-			res = Refusal(a.session.ID(), t, err)
-		case err != nil:
-			a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
-			return err
-		}
-		a.last = res
-	} else {
-		rep = Report{Kind: res.Kind, Round: res.Round, Bytes: res.Sum.Bytes()}
+	res, rep, err := a.Answer(ctx, t)
+	if err != nil {
+		return err
 	}
-	for {
+	return a.send(ctx, t, res, rep, b)
+}
+
+// Answer computes this client's answer to t: its result, or a refusal when the client declines
+// the task on its own authority (a privacy floor, a member refusing an aggregate). A task
+// answered before (reissued after a lost submission or a coordinator restart) gets the same
+// answer without being computed again. The error is a failure to compute; the agent then
+// sends nothing and the task stays outstanding until its deadline.
+func (a *Agent) Answer(ctx context.Context, t task.Task) (task.Result, Report, error) {
+	if a.last.TaskID == t.ID {
+		res := a.last
+		return res, Report{Kind: res.Kind, Round: res.Round, Bytes: res.Sum.Bytes()}, nil
+	}
+	res, rep, err := a.session.Handle(ctx, t)
+	if rep.Share != nil {
+		// Every decryption share given, or refused, is logged so that an audit can match
+		// this log against the coordinator's.
+		sh := rep.Share
+		attrs := []any{"run", sh.Run, "round", sh.Round, "purpose", sh.Purpose.String(), "contributors", sh.Contributors, "aggregate_sha256", sh.Digest,
+			"active", sh.Active}
+		if err != nil {
+			a.log.Warn("decryption share refused", append(attrs, "err", err)...)
+		} else {
+			a.log.Info("decryption share given", attrs...)
+		}
+	}
+	switch {
+	case Declines(t, err):
+		// Declined on this client's own authority: say so in the log and to the
+		// coordinator, which then stops waiting for it and counts nothing of it.
+		a.log.Warn("task declined", "task", t.ID, "kind", t.Kind.String(), "run", t.RunID, "round", t.Round, "reason", err)
+		res, err = Refusal(a.session.ID(), t, err), nil
+		rep.Refused = true
+	case err != nil:
+		a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
+		return task.Result{}, rep, err
+	}
+	a.last = res
+	return res, rep, nil
+}
+
+// Declines reports whether err, from handling t, is this client declining t on its own
+// authority (answered with a Refusal), rather than a failure: a privacy floor or a consistency
+// check declines a data task; a committee member refuses a decryption it must not give. A
+// member that cannot take part in key generation or decryption for other reasons fails: the
+// coordinator's deadline handles it.
+func Declines(t task.Task, err error) bool {
+	return errors.Is(err, ErrDeclined) && t.Kind != task.KindKeygen && t.Kind != task.KindDecrypt ||
+		errors.Is(err, ErrRefused) && t.Kind == task.KindDecrypt
+}
+
+// Send submits t's answer, retrying transient failures with the agent's backoff until ctx
+// ends. It returns nil once the coordinator has the result (or had it already), and the
+// coordinator's error when it refuses it for good (stale, invalid, unknown client).
+func (a *Agent) Send(ctx context.Context, t task.Task, res task.Result, rep Report) error {
+	return a.send(ctx, t, res, rep, &backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff})
+}
+
+func (a *Agent) send(ctx context.Context, t task.Task, res task.Result, rep Report, b *backoff) error {
+	err := a.submit(ctx, t, res, rep, b)
+	if a.cfg.ForgetSent && ctx.Err() == nil {
+		a.last = task.Result{}
+	}
+	return err
+}
+
+func (a *Agent) submit(ctx context.Context, t task.Task, res task.Result, rep Report, b *backoff) error {
+	for attempt := 1; ; attempt++ {
 		dup, err := a.conn.SubmitResult(ctx, res)
 		switch {
 		case err == nil && res.Refusal != "":
@@ -185,6 +238,8 @@ func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 			return err
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case a.cfg.SendAttempts > 0 && attempt >= a.cfg.SendAttempts:
+			return fmt.Errorf("submit %s after %d attempts: %w", t.ID, attempt, err)
 		}
 		a.log.Warn("submit failed; retrying", "task", t.ID, "err", err, "retry_in", b.peek())
 		b.wait(ctx)

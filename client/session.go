@@ -79,6 +79,9 @@ type Report struct {
 	Epsilon, Delta float64
 	// UpdateClipped reports, under client-level DP, whether the update was clipped.
 	UpdateClipped bool
+	// Refused is set by Agent.Answer when the client declined the task (the result is a
+	// refusal).
+	Refused bool
 }
 
 // SessionOptions are a session's optional parts.

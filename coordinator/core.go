@@ -60,6 +60,8 @@ type Note struct {
 	Level slog.Level
 	Msg   string
 	Attrs []slog.Attr
+	// Event is what the note reports for the driver's metrics (EventNone for most).
+	Event Event
 }
 
 // Actions are what the driver must do after a Step or Tick, in this order: persist Run (with
@@ -472,7 +474,7 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	}
 	defer release()
 	if err := c.checkContent(r.ClientID, t, plain); err != nil {
-		return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
+		return perr("sum.plain", fmt.Errorf("%w: %w", ErrInvalid, boundsError{err}))
 	}
 	if err := c.acc.add(r.Sum); err != nil {
 		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
@@ -501,8 +503,13 @@ func (c *Core) Ready() Actions { return c.pending }
 func (c *Core) Advance() { c.pending = Actions{} }
 
 func (c *Core) note(level slog.Level, msg string, attrs ...slog.Attr) {
+	c.noteEvent(EventNone, level, msg, attrs...)
+}
+
+// noteEvent is note for a note the driver's metrics count.
+func (c *Core) noteEvent(ev Event, level slog.Level, msg string, attrs ...slog.Attr) {
 	attrs = append([]slog.Attr{slog.String("run", c.cfg.ID)}, attrs...)
-	c.pending.Notes = append(c.pending.Notes, Note{Level: level, Msg: msg, Attrs: attrs})
+	c.pending.Notes = append(c.pending.Notes, Note{Level: level, Msg: msg, Attrs: attrs, Event: ev})
 }
 
 // snapshot copies the run record, deeply enough that later rounds do not change a record
@@ -839,11 +846,11 @@ func (c *Core) finishWith(sum []float64, contributors int) {
 func (c *Core) phaseFailed(why string) {
 	missing := c.Outstanding()
 	if c.attempt >= c.cfg.MaxAttempts {
-		c.fail(fmt.Sprintf("%s phase of round %d failed %d times (last: %s); nothing was committed for it",
+		c.failAs(EventPhaseFailed, fmt.Sprintf("%s phase of round %d failed %d times (last: %s); nothing was committed for it",
 			c.phase.kind(), c.round, c.attempt, why))
 		return
 	}
-	c.note(slog.LevelWarn, "phase failed, retrying", slog.String("phase", c.phase.kind().String()),
+	c.noteEvent(EventPhaseFailed, slog.LevelWarn, "phase failed, retrying", slog.String("phase", c.phase.kind().String()),
 		slog.Int("round", c.round), slog.String("why", why), slog.Any("missing", missing))
 	if c.phase == phaseKeygen {
 		c.startKeygen(task.KeygenPublicKey)
@@ -862,13 +869,17 @@ func (c *Core) stopForBudget(why string) {
 	c.note(slog.LevelWarn, "run stopped by the privacy budget", slog.Int("rounds_committed", c.run.LastRound), slog.String("reason", why))
 }
 
-func (c *Core) fail(msg string) {
+func (c *Core) fail(msg string) { c.failAs(EventNone, msg) }
+
+// failAs fails the run with a note reporting ev: EventPhaseFailed when a phase ran out of
+// attempts, so that the metrics count that last failure too.
+func (c *Core) failAs(ev Event, msg string) {
 	c.run.Status = RunFailed
 	c.run.Message = msg
 	c.phase = phaseDone
 	c.outstanding = map[string]task.Task{}
 	c.pending.Run = c.snapshot()
-	c.note(slog.LevelError, "run failed", slog.String("reason", msg))
+	c.noteEvent(ev, slog.LevelError, "run failed", slog.String("reason", msg))
 }
 
 func (c *Core) finishStats(sum []float64, clients int) {

@@ -89,6 +89,8 @@ type oversight struct {
 	// pending holds records that go into the log with the next state the driver writes (a
 	// run's start, with the run's first record).
 	pending []audit.Record
+	// observer hears of every entry appended.
+	observer Observer
 }
 
 // auditedLog is an AuditedStore's log as an audit.Store, for the decisions, which record no
@@ -105,7 +107,7 @@ func (l auditedLog) Entries(ctx context.Context) ([]audit.Entry, error) {
 }
 
 func newOversight(ctx context.Context, st Store, cfg ServerConfig) (*oversight, error) {
-	o := &oversight{verifier: cfg.Reviewers, reviews: map[uint64]Review{}}
+	o := &oversight{verifier: cfg.Reviewers, reviews: map[uint64]Review{}, observer: cfg.Observer}
 	opts := audit.Options{Now: cfg.Now}
 	var entries []audit.Entry
 	if as, ok := st.(AuditedStore); ok {
@@ -396,7 +398,7 @@ func (o *oversight) takePending() []audit.Record {
 // transaction when the store keeps the log (write receives the entries to store), else to the
 // log's own store once write has succeeded.
 func (o *oversight) write(ctx context.Context, recs []audit.Record, write func([]audit.Entry) error) error {
-	_, err := o.log.AppendWith(ctx, recs, func(es []audit.Entry) error {
+	es, err := o.log.AppendWith(ctx, recs, func(es []audit.Entry) error {
 		if err := write(es); err != nil {
 			return err
 		}
@@ -410,6 +412,9 @@ func (o *oversight) write(ctx context.Context, recs []audit.Record, write func([
 		}
 		return nil
 	})
+	for _, e := range es {
+		o.observer.Audited(e.Action)
+	}
 	return err
 }
 
@@ -583,6 +588,7 @@ func (s *Server) review(ctx context.Context, who Reviewer, d Decision, approve b
 	if err != nil {
 		return Review{}, err
 	}
+	o.observer.Audited(e.Action)
 	r := reviewOf(e)
 	o.reviews[version] = r
 	s.log.Info("model version reviewed", "version", version, "status", r.Status, "actor", who.Name, "override", r.Override,

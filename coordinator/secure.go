@@ -489,7 +489,7 @@ func (c *Core) progressDecrypt() {
 		if err := c.plausibleAggregate(dec.purpose, values[:dec.length], dec.contributors, dec.records); err != nil {
 			// No single result could be read: the whole round is discarded, never committed.
 			c.implausible++
-			c.note(slog.LevelError, "implausible aggregate discarded", slog.String("purpose", dec.purpose.kind().String()),
+			c.noteEvent(EventAggregateDiscarded, slog.LevelError, "implausible aggregate discarded", slog.String("purpose", dec.purpose.kind().String()),
 				slog.Int("round", c.round), slog.Int("contributors", dec.contributors), slog.String("why", err.Error()))
 			c.phaseFailed(fmt.Sprintf("implausible %s aggregate: %v", dec.purpose.kind(), err))
 			return

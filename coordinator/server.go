@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/fedprop/fedprop/audit"
@@ -38,6 +39,18 @@ type ServerConfig struct {
 	Reviewers *pki.Verifier
 	// Version is the fedprop version, for model cards.
 	Version string
+	// ManualClock stops the driver's own ticker: deadlines advance only on Tick. The simulator
+	// drives the clock in virtual time.
+	ManualClock bool
+	// DeadlineTicks, when positive, is a phase's deadline in ticks, instead of the run's
+	// round_deadline over TickInterval: the simulator's virtual deadlines.
+	DeadlineTicks int
+	// NoiseSource, when set, is the coordinator's source for its own privacy noise and client
+	// sampling instead of crypto/rand. Only the simulator sets it, so that a simulation
+	// repeats; a production coordinator has no setting for it.
+	NoiseSource rand.Source
+	// Observer hears what the driver did, for metrics (nil: nobody).
+	Observer Observer
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -52,6 +65,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	return c
 }
@@ -146,6 +162,12 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 		return err
 	}
 	core.SetDeadlineTicks(int64((cfg.RoundDeadline + s.cfg.TickInterval - 1) / s.cfg.TickInterval))
+	if s.cfg.DeadlineTicks > 0 {
+		core.SetDeadlineTicks(int64(s.cfg.DeadlineTicks))
+	}
+	if s.cfg.NoiseSource != nil {
+		core.SetNoiseSource(s.cfg.NoiseSource)
+	}
 	if prevPtr != nil {
 		s.log.Info("resuming run", "run", cfg.ID, "last_committed_round", prev.LastRound, "latest_version", prev.LatestVersion)
 	} else {
@@ -173,8 +195,12 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 // Run is the driver loop. It returns when ctx ends, or with the error of a failed write to the
 // store (after which the process should exit and be restarted: it resumes from the store).
 func (s *Server) Run(ctx context.Context) error {
-	ticker := time.NewTicker(s.cfg.TickInterval)
-	defer ticker.Stop()
+	var ticks <-chan time.Time // nil under a manual clock: Tick advances it
+	if !s.cfg.ManualClock {
+		ticker := time.NewTicker(s.cfg.TickInterval)
+		defer ticker.Stop()
+		ticks = ticker.C
+	}
 	defer close(s.stopped)
 	for {
 		select {
@@ -184,7 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 			ev.fn()
 			ev.err = s.flush(ctx)
 			close(ev.done)
-		case <-ticker.C:
+		case <-ticks:
 			if s.core != nil {
 				s.core.Tick()
 			}
@@ -212,14 +238,20 @@ func (s *Server) flush(ctx context.Context) error {
 		return nil
 	}
 	// The commit or run record, with the audit entries it implies, in one transaction.
+	start := time.Now()
 	if err := s.persist(ctx, a); err != nil {
 		s.fatal = err
 		return s.fatal
+	}
+	var took time.Duration
+	if a.Run != nil || a.Commit != nil {
+		took = time.Since(start)
 	}
 	for _, n := range a.Notes {
 		s.log.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
 	}
 	s.core.Advance()
+	s.cfg.Observer.Flushed(Flush{Actions: a, StoreWrite: took, Progress: s.core.Progress()})
 	close(s.changed)
 	s.changed = make(chan struct{})
 	return nil
@@ -339,8 +371,9 @@ func (s *Server) SubmitResult(ctx context.Context, r task.Result) (bool, error) 
 			}
 		}
 	}); derr != nil {
-		return false, derr
+		dup, err = false, derr
 	}
+	s.cfg.Observer.Submitted(r.Kind, OutcomeOf(r, dup, err))
 	return dup, err
 }
 

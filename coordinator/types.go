@@ -129,3 +129,45 @@ func (e *ProtocolError) Unwrap() error { return e.Err }
 
 // ErrBadConfig marks a configuration that cannot be used; the message names the key.
 var ErrBadConfig = errors.New("bad configuration")
+
+// ErrOutOfBounds marks a result refused because its content breaks the run's bounds (a count
+// above the records its client announced, an update norm above the clipping norm): a client
+// no honest run produces. Such an error is also ErrInvalid. Check it with errors.Is.
+var ErrOutOfBounds = errors.New("outside the run's bounds")
+
+// boundsError carries a bounds check's message unchanged (the client reads it) and marks it
+// as ErrOutOfBounds.
+type boundsError struct{ err error }
+
+func (e boundsError) Error() string        { return e.err.Error() }
+func (e boundsError) Unwrap() error        { return e.err }
+func (e boundsError) Is(target error) bool { return target == ErrOutOfBounds }
+
+// Event says what a Note reports, for the driver's metrics: the message is for people and may
+// be reworded, so nothing counts notes by their text.
+type Event int
+
+// The events the core reports in its notes.
+const (
+	// EventNone: a note that no metric counts.
+	EventNone Event = iota
+	// EventPhaseFailed: a collection or decryption phase failed (quorum missed, aggregate
+	// discarded, too few committee members) and is retried, or, with no attempt left, the run
+	// fails with it.
+	EventPhaseFailed
+	// EventAggregateDiscarded: a decrypted he-mode aggregate was implausible and discarded,
+	// never committed; its phase fails with it (an EventPhaseFailed note follows).
+	EventAggregateDiscarded
+)
+
+func (e Event) String() string {
+	switch e {
+	case EventNone:
+		return "none"
+	case EventPhaseFailed:
+		return "phase_failed"
+	case EventAggregateDiscarded:
+		return "aggregate_discarded"
+	}
+	return fmt.Sprintf("event(%d)", int(e))
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"github.com/fedprop/fedprop/audit"
 	"io"
 	"os"
 	"path/filepath"
@@ -49,10 +50,12 @@ func PrintSummary(w io.Writer, s Summary, outDir string) {
 	if s.ClientRandomness.SeededBySimulator {
 		fmt.Fprintf(w, "clients' private randomness (DP noise, sampling, encryption) seeded from seed %d by the simulator, for reproducibility: simulation only\n", s.ClientRandomness.Seed)
 	}
-	fmt.Fprintf(w, "wrote %s and %s\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"))
+	fmt.Fprintf(w, "wrote %s, %s and %s (fedprop audit verify --log checks it)\n", filepath.Join(outDir, "metrics.csv"), filepath.Join(outDir, "summary.json"),
+		filepath.Join(outDir, "audit.jsonl"))
 }
 
-// WriteResults writes DIR/metrics.csv and DIR/summary.json, creating DIR.
+// WriteResults writes DIR/metrics.csv, DIR/summary.json and the coordinator's audit log
+// DIR/audit.jsonl, creating DIR.
 func WriteResults(dir string, res *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -60,7 +63,23 @@ func WriteResults(dir string, res *Result) error {
 	if err := WriteMetricsCSV(filepath.Join(dir, "metrics.csv"), res.Rounds); err != nil {
 		return err
 	}
+	if err := writeAudit(filepath.Join(dir, "audit.jsonl"), res.Audit); err != nil {
+		return err
+	}
 	return WriteJSON(filepath.Join(dir, "summary.json"), res.Summary)
+}
+
+// writeAudit writes the audit log as `fedprop audit export` does.
+func writeAudit(path string, entries []audit.Entry) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := audit.WriteEntries(f, entries); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // WriteMetricsCSV writes one row per committed round.

@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
+	"strings"
+	"sync"
 	"time"
 
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/fedprop/fedprop/attack"
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
@@ -23,6 +26,7 @@ import (
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store/mem"
 	"github.com/fedprop/fedprop/task"
+	"github.com/fedprop/fedprop/transport/inmem"
 )
 
 // RoundMetrics is one line of metrics.csv: the committed version of a round, evaluated
@@ -150,6 +154,10 @@ type Observer interface {
 type Options struct {
 	Logger   *slog.Logger
 	Observer Observer
+	// Trace, when set, receives the run's protocol events, one line each, in the order they
+	// happened: registrations, tasks handed out, what became of each answer, commits and the
+	// coordinator's warnings. Golden scenario tests compare it.
+	Trace io.Writer
 	// Version is the fedprop version written into the summary.
 	Version string
 }
@@ -158,6 +166,9 @@ type Options struct {
 type Result struct {
 	Rounds  []RoundMetrics
 	Summary Summary
+	// Audit is the coordinator's audit log of the run, as `fedprop audit verify --log`
+	// checks it.
+	Audit []audit.Entry
 }
 
 // Run simulates cfg. It returns an error when the data cannot be loaded or the run fails.
@@ -178,25 +189,37 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	for _, s := range sessions {
 		excluded += s.Excluded()
 	}
-	store := mem.New()
-	core, err := coordinator.NewCore(cfg.Run, world.Schema, world.SchemaYAML, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("simulate: %w", err)
-	}
-	// In simulated time every client answers within the tick it was asked, so the deadline
-	// only matters for clients a scenario drops.
-	core.SetDeadlineTicks(int64(cfg.Failures.DeadlineTicks))
-	core.SetNoiseSource(rand.NewChaCha8(seedKey(cfg.Seed, 0, 4)))
-
-	d := &driver{cfg: cfg, opts: opts, core: core, store: store, sessions: sessions, world: world, answered: map[string]bool{}}
+	d := &driver{cfg: cfg, opts: opts, sessions: sessions, world: world, answered: map[string]bool{}}
 	if cfg.Data.BranchClients.Count > 0 {
 		d.populations = newPopulations(world, sessions)
 	}
-	if err := d.loop(ctx); err != nil {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := d.start(runCtx); err != nil {
 		return nil, err
 	}
-	status := core.Status()
-	res := &Result{Rounds: d.rounds}
+	defer d.stopServer()
+	if err := d.schedule(ctx); err != nil {
+		return nil, err
+	}
+	var (
+		status  coordinator.RunState
+		encoder *dataset.Encoder
+		last    *coordinator.ModelVersion
+	)
+	if err := d.server.View(ctx, func(c *coordinator.Core) {
+		status, encoder, last = c.Status(), c.Encoder(), c.LastModel()
+	}); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	if err := d.evaluateCommits(); err != nil {
+		return nil, err
+	}
+	d.stopServer()
+	if d.auditLog, err = d.audit.Entries(ctx); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	res := &Result{Rounds: d.rounds, Audit: d.auditLog}
 	sum := Summary{
 		FedpropVersion:     opts.Version,
 		Seed:               cfg.Seed,
@@ -225,13 +248,13 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		sum.SmallClientsInPlaintext = true
 		sum.ClientsBelowMinRecords = clientsBelow(world, coordinator.DefaultMinRecordsPlaintext)
 	}
-	if enc := core.Encoder(); enc != nil {
-		sum.Features = enc.Dim()
+	if encoder != nil {
+		sum.Features = encoder.Dim()
 	}
 	if n := len(d.rounds); n > 0 {
 		sum.Final = d.rounds[n-1].Test
 	}
-	if last := core.LastModel(); last != nil {
+	if last != nil {
 		sum.Weights = last.Weights
 		sum.Privacy = last.Privacy
 		sum.Fairness, sum.FairnessVerdict = last.Fairness, last.FairnessVerdict
@@ -244,8 +267,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		return res, fmt.Errorf("simulate: run %s %s: %s", status.ID, status.Status, status.Message)
 	}
 	if cfg.Personalization.Epochs > 0 {
-		st := core.Status()
-		enc := task.Encoding{SchemaHash: st.SchemaHash, Mean: st.Standardization.Mean, Std: st.Standardization.Std}
+		enc := task.Encoding{SchemaHash: status.SchemaHash, Mean: status.Standardization.Mean, Std: status.Standardization.Std}
 		if sum.Personalization, err = personalize(cfg, sessions, sum.Weights, enc); err != nil {
 			return nil, fmt.Errorf("simulate: %w", err)
 		}
@@ -253,10 +275,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	// The sessions' state (privacy ledgers, releases) is not needed any more: let it go, and
 	// collect it now, before the centralized fit pools every training row; otherwise the heap
 	// grows past the run's peak (100,000 app clients: 2.3 GB instead of 1.8).
-	sessions, d.sessions = nil, nil
+	sessions, d.sessions, d.agents = nil, nil, nil
 	runtime.GC()
 	if *cfg.Centralized {
-		c, err := centralized(world, core.Encoder(), d.testX, cfg.Run.Train.L2)
+		c, err := centralized(world, encoder, d.testX, cfg.Run.Train.L2)
 		if err != nil {
 			return nil, err
 		}
@@ -270,13 +292,24 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 type driver struct {
 	cfg      Config
 	opts     Options
-	core     *coordinator.Core
+	server   *coordinator.Server
 	store    *mem.Store
+	audit    *audit.MemStore
+	net      *inmem.Network
 	sessions []*client.Session
+	agents   []*client.Agent
 	world    *World
+	// stopServer ends the coordinator's driver loop and waits for it (idempotent).
+	stopServer func()
+	// tick is the simulated clock, for the trace.
+	tick     int64
+	traceMu  sync.Mutex
+	commits  *commitLog
+	auditLog []audit.Entry
 
 	rounds     []RoundMetrics
 	roundStart time.Time
+	encoder    *dataset.Encoder
 	testX      *mat.Dense // the pooled test rows, encoded once the encoding is pinned
 	trainBytes int
 	trainTasks int
@@ -293,33 +326,134 @@ type driver struct {
 	populations []Population
 }
 
-// flush plays the driver's part: persist, log, evaluate committed versions, advance.
-func (d *driver) flush(ctx context.Context) error {
-	a := d.core.Ready()
-	if a.Empty() {
-		return nil
+// start runs the production coordinator (its Server, over an in-memory store and audit log,
+// in virtual time) and makes every client's agent, connected to it through the in-memory
+// network.
+func (d *driver) start(ctx context.Context) error {
+	cfg := d.cfg
+	d.store, d.audit, d.commits = mem.New(), &audit.MemStore{}, &commitLog{d: d}
+	srv, err := coordinator.NewServer(ctx, d.store, &coordinator.RunSpec{Config: cfg.Run, Schema: d.world.Schema, SchemaYAML: d.world.SchemaYAML},
+		coordinator.ServerConfig{
+			ID: "fedprop-sim", Logger: d.opts.Logger, Audit: d.audit, Version: d.opts.Version, Observer: d.commits,
+			// In simulated time every client answers within the tick it was asked, so the
+			// deadline only matters for clients a scenario drops.
+			ManualClock: true, DeadlineTicks: cfg.Failures.DeadlineTicks,
+			NoiseSource: rand.NewChaCha8(seedKey(cfg.Seed, 0, 4)),
+		})
+	if err != nil {
+		return fmt.Errorf("simulate: %w", err)
 	}
-	if a.Commit != nil {
-		if err := d.store.Commit(ctx, *a.Commit, *a.Run); err != nil {
-			return fmt.Errorf("simulate: %w", err)
-		}
-		d.evaluate(*a.Commit)
-	} else if a.Run != nil {
-		if err := d.store.SaveRun(ctx, *a.Run); err != nil {
-			return fmt.Errorf("simulate: %w", err)
-		}
+	d.server = srv
+	done := make(chan struct{})
+	loopCtx, cancel := context.WithCancel(ctx)
+	go func() { defer close(done); _ = srv.Run(loopCtx) }()
+	var once sync.Once
+	d.stopServer = func() { once.Do(func() { cancel(); <-done }) }
+
+	d.net = inmem.New(srv, inmem.Options{Share: true, NoLog: true})
+	// The agents log nothing: the summary counts what they would say, for every client.
+	quiet := slog.New(slog.DiscardHandler)
+	d.agents = make([]*client.Agent, len(d.sessions))
+	for i, s := range d.sessions {
+		d.agents[i] = client.NewAgent(d.net.Endpoint(s.ID()), s, client.AgentConfig{Logger: quiet, SendAttempts: 1, ForgetSent: true})
 	}
-	for _, n := range a.Notes {
-		d.opts.Logger.LogAttrs(ctx, n.Level, n.Msg, n.Attrs...)
-	}
-	d.core.Advance()
 	return nil
 }
 
-// evaluate scores a committed version exactly on the pooled test rows.
-func (d *driver) evaluate(v coordinator.ModelVersion) {
+// progress reads the run's status and round from the coordinator.
+func (d *driver) progress(ctx context.Context) (coordinator.RunStatus, int, error) {
+	var (
+		st    coordinator.RunStatus
+		round int
+	)
+	err := d.server.View(ctx, func(c *coordinator.Core) {
+		if c != nil {
+			st, round = c.RunStatus(), c.Round()
+		}
+	})
+	return st, round, err
+}
+
+// commitLog hears the versions the coordinator commits, for the simulator to evaluate them.
+// It is the driver's Observer: called inside the coordinator's loop, it only keeps them.
+type commitLog struct {
+	d        *driver // for the trace
+	mu       sync.Mutex
+	versions []coordinator.ModelVersion
+	at       []time.Time
+}
+
+func (l *commitLog) Flushed(f coordinator.Flush) {
+	for _, n := range f.Actions.Notes {
+		if n.Level >= slog.LevelWarn {
+			l.d.tracef("%s %s%s", strings.ToLower(n.Level.String()), n.Msg, attrText(n.Attrs))
+		}
+	}
+	if v := f.Actions.Commit; v != nil {
+		l.d.tracef("commit version %d round %d contributors %d", v.Version, v.Round, v.Contributors)
+	}
+	if r := f.Actions.Run; r != nil && r.Status.Finished() {
+		l.d.tracef("run %s: %s", r.Status, r.Message)
+	}
+	if f.Actions.Commit == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.versions = append(l.versions, *f.Actions.Commit)
+	l.at = append(l.at, time.Now())
+}
+
+func (l *commitLog) Submitted(task.Kind, coordinator.Outcome) {}
+func (l *commitLog) Audited(audit.Action)                     {}
+
+// tracef writes one line of the trace, prefixed with the simulated tick.
+func (d *driver) tracef(format string, args ...any) {
+	if d.opts.Trace == nil {
+		return
+	}
+	d.traceMu.Lock()
+	defer d.traceMu.Unlock()
+	fmt.Fprintf(d.opts.Trace, "t=%d "+format+"\n", append([]any{d.tick}, args...)...)
+}
+
+// attrText renders a note's attributes after its message, the run's id left out.
+func attrText(attrs []slog.Attr) string {
+	var b strings.Builder
+	for _, a := range attrs {
+		if a.Key == "run" {
+			continue
+		}
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	}
+	return b.String()
+}
+
+// evaluateCommits evaluates the versions committed since the last call.
+func (d *driver) evaluateCommits() error {
+	d.commits.mu.Lock()
+	versions, at := d.commits.versions, d.commits.at
+	d.commits.versions, d.commits.at = nil, nil
+	d.commits.mu.Unlock()
+	if len(versions) == 0 {
+		return nil
+	}
+	if d.encoder == nil {
+		if err := d.server.View(context.Background(), func(c *coordinator.Core) { d.encoder = c.Encoder() }); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+	}
+	for k, v := range versions {
+		d.evaluate(v, at[k])
+	}
+	return nil
+}
+
+// evaluate scores a committed version exactly on the pooled test rows; at is when it was
+// committed.
+func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) {
 	if d.testX == nil {
-		d.testX = d.core.Encoder().Encode(d.world.Test)
+		d.testX = d.encoder.Encode(d.world.Test)
 	}
 	scores := model.PredictAll(v.Weights, d.testX, nil)
 	m := RoundMetrics{
@@ -330,9 +464,9 @@ func (d *driver) evaluate(v coordinator.ModelVersion) {
 		TrainLoss:    v.TrainLoss,
 		Contributors: v.Contributors,
 		Examples:     v.Examples,
-		Seconds:      time.Since(d.roundStart).Seconds(),
+		Seconds:      at.Sub(d.roundStart).Seconds(),
 	}
-	d.roundStart = time.Now()
+	d.roundStart = at
 	d.rounds = append(d.rounds, m)
 	if d.opts.Observer != nil {
 		d.opts.Observer.Round(m)

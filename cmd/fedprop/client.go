@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/telemetry"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -45,6 +47,8 @@ type clientConfig struct {
 	// Privacy is the client's own privacy floor: tasks weaker than it are declined, and as a
 	// committee member it helps decrypt only aggregates that carry at least its noise.
 	Privacy privacy.Floor `yaml:"privacy"`
+	// Metrics is the Prometheus endpoint (metrics.go); off by default.
+	Metrics metricsConfig `yaml:"metrics"`
 }
 
 // defaultStateRoot holds each client's state directory when secure_aggregation.state_dir is
@@ -64,7 +68,7 @@ func defaultClientConfig() clientConfig {
 
 func newClientCmd(g *globals) *cobra.Command {
 	var configPath string
-	var securityKeys map[string]string
+	var securityKeys, metricsKeys map[string]string
 	cmd := &cobra.Command{
 		Use:   "client",
 		Short: "Run a branch client: connect out, train on local records, send protected sums",
@@ -72,7 +76,7 @@ func newClientCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := defaultClientConfig()
 			keys := map[string]string{"id": "id", "coordinator": "coordinator", "data": "data", "schema": "schema", "eval-data": "eval_data"}
-			if err := loadConfig(configPath, &cfg, cmd.Flags(), mergeKeys(keys, securityKeys)); err != nil {
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), mergeKeys(mergeKeys(keys, securityKeys), metricsKeys)); err != nil {
 				return err
 			}
 			return runClient(cmd.Context(), g, cfg)
@@ -85,6 +89,7 @@ func newClientCmd(g *globals) *cobra.Command {
 	cmd.Flags().String("schema", "", "schema file (config schema, env FEDPROP_SCHEMA)")
 	cmd.Flags().String("eval-data", "", "held-out CSV (config eval_data, env FEDPROP_EVAL_DATA)")
 	securityKeys = clientSecurityFlags(cmd.Flags())
+	metricsKeys = metricsFlags(cmd.Flags())
 	return cmd
 }
 
@@ -112,6 +117,9 @@ func (c clientConfig) validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Privacy.Validate("privacy."); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -190,7 +198,17 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 		return err
 	}
 	defer conn.Close()
-	agent := client.NewAgent(grpctransport.NewClient(conn), session, client.AgentConfig{
+	var coord client.Coordinator = grpctransport.NewClient(conn)
+	var metrics *telemetry.ClientMetrics
+	metricsLis, err := cfg.Metrics.listen(log)
+	if err != nil {
+		return err
+	}
+	if metricsLis != nil {
+		metrics = telemetry.NewClientMetrics()
+		coord = metrics.Instrument(coord)
+	}
+	agent := client.NewAgent(coord, session, client.AgentConfig{
 		PollWait: cfg.PollWait, MaxBackoff: cfg.MaxBackoff, SoftwareVersion: version, Logger: log,
 	})
 	if f := cfg.Privacy.WithDefaults(); f.Enforced() {
@@ -200,7 +218,12 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 		log.Warn("no privacy floor: this client accepts tasks without differential privacy (set privacy.require to refuse them)")
 	}
 	log.Info("client connecting", "client", cfg.ID, "coordinator", cfg.Coordinator)
-	err = agent.Run(ctx)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error { return agent.Run(ctx) })
+	if metricsLis != nil {
+		eg.Go(func() error { return telemetry.Serve(ctx, metricsLis, metrics.Handler()) })
+	}
+	err = eg.Wait()
 	if errors.Is(err, context.Canceled) {
 		log.Info("client stopped", "client", cfg.ID)
 		return nil

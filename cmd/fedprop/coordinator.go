@@ -18,6 +18,7 @@ import (
 	"github.com/fedprop/fedprop/internal/crashpoint"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/store/postgres"
+	"github.com/fedprop/fedprop/telemetry"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -45,6 +46,8 @@ type coordinatorConfig struct {
 	AuditLog string `yaml:"audit_log"`
 	// Security is the network edge: insecure, tls.*, max_message_bytes, rate_limit.* (ca.go).
 	Security coordinatorSecurity `yaml:",inline"`
+	// Metrics is the Prometheus endpoint (metrics.go); off by default.
+	Metrics metricsConfig `yaml:"metrics"`
 }
 
 func defaultCoordinatorConfig() coordinatorConfig {
@@ -62,14 +65,15 @@ func defaultCoordinatorConfig() coordinatorConfig {
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
 	var configPath string
-	var securityKeys map[string]string
+	var securityKeys, metricsKeys map[string]string
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator: serve clients, aggregate their sums, commit model versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := defaultCoordinatorConfig()
-			if err := loadConfig(configPath, &cfg, cmd.Flags(), mergeKeys(map[string]string{"listen": "listen", "store": "store"}, securityKeys)); err != nil {
+			keys := mergeKeys(mergeKeys(map[string]string{"listen": "listen", "store": "store"}, securityKeys), metricsKeys)
+			if err := loadConfig(configPath, &cfg, cmd.Flags(), keys); err != nil {
 				return err
 			}
 			return runCoordinator(cmd.Context(), g, cfg)
@@ -79,6 +83,7 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 	cmd.Flags().String("listen", "", "gRPC listen address (config listen, env FEDPROP_LISTEN)")
 	cmd.Flags().String("store", "", "embedded store file, or a postgres:// DSN for replicas (config store, env FEDPROP_STORE)")
 	securityKeys = coordinatorSecurityFlags(cmd.Flags())
+	metricsKeys = metricsFlags(cmd.Flags())
 	return cmd
 }
 
@@ -214,6 +219,9 @@ func (c coordinatorConfig) validate() error {
 		// time.NewTicker panics on it.
 		return fmt.Errorf("%w: tick: must be a positive duration, got %v", coordinator.ErrBadConfig, c.Tick)
 	}
+	if err := c.Metrics.validate(); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
 	if c.SchemaDir == "" {
 		return nil
 	}
@@ -259,8 +267,19 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 		return err
 	}
 	defer store.Close()
+	// The metrics, when their endpoint is on: the driver reports to them, and their
+	// interceptors come first so that calls the edge refuses are timed and counted too.
+	var (
+		metrics  *telemetry.CoordinatorMetrics
+		observer coordinator.Observer
+	)
+	if cfg.Metrics.Listen != "" {
+		metrics = telemetry.NewCoordinatorMetrics()
+		observer = metrics
+		edgeOpts = append(metrics.ServerOptions(), edgeOpts...)
+	}
 	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log, CrashPoint: crash,
-		Reviewers: reviewers, Version: version})
+		Reviewers: reviewers, Version: version, Observer: observer})
 	if err != nil {
 		return err
 	}
@@ -268,11 +287,19 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	metricsLis, err := cfg.Metrics.listen(log)
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
 	gs := grpctransport.NewGRPCServer(srv, cfg.ID, specLoader(cfg.SchemaDir), edgeOpts...)
 	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", postgres.Redact(cfg.Store), "run", cfg.Run.ID)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return grpctransport.Serve(ctx, gs, lis) })
 	eg.Go(func() error { return srv.Run(ctx) })
+	if metricsLis != nil {
+		eg.Go(func() error { return telemetry.Serve(ctx, metricsLis, metrics.Handler()) })
+	}
 	if watchDeny != nil {
 		eg.Go(func() error { return watchDeny(ctx) })
 	}

@@ -111,8 +111,22 @@ type TaskRef struct {
 	Round int
 }
 
+// Options configure a Network.
+type Options struct {
+	// Seed drives the random faults, so that a test's faults repeat.
+	Seed uint64
+	// Share passes values across without copying them: for the simulator, whose clients and
+	// coordinator never change what they hand over, and whose ciphertexts would otherwise be
+	// copied once more per call.
+	Share bool
+	// NoLog keeps no event log (Events returns nothing; Observe still sees every event): the
+	// simulator's hundreds of thousands of calls.
+	NoLog bool
+}
+
 // Network connects endpoints to one coordinator. It is safe for concurrent use.
 type Network struct {
+	opts        Options
 	mu          sync.Mutex
 	target      Coordinator
 	faults      Faults
@@ -123,14 +137,14 @@ type Network struct {
 	observers   []func(Event)
 }
 
-// NewNetwork makes a reliable network in front of target; seed drives the random faults, so
-// that a test's faults repeat.
-func NewNetwork(target Coordinator, seed uint64) *Network {
+// New makes a reliable network in front of target.
+func New(target Coordinator, opts Options) *Network {
 	return &Network{
+		opts:        opts,
 		target:      target,
 		perClient:   map[string]Faults{},
 		partitioned: map[string]bool{},
-		rng:         rand.New(rand.NewPCG(seed, 0x1a3e)),
+		rng:         rand.New(rand.NewPCG(opts.Seed, 0x1a3e)),
 	}
 }
 
@@ -222,8 +236,13 @@ func (n *Network) Observe(fn func(Event)) {
 
 func (n *Network) record(e Event) {
 	n.mu.Lock()
-	n.events = append(n.events, e)
-	obs := slices.Clone(n.observers)
+	if !n.opts.NoLog {
+		n.events = append(n.events, e)
+	}
+	obs := n.observers
+	if len(obs) > 0 {
+		obs = slices.Clone(obs)
+	}
 	n.mu.Unlock()
 	for _, fn := range obs {
 		fn(e)
@@ -293,7 +312,7 @@ func (e *Endpoint) Register(ctx context.Context, r task.Registration) error {
 	if err := e.checkID(CallRegister, r.ClientID); err != nil {
 		return err
 	}
-	r = deepCopy(r)
+	r = e.net.carry(r)
 	return e.net.deliver(ctx, e.id, CallRegister, func(c Coordinator) (TaskRef, error) {
 		return TaskRef{}, c.Register(ctx, r)
 	})
@@ -314,7 +333,7 @@ func (e *Endpoint) PollTask(ctx context.Context, clientID string, wait time.Dura
 		if err != nil || !ok {
 			return TaskRef{}, err
 		}
-		t = deepCopy(t)
+		t = e.net.carryTask(t)
 		return TaskRef{ID: t.ID, Kind: t.Kind, Round: t.Round}, nil
 	})
 	if err != nil {
@@ -328,7 +347,7 @@ func (e *Endpoint) SubmitResult(ctx context.Context, r task.Result) (bool, error
 	if err := e.checkID(CallSubmit, r.ClientID); err != nil {
 		return false, err
 	}
-	r = deepCopy(r)
+	r = e.net.carryResult(r)
 	var dup bool
 	err := e.net.deliver(ctx, e.id, CallSubmit, func(c Coordinator) (TaskRef, error) {
 		var err error
@@ -365,11 +384,37 @@ func (e *Endpoint) FetchContributions(ctx context.Context, q task.ContributionQu
 		if size > 0 && len(ct) > size {
 			return fmt.Errorf("contribution %d: %d bytes, above the %d a ciphertext of this key takes: %w", i, len(ct), size, task.ErrInvalid)
 		}
-		if err := each(i, append([]byte(nil), ct...)); err != nil {
+		if !e.net.opts.Share {
+			ct = append([]byte(nil), ct...)
+		}
+		if err := each(i, ct); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// carry, carryTask and carryResult are what crosses the network: a copy, unless the
+// network shares values.
+func (n *Network) carry(r task.Registration) task.Registration {
+	if n.opts.Share {
+		return r
+	}
+	return deepCopy(r)
+}
+
+func (n *Network) carryTask(t task.Task) task.Task {
+	if n.opts.Share {
+		return t
+	}
+	return deepCopy(t)
+}
+
+func (n *Network) carryResult(r task.Result) task.Result {
+	if n.opts.Share {
+		return r
+	}
+	return deepCopy(r)
 }
 
 // deepCopy copies v so that no slice, map or pointer is shared with the original: what a

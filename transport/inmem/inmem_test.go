@@ -59,7 +59,7 @@ func TestFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := &counter{}
-			n := inmem.NewNetwork(target, 1)
+			n := inmem.New(target, inmem.Options{Seed: 1})
 			n.SetFaults(tc.faults)
 			if tc.partition {
 				n.Partition("branch-001")
@@ -97,7 +97,7 @@ func TestFaults(t *testing.T) {
 
 func TestHealAndSetTarget(t *testing.T) {
 	first, second := &counter{}, &counter{}
-	n := inmem.NewNetwork(first, 1)
+	n := inmem.New(first, inmem.Options{Seed: 1})
 	e := n.Endpoint("branch-001")
 	ctx := context.Background()
 	n.Partition("branch-001")
@@ -111,7 +111,7 @@ func TestHealAndSetTarget(t *testing.T) {
 }
 
 func TestADelayedCallGivesUpWithItsContext(t *testing.T) {
-	n := inmem.NewNetwork(&counter{}, 1)
+	n := inmem.New(&counter{}, inmem.Options{Seed: 1})
 	n.SetFaults(inmem.Faults{Delay: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
@@ -151,7 +151,7 @@ func newFederation(t *testing.T, rounds, quorum int, before func(*federation)) *
 	require.NoError(t, rc.Validate())
 	f := &federation{t: t, store: mem.New(), spec: coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}}
 	f.startCoordinator()
-	f.net = inmem.NewNetwork(f.server, 3)
+	f.net = inmem.New(f.server, inmem.Options{Seed: 3})
 	if before != nil {
 		before(f)
 	}

@@ -17,19 +17,21 @@ import (
 // stays bounded however many clients are asked at once (an evaluation of 100,000 app clients).
 const chunk = 2048
 
-// delayed is a result a straggler hands in later.
+// delayed is a straggler's answer, sent later.
 type delayed struct {
 	due    int64
 	order  int
-	kind   task.Kind
+	t      task.Task
 	result task.Result
 }
 
-// loop steps the coordinator core and the client sessions in simulated time: each tick every
-// present client polls, the tasks run in parallel, and the results are submitted in client
-// order so that the floating-point sums, and so the run, repeat exactly. The failure model
-// decides, from seeds, which clients join late, leave, drop a task or answer late.
-func (d *driver) loop(ctx context.Context) error {
+// schedule runs the virtual clients against the coordinator's Server in simulated time. Each
+// tick, every present client polls (one driver event for all: an idle client costs a map
+// lookup, not a goroutine), the tasks run in parallel through the clients' agents, and the
+// answers go through the in-memory network in client order, so that the floating-point sums,
+// and so the run, repeat exactly. The failure model decides, from seeds, which clients join
+// late, leave, drop an answer (it is never sent) or answer late (sent some ticks later).
+func (d *driver) schedule(ctx context.Context) error {
 	ids := make([]string, len(d.sessions))
 	for i, s := range d.sessions {
 		ids[i] = s.ID()
@@ -44,31 +46,41 @@ func (d *driver) loop(ctx context.Context) error {
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	var pending []delayed
-	var tick int64
+	var (
+		pending []delayed
+		present []string
+		index   []int // present[k] is client index[k]
+	)
 	d.roundStart = time.Now()
-	for !d.core.Status().Status.Finished() {
+	for {
+		status, round, err := d.progress(ctx)
+		if err != nil {
+			return err
+		}
+		if status.Finished() {
+			return nil
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		round := d.core.Round()
-		for i, id := range ids {
+		for i := range ids {
 			if !registered[i] && fm.joins(i, round) {
-				if err := d.core.Register(task.Registration{ClientID: id, IdentityKey: d.sessions[i].IdentityKey(), TrainRecords: d.sessions[i].TrainRows()}); err != nil {
+				if err := d.agents[i].Register(ctx); err != nil {
 					// A plaintext run refuses small clients (run.min_records_plaintext): the
 					// simulation stops with the coordinator's reason rather than run without them.
-					return fmt.Errorf("simulate: register %s: %w", id, err)
+					return fmt.Errorf("simulate: register %s: %w", ids[i], err)
 				}
 				registered[i] = true
+				d.tracef("register %s", ids[i])
 			}
 		}
-		if err := d.flush(ctx); err != nil {
+		if err := d.evaluateCommits(); err != nil {
 			return err
 		}
 		// Stragglers whose answer is due now.
 		var due []delayed
 		pending = slices.DeleteFunc(pending, func(p delayed) bool {
-			if p.due <= tick {
+			if p.due <= d.tick {
 				due = append(due, p)
 				return true
 			}
@@ -76,23 +88,27 @@ func (d *driver) loop(ctx context.Context) error {
 		})
 		slices.SortFunc(due, func(a, b delayed) int { return a.order - b.order })
 		for _, p := range due {
-			if err := d.submit(ctx, p.kind, p.result, client.Report{}, 0); err != nil {
+			if err := d.send(ctx, p.order, p.t, p.result, client.Report{}, 0); err != nil {
 				return err
 			}
 		}
 
-		var jobs []job
+		present, index = present[:0], index[:0]
 		for i, id := range ids {
-			if !registered[i] || fm.gone(i, round) {
-				continue
+			if registered[i] && !fm.gone(i, round) {
+				present = append(present, id)
+				index = append(index, i)
 			}
-			t, ok, err := d.core.Poll(id)
-			if err != nil {
-				return err
+		}
+		var jobs []job
+		err = d.server.PollEach(ctx, present, func(k int, t task.Task) {
+			if !d.answered[t.ID] {
+				jobs = append(jobs, job{i: index[k], t: t})
+				d.tracef("task %s", t.ID)
 			}
-			if ok && !d.answered[t.ID] {
-				jobs = append(jobs, job{i: i, t: t})
-			}
+		})
+		if err != nil {
+			return err
 		}
 		for start := 0; start < len(jobs); start += chunk {
 			part := jobs[start:min(start+chunk, len(jobs))]
@@ -100,26 +116,26 @@ func (d *driver) loop(ctx context.Context) error {
 			for k := range part {
 				j := &part[k]
 				d.answered[j.t.ID] = true
-				if errors.Is(j.err, client.ErrDeclined) && j.t.Kind != task.KindKeygen && j.t.Kind != task.KindDecrypt ||
-					errors.Is(j.err, client.ErrRefused) && j.t.Kind == task.KindDecrypt { // as the agent does
-					j.result, j.err = client.Refusal(d.sessions[j.i].ID(), j.t, j.err), nil
-					d.refused++
-				}
 				if j.err != nil {
 					return fmt.Errorf("simulate: %w", j.err)
+				}
+				if j.report.Refused {
+					d.refused++
 				}
 				d.count(j.i, j.t, j.result)
 				fate := fm.fate(j.i, j.t)
 				switch {
 				case fate.drop:
 					d.dropped++
+					d.tracef("drop %s", j.t.ID)
 					*j = job{} // its ciphertext is never sent: do not hold it to the end of the tick
 					continue
 				case fate.delay > 0:
-					pending = append(pending, delayed{due: tick + fate.delay, order: j.i, kind: j.t.Kind, result: j.result})
+					d.tracef("delay %s by %d ticks", j.t.ID, fate.delay)
+					pending = append(pending, delayed{due: d.tick + fate.delay, order: j.i, t: j.t, result: j.result})
 					continue
 				}
-				if err := d.submit(ctx, j.t.Kind, j.result, j.report, j.seconds); err != nil {
+				if err := d.send(ctx, j.i, j.t, j.result, j.report, j.seconds); err != nil {
 					return err
 				}
 				// Drop the submitted result now: an evaluation of 100,000 clients must not
@@ -127,9 +143,11 @@ func (d *driver) loop(ctx context.Context) error {
 				*j = job{}
 			}
 		}
-		d.core.Tick()
-		tick++
-		if err := d.flush(ctx); err != nil {
+		if err := d.server.Tick(ctx); err != nil {
+			return err
+		}
+		d.tick++
+		if err := d.evaluateCommits(); err != nil {
 			return err
 		}
 		if len(d.answered) > 4*chunk {
@@ -140,10 +158,9 @@ func (d *driver) loop(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
 }
 
-// job is one client's task and, once computed, its result.
+// job is one client's task and, once computed, its answer.
 type job struct {
 	i       int
 	t       task.Task
@@ -153,7 +170,7 @@ type job struct {
 	err     error
 }
 
-// compute runs the jobs' tasks on up to workers goroutines.
+// compute has the jobs' agents answer their tasks on up to workers goroutines.
 func (d *driver) compute(ctx context.Context, jobs []job, workers int) {
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -162,7 +179,7 @@ func (d *driver) compute(ctx context.Context, jobs []job, workers int) {
 			for k := range next {
 				start := time.Now()
 				j := &jobs[k]
-				j.result, j.report, j.err = d.sessions[j.i].Handle(ctx, j.t)
+				j.result, j.report, j.err = d.agents[j.i].Answer(ctx, j.t)
 				j.seconds = time.Since(start).Seconds()
 			}
 		})
@@ -174,9 +191,12 @@ func (d *driver) compute(ctx context.Context, jobs []job, workers int) {
 	wg.Wait()
 }
 
-// submit hands one result to the core and accounts for its cost. A result that arrives after
-// its phase ended is counted as late, as the coordinator refuses it.
-func (d *driver) submit(ctx context.Context, kind task.Kind, r task.Result, rep client.Report, seconds float64) error {
+// send has client i's agent submit its answer and accounts for its cost. An answer that
+// arrives after its phase ended is counted as late, as the coordinator refuses it; one
+// refused as outside the run's bounds is counted as rejected, and the round goes on without
+// it, as it does for a client over the network.
+func (d *driver) send(ctx context.Context, i int, t task.Task, r task.Result, rep client.Report, seconds float64) error {
+	kind := t.Kind
 	if kind == task.KindTrain {
 		d.trainBytes += r.Sum.Bytes()
 		d.trainTasks++
@@ -185,26 +205,31 @@ func (d *driver) submit(ctx context.Context, kind task.Kind, r task.Result, rep 
 	if kind == task.KindDecrypt {
 		d.decSeconds += seconds
 	}
+	if r.Refusal != "" {
+		d.tracef("send %s (declined)", t.ID)
+	} else {
+		d.tracef("send %s", t.ID)
+	}
 	start := time.Now()
-	if _, err := d.core.Submit(r); err != nil {
+	if err := d.agents[i].Send(ctx, t, r, rep); err != nil {
 		if errors.Is(err, task.ErrStale) {
 			d.late++
+			d.tracef("refused %s: stale", t.ID)
 			return nil
 		}
 		if errors.Is(err, task.ErrInvalid) && (kind == task.KindStats || kind == task.KindTrain || kind == task.KindEvaluate) {
-			// Refused by the coordinator (outside the run's bounds): the round goes on without
-			// it, as it does for a client over the network.
 			d.rejected++
+			d.tracef("refused %s: invalid", t.ID)
 			d.opts.Logger.Warn("result refused by the coordinator", "client", r.ClientID, "kind", kind.String(), "round", r.Round, "err", err)
 			return nil
 		}
 		return fmt.Errorf("simulate: %w", err)
 	}
-	// The submit that completes a decryption combines the shares.
+	// The submission that completes a decryption combines the shares.
 	if kind == task.KindDecrypt {
 		d.decSeconds += time.Since(start).Seconds()
 	} else if kind != task.KindKeygen {
 		d.aggSeconds += time.Since(start).Seconds()
 	}
-	return d.flush(ctx)
+	return nil
 }
