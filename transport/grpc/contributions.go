@@ -72,7 +72,7 @@ func contributionQueryFromProto(r *pb.FetchContributionsRequest) (task.Contribut
 // FetchContributions implements pb.ClientServiceServer: the ciphertexts of the aggregate the
 // calling member was asked to help decrypt, in the decrypt task's order, each in chunks of at
 // most ContributionChunkSize.
-func (s *Service) FetchContributions(req *pb.FetchContributionsRequest, stream pb.ClientService_FetchContributionsServer) error {
+func (s *clientService) FetchContributions(req *pb.FetchContributionsRequest, stream pb.ClientService_FetchContributionsServer) error {
 	q, err := contributionQueryFromProto(req)
 	if err != nil {
 		return toStatus(err)
