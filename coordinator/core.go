@@ -192,6 +192,10 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 			Status:         RunWaiting,
 			ConsentTracked: schema.Consent.Tracked,
 		}
+		if last != nil {
+			// The store holds earlier runs' versions: this run's are numbered after them.
+			c.run.LatestVersion = last.Version
+		}
 		if err := c.initPrivacy(); err != nil {
 			return nil, err
 		}
@@ -957,9 +961,13 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
 		return
 	}
+	var parent uint64 // a run's first version grows from no earlier run's model
+	if c.run.LastRound > 0 {
+		parent = c.run.LatestVersion
+	}
 	v := &ModelVersion{
 		Version:       c.run.LatestVersion + 1,
-		Parent:        c.run.LatestVersion,
+		Parent:        parent,
 		RunID:         c.cfg.ID,
 		Round:         c.round,
 		Weights:       next,
