@@ -596,9 +596,10 @@ func (c *Core) progress() {
 	}
 }
 
-// phaseOver: every cohort member answered, or the deadline passed.
+// phaseOver: every cohort member answered, the deadline passed, or the quorum is out of
+// reach (clients declined or were refused: waiting out the deadline would change nothing).
 func (c *Core) phaseOver() bool {
-	return len(c.outstanding) == 0 || c.tick >= c.deadline
+	return len(c.outstanding) == 0 || c.tick >= c.deadline || c.quorum().State() == QuorumImpossible
 }
 
 // attemptFor counts attempts of the same phase and round.
@@ -808,14 +809,14 @@ func (c *Core) selectCohort(p phase) []string {
 }
 
 func (c *Core) finishPhase() {
-	got := c.results
-	quorum := c.cfg.Quorum
-	if c.phase == phaseKeygen {
-		// Every member's secret is part of the collective key: setup needs all of them.
-		quorum = len(c.cohort)
-	}
-	if got < quorum {
-		c.phaseFailed(fmt.Sprintf("%d of %d results by the deadline; quorum %d", got, len(c.cohort), quorum))
+	q := c.quorum()
+	got := q.Got
+	switch q.State() {
+	case QuorumImpossible:
+		c.phaseFailed(fmt.Sprintf("%d of %d results, %d still owed: quorum %d is out of reach", got, len(c.cohort), q.Owed, q.Need))
+		return
+	case QuorumPending:
+		c.phaseFailed(fmt.Sprintf("%d of %d results by the deadline; quorum %d", got, len(c.cohort), q.Need))
 		return
 	}
 	if len(c.outstanding) > 0 {
