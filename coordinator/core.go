@@ -953,8 +953,10 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 			return
 		}
 	} else {
-		for i := range mean {
-			mean[i] = sum[task.TrainDeltaStart+i] / n
+		var err error
+		if mean, err = strategy.MeanUpdate(sum[task.TrainDeltaStart:task.TrainDeltaStart+dim], n); err != nil {
+			c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
+			return
 		}
 	}
 	next, st, err := c.strategy.Apply(c.global, mean, c.stratSt)

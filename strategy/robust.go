@@ -143,7 +143,7 @@ func (c RobustConfig) aggregate(updates [][]float64, weights []float64) ([]float
 	var out []float64
 	switch c.Name {
 	case RobustNone:
-		out = weightedMean(updates, weights, dim, nil)
+		out, err = weightedMean(updates, weights, dim, nil)
 	case Median:
 		out = coordinateWise(updates, dim, func(sorted []float64) float64 {
 			h := len(sorted) / 2
@@ -186,7 +186,10 @@ func (c RobustConfig) aggregate(updates [][]float64, weights []float64) ([]float
 				scales[i] = c.MaxNorm / norm
 			}
 		}
-		out = weightedMean(updates, weights, dim, scales)
+		out, err = weightedMean(updates, weights, dim, scales)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if err := checkFinite("aggregate", out); err != nil {
 		return nil, err
@@ -221,7 +224,7 @@ func checkUpdates(updates [][]float64, weights []float64) (int, error) {
 }
 
 // weightedMean is sum_i w_i*s_i*u_i / sum_i w_i, with s_i = 1 when scales is nil.
-func weightedMean(updates [][]float64, weights []float64, dim int, scales []float64) []float64 {
+func weightedMean(updates [][]float64, weights []float64, dim int, scales []float64) ([]float64, error) {
 	out := make([]float64, dim)
 	for i, u := range updates {
 		w := weights[i]
@@ -230,8 +233,13 @@ func weightedMean(updates [][]float64, weights []float64, dim int, scales []floa
 		}
 		floats.AddScaled(out, w, u)
 	}
-	floats.Scale(1/floats.Sum(weights), out)
-	return out
+	mean, err := MeanUpdate(out, floats.Sum(weights))
+	if err != nil {
+		// checkUpdates admitted only finite updates and positive, finite counts; a sum that
+		// overflows them is still refused here rather than handed on.
+		return nil, err
+	}
+	return mean, nil
 }
 
 // coordinateWise applies stat to the sorted values of each coordinate in turn.

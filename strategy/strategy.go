@@ -197,8 +197,10 @@ func MeanUpdate(weightedSum []float64, totalWeight float64) ([]float64, error) {
 	if err := checkFinite("weighted update sum", weightedSum); err != nil {
 		return nil, fmt.Errorf("mean update: %w", err)
 	}
-	mean := slices.Clone(weightedSum)
-	floats.Scale(1/totalWeight, mean)
+	mean := make([]float64, len(weightedSum))
+	for i, x := range weightedSum {
+		mean[i] = x / totalWeight // divided, not scaled by 1/total: exact to the last bit
+	}
 	return mean, nil
 }
 
