@@ -13,6 +13,7 @@ import (
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -474,13 +475,13 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 	dim := len(c.global)
 	delta := sum[task.TrainDeltaStart : task.TrainDeltaStart+dim]
 	ps.ClipSchedule = append(ps.ClipSchedule, ps.ClipNorm)
-	mean := make([]float64, dim)
 	switch ps.Mechanism {
 	case DPRecord:
 		// Each client's DP-SGD output counts once: weighting by record counts would release
 		// them outside the DP-SGD guarantee.
-		for i := range mean {
-			mean[i] = delta[i] / float64(contributors)
+		mean, err := strategy.MeanUpdate(delta, float64(contributors))
+		if err != nil {
+			return nil, err
 		}
 		if len(submitters) == 0 {
 			// In he mode the coordinator does not learn who contributed to the decrypted sum:
@@ -491,7 +492,7 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 			ps.Participation[id]++
 		}
 		ps.Steps = worstParticipation(ps) * pc.StepsPerRound
-		err := c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismDPSGD,
+		err = c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismDPSGD,
 			NoiseMultiplier: ps.NoiseMultiplier, SamplingRate: ps.SamplingRate, Steps: pc.StepsPerRound})
 		if err != nil {
 			return nil, err
@@ -528,8 +529,9 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 				indicator = ind[0]
 			}
 		}
-		for i := range mean {
-			mean[i] = delta[i] / float64(m)
+		mean, err := strategy.MeanUpdate(delta, float64(m))
+		if err != nil {
+			return nil, err
 		}
 		if pc.AdaptiveClipping {
 			next, err := privacy.NextClipNorm(ps.ClipNorm, indicator, m, pc.TargetQuantile, pc.ClipLearningRate)
@@ -547,7 +549,7 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		// the history from a few cached parts instead of one per round.
 		accounted := achieved
 		if achieved < ps.NoiseMultiplier {
-			accounted = math.Exp2(math.Floor(math.Log2(achieved)*64) / 64)
+			accounted = privacy.NoiseGridFloor(achieved)
 		}
 		if err := ps.Accountant.Compose(ps.SamplingRate, accounted, 1); err != nil {
 			return nil, err
