@@ -10,7 +10,7 @@
 // the head (sequence number and hash of the newest entry) must also be recorded elsewhere, and
 // Verify given that expected head. fedprop's coordinator keeps the log and its head in its
 // store, written in the same transaction as the state change each entry describes
-// (coordinator.AuditedStore), and each committed version records the head too.
+// (store.AuditedStore), and each committed version records the head too.
 //
 // A chain proves order, not authorship: whoever can write the store can append a well-formed
 // entry and recompute the head. So a decision (an approval, a rejection or an override) is also

@@ -17,6 +17,7 @@ import (
 	"github.com/fedprop/fedprop/modelcard"
 	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/store"
 )
 
 // Sentinels of the human gate.
@@ -80,9 +81,9 @@ type Review struct {
 type oversight struct {
 	mu  sync.Mutex
 	log *audit.Log
-	// audited is the store when it keeps the log itself; otherwise sink is the log's store,
-	// written after the state it records.
-	audited  AuditedStore
+	// audited says the store keeps the log itself (store.AuditedStore); otherwise sink is the
+	// log's store, written after the state it records.
+	audited  bool
 	sink     audit.Store
 	verifier *pki.Verifier
 	reviews  map[uint64]Review
@@ -93,9 +94,9 @@ type oversight struct {
 	observer Observer
 }
 
-// auditedLog is an AuditedStore's log as an audit.Store, for the decisions, which record no
-// other state.
-type auditedLog struct{ s AuditedStore }
+// auditedLog is the log of a store.AuditedStore as an audit.Store, for the decisions, which
+// record no other state.
+type auditedLog struct{ s Records }
 
 func (l auditedLog) Append(ctx context.Context, e audit.Entry) error {
 	return l.s.AppendAudit(ctx, []audit.Entry{e})
@@ -106,20 +107,20 @@ func (l auditedLog) Entries(ctx context.Context) ([]audit.Entry, error) {
 	return es, err
 }
 
-func newOversight(ctx context.Context, st Store, cfg ServerConfig) (*oversight, error) {
+func newOversight(ctx context.Context, st Records, cfg ServerConfig) (*oversight, error) {
 	o := &oversight{verifier: cfg.Reviewers, reviews: map[uint64]Review{}, observer: cfg.Observer}
 	opts := audit.Options{Now: cfg.Now}
 	var entries []audit.Entry
-	if as, ok := st.(AuditedStore); ok {
+	if st.Audited() {
 		if cfg.Audit != nil {
 			return nil, fmt.Errorf("%w: ServerConfig.Audit is for a store that keeps no audit log; this store keeps its own", ErrBadConfig)
 		}
 		var head audit.Head
 		var err error
-		if entries, head, _, err = checkAudit(ctx, as, cfg.Reviewers, false); err != nil {
+		if entries, head, _, err = checkAudit(ctx, st, cfg.Reviewers, false); err != nil {
 			return nil, o.refuse(err)
 		}
-		o.audited, o.log = as, audit.NewLog(auditedLog{as}, head, opts)
+		o.audited, o.log = true, audit.NewLog(auditedLog{st}, head, opts)
 	} else {
 		o.sink = cfg.Audit
 		if o.sink == nil {
@@ -132,7 +133,7 @@ func newOversight(ctx context.Context, st Store, cfg ServerConfig) (*oversight, 
 		if entries, err = o.sink.Entries(ctx); err != nil {
 			return nil, err
 		}
-		hash := func(version uint64) (string, error) { return storedContentHash(ctx, st, version) }
+		hash := func(version uint64) (string, error) { return st.ContentHash(ctx, version) }
 		for _, e := range entries {
 			if err := verifyDecision(o.verifier, e, hash); err != nil {
 				return nil, o.refuse(err)
@@ -167,20 +168,6 @@ func reviewOf(e audit.Entry) Review {
 		status = modelcard.StatusRejected
 	}
 	return Review{Status: status, Actor: e.Actor, Role: e.Role, Reason: e.Reason, Override: e.Action == audit.ActionOverride, Entry: e}
-}
-
-// storedContentHash is a version's content hash: as the store recorded it when the store keeps
-// checksums, else computed from the version as read.
-func storedContentHash(ctx context.Context, st Store, version uint64) (string, error) {
-	if as, ok := st.(AuditedStore); ok {
-		return as.ContentHash(ctx, version)
-	}
-	v, err := st.Version(ctx, version)
-	if err != nil {
-		return "", err
-	}
-	_, sum, err := EncodeVersion(v)
-	return sum, err
 }
 
 // verifyDecision checks a decision entry (and passes any other): the approver's signature
@@ -221,24 +208,25 @@ type AuditSummary struct {
 	Decisions, Versions int
 }
 
-// VerifyAudit checks the audit log an AuditedStore keeps, as the coordinator does at every
-// start: every entry against its checksum and the chain against the head the store records;
-// each version's recorded audit head against the log; and every decision's signature against
-// the CA (v) and the content hash it signed against the version's. It returns the first
-// problem: a *audit.ChainError, *audit.DecisionError or *CorruptError, each naming its entry
-// or record.
-func VerifyAudit(ctx context.Context, s AuditedStore, v *pki.Verifier) (AuditSummary, error) {
-	_, _, sum, err := checkAudit(ctx, s, v, false)
+// VerifyAudit checks the audit log a store.AuditedStore keeps, as the coordinator does at
+// every start: every entry against its checksum and its hash, and the chain against the head
+// the store records; each version's recorded audit head against the log; and every decision's
+// signature against the CA (v) and the content hash it signed against the version's. It
+// returns the first problem: a *audit.ChainError, *audit.DecisionError or
+// *store.CorruptError, each naming its entry or record.
+func VerifyAudit(ctx context.Context, s store.AuditedStore, v *pki.Verifier) (AuditSummary, error) {
+	_, _, sum, err := checkAudit(ctx, Records{Store: s}, v, false)
 	return sum, err
 }
 
 // CheckStore checks a whole store and names every damaged record: the backend's own check of
-// every record (Checker), then, when every record reads, the audit log as VerifyAudit does, with
-// each bad decision and each version whose recorded head the log contradicts listed. With v nil,
-// decisions' signatures are not checked (SignaturesChecked is false).
-func CheckStore(ctx context.Context, s AuditedStore, v *pki.Verifier) (StoreCheck, error) {
+// every record (store.Checker), then, when every record reads, that each decodes as the
+// coordinator's, then the audit log as VerifyAudit does, with each bad decision and each
+// version whose recorded head the log contradicts listed. With v nil, decisions' signatures are
+// not checked (SignaturesChecked is false).
+func CheckStore(ctx context.Context, s store.AuditedStore, v *pki.Verifier) (StoreCheck, error) {
 	var out StoreCheck
-	if c, ok := s.(Checker); ok {
+	if c, ok := s.(store.Checker); ok {
 		rep, err := c.Check(ctx)
 		if err != nil {
 			return out, err
@@ -248,23 +236,58 @@ func CheckStore(ctx context.Context, s AuditedStore, v *pki.Verifier) (StoreChec
 			return out, nil // the log's checks would only stop at the first damaged record
 		}
 	}
-	_, _, sum, err := checkAudit(ctx, s, v, true)
+	if damaged := undecodable(ctx, s); len(damaged) > 0 {
+		out.Damaged = damaged
+		return out, nil
+	}
+	_, _, sum, err := checkAudit(ctx, Records{Store: s}, v, true)
 	out.Decisions, out.SignaturesChecked = sum.Decisions, v != nil
 	var all auditProblems
 	switch {
 	case errors.As(err, &all):
 		for _, p := range all {
-			out.Damaged = append(out.Damaged, Damage{Record: problemRecord(p), Err: p})
+			out.Damaged = append(out.Damaged, store.Damage{Record: problemRecord(p), Err: p})
 		}
 	case err != nil:
-		out.Damaged = append(out.Damaged, Damage{Record: problemRecord(err), Err: err})
+		out.Damaged = append(out.Damaged, store.Damage{Record: problemRecord(err), Err: err})
 	}
 	return out, nil
 }
 
+// undecodable names every record of s that reads intact but does not decode as the
+// coordinator's (a store checks only the fields it indexes), or whose audit entry's hash does
+// not match its content; and a listing that does not read at all.
+func undecodable(ctx context.Context, s store.AuditedStore) []store.Damage {
+	var out []store.Damage
+	add := func(err error) {
+		if err != nil {
+			out = append(out, store.Damage{Record: problemRecord(err), Err: err})
+		}
+	}
+	runs, err := s.Runs(ctx)
+	add(err)
+	for _, r := range runs {
+		_, err := DecodeRun(r)
+		add(err)
+	}
+	versions, err := s.Versions(ctx)
+	add(err)
+	for _, v := range versions {
+		_, err := DecodeVersion(v)
+		add(err)
+	}
+	entries, _, err := s.AuditLog(ctx)
+	add(err)
+	for _, e := range entries {
+		_, err := DecodeEntry(e)
+		add(err)
+	}
+	return out
+}
+
 // StoreCheck is what CheckStore found.
 type StoreCheck struct {
-	CheckReport
+	store.CheckReport
 	// Decisions counts the decisions whose signatures verified; SignaturesChecked says
 	// whether they were checked at all (CheckStore was given a CA).
 	Decisions         int
@@ -289,13 +312,13 @@ func problemRecord(err error) string {
 	var (
 		chain    *audit.ChainError
 		decision *audit.DecisionError
-		corrupt  *CorruptError
+		corrupt  *store.CorruptError
 	)
 	switch {
 	case errors.As(err, &decision) && decision.Seq > 0:
-		return RecordName(RecordAudit, EntryKey(decision.Seq))
+		return store.RecordName(store.RecordAudit, store.EntryKey(decision.Seq))
 	case errors.As(err, &chain):
-		return RecordName(RecordAudit, EntryKey(chain.Seq))
+		return store.RecordName(store.RecordAudit, store.EntryKey(chain.Seq))
 	case errors.As(err, &corrupt):
 		return corrupt.Record
 	}
@@ -305,7 +328,7 @@ func problemRecord(err error) string {
 // checkAudit reads and checks the log of s (see VerifyAudit). With all set it goes on past
 // problems it can go on past (bad decisions, versions whose recorded head the log
 // contradicts) and returns them together as auditProblems; otherwise it returns the first.
-func checkAudit(ctx context.Context, s AuditedStore, v *pki.Verifier, all bool) ([]audit.Entry, audit.Head, AuditSummary, error) {
+func checkAudit(ctx context.Context, s Records, v *pki.Verifier, all bool) ([]audit.Entry, audit.Head, AuditSummary, error) {
 	entries, head, err := s.AuditLog(ctx)
 	if err != nil {
 		return nil, head, AuditSummary{}, err
@@ -402,7 +425,7 @@ func (o *oversight) write(ctx context.Context, recs []audit.Record, write func([
 		if err := write(es); err != nil {
 			return err
 		}
-		if o.audited != nil {
+		if o.audited {
 			return nil
 		}
 		for _, e := range es {
@@ -439,8 +462,8 @@ func (s *Server) persist(ctx context.Context, a Actions) error {
 		s.crashPoint("commit")
 		err := o.write(ctx, recs, func(es []audit.Entry) error {
 			v.AuditHead = audit.HeadOf(es).String()
-			if o.audited != nil {
-				return o.audited.CommitAudited(ctx, v, *a.Run, es)
+			if o.audited {
+				return s.store.CommitAudited(ctx, v, *a.Run, es)
 			}
 			return s.store.Commit(ctx, v, *a.Run)
 		})
@@ -450,8 +473,8 @@ func (s *Server) persist(ctx context.Context, a Actions) error {
 		s.crashPoint("committed")
 	case a.Run != nil:
 		err := o.write(ctx, recs, func(es []audit.Entry) error {
-			if o.audited != nil {
-				return o.audited.SaveRunAudited(ctx, *a.Run, es)
+			if o.audited {
+				return s.store.SaveRunAudited(ctx, *a.Run, es)
 			}
 			return s.store.SaveRun(ctx, *a.Run)
 		})
@@ -460,8 +483,8 @@ func (s *Server) persist(ctx context.Context, a Actions) error {
 		}
 	case len(recs) > 0:
 		err := o.write(ctx, recs, func(es []audit.Entry) error {
-			if o.audited != nil {
-				return o.audited.AppendAudit(ctx, es)
+			if o.audited {
+				return s.store.AppendAudit(ctx, es)
 			}
 			return nil
 		})
@@ -475,8 +498,8 @@ func (s *Server) persist(ctx context.Context, a Actions) error {
 // Status is a version's release state: candidate, approved or rejected.
 func (s *Server) Status(version uint64) Review { return s.oversight.status(version) }
 
-// AuditHead is the audit log's newest sequence number and hash. With an AuditedStore the store
-// records it with every entry; `fedprop audit verify` checks the log against it.
+// AuditHead is the audit log's newest sequence number and hash. With a store.AuditedStore the
+// store records it with every entry; `fedprop audit verify` checks the log against it.
 func (s *Server) AuditHead() audit.Head { return s.oversight.log.Head() }
 
 // ReviewSubject tells an approver what to sign: the version's content hash, and where it
@@ -486,7 +509,7 @@ func (s *Server) ReviewSubject(ctx context.Context, version uint64) (ReviewSubje
 	if err != nil {
 		return ReviewSubject{}, err
 	}
-	h, err := storedContentHash(ctx, s.store, version)
+	h, err := s.store.ContentHash(ctx, version)
 	if err != nil {
 		return ReviewSubject{}, err
 	}
@@ -544,7 +567,7 @@ func (s *Server) review(ctx context.Context, who Reviewer, d Decision, approve b
 	if err != nil {
 		return Review{}, err
 	}
-	hash, err := storedContentHash(ctx, s.store, version)
+	hash, err := s.store.ContentHash(ctx, version)
 	if err != nil {
 		return Review{}, err
 	}
@@ -604,7 +627,7 @@ func (s *Server) checkRelease(ctx context.Context, version uint64) error {
 	if r.Status != modelcard.StatusApproved {
 		return fmt.Errorf("version %d is %s: %w (pull it as a candidate explicitly to review it)", version, r.Status, ErrNotApproved)
 	}
-	err := verifyDecision(s.oversight.verifier, r.Entry, func(n uint64) (string, error) { return storedContentHash(ctx, s.store, n) })
+	err := verifyDecision(s.oversight.verifier, r.Entry, func(n uint64) (string, error) { return s.store.ContentHash(ctx, n) })
 	if err != nil {
 		return fmt.Errorf("version %d: its approval does not hold: %w: %w", version, ErrNotApproved, err)
 	}

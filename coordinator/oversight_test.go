@@ -17,6 +17,7 @@ import (
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/mem"
 )
@@ -34,7 +35,7 @@ func newGate(t *testing.T) *gate {
 	require.NoError(t, err)
 	g := &gate{t: t, path: filepath.Join(t.TempDir(), "fedprop.db"), ca: ca}
 	t.Cleanup(g.stop)
-	s := g.open()
+	s := coordinator.Records{Store: g.open()}
 	flagged := &fairness.Verdict{Flagged: true, Violations: []fairness.Violation{{Attribute: "age", Metric: fairness.MetricDemographicParity,
 		Threshold: 0.5, Gap: 0.31, Limit: 0.2, MaxGroup: ">=60", MinGroup: "30-60"}}}
 	ctx := context.Background()
@@ -117,7 +118,7 @@ func TestAFlaggedVersionNeedsAnOverrideThatRecordsItsReason(t *testing.T) {
 
 	// A restarted coordinator reads the decisions back from the store, and verifies them.
 	g.stop()
-	entries, stored, err := g.open().AuditLog(ctx)
+	entries, stored, err := coordinator.Records{Store: g.open()}.AuditLog(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, head, stored, "the head lives in the store")
 	assert.Equal(t, audit.ActionOverride, entries[len(entries)-1].Action)
@@ -230,7 +231,7 @@ func TestAForgedApprovalIsRefusedAtStart(t *testing.T) {
 			d.ContentHash = v2.ContentHash
 			g.stop()
 
-			s := g.open()
+			s := coordinator.Records{Store: g.open()}
 			entries, head, err := s.AuditLog(ctx)
 			require.NoError(t, err)
 			forged, err := audit.NewLog(nil, head, audit.Options{}).AppendWith(ctx, []audit.Record{tc.forge(g, d)},
@@ -244,7 +245,7 @@ func TestAForgedApprovalIsRefusedAtStart(t *testing.T) {
 
 			_, err = g.start()
 			require.ErrorIs(t, err, coordinator.ErrBadSignature)
-			assert.Contains(t, err.Error(), "audit entry "+coordinator.EntryKey(forged[0].Seq))
+			assert.Contains(t, err.Error(), "audit entry "+store.EntryKey(forged[0].Seq))
 			assert.Contains(t, err.Error(), tc.want)
 
 			g.stop()
@@ -271,7 +272,7 @@ func TestAStoreWhoseChainAndHeadDisagreeIsRefused(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGate(t)
-			s := g.open()
+			s := coordinator.Records{Store: g.open()}
 			_, head, err := s.AuditLog(ctx)
 			require.NoError(t, err)
 			// Version 3 commits with its log entry, as the driver writes it.
@@ -297,7 +298,7 @@ func TestAStoreWhoseChainAndHeadDisagreeIsRefused(t *testing.T) {
 					return nil
 				}
 				prev := audit.Head{Seq: last.Seq - 1, Hash: last.PrevHash}
-				return tx.Bucket([]byte("meta")).Put([]byte("audit_head"), coordinator.SealRecord(coordinator.RecordHead, "", []byte(prev.String())))
+				return tx.Bucket([]byte("meta")).Put([]byte("audit_head"), store.SealRecord(store.RecordHead, "", []byte(prev.String())))
 			}))
 			require.NoError(t, db.Close())
 
@@ -307,7 +308,7 @@ func TestAStoreWhoseChainAndHeadDisagreeIsRefused(t *testing.T) {
 
 			_, err = g.start()
 			require.ErrorIs(t, err, audit.ErrTampered)
-			assert.Contains(t, err.Error(), "entry "+coordinator.EntryKey(last.Seq))
+			assert.Contains(t, err.Error(), "entry "+store.EntryKey(last.Seq))
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
@@ -345,13 +346,13 @@ func TestAStoreThatKeepsItsLogTakesNoSeparateOne(t *testing.T) {
 // swappedStore serves another version's content under an approved version's number, as a
 // store edited while the coordinator runs would.
 type swappedStore struct {
-	coordinator.Store
+	store.Store
 	swap map[uint64]coordinator.ModelVersion
 }
 
-func (s swappedStore) Version(ctx context.Context, n uint64) (coordinator.ModelVersion, error) {
+func (s swappedStore) Version(ctx context.Context, n uint64) (store.Version, error) {
 	if v, ok := s.swap[n]; ok {
-		return v, nil
+		return coordinator.EncodeVersion(v)
 	}
 	return s.Store.Version(ctx, n)
 }
@@ -362,7 +363,7 @@ func TestAPullVerifiesTheApprovalAgain(t *testing.T) {
 	ctx := context.Background()
 	g := newGate(t)
 	store := swappedStore{Store: mem.New(), swap: map[uint64]coordinator.ModelVersion{}}
-	require.NoError(t, store.Commit(ctx, coordinator.ModelVersion{Version: 1, RunID: "r", Round: 1, Weights: []float64{-2.69}},
+	require.NoError(t, coordinator.Records{Store: store}.Commit(ctx, coordinator.ModelVersion{Version: 1, RunID: "r", Round: 1, Weights: []float64{-2.69}},
 		coordinator.RunState{ID: "r", LastRound: 1, LatestVersion: 1}))
 	srv, err := coordinator.NewServer(ctx, store, nil, coordinator.ServerConfig{Reviewers: g.verifier(), Logger: quiet()})
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/secagg"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -31,7 +32,8 @@ type ServerConfig struct {
 	CrashPoint func(point string)
 	// Audit stores the hash-chained audit log of approvals, rejections and runs for a store
 	// that keeps none itself (store/mem; nil keeps it in memory). A store that does
-	// (AuditedStore: store/bolt, store/postgres) keeps it with the state, and Audit must be nil.
+	// (store.AuditedStore: store/bolt, store/postgres) keeps it with the state, and Audit must
+	// be nil.
 	Audit audit.Store
 	// Reviewers checks approvers' signatures on decisions against the CA (the CA of the mutual
 	// TLS edge). Nil, without mutual TLS, takes no decision, and refuses to start on a log that
@@ -84,7 +86,7 @@ type RunSpec struct {
 // (transport/grpc, or in-process callers) call its methods from any goroutine.
 type Server struct {
 	cfg   ServerConfig
-	store Store
+	store Records
 	log   *slog.Logger
 
 	events chan *event
@@ -106,14 +108,14 @@ type event struct {
 	err  error
 }
 
-// NewServer prepares a coordinator over store. When spec is not nil its run is resumed if the
+// NewServer prepares a coordinator over st. When spec is not nil its run is resumed if the
 // store holds it unfinished, started if the store does not know it, and left alone (with a
 // log line) if it already finished.
-func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig) (*Server, error) {
+func NewServer(ctx context.Context, st store.Store, spec *RunSpec, cfg ServerConfig) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:     cfg,
-		store:   store,
+		store:   Records{Store: st},
 		log:     cfg.Logger,
 		events:  make(chan *event),
 		stopped: make(chan struct{}),
@@ -121,7 +123,7 @@ func NewServer(ctx context.Context, store Store, spec *RunSpec, cfg ServerConfig
 		changed: make(chan struct{}),
 	}
 	var err error
-	if s.oversight, err = newOversight(ctx, store, cfg); err != nil {
+	if s.oversight, err = newOversight(ctx, s.store, cfg); err != nil {
 		return nil, err
 	}
 	if spec != nil {
@@ -440,7 +442,7 @@ func (s *Server) GetRun(ctx context.Context, id string) (RunInfo, error) {
 }
 
 // Store is the server's store, for the model service.
-func (s *Server) Store() Store { return s.store }
+func (s *Server) Store() Records { return s.store }
 
 // ModelDocument builds the pullable document of a version (0 = latest).
 func (s *Server) ModelDocument(ctx context.Context, version uint64) (*modelfile.Document, error) {

@@ -129,7 +129,7 @@ func TestASecondRunInTheSameStoreCommits(t *testing.T) {
 	}, time.Minute, 10*time.Millisecond)
 	require.NoError(t, stopped, "the coordinator stopped")
 
-	versions, err := store.Versions(ctx)
+	versions, err := coordinator.Records{Store: store}.Versions(ctx)
 	require.NoError(t, err)
 	require.Len(t, versions, 4)
 	for i, want := range []struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/fedprop/fedprop/explain"
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -98,12 +99,12 @@ type ModelVersion struct {
 	AuditHead string `json:"audit_head,omitempty"`
 }
 
-// Sentinel errors of the coordinator and its Store. Check them with errors.Is.
+// Sentinel errors of the coordinator and its store. Check them with errors.Is.
 var (
-	// ErrNotFound: the store has no such run or version.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: a commit would duplicate or skip a version.
-	ErrConflict = errors.New("conflict")
+	// ErrNotFound: the store has no such run or version (store.ErrNotFound).
+	ErrNotFound = store.ErrNotFound
+	// ErrConflict: a commit would duplicate or skip a version (store.ErrConflict).
+	ErrConflict = store.ErrConflict
 	// ErrUnknownClient, ErrStale and ErrInvalid are the protocol's, shared with clients.
 	ErrUnknownClient = task.ErrUnknownClient
 	ErrStale         = task.ErrStale

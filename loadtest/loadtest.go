@@ -29,11 +29,13 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/store/mem"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/synth"
+	"github.com/fedprop/fedprop/task"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 
@@ -294,9 +296,9 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	heap := startHeapSampler(cfg.HeapProfile)
 	defer heap.stop()
 	start := time.Now()
-	store := newTimingStore(mem.New(), start)
-	srv, err := coordinator.NewServer(ctx, store, &coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc},
-		coordinator.ServerConfig{ID: "loadtest-coordinator", TickInterval: cfg.Tick, Logger: cfg.Logger})
+	timer := newRunTimer(start)
+	srv, err := coordinator.NewServer(ctx, mem.New(), &coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc},
+		coordinator.ServerConfig{ID: "loadtest-coordinator", TickInterval: cfg.Tick, Logger: cfg.Logger, Observer: timer})
 	if err != nil {
 		return Report{}, err
 	}
@@ -322,7 +324,7 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	eg.Go(func() error {
 		defer stopRun() // the run is over: stop the clients, the server and the driver
 		select {
-		case <-store.done:
+		case <-timer.done:
 			return nil
 		case <-egctx.Done():
 			return fmt.Errorf("load test: the run did not complete: %w", context.Cause(egctx))
@@ -332,14 +334,14 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return Report{}, err
 	}
-	if !store.completed() {
+	if !timer.completed() {
 		return Report{}, fmt.Errorf("load test: stopped before the run completed: %w", ctx.Err())
 	}
 	usage1, err := getrusage()
 	if err != nil {
 		return Report{}, err
 	}
-	rep := store.report()
+	rep := timer.report()
 	rep.Clients, rep.Rounds = cfg.Clients, cfg.Rounds
 	rep.TLS, rep.SecureAggregation = !cfg.Insecure, cfg.SecureAggregation
 	rep.Admission = adm.Stats()
@@ -357,9 +359,10 @@ func Run(ctx context.Context, cfg Config, clients ClientRunner) (Report, error) 
 // maxMessageBytes is the edge's request limit, as `fedprop coordinator` sets it by default.
 const maxMessageBytes = 16 << 20
 
-// timingStore records when the run's phases end, and signals when the run completes.
-type timingStore struct {
-	coordinator.Store
+// runTimer records when the run's phases end, and signals when the run completes. It is the
+// driver's Observer: it reads what the driver carried out, typed, without decoding stored
+// records in the coordinator whose CPU the load test measures.
+type runTimer struct {
 	start time.Time
 
 	mu           sync.Mutex
@@ -371,27 +374,21 @@ type timingStore struct {
 	closed       bool
 }
 
-func newTimingStore(s coordinator.Store, start time.Time) *timingStore {
-	return &timingStore{Store: s, start: start, done: make(chan struct{}), contributors: -1}
+func newRunTimer(start time.Time) *runTimer {
+	return &runTimer{start: start, done: make(chan struct{}), contributors: -1}
 }
 
-func (s *timingStore) SaveRun(ctx context.Context, r coordinator.RunState) error {
-	err := s.Store.SaveRun(ctx, r)
+// Flushed implements coordinator.Observer.
+func (s *runTimer) Flushed(f coordinator.Flush) {
+	r, v := f.Actions.Run, f.Actions.Commit
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err == nil && r.Standardization != nil && s.statsDone.IsZero() {
+	if r != nil && r.Standardization != nil && s.statsDone.IsZero() {
 		s.statsDone = time.Now()
 	}
-	return err
-}
-
-func (s *timingStore) Commit(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState) error {
-	err := s.Store.Commit(ctx, v, r)
-	if err != nil {
-		return err
+	if v == nil {
+		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.statsDone.IsZero() {
 		s.statsDone = s.start
 	}
@@ -400,23 +397,28 @@ func (s *timingStore) Commit(ctx context.Context, v coordinator.ModelVersion, r 
 		s.contributors = v.Contributors
 	}
 	s.results += v.Contributors + v.EvalClients
-	if v.Version == 1 {
+	if v.Version == 1 && r != nil {
 		s.results += r.StatsClients
 	}
-	if r.Status == coordinator.RunCompleted && !s.closed {
+	if r != nil && r.Status == coordinator.RunCompleted && !s.closed {
 		s.closed = true
 		close(s.done)
 	}
-	return nil
 }
 
-func (s *timingStore) completed() bool {
+// Submitted implements coordinator.Observer.
+func (s *runTimer) Submitted(task.Kind, coordinator.Outcome) {}
+
+// Audited implements coordinator.Observer.
+func (s *runTimer) Audited(audit.Action) {}
+
+func (s *runTimer) completed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
 }
 
-func (s *timingStore) report() Report {
+func (s *runTimer) report() Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rep := Report{Stats: s.statsDone.Sub(s.start), Contributors: s.contributors, Results: s.results}

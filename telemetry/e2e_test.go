@@ -82,10 +82,10 @@ func (f *federation) runAgent(session *client.Session, wrap func(client.Coordina
 func (f *federation) waitFinished(run string) coordinator.RunState {
 	t := f.t
 	require.Eventually(t, func() bool {
-		r, err := f.store.Run(context.Background(), run)
+		r, err := coordinator.Records{Store: f.store}.Run(context.Background(), run)
 		return err == nil && r.Status.Finished()
 	}, 120*time.Second, 20*time.Millisecond)
-	r, err := f.store.Run(context.Background(), run)
+	r, err := coordinator.Records{Store: f.store}.Run(context.Background(), run)
 	require.NoError(t, err)
 	return r
 }
@@ -313,7 +313,7 @@ func TestAnImplausibleAggregateIsDiscardedAndCounted(t *testing.T) {
 	mu.Lock()
 	require.True(t, poisoned)
 	mu.Unlock()
-	versions, err := f.store.Versions(context.Background())
+	versions, err := coordinator.Records{Store: f.store}.Versions(context.Background())
 	require.NoError(t, err)
 	require.Len(t, versions, 1, "the poisoned attempt was never committed")
 

@@ -16,6 +16,7 @@ import (
 	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/postgres"
 )
 
@@ -40,7 +41,7 @@ func (a *auditSource) name() string {
 
 // read returns the log's entries; from the store also its recorded head and the store, open,
 // for checks against it (nil for a file). close releases the store.
-func (a *auditSource) read(ctx context.Context) (entries []audit.Entry, head *audit.Head, s coordinator.AuditedStore, err error) {
+func (a *auditSource) read(ctx context.Context) (entries []audit.Entry, head *audit.Head, s store.AuditedStore, err error) {
 	if a.log != "" {
 		entries, err = audit.ReadFile(ctx, a.log)
 		return entries, nil, nil, err
@@ -49,7 +50,7 @@ func (a *auditSource) read(ctx context.Context) (entries []audit.Entry, head *au
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	entries, h, err := s.AuditLog(ctx)
+	entries, h, err := coordinator.Records{Store: s}.AuditLog(ctx)
 	if err != nil {
 		_ = s.Close()
 		return nil, nil, nil, err

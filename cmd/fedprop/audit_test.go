@@ -21,6 +21,7 @@ import (
 	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
@@ -50,8 +51,9 @@ func newGatedStore(t *testing.T) *gatedStore {
 	}
 	g.approver, g.owner = kit(pki.RoleApprover, "risk-officer"), kit(pki.RoleOwner, "model-owner")
 	require.FileExists(t, g.caPath)
-	s, err := bolt.Open(g.path)
+	b, err := bolt.Open(g.path)
 	require.NoError(t, err)
+	s := coordinator.Records{Store: b}
 	ctx := context.Background()
 	_, head, err := s.AuditLog(ctx)
 	require.NoError(t, err)
@@ -68,7 +70,7 @@ func newGatedStore(t *testing.T) *gatedStore {
 			})
 		require.NoError(t, err)
 	}
-	require.NoError(t, s.Close())
+	require.NoError(t, b.Close())
 	return g
 }
 
@@ -126,14 +128,14 @@ func (g *gatedStore) rewriteEntry(t *testing.T, reseal bool, edit func(e *audit.
 			return b.Put(k, append(append([]byte(nil), v[:header]...), body...))
 		}
 		e.Hash = e.ComputeHash()
-		body, _, err := coordinator.EncodeEntry(e)
+		rec, err := coordinator.EncodeEntry(e)
 		require.NoError(t, err)
-		if err := b.Put(k, coordinator.SealRecord(coordinator.RecordAudit, coordinator.EntryKey(seq), body)); err != nil {
+		if err := b.Put(k, store.SealRecord(store.RecordAudit, store.EntryKey(seq), rec.Body)); err != nil {
 			return err
 		}
 		head := audit.Head{Seq: seq, Hash: e.Hash}.String()
 		require.NoError(t, os.WriteFile(g.path+bolt.HeadFileSuffix, []byte(head+"\n"), 0o600))
-		return tx.Bucket([]byte("meta")).Put([]byte("audit_head"), coordinator.SealRecord(coordinator.RecordHead, "", []byte(head)))
+		return tx.Bucket([]byte("meta")).Put([]byte("audit_head"), store.SealRecord(store.RecordHead, "", []byte(head)))
 	}))
 	return seq
 }

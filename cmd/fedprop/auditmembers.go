@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/postgres"
 	"github.com/fedprop/fedprop/task"
@@ -88,7 +89,7 @@ stop the coordinator first: an embedded store is locked while the coordinator ru
 
 // readRuns reads, from the coordinator's store, the record of every run the shares name.
 func readRuns(ctx context.Context, setting string, shares []client.ShareRecord) (map[string]coordinator.RunState, error) {
-	var st coordinator.Store
+	var st store.Store
 	if postgres.IsDSN(setting) {
 		s, err := postgres.Open(ctx, setting, postgres.Options{})
 		if err != nil {
@@ -112,7 +113,7 @@ func readRuns(ctx context.Context, setting string, shares []client.ShareRecord) 
 		if _, done := runs[s.Run]; done {
 			continue
 		}
-		r, err := st.Run(ctx, s.Run)
+		r, err := coordinator.Records{Store: st}.Run(ctx, s.Run)
 		if errors.Is(err, coordinator.ErrNotFound) {
 			continue // reported by compareShareLogs
 		}

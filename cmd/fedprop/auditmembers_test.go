@@ -32,7 +32,7 @@ func TestAuditMembersMatchesShareLogsWithTheCoordinatorsRecord(t *testing.T) {
 	writeRun := func(r coordinator.RunState) {
 		st, err := bolt.Open(storePath)
 		require.NoError(t, err)
-		require.NoError(t, st.SaveRun(context.Background(), r))
+		require.NoError(t, coordinator.Records{Store: st}.SaveRun(context.Background(), r))
 		require.NoError(t, st.Close())
 	}
 	writeRun(run)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/postgres"
 )
@@ -22,7 +23,7 @@ import (
 // (postgres.Leader): it returns a store whose writes are fenced by its term and a context
 // that ends, with cause postgres.ErrLeadershipLost, if the lead is lost. Closing the store
 // gives up the lead.
-func openStore(ctx context.Context, log *slog.Logger, setting, replica string) (coordinator.Store, context.Context, error) {
+func openStore(ctx context.Context, log *slog.Logger, setting, replica string) (store.Store, context.Context, error) {
 	if !postgres.IsDSN(setting) {
 		s, err := bolt.Open(setting)
 		return s, ctx, err
@@ -68,7 +69,7 @@ func leadershipLost(ctx context.Context) error {
 
 // openStoreReadOnly opens an existing store for reading: a bbolt file (which must exist, and
 // which a running coordinator holds locked), or a PostgreSQL schema, where nothing is created.
-func openStoreReadOnly(ctx context.Context, setting string) (coordinator.AuditedStore, error) {
+func openStoreReadOnly(ctx context.Context, setting string) (store.AuditedStore, error) {
 	if postgres.IsDSN(setting) {
 		return postgres.Open(ctx, setting, postgres.Options{ReadOnly: true, MaxConns: 1})
 	}
@@ -198,7 +199,7 @@ how many. Stop the coordinator first. A PostgreSQL store is restored from its pg
 			if postgres.IsDSN(restoreStore) {
 				return usagef("a PostgreSQL store is restored from its pg_dump (psql or pg_restore), then checked with fedprop store check")
 			}
-			res, err := bolt.Restore(cmd.Context(), from, restoreStore, time.Now())
+			res, err := bolt.Restore(cmd.Context(), from, restoreStore, time.Now(), checkBackup)
 			if err != nil {
 				return err
 			}
@@ -218,4 +219,12 @@ how many. Stop the coordinator first. A PostgreSQL store is restored from its pg
 
 	cmd.AddCommand(check, backup, restore)
 	return cmd
+}
+
+// checkBackup is how restore checks a backup before it copies it into place: every record, its
+// decoding, and the audit log as the coordinator verifies it at start (signatures aside: the
+// backup's decisions are checked when the coordinator starts on it).
+func checkBackup(ctx context.Context, s *bolt.Store) (store.CheckReport, error) {
+	rep, err := coordinator.CheckStore(ctx, s, nil)
+	return rep.CheckReport, err
 }

@@ -101,7 +101,7 @@ func TestStoreBackupAndRestore(t *testing.T) {
 	srv, err := coordinator.NewServer(ctx, s, nil, coordinator.ServerConfig{Reviewers: pki.NewVerifier(g.ca.Certificate()), Logger: quietLog()})
 	require.NoError(t, err)
 	assert.Equal(t, "candidate", srv.Status(3).Status, "the approval after the backup is not in it")
-	entries, head, err := s.AuditLog(ctx)
+	entries, head, err := coordinator.Records{Store: s}.AuditLog(ctx)
 	require.NoError(t, err)
 	require.NoError(t, audit.Verify(entries, &head))
 }

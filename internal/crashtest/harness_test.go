@@ -3,7 +3,6 @@ package crashtest_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"math"
@@ -32,6 +31,7 @@ import (
 	"github.com/fedprop/fedprop/internal/crashpoint"
 	"github.com/fedprop/fedprop/internal/sharedtest"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/postgres"
 	"github.com/fedprop/fedprop/store/postgres/pgtest"
@@ -366,15 +366,15 @@ type backend struct {
 	name string
 	// newStore returns the coordinator's store setting for a fresh, empty store.
 	newStore func(t *testing.T, dir string) string
-	open     func(t *testing.T, store string) coordinator.Store
+	open     func(t *testing.T, setting string) store.Store
 }
 
 func boltBackend() backend {
 	return backend{
 		name:     "bbolt",
 		newStore: func(_ *testing.T, dir string) string { return filepath.Join(dir, "coordinator.db") },
-		open: func(t *testing.T, store string) coordinator.Store {
-			s, err := bolt.Open(store)
+		open: func(t *testing.T, setting string) store.Store {
+			s, err := bolt.Open(setting)
 			require.NoError(t, err)
 			return s
 		},
@@ -385,8 +385,8 @@ func postgresBackend() backend {
 	return backend{
 		name:     "postgres",
 		newStore: func(t *testing.T, _ string) string { return pgtest.DSN(t) },
-		open: func(t *testing.T, store string) coordinator.Store {
-			s, err := postgres.Open(context.Background(), store, postgres.Options{MaxConns: 1})
+		open: func(t *testing.T, setting string) store.Store {
+			s, err := postgres.Open(context.Background(), setting, postgres.Options{MaxConns: 1})
 			require.NoError(t, err)
 			return s
 		},
@@ -394,8 +394,8 @@ func postgresBackend() backend {
 }
 
 // ledger remembers every committed version seen so far, to check that none is ever lost,
-// changed or duplicated. It compares versions by their JSON documents, which is what the
-// stores keep (and where a NaN in a metric compares equal to itself).
+// changed or duplicated. It compares versions by the bytes the store keeps of them (where a
+// NaN in a metric compares equal to itself).
 type ledger struct {
 	seen map[uint64][]byte
 	last coordinator.ModelVersion
@@ -404,13 +404,15 @@ type ledger struct {
 func newLedger() *ledger { return &ledger{seen: map[uint64][]byte{}} }
 
 // check reads the whole store and returns the latest committed version (0 for none).
-func (l *ledger) check(t *testing.T, s coordinator.Store) uint64 {
+func (l *ledger) check(t *testing.T, s store.Store) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	versions, err := s.Versions(ctx)
+	recs, err := s.Versions(ctx)
 	require.NoError(t, err)
-	for i, v := range versions {
+	for i, rec := range recs {
 		n := uint64(i + 1)
+		v, err := coordinator.DecodeVersion(rec)
+		require.NoError(t, err)
 		require.Equal(t, n, v.Version, "versions are 1, 2, 3, ... with no gap or repeat")
 		assert.Equal(t, n-1, v.Parent)
 		assert.Equal(t, runID, v.RunID)
@@ -419,17 +421,15 @@ func (l *ledger) check(t *testing.T, s coordinator.Store) uint64 {
 		for _, w := range v.Weights {
 			require.False(t, math.IsNaN(w) || math.IsInf(w, 0), "version %d has a non-finite weight", n)
 		}
-		doc, err := json.Marshal(v)
-		require.NoError(t, err)
 		if before, ok := l.seen[n]; ok {
-			require.JSONEq(t, string(before), string(doc), "version %d changed after it was committed", n)
+			require.Equal(t, string(before), string(rec.Body), "version %d changed after it was committed", n)
 		}
-		l.seen[n] = doc
+		l.seen[n] = rec.Body
 		l.last = v
 	}
-	require.GreaterOrEqual(t, len(versions), len(l.seen), "a committed version was lost")
-	latest := uint64(len(versions))
-	run, err := s.Run(ctx, runID)
+	require.GreaterOrEqual(t, len(recs), len(l.seen), "a committed version was lost")
+	latest := uint64(len(recs))
+	run, err := coordinator.Records{Store: s}.Run(ctx, runID)
 	if latest == 0 && err != nil {
 		require.ErrorIs(t, err, coordinator.ErrNotFound)
 		return 0
@@ -461,7 +461,7 @@ func (l *ledger) finish(t *testing.T, b backend, store string) result {
 	s := b.open(t, store)
 	defer func() { require.NoError(t, s.Close()) }()
 	require.Equal(t, uint64(rounds), l.check(t, s), "every round committed exactly once")
-	run, err := s.Run(context.Background(), runID)
+	run, err := coordinator.Records{Store: s}.Run(context.Background(), runID)
 	require.NoError(t, err)
 	require.Equal(t, coordinator.RunCompleted, run.Status, run.Message)
 	return result{final: l.last, run: run}

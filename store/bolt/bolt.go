@@ -1,11 +1,12 @@
 // Package bolt is the coordinator's embedded store on go.etcd.io/bbolt: one file, no server to
-// install. It is a coordinator.AuditedStore: runs, versions and the audit log live in the one
+// install. It is a store.AuditedStore: runs, versions and the audit log live in the one
 // file, a commit writes the version, its run's record and its audit entries in one transaction,
-// and the log's head is kept in the file with them.
+// and the log's head is kept in the file with them. It keeps records as package store defines
+// them (bytes, and the fields it indexes read back from them), and links only store and bbolt.
 //
-// Every record is kept sealed (coordinator.SealRecord): its canonical bytes behind a header with
+// Every record is kept sealed (store.SealRecord): its canonical bytes behind a header with
 // their SHA-256 checksum, bound to the record's kind and key, and every read verifies it, so a
-// changed byte is an error wrapping coordinator.ErrCorrupt that names the record, never a
+// changed byte is an error wrapping store.ErrCorrupt that names the record, never a
 // silently different model.
 //
 // The head is also written to a small file beside the store (FILE.audit-head) after every
@@ -16,6 +17,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -32,8 +34,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
-	"github.com/fedprop/fedprop/audit"
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 )
 
 // Format is the store format this package writes, recorded in the file.
@@ -56,7 +57,7 @@ var (
 	oldBuckets = [][]byte{bucketRuns, bucketRunOrder, bucketVersions}
 )
 
-// Store is a coordinator.AuditedStore in one bbolt file.
+// Store is a store.AuditedStore in one bbolt file.
 type Store struct {
 	db       *bolt.DB
 	path     string
@@ -66,11 +67,11 @@ type Store struct {
 	headProblem error
 }
 
-// Open opens (creating if needed) the store at path for the coordinator. It waits up to a few
+// Open opens (creating if needed) the store at path for the store. It waits up to a few
 // seconds for another process's lock on the file, then fails with an error that says so. It
-// refuses, with an error wrapping coordinator.ErrCorrupt that says what to do, a store file
+// refuses, with an error wrapping store.ErrCorrupt that says what to do, a store file
 // that is empty, unrecognised or truncated, and a missing or different store file next to a
-// head file it does not reach; and a store of an older fedprop with coordinator.ErrOldFormat.
+// head file it does not reach; and a store of an older fedprop with store.ErrOldFormat.
 func Open(path string) (*Store, error) { return open(path, false) }
 
 // OpenReadOnly opens an existing store for reading (`fedprop store check`, `backup`, `audit
@@ -88,7 +89,7 @@ func open(path string, readOnly bool) (*Store, error) {
 	info, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && hasHead && recorded.Seq > 0:
-		return nil, &coordinator.CorruptError{Record: path, Reason: fmt.Sprintf(
+		return nil, &store.CorruptError{Record: path, Reason: fmt.Sprintf(
 			"the store file does not exist, but %s records its audit log up to entry %d: the store was deleted or moved; %s, or remove %s to start a new store deliberately",
 			headPath, recorded.Seq, restore, headPath)}
 	case errors.Is(err, fs.ErrNotExist) && readOnly:
@@ -97,16 +98,16 @@ func open(path string, readOnly bool) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	case !info.Mode().IsRegular():
-		return nil, &coordinator.CorruptError{Record: path, Reason: "not a regular file"}
+		return nil, &store.CorruptError{Record: path, Reason: "not a regular file"}
 	case info.Size() == 0:
 		hint := "it is not a fedprop store: remove it to create a new store"
 		if hasHead && recorded.Seq > 0 {
 			hint = fmt.Sprintf("%s records its audit log up to entry %d, so a store was here: %s", headPath, recorded.Seq, restore)
 		}
-		return nil, &coordinator.CorruptError{Record: path, Reason: "the store file is empty (0 bytes), and fedprop does not start a new store over it: " + hint}
+		return nil, &store.CorruptError{Record: path, Reason: "the store file is empty (0 bytes), and fedprop does not start a new store over it: " + hint}
 	default:
 		if err := checkFileSize(path, info.Size()); err != nil {
-			return nil, &coordinator.CorruptError{Record: path, Reason: err.Error() + ": " + restore}
+			return nil, &store.CorruptError{Record: path, Reason: err.Error() + ": " + restore}
 		}
 	}
 	db, err := openBolt(path, readOnly)
@@ -122,12 +123,12 @@ func open(path string, readOnly bool) (*Store, error) {
 }
 
 // openBolt opens the bbolt file. bbolt panics on some damaged files rather than failing; the
-// panic becomes a *coordinator.CorruptError naming the file.
+// panic becomes a *store.CorruptError naming the file.
 func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			db, err = nil, &coordinator.CorruptError{Record: path, Reason: fmt.Sprintf("not a readable bbolt file: %v", r)}
+			db, err = nil, &store.CorruptError{Record: path, Reason: fmt.Sprintf("not a readable bbolt file: %v", r)}
 		}
 	}()
 	timeout := 5 * time.Second
@@ -139,7 +140,7 @@ func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open store %s: another process holds it (a running coordinator? the embedded store admits one process at a time): %w", path, err)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, &coordinator.CorruptError{Record: path, Reason: fmt.Sprintf("not a fedprop store (unrecognised file: %v)", err)}
+		return nil, &store.CorruptError{Record: path, Reason: fmt.Sprintf("not a fedprop store (unrecognised file: %v)", err)}
 	case err != nil:
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -147,11 +148,11 @@ func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
 }
 
 // start checks the format and the head file, and creates the buckets of a new store.
-func (s *Store) start(headPath string, recorded audit.Head, hasHead bool, restore string) error {
+func (s *Store) start(headPath string, recorded store.Head, hasHead bool, restore string) error {
 	var (
 		format string
 		old    bool
-		stored = audit.Head{Hash: audit.Genesis}
+		stored = store.Head{Hash: store.Genesis}
 	)
 	err := s.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -171,7 +172,7 @@ func (s *Store) start(headPath string, recorded audit.Head, hasHead bool, restor
 		return fmt.Errorf("open store %s: %w", s.path, err)
 	case old:
 		return fmt.Errorf("open store %s: %w: its records carry no checksums and its audit log was the separate file %s.audit.jsonl; this fedprop cannot use it: keep the older fedprop for it, or start a new store",
-			s.path, coordinator.ErrOldFormat, s.path)
+			s.path, store.ErrOldFormat, s.path)
 	case format != "" && format != Format:
 		return fmt.Errorf("open store %s: its format is %q, this fedprop reads %q: written by a newer fedprop?", s.path, format, Format)
 	}
@@ -214,9 +215,9 @@ func (s *Store) start(headPath string, recorded audit.Head, hasHead bool, restor
 
 // compareHead says how the store's head and the head file disagree, or nil: the store must
 // reach the recorded head, through the very entry recorded.
-func (s *Store) compareHead(headPath string, stored, recorded audit.Head, restore string) error {
+func (s *Store) compareHead(headPath string, stored, recorded store.Head, restore string) error {
 	if stored.Seq < recorded.Seq {
-		return &coordinator.CorruptError{Record: s.path, Reason: fmt.Sprintf(
+		return &store.CorruptError{Record: s.path, Reason: fmt.Sprintf(
 			"the store's audit log ends at entry %d, but %s records entry %d: the store file was replaced by an older or another store, or rolled back; %s",
 			stored.Seq, headPath, recorded.Seq, restore)}
 	}
@@ -233,7 +234,7 @@ func (s *Store) compareHead(headPath string, stored, recorded audit.Head, restor
 		return fmt.Errorf("open store %s: %w", s.path, err)
 	}
 	if hash != recorded.Hash {
-		return &coordinator.CorruptError{Record: s.path, Reason: fmt.Sprintf(
+		return &store.CorruptError{Record: s.path, Reason: fmt.Sprintf(
 			"its audit entry %d is %.12s..., but %s records %.12s...: the store file was replaced by another store; %s",
 			recorded.Seq, hash, headPath, recorded.Hash, restore)}
 	}
@@ -243,28 +244,28 @@ func (s *Store) compareHead(headPath string, stored, recorded audit.Head, restor
 // maxHeadFileBytes bounds the head file: one head, a few dozen bytes.
 const maxHeadFileBytes = 256
 
-func readHeadFile(path string) (audit.Head, bool, error) {
+func readHeadFile(path string) (store.Head, bool, error) {
 	f, err := os.Open(path) // #nosec G304 -- beside the store the operator names
 	if errors.Is(err, fs.ErrNotExist) {
-		return audit.Head{}, false, nil
+		return store.Head{}, false, nil
 	}
 	if err != nil {
-		return audit.Head{}, false, err
+		return store.Head{}, false, err
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxHeadFileBytes+1))
 	if err != nil {
-		return audit.Head{}, false, err
+		return store.Head{}, false, err
 	}
-	h, err := audit.ParseHead(strings.TrimSuffix(string(b), "\n"))
+	h, err := store.ParseHead(strings.TrimSuffix(string(b), "\n"))
 	if err != nil || len(b) > maxHeadFileBytes {
-		return audit.Head{}, false, &coordinator.CorruptError{Record: path, Reason: "not an audit head file (one line, SEQ:HASH)"}
+		return store.Head{}, false, &store.CorruptError{Record: path, Reason: "not an audit head file (one line, SEQ:HASH)"}
 	}
 	return h, true, nil
 }
 
 // writeHeadFile replaces the head file atomically: a new file, synced, renamed over the old.
-func (s *Store) writeHeadFile(h audit.Head) error {
+func (s *Store) writeHeadFile(h store.Head) error {
 	path := s.path + HeadFileSuffix
 	if err := writeFileAtomic(path, []byte(h.String()+"\n")); err != nil {
 		return fmt.Errorf("store %s: record the audit head beside it: %w", s.path, err)
@@ -372,16 +373,16 @@ func readMeta(f *os.File, off int64) (boltMeta, bool) {
 // Path is the store's file.
 func (s *Store) Path() string { return s.path }
 
-// Close implements coordinator.Store.
+// Close implements store.Store.
 func (s *Store) Close() error { return s.db.Close() }
 
 // view runs a read transaction; a panic of bbolt on a damaged page becomes a
-// *coordinator.CorruptError naming the file.
+// *store.CorruptError naming the file.
 func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &coordinator.CorruptError{Record: s.path, Reason: fmt.Sprintf("a bbolt page is damaged: %v", r)}
+			err = &store.CorruptError{Record: s.path, Reason: fmt.Sprintf("a bbolt page is damaged: %v", r)}
 		}
 	}()
 	return s.db.View(fn)
@@ -389,8 +390,8 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) (err error) {
 
 // update runs a write transaction; when fn moves the audit head, the head file follows once
 // the transaction has committed.
-func (s *Store) update(fn func(tx *bolt.Tx) (*audit.Head, error)) error {
-	var head *audit.Head
+func (s *Store) update(fn func(tx *bolt.Tx) (*store.Head, error)) error {
+	var head *store.Head
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
 		head, err = fn(tx)
@@ -409,11 +410,7 @@ func seqKey(v uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, v)
 }
 
-func putRun(tx *bolt.Tx, r coordinator.RunState) error {
-	body, _, err := coordinator.EncodeRun(r)
-	if err != nil {
-		return err
-	}
+func putRun(tx *bolt.Tx, r store.Run) error {
 	runs := tx.Bucket(bucketRuns)
 	if runs.Get([]byte(r.ID)) == nil {
 		order := tx.Bucket(bucketRunOrder)
@@ -425,76 +422,82 @@ func putRun(tx *bolt.Tx, r coordinator.RunState) error {
 			return err
 		}
 	}
-	return runs.Put([]byte(r.ID), coordinator.SealRecord(coordinator.RecordRun, r.ID, body))
+	return runs.Put([]byte(r.ID), store.SealRecord(store.RecordRun, r.ID, r.Body))
 }
 
-func getRun(tx *bolt.Tx, id string) (coordinator.RunState, error) {
+// unseal checks a stored value against its checksum and returns a copy of its canonical
+// bytes: a record outlives the transaction it was read in.
+func unseal(kind, key string, stored []byte) ([]byte, error) {
+	body, _, err := store.UnsealRecord(kind, key, stored)
+	return bytes.Clone(body), err
+}
+
+func getRun(tx *bolt.Tx, id string) (store.Run, error) {
 	b := tx.Bucket(bucketRuns).Get([]byte(id))
 	if b == nil {
-		return coordinator.RunState{}, fmt.Errorf("run %q: %w", id, coordinator.ErrNotFound)
+		return store.Run{}, fmt.Errorf("run %q: %w", id, store.ErrNotFound)
 	}
-	body, _, err := coordinator.UnsealRecord(coordinator.RecordRun, id, b)
+	body, err := unseal(store.RecordRun, id, b)
 	if err != nil {
-		return coordinator.RunState{}, err
+		return store.Run{}, err
 	}
-	return coordinator.DecodeRun(id, body)
+	return store.ParseRun(id, body)
 }
 
-func getVersion(tx *bolt.Tx, version uint64) (coordinator.ModelVersion, string, error) {
+func getVersion(tx *bolt.Tx, version uint64) (store.Version, error) {
 	b := tx.Bucket(bucketVersions).Get(seqKey(version))
 	if b == nil {
-		return coordinator.ModelVersion{}, "", fmt.Errorf("version %d: %w", version, coordinator.ErrNotFound)
+		return store.Version{}, fmt.Errorf("version %d: %w", version, store.ErrNotFound)
 	}
 	return decodeVersion(version, b)
 }
 
-func decodeVersion(version uint64, b []byte) (coordinator.ModelVersion, string, error) {
-	body, sum, err := coordinator.UnsealRecord(coordinator.RecordVersion, coordinator.VersionKey(version), b)
+func decodeVersion(version uint64, b []byte) (store.Version, error) {
+	body, err := unseal(store.RecordVersion, store.VersionKey(version), b)
 	if err != nil {
-		return coordinator.ModelVersion{}, "", err
+		return store.Version{}, err
 	}
-	v, err := coordinator.DecodeVersion(version, body)
-	return v, sum, err
+	return store.ParseVersion(version, body)
 }
 
-func getEntry(tx *bolt.Tx, seq uint64) (audit.Entry, error) {
+func getEntry(tx *bolt.Tx, seq uint64) (store.Entry, error) {
 	b := tx.Bucket(bucketAudit).Get(seqKey(seq))
 	if b == nil {
-		return audit.Entry{}, &coordinator.CorruptError{Record: coordinator.RecordName(coordinator.RecordAudit, coordinator.EntryKey(seq)), Reason: "missing"}
+		return store.Entry{}, &store.CorruptError{Record: store.RecordName(store.RecordAudit, store.EntryKey(seq)), Reason: "missing"}
 	}
 	return decodeEntry(seq, b)
 }
 
-func decodeEntry(seq uint64, b []byte) (audit.Entry, error) {
-	body, _, err := coordinator.UnsealRecord(coordinator.RecordAudit, coordinator.EntryKey(seq), b)
+func decodeEntry(seq uint64, b []byte) (store.Entry, error) {
+	body, err := unseal(store.RecordAudit, store.EntryKey(seq), b)
 	if err != nil {
-		return audit.Entry{}, err
+		return store.Entry{}, err
 	}
-	return coordinator.DecodeEntry(seq, body)
+	return store.ParseEntry(seq, body)
 }
 
-func getHead(tx *bolt.Tx) (audit.Head, error) {
+func getHead(tx *bolt.Tx) (store.Head, error) {
 	b := tx.Bucket(bucketMeta).Get(keyHead)
 	if b == nil {
-		return audit.Head{}, &coordinator.CorruptError{Record: coordinator.RecordHead, Reason: "missing"}
+		return store.Head{}, &store.CorruptError{Record: store.RecordHead, Reason: "missing"}
 	}
-	body, _, err := coordinator.UnsealRecord(coordinator.RecordHead, "", b)
+	body, _, err := store.UnsealRecord(store.RecordHead, "", b)
 	if err != nil {
-		return audit.Head{}, err
+		return store.Head{}, err
 	}
-	h, err := audit.ParseHead(string(body))
+	h, err := store.ParseHead(string(body))
 	if err != nil {
-		return audit.Head{}, &coordinator.CorruptError{Record: coordinator.RecordHead, Reason: err.Error()}
+		return store.Head{}, &store.CorruptError{Record: store.RecordHead, Reason: err.Error()}
 	}
 	return h, nil
 }
 
-func putHead(tx *bolt.Tx, h audit.Head) error {
-	return tx.Bucket(bucketMeta).Put(keyHead, coordinator.SealRecord(coordinator.RecordHead, "", []byte(h.String())))
+func putHead(tx *bolt.Tx, h store.Head) error {
+	return tx.Bucket(bucketMeta).Put(keyHead, store.SealRecord(store.RecordHead, "", []byte(h.String())))
 }
 
 // appendAudit writes entries after the stored head, and the new head, inside tx.
-func appendAudit(tx *bolt.Tx, entries []audit.Entry) (*audit.Head, error) {
+func appendAudit(tx *bolt.Tx, entries []store.Entry) (*store.Head, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
@@ -502,31 +505,27 @@ func appendAudit(tx *bolt.Tx, entries []audit.Entry) (*audit.Head, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := audit.Follows(head, entries); err != nil {
-		return nil, fmt.Errorf("append audit entry %d: %w: %w", entries[0].Seq, coordinator.ErrConflict, err)
+	if err := store.Follows(head, entries); err != nil {
+		return nil, fmt.Errorf("append audit entry %d: %w: %w", entries[0].Seq, store.ErrConflict, err)
 	}
 	b := tx.Bucket(bucketAudit)
 	for _, e := range entries {
-		body, _, err := coordinator.EncodeEntry(e)
-		if err != nil {
-			return nil, err
-		}
-		if err := b.Put(seqKey(e.Seq), coordinator.SealRecord(coordinator.RecordAudit, coordinator.EntryKey(e.Seq), body)); err != nil {
+		if err := b.Put(seqKey(e.Seq), store.SealRecord(store.RecordAudit, store.EntryKey(e.Seq), e.Body)); err != nil {
 			return nil, err
 		}
 	}
-	h := audit.HeadOf(entries)
+	h := store.HeadOf(entries)
 	return &h, putHead(tx, h)
 }
 
-// SaveRun implements coordinator.Store.
-func (s *Store) SaveRun(ctx context.Context, r coordinator.RunState) error {
+// SaveRun implements store.Store.
+func (s *Store) SaveRun(ctx context.Context, r store.Run) error {
 	return s.SaveRunAudited(ctx, r, nil)
 }
 
-// SaveRunAudited implements coordinator.AuditedStore.
-func (s *Store) SaveRunAudited(_ context.Context, r coordinator.RunState, log []audit.Entry) error {
-	return s.update(func(tx *bolt.Tx) (*audit.Head, error) {
+// SaveRunAudited implements store.AuditedStore.
+func (s *Store) SaveRunAudited(_ context.Context, r store.Run, log []store.Entry) error {
+	return s.update(func(tx *bolt.Tx) (*store.Head, error) {
 		if err := putRun(tx, r); err != nil {
 			return nil, err
 		}
@@ -534,13 +533,13 @@ func (s *Store) SaveRunAudited(_ context.Context, r coordinator.RunState, log []
 	})
 }
 
-// AppendAudit implements coordinator.AuditedStore.
-func (s *Store) AppendAudit(_ context.Context, log []audit.Entry) error {
-	return s.update(func(tx *bolt.Tx) (*audit.Head, error) { return appendAudit(tx, log) })
+// AppendAudit implements store.AuditedStore.
+func (s *Store) AppendAudit(_ context.Context, log []store.Entry) error {
+	return s.update(func(tx *bolt.Tx) (*store.Head, error) { return appendAudit(tx, log) })
 }
 
-// Run implements coordinator.Store.
-func (s *Store) Run(_ context.Context, id string) (r coordinator.RunState, err error) {
+// Run implements store.Store.
+func (s *Store) Run(_ context.Context, id string) (r store.Run, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		r, err = getRun(tx, id)
 		return err
@@ -548,14 +547,14 @@ func (s *Store) Run(_ context.Context, id string) (r coordinator.RunState, err e
 	return r, err
 }
 
-// Runs implements coordinator.Store.
-func (s *Store) Runs(context.Context) ([]coordinator.RunState, error) {
-	var out []coordinator.RunState
+// Runs implements store.Store.
+func (s *Store) Runs(context.Context) ([]store.Run, error) {
+	var out []store.Run
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRunOrder).ForEach(func(_, id []byte) error {
 			r, err := getRun(tx, string(id))
-			if errors.Is(err, coordinator.ErrNotFound) {
-				return &coordinator.CorruptError{Record: coordinator.RecordName(coordinator.RecordRun, string(id)), Reason: "listed in the run order, but not stored"}
+			if errors.Is(err, store.ErrNotFound) {
+				return &store.CorruptError{Record: store.RecordName(store.RecordRun, string(id)), Reason: "listed in the run order, but not stored"}
 			}
 			if err != nil {
 				return err
@@ -567,18 +566,14 @@ func (s *Store) Runs(context.Context) ([]coordinator.RunState, error) {
 	return out, err
 }
 
-// Commit implements coordinator.Store.
-func (s *Store) Commit(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState) error {
+// Commit implements store.Store.
+func (s *Store) Commit(ctx context.Context, v store.Version, r store.Run) error {
 	return s.CommitAudited(ctx, v, r, nil)
 }
 
-// CommitAudited implements coordinator.AuditedStore.
-func (s *Store) CommitAudited(_ context.Context, v coordinator.ModelVersion, r coordinator.RunState, log []audit.Entry) error {
-	body, _, err := coordinator.EncodeVersion(v)
-	if err != nil {
-		return err
-	}
-	return s.update(func(tx *bolt.Tx) (*audit.Head, error) {
+// CommitAudited implements store.AuditedStore.
+func (s *Store) CommitAudited(_ context.Context, v store.Version, r store.Run, log []store.Entry) error {
+	return s.update(func(tx *bolt.Tx) (*store.Head, error) {
 		var latest uint64
 		if k, _ := tx.Bucket(bucketVersions).Cursor().Last(); k != nil {
 			latest = binary.BigEndian.Uint64(k)
@@ -586,13 +581,13 @@ func (s *Store) CommitAudited(_ context.Context, v coordinator.ModelVersion, r c
 		lastRound := 0
 		if stored, err := getRun(tx, r.ID); err == nil {
 			lastRound = stored.LastRound
-		} else if !errors.Is(err, coordinator.ErrNotFound) {
+		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		if err := coordinator.CheckCommit(latest, lastRound, v, r); err != nil {
+		if err := store.CheckCommit(latest, lastRound, v, r); err != nil {
 			return nil, err
 		}
-		sealed := coordinator.SealRecord(coordinator.RecordVersion, coordinator.VersionKey(v.Version), body)
+		sealed := store.SealRecord(store.RecordVersion, store.VersionKey(v.Version), v.Body)
 		if err := tx.Bucket(bucketVersions).Put(seqKey(v.Version), sealed); err != nil {
 			return nil, err
 		}
@@ -603,36 +598,27 @@ func (s *Store) CommitAudited(_ context.Context, v coordinator.ModelVersion, r c
 	})
 }
 
-// Version implements coordinator.Store.
-func (s *Store) Version(_ context.Context, version uint64) (v coordinator.ModelVersion, err error) {
+// Version implements store.Store.
+func (s *Store) Version(_ context.Context, version uint64) (v store.Version, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		v, _, err = getVersion(tx, version)
+		v, err = getVersion(tx, version)
 		return err
 	})
 	return v, err
 }
 
-// ContentHash implements coordinator.AuditedStore.
-func (s *Store) ContentHash(_ context.Context, version uint64) (sum string, err error) {
-	err = s.view(func(tx *bolt.Tx) error {
-		_, sum, err = getVersion(tx, version)
-		return err
-	})
-	return sum, err
-}
-
-// Latest implements coordinator.Store.
-func (s *Store) Latest(context.Context) (v coordinator.ModelVersion, err error) {
+// Latest implements store.Store.
+func (s *Store) Latest(context.Context) (v store.Version, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		k, b := tx.Bucket(bucketVersions).Cursor().Last()
 		if k == nil {
-			return fmt.Errorf("latest version: %w", coordinator.ErrNotFound)
+			return fmt.Errorf("latest version: %w", store.ErrNotFound)
 		}
 		n, err := versionOfKey(k)
 		if err != nil {
 			return err
 		}
-		v, _, err = decodeVersion(n, b)
+		v, err = decodeVersion(n, b)
 		return err
 	})
 	return v, err
@@ -640,21 +626,21 @@ func (s *Store) Latest(context.Context) (v coordinator.ModelVersion, err error) 
 
 func versionOfKey(k []byte) (uint64, error) {
 	if len(k) != 8 {
-		return 0, &coordinator.CorruptError{Record: fmt.Sprintf("version key %x", k), Reason: "not an 8-byte version number"}
+		return 0, &store.CorruptError{Record: fmt.Sprintf("version key %x", k), Reason: "not an 8-byte version number"}
 	}
 	return binary.BigEndian.Uint64(k), nil
 }
 
-// Versions implements coordinator.Store.
-func (s *Store) Versions(context.Context) ([]coordinator.ModelVersion, error) {
-	var out []coordinator.ModelVersion
+// Versions implements store.Store.
+func (s *Store) Versions(context.Context) ([]store.Version, error) {
+	var out []store.Version
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketVersions).ForEach(func(k, b []byte) error {
 			n, err := versionOfKey(k)
 			if err != nil {
 				return err
 			}
-			v, _, err := decodeVersion(n, b)
+			v, err := decodeVersion(n, b)
 			if err != nil {
 				return err
 			}
@@ -665,11 +651,11 @@ func (s *Store) Versions(context.Context) ([]coordinator.ModelVersion, error) {
 	return out, err
 }
 
-// AuditLog implements coordinator.AuditedStore.
-func (s *Store) AuditLog(context.Context) ([]audit.Entry, audit.Head, error) {
+// AuditLog implements store.AuditedStore.
+func (s *Store) AuditLog(context.Context) ([]store.Entry, store.Head, error) {
 	var (
-		out  []audit.Entry
-		head audit.Head
+		out  []store.Entry
+		head store.Head
 	)
 	if s.headProblem != nil {
 		return nil, head, s.headProblem
@@ -698,33 +684,33 @@ func (s *Store) AuditLog(context.Context) ([]audit.Entry, audit.Head, error) {
 	return out, head, nil
 }
 
-// Check implements coordinator.Checker: bbolt's own check of the file's pages, then every
+// Check implements store.Checker: bbolt's own check of the file's pages, then every
 // record against its checksum and its key, the run order against the runs, and the head file.
-func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
-	var rep coordinator.CheckReport
+func (s *Store) Check(ctx context.Context) (store.CheckReport, error) {
+	var rep store.CheckReport
 	damaged := func(record string, err error) {
-		rep.Damaged = append(rep.Damaged, coordinator.Damage{Record: record, Err: err})
+		rep.Damaged = append(rep.Damaged, store.Damage{Record: record, Err: err})
 	}
 	if s.headProblem != nil {
 		damaged(s.path+HeadFileSuffix, s.headProblem)
 	}
 	err := s.view(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
-			damaged(s.path, &coordinator.CorruptError{Record: s.path, Reason: "bbolt: " + err.Error()})
+			damaged(s.path, &store.CorruptError{Record: s.path, Reason: "bbolt: " + err.Error()})
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var err error
 		if rep.Head, err = getHead(tx); err != nil {
-			damaged(coordinator.RecordHead, err)
+			damaged(store.RecordHead, err)
 		}
 		stored := map[string]bool{}
 		_ = tx.Bucket(bucketRuns).ForEach(func(k, _ []byte) error {
 			id := string(k)
 			stored[id] = false
 			if _, err := getRun(tx, id); err != nil {
-				damaged(coordinator.RecordName(coordinator.RecordRun, id), err)
+				damaged(store.RecordName(store.RecordRun, id), err)
 				return nil
 			}
 			rep.Runs++
@@ -732,22 +718,22 @@ func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
 		})
 		_ = tx.Bucket(bucketRunOrder).ForEach(func(_, id []byte) error {
 			if _, ok := stored[string(id)]; !ok {
-				damaged(coordinator.RecordName(coordinator.RecordRun, string(id)), &coordinator.CorruptError{
-					Record: coordinator.RecordName(coordinator.RecordRun, string(id)), Reason: "listed in the run order, but not stored"})
+				damaged(store.RecordName(store.RecordRun, string(id)), &store.CorruptError{
+					Record: store.RecordName(store.RecordRun, string(id)), Reason: "listed in the run order, but not stored"})
 			}
 			stored[string(id)] = true
 			return nil
 		})
 		for id, listed := range stored {
 			if !listed {
-				damaged(coordinator.RecordName(coordinator.RecordRun, id), &coordinator.CorruptError{
-					Record: coordinator.RecordName(coordinator.RecordRun, id), Reason: "stored, but missing from the run order"})
+				damaged(store.RecordName(store.RecordRun, id), &store.CorruptError{
+					Record: store.RecordName(store.RecordRun, id), Reason: "stored, but missing from the run order"})
 			}
 		}
 		_ = tx.Bucket(bucketVersions).ForEach(func(k, b []byte) error {
 			n, err := versionOfKey(k)
 			if err == nil {
-				_, _, err = decodeVersion(n, b)
+				_, err = decodeVersion(n, b)
 			}
 			if err != nil {
 				damaged(recordOf(err, fmt.Sprintf("version key %x", k)), err)
@@ -770,7 +756,7 @@ func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
 		})
 	})
 	if err != nil {
-		var corrupt *coordinator.CorruptError
+		var corrupt *store.CorruptError
 		if !errors.As(err, &corrupt) {
 			return rep, err
 		}
@@ -781,7 +767,7 @@ func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
 
 // recordOf is the record a read error names, or def.
 func recordOf(err error, def string) string {
-	var corrupt *coordinator.CorruptError
+	var corrupt *store.CorruptError
 	if errors.As(err, &corrupt) {
 		return corrupt.Record
 	}

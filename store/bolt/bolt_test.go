@@ -15,8 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/fedprop/fedprop/audit"
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/storetest"
 )
@@ -31,10 +30,10 @@ func openAt(t *testing.T, path string) *bolt.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.RunAudited(t, storetest.Backend{
-		New: func(t *testing.T) coordinator.AuditedStore {
+		New: func(t *testing.T) store.AuditedStore {
 			return openAt(t, filepath.Join(t.TempDir(), "fedprop.db"))
 		},
-		Tamper: func(t *testing.T, s coordinator.AuditedStore, kind, key string, edit func([]byte) []byte) coordinator.AuditedStore {
+		Tamper: func(t *testing.T, s store.AuditedStore, kind, key string, edit func([]byte) []byte) store.AuditedStore {
 			path := s.(*bolt.Store).Path()
 			require.NoError(t, s.Close())
 			tamper(t, path, kind, key, edit)
@@ -50,8 +49,8 @@ func tamper(t *testing.T, path, kind, key string, edit func([]byte) []byte) {
 	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	defer db.Close()
-	bucket, k := map[string]string{coordinator.RecordRun: "runs", coordinator.RecordVersion: "versions", coordinator.RecordAudit: "audit"}[kind], []byte(key)
-	if kind != coordinator.RecordRun {
+	bucket, k := map[string]string{store.RecordRun: "runs", store.RecordVersion: "versions", store.RecordAudit: "audit"}[kind], []byte(key)
+	if kind != store.RecordRun {
 		n, err := strconv.ParseUint(key, 10, 64)
 		require.NoError(t, err)
 		k = binary.BigEndian.AppendUint64(nil, n)
@@ -66,25 +65,24 @@ func tamper(t *testing.T, path, kind, key string, edit func([]byte) []byte) {
 	}))
 }
 
-// commitVersions commits versions 1..n of run "r", each logged, through the store's own
+// commitVersions commits versions from..to of run "r", each logged, through the store's own
 // audited path, and returns the log's head.
-func commitVersions(t *testing.T, s *bolt.Store, from, to uint64, weights int) audit.Head {
+func commitVersions(t *testing.T, s *bolt.Store, from, to uint64, weights int) store.Head {
 	t.Helper()
 	ctx := context.Background()
 	entries, head, err := s.AuditLog(ctx)
 	require.NoError(t, err)
-	require.NoError(t, audit.Verify(entries, &head))
-	l := audit.NewLog(nil, head, audit.Options{})
+	require.NoError(t, store.Follows(store.Head{}, entries))
+	require.Equal(t, store.HeadOf(entries), head)
 	for n := from; n <= to; n++ {
 		w := make([]float64, weights)
 		w[0] = -2.6912345 - float64(n)/1000
-		v := coordinator.ModelVersion{Version: n, Parent: n - 1, RunID: "r", Round: int(n), Weights: w}
-		r := coordinator.RunState{ID: "r", Status: coordinator.RunTraining, LastRound: int(n), LatestVersion: n}
-		_, err := l.AppendWith(ctx, []audit.Record{{Actor: "coordinator", Action: audit.ActionCommit, Subject: audit.VersionSubject(n)}},
-			func(es []audit.Entry) error { return s.CommitAudited(ctx, v, r, es) })
-		require.NoError(t, err)
+		v, r := storetest.VersionRecord(t, n, "r", int(n), w...)
+		es := storetest.Entries(t, head, 1, "version "+store.VersionKey(n))
+		require.NoError(t, s.CommitAudited(ctx, v, r, es))
+		head = store.HeadOf(es)
 	}
-	return l.Head()
+	return head
 }
 
 // TestDamagedStoreFilesAreRefused is issue 12's "a zero-byte store file starts a fresh run
@@ -134,7 +132,7 @@ func TestDamagedStoreFilesAreRefused(t *testing.T) {
 			before, _ := os.ReadFile(path)
 
 			_, err := bolt.Open(path)
-			require.ErrorIs(t, err, coordinator.ErrCorrupt)
+			require.ErrorIs(t, err, store.ErrCorrupt)
 			t.Log(err)
 			assert.Contains(t, err.Error(), path)
 			for _, w := range tc.want {
@@ -160,7 +158,7 @@ func TestAStoreRolledBackBehindItsHeadIsRefused(t *testing.T) {
 	// Copying the older file over the store is not a restore.
 	require.NoError(t, os.WriteFile(path, backup.Bytes(), 0o600))
 	_, err = bolt.Open(path)
-	require.ErrorIs(t, err, coordinator.ErrCorrupt)
+	require.ErrorIs(t, err, store.ErrCorrupt)
 	assert.Contains(t, err.Error(), "ends at entry 3")
 	assert.Contains(t, err.Error(), "records entry 6")
 
@@ -168,7 +166,7 @@ func TestAStoreRolledBackBehindItsHeadIsRefused(t *testing.T) {
 	ro, err := bolt.OpenReadOnly(path)
 	require.NoError(t, err)
 	_, _, err = ro.AuditLog(context.Background())
-	require.ErrorIs(t, err, coordinator.ErrCorrupt)
+	require.ErrorIs(t, err, store.ErrCorrupt)
 	rep, err := ro.Check(context.Background())
 	require.NoError(t, err)
 	require.Len(t, rep.Damaged, 1)
@@ -206,7 +204,7 @@ func TestAStoreOfAnOlderFedpropIsRefusedClearly(t *testing.T) {
 	}))
 	require.NoError(t, db.Close())
 	_, err = bolt.Open(path)
-	require.ErrorIs(t, err, coordinator.ErrOldFormat)
+	require.ErrorIs(t, err, store.ErrOldFormat)
 	assert.Contains(t, err.Error(), "store written by an older fedprop")
 	assert.Contains(t, err.Error(), path)
 }
@@ -228,12 +226,12 @@ func TestBackupAndRestore(t *testing.T) {
 	require.NoError(t, f.Close())
 	commitVersions(t, s, 6, 7, 3)
 
-	_, err = bolt.Restore(ctx, backupPath, path, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	_, err = bolt.Restore(ctx, backupPath, path, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), nil)
 	require.Error(t, err, "a store another process holds is not replaced")
 	assert.Contains(t, err.Error(), "running coordinator")
 	require.NoError(t, s.Close())
 
-	res, err := bolt.Restore(ctx, backupPath, path, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	res, err := bolt.Restore(ctx, backupPath, path, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), nil)
 	require.NoError(t, err)
 	assert.Equal(t, head, res.Head)
 	assert.Equal(t, 5, res.Versions)
@@ -251,7 +249,8 @@ func TestBackupAndRestore(t *testing.T) {
 	assert.Empty(t, rep.Damaged)
 	entries, h, err := restored.AuditLog(ctx)
 	require.NoError(t, err)
-	require.NoError(t, audit.Verify(entries, &h))
+	require.NoError(t, store.Follows(store.Head{}, entries))
+	assert.Equal(t, head, store.HeadOf(entries))
 	assert.Equal(t, head, h)
 }
 
@@ -267,12 +266,12 @@ func TestRestoreRefusesADamagedBackup(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(backupPath, buf.Bytes(), 0o600))
 	require.NoError(t, s.Close())
-	tamper(t, backupPath, coordinator.RecordVersion, "2", func(doc []byte) []byte {
+	tamper(t, backupPath, store.RecordVersion, "2", func(doc []byte) []byte {
 		return bytes.Replace(doc, []byte("-2.69"), []byte("-2.99"), 1)
 	})
 	target := filepath.Join(dir, "restored.db")
-	_, err = bolt.Restore(ctx, backupPath, target, time.Now())
-	require.ErrorIs(t, err, coordinator.ErrCorrupt)
+	_, err = bolt.Restore(ctx, backupPath, target, time.Now(), nil)
+	require.ErrorIs(t, err, store.ErrCorrupt)
 	assert.Contains(t, err.Error(), "version 2")
 	assert.NoFileExists(t, target)
 }

@@ -11,50 +11,58 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fedprop/fedprop/audit"
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 )
 
 // RestoreResult says what Restore did.
 type RestoreResult struct {
 	// Head is the restored store's audit head.
-	Head audit.Head
+	Head store.Head
 	// Versions and Runs count what the restored store holds.
 	Versions, Runs int
 	// Before is the head the head file recorded before the restore, if there was one: a
 	// backup older than it loses the entries after its own head.
-	Before *audit.Head
+	Before *store.Head
 	// MovedAside is where the store file that was at the path is now ("" when there was none):
 	// it is kept, not deleted, for whoever examines what happened to it.
 	MovedAside string
 }
 
+// CheckFunc checks a whole store and names every damaged record, as Check does;
+// coordinator.CheckStore is one that also verifies the audit chain and what the versions
+// recorded of it.
+type CheckFunc func(ctx context.Context, s *Store) (store.CheckReport, error)
+
 // Restore makes the backup at from (a file Backup wrote) the store at path, deliberately: it
-// checks every record of the backup and its audit chain, copies it into place through a synced
-// temporary file, moves a store file already at path aside (PATH.before-restore-TIME), and
-// records the backup's audit head beside it, so that the coordinator starts on the restored
-// store instead of refusing it as rolled back. The coordinator must be stopped: a store file
-// another process holds is refused.
-func Restore(ctx context.Context, from, path string, now time.Time) (RestoreResult, error) {
+// checks every record of the backup with check (Store.Check when check is nil; `fedprop store
+// restore` passes the coordinator's whole check, audit chain included), copies it into place
+// through a synced temporary file, moves a store file already at path aside
+// (PATH.before-restore-TIME), and records the backup's audit head beside it, so that the
+// coordinator starts on the restored store instead of refusing it as rolled back. The
+// coordinator must be stopped: a store file another process holds is refused.
+func Restore(ctx context.Context, from, path string, now time.Time, check CheckFunc) (RestoreResult, error) {
 	var res RestoreResult
 	b, err := OpenReadOnly(from)
 	if err != nil {
 		return res, fmt.Errorf("restore from %s: %w", from, err)
 	}
-	check, err := coordinator.CheckStore(ctx, b, nil)
+	if check == nil {
+		check = func(ctx context.Context, s *Store) (store.CheckReport, error) { return s.Check(ctx) }
+	}
+	rep, err := check(ctx, b)
 	_ = b.Close() // read-only: nothing to lose
 	if err != nil {
 		return res, fmt.Errorf("restore from %s: %w", from, err)
 	}
-	if n := len(check.Damaged); n > 0 {
+	if n := len(rep.Damaged); n > 0 {
 		msgs := make([]string, n)
-		for i, d := range check.Damaged {
+		for i, d := range rep.Damaged {
 			msgs[i] = d.String()
 		}
 		return res, fmt.Errorf("restore from %s: the backup is damaged, nothing restored: %w", from,
-			&coordinator.CorruptError{Record: from, Reason: strings.Join(msgs, "; ")})
+			&store.CorruptError{Record: from, Reason: strings.Join(msgs, "; ")})
 	}
-	res.Head, res.Versions, res.Runs = check.Head, check.Versions, check.Runs
+	res.Head, res.Versions, res.Runs = rep.Head, rep.Versions, rep.Runs
 	if h, ok, err := readHeadFile(path + HeadFileSuffix); err == nil && ok {
 		res.Before = &h
 	}

@@ -1,65 +1,79 @@
-// Package mem is an in-memory coordinator.Store for the simulator and tests.
+// Package mem is an in-memory store.Store for the simulator and tests. It keeps no audit log
+// (it is not a store.AuditedStore) and no checksums: nothing it holds can be damaged behind its
+// back.
 package mem
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"sync"
 
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 )
 
-// Store keeps runs and versions in maps. It is safe for concurrent use.
+// Store keeps runs and versions in maps. It is safe for concurrent use. It keeps copies of
+// the records written and hands out copies, so that no caller can change what it holds.
 type Store struct {
 	mu       sync.Mutex
-	runs     map[string]coordinator.RunState
+	runs     map[string]store.Run
 	order    []string
-	versions []coordinator.ModelVersion
+	versions []store.Version
 }
 
 // New returns an empty store.
-func New() *Store { return &Store{runs: map[string]coordinator.RunState{}} }
+func New() *Store { return &Store{runs: map[string]store.Run{}} }
 
-// SaveRun implements coordinator.Store.
-func (s *Store) SaveRun(_ context.Context, r coordinator.RunState) error {
+func cloneRun(r store.Run) store.Run {
+	r.Body = bytes.Clone(r.Body)
+	return r
+}
+
+func cloneVersion(v store.Version) store.Version {
+	v.Body = bytes.Clone(v.Body)
+	return v
+}
+
+// SaveRun implements store.Store.
+func (s *Store) SaveRun(_ context.Context, r store.Run) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.saveRun(r)
 	return nil
 }
 
-func (s *Store) saveRun(r coordinator.RunState) {
+func (s *Store) saveRun(r store.Run) {
 	if _, ok := s.runs[r.ID]; !ok {
 		s.order = append(s.order, r.ID)
 	}
-	s.runs[r.ID] = r
+	s.runs[r.ID] = cloneRun(r)
 }
 
-// Run implements coordinator.Store.
-func (s *Store) Run(_ context.Context, id string) (coordinator.RunState, error) {
+// Run implements store.Store.
+func (s *Store) Run(_ context.Context, id string) (store.Run, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.runs[id]
 	if !ok {
-		return coordinator.RunState{}, fmt.Errorf("run %q: %w", id, coordinator.ErrNotFound)
+		return store.Run{}, fmt.Errorf("run %q: %w", id, store.ErrNotFound)
 	}
-	return r, nil
+	return cloneRun(r), nil
 }
 
-// Runs implements coordinator.Store.
-func (s *Store) Runs(context.Context) ([]coordinator.RunState, error) {
+// Runs implements store.Store.
+func (s *Store) Runs(context.Context) ([]store.Run, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]coordinator.RunState, 0, len(s.order))
+	out := make([]store.Run, 0, len(s.order))
 	for _, id := range s.order {
-		out = append(out, s.runs[id])
+		out = append(out, cloneRun(s.runs[id]))
 	}
 	return out, nil
 }
 
-// Commit implements coordinator.Store.
-func (s *Store) Commit(_ context.Context, v coordinator.ModelVersion, r coordinator.RunState) error {
+// Commit implements store.Store.
+func (s *Store) Commit(_ context.Context, v store.Version, r store.Run) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var latest uint64
@@ -67,45 +81,49 @@ func (s *Store) Commit(_ context.Context, v coordinator.ModelVersion, r coordina
 		latest = s.versions[n-1].Version
 	}
 	lastRound := s.runs[r.ID].LastRound
-	if err := coordinator.CheckCommit(latest, lastRound, v, r); err != nil {
+	if err := store.CheckCommit(latest, lastRound, v, r); err != nil {
 		return err
 	}
-	s.versions = append(s.versions, v)
+	s.versions = append(s.versions, cloneVersion(v))
 	s.saveRun(r)
 	return nil
 }
 
-// Version implements coordinator.Store.
-func (s *Store) Version(_ context.Context, version uint64) (coordinator.ModelVersion, error) {
+// Version implements store.Store.
+func (s *Store) Version(_ context.Context, version uint64) (store.Version, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i, ok := slices.BinarySearchFunc(s.versions, version, func(v coordinator.ModelVersion, n uint64) int {
+	i, ok := slices.BinarySearchFunc(s.versions, version, func(v store.Version, n uint64) int {
 		return cmpUint(v.Version, n)
 	})
 	if !ok {
-		return coordinator.ModelVersion{}, fmt.Errorf("version %d: %w", version, coordinator.ErrNotFound)
+		return store.Version{}, fmt.Errorf("version %d: %w", version, store.ErrNotFound)
 	}
-	return s.versions[i], nil
+	return cloneVersion(s.versions[i]), nil
 }
 
-// Latest implements coordinator.Store.
-func (s *Store) Latest(context.Context) (coordinator.ModelVersion, error) {
+// Latest implements store.Store.
+func (s *Store) Latest(context.Context) (store.Version, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.versions) == 0 {
-		return coordinator.ModelVersion{}, fmt.Errorf("latest version: %w", coordinator.ErrNotFound)
+		return store.Version{}, fmt.Errorf("latest version: %w", store.ErrNotFound)
 	}
-	return s.versions[len(s.versions)-1], nil
+	return cloneVersion(s.versions[len(s.versions)-1]), nil
 }
 
-// Versions implements coordinator.Store.
-func (s *Store) Versions(context.Context) ([]coordinator.ModelVersion, error) {
+// Versions implements store.Store.
+func (s *Store) Versions(context.Context) ([]store.Version, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.versions), nil
+	out := make([]store.Version, len(s.versions))
+	for i, v := range s.versions {
+		out[i] = cloneVersion(v)
+	}
+	return out, nil
 }
 
-// Close implements coordinator.Store.
+// Close implements store.Store.
 func (s *Store) Close() error { return nil }
 
 func cmpUint(a, b uint64) int {

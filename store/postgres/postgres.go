@@ -1,11 +1,11 @@
 // Package postgres is the coordinator's store on a PostgreSQL server (pgx v5): the option
 // beside the embedded bbolt store for running several coordinator replicas against one
-// database, of which one leads at a time (see Leader). It is a coordinator.AuditedStore.
+// database, of which one leads at a time (see Leader). It is a store.AuditedStore.
 //
 // Runs, versions and audit entries are JSON documents (json, which keeps the exact bytes
-// written) each with the checksum of its canonical bytes (coordinator.RecordChecksum), verified
+// written) each with the checksum of its canonical bytes (store.RecordChecksum), verified
 // on every read. A commit is one transaction that locks the single head row (SELECT ... FOR
-// UPDATE), applies coordinator.CheckCommit to what it read under that lock, and writes the
+// UPDATE), applies store.CheckCommit to what it read under that lock, and writes the
 // version, the run record, its audit entries and the new head (latest version and audit head)
 // together: two replicas can never both commit a version, whatever they believe about
 // leadership, and the log never runs ahead of or behind the state it records.
@@ -30,8 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/fedprop/fedprop/audit"
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 )
 
 // ErrNotLeader: a write of a fenced store (Store.Fenced) found that another replica has
@@ -102,7 +101,7 @@ CREATE TABLE IF NOT EXISTS fedprop_leader (
 );`
 
 // emptyHead is the audit head of a new store.
-var emptyHead = audit.Head{Hash: audit.Genesis}
+var emptyHead = store.Head{Hash: store.Genesis}
 
 // migrate creates the tables if they are missing, in one transaction, and refuses a schema
 // holding an older fedprop's tables.
@@ -123,7 +122,7 @@ func migrate(ctx context.Context, c *pgx.Conn) error {
 		}
 		h := emptyHead.String()
 		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_head (id, latest, audit_head, audit_checksum) VALUES (1, 0, $1, $2) ON CONFLICT (id) DO NOTHING`,
-			h, coordinator.RecordChecksum(coordinator.RecordHead, "", []byte(h))); err != nil {
+			h, store.RecordChecksum(store.RecordHead, "", []byte(h))); err != nil {
 			return fmt.Errorf("create tables: %w", err)
 		}
 		return checkFormat(ctx, tx, false)
@@ -139,7 +138,7 @@ func checkFormat(ctx context.Context, q pgx.Tx, fresh bool) error {
 	}
 	switch {
 	case versions && !meta:
-		return fmt.Errorf("%w: its tables (fedprop_versions without fedprop_meta) keep records without checksums and no audit log: this fedprop cannot use them: keep the older fedprop for this schema, or use a new schema (search_path)", coordinator.ErrOldFormat)
+		return fmt.Errorf("%w: its tables (fedprop_versions without fedprop_meta) keep records without checksums and no audit log: this fedprop cannot use them: keep the older fedprop for this schema, or use a new schema (search_path)", store.ErrOldFormat)
 	case !meta && fresh:
 		return nil
 	case !meta:
@@ -155,7 +154,7 @@ func checkFormat(ctx context.Context, q pgx.Tx, fresh bool) error {
 	return nil
 }
 
-// Store is a coordinator.Store on PostgreSQL. It is safe for concurrent use.
+// Store is a store.Store on PostgreSQL. It is safe for concurrent use.
 type Store struct {
 	pool *pool
 	// term, when not zero, fences every write: it succeeds only while the leader table
@@ -196,7 +195,7 @@ func (s *Store) Fenced(term uint64) *Store {
 	return &Store{pool: s.pool, term: term}
 }
 
-// Close implements coordinator.Store. Closing any view closes the connections they share.
+// Close implements store.Store. Closing any view closes the connections they share.
 func (s *Store) Close() error {
 	s.pool.close()
 	return nil
@@ -231,13 +230,9 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	})
 }
 
-func putRun(ctx context.Context, tx pgx.Tx, r coordinator.RunState) error {
-	doc, sum, err := coordinator.EncodeRun(r)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO fedprop_runs (id, doc, checksum) VALUES ($1, $2, $3)
-		ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, checksum = EXCLUDED.checksum`, r.ID, doc, sum)
+func putRun(ctx context.Context, tx pgx.Tx, r store.Run) error {
+	_, err := tx.Exec(ctx, `INSERT INTO fedprop_runs (id, doc, checksum) VALUES ($1, $2, $3)
+		ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, checksum = EXCLUDED.checksum`, r.ID, r.Body, r.Checksum())
 	if err != nil {
 		return fmt.Errorf("write run %s: %w", r.ID, err)
 	}
@@ -246,63 +241,59 @@ func putRun(ctx context.Context, tx pgx.Tx, r coordinator.RunState) error {
 
 // lockHead locks the head row for the rest of tx and returns the latest version and the audit
 // head, checked against its checksum.
-func lockHead(ctx context.Context, tx pgx.Tx) (uint64, audit.Head, error) {
+func lockHead(ctx context.Context, tx pgx.Tx) (uint64, store.Head, error) {
 	var (
 		latest       uint64
 		headDoc, sum string
 	)
 	if err := tx.QueryRow(ctx, `SELECT latest, audit_head, audit_checksum FROM fedprop_head WHERE id = 1 FOR UPDATE`).Scan(&latest, &headDoc, &sum); err != nil {
-		return 0, audit.Head{}, fmt.Errorf("lock head: %w", err)
+		return 0, store.Head{}, fmt.Errorf("lock head: %w", err)
 	}
 	h, err := decodeHead(headDoc, sum)
 	return latest, h, err
 }
 
-func decodeHead(doc, sum string) (audit.Head, error) {
-	if err := coordinator.VerifyRecord(coordinator.RecordHead, "", []byte(doc), sum); err != nil {
-		return audit.Head{}, err
+func decodeHead(doc, sum string) (store.Head, error) {
+	if err := store.VerifyRecord(store.RecordHead, "", []byte(doc), sum); err != nil {
+		return store.Head{}, err
 	}
-	h, err := audit.ParseHead(doc)
+	h, err := store.ParseHead(doc)
 	if err != nil {
-		return audit.Head{}, &coordinator.CorruptError{Record: coordinator.RecordHead, Reason: err.Error()}
+		return store.Head{}, &store.CorruptError{Record: store.RecordHead, Reason: err.Error()}
 	}
 	return h, nil
 }
 
 // appendAudit writes entries after head, and the new head, inside tx (which holds the head
 // row's lock).
-func appendAudit(ctx context.Context, tx pgx.Tx, head audit.Head, entries []audit.Entry) error {
+func appendAudit(ctx context.Context, tx pgx.Tx, head store.Head, entries []store.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := audit.Follows(head, entries); err != nil {
-		return fmt.Errorf("append audit entry %d: %w: %w", entries[0].Seq, coordinator.ErrConflict, err)
+	if err := store.Follows(head, entries); err != nil {
+		return fmt.Errorf("append audit entry %d: %w: %w", entries[0].Seq, store.ErrConflict, err)
 	}
 	for _, e := range entries {
-		doc, sum, err := coordinator.EncodeEntry(e)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_audit (seq, doc, checksum) VALUES ($1, $2, $3)`, e.Seq, doc, sum); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO fedprop_audit (seq, doc, checksum) VALUES ($1, $2, $3)`, e.Seq, e.Body, e.Checksum()); err != nil {
 			return fmt.Errorf("append audit entry %d: %w", e.Seq, err)
 		}
 	}
-	h := audit.HeadOf(entries).String()
+	h := store.HeadOf(entries).String()
 	_, err := tx.Exec(ctx, `UPDATE fedprop_head SET audit_head = $1, audit_checksum = $2 WHERE id = 1`,
-		h, coordinator.RecordChecksum(coordinator.RecordHead, "", []byte(h)))
+		h, store.RecordChecksum(store.RecordHead, "", []byte(h)))
 	if err != nil {
 		return fmt.Errorf("move audit head: %w", err)
 	}
 	return nil
 }
 
-// SaveRun implements coordinator.Store.
-func (s *Store) SaveRun(ctx context.Context, r coordinator.RunState) error {
+// SaveRun implements store.Store.
+func (s *Store) SaveRun(ctx context.Context, r store.Run) error {
 	return s.SaveRunAudited(ctx, r, nil)
 }
 
-// SaveRunAudited implements coordinator.AuditedStore.
-func (s *Store) SaveRunAudited(ctx context.Context, r coordinator.RunState, log []audit.Entry) error {
+// SaveRunAudited implements store.AuditedStore.
+func (s *Store) SaveRunAudited(ctx context.Context, r store.Run, log []store.Entry) error {
 	return s.write(ctx, func(tx pgx.Tx) error {
 		if len(log) > 0 {
 			_, head, err := lockHead(ctx, tx)
@@ -317,8 +308,8 @@ func (s *Store) SaveRunAudited(ctx context.Context, r coordinator.RunState, log 
 	})
 }
 
-// AppendAudit implements coordinator.AuditedStore.
-func (s *Store) AppendAudit(ctx context.Context, log []audit.Entry) error {
+// AppendAudit implements store.AuditedStore.
+func (s *Store) AppendAudit(ctx context.Context, log []store.Entry) error {
 	return s.write(ctx, func(tx pgx.Tx) error {
 		_, head, err := lockHead(ctx, tx)
 		if err != nil {
@@ -328,15 +319,15 @@ func (s *Store) AppendAudit(ctx context.Context, log []audit.Entry) error {
 	})
 }
 
-func decodeRun(id string, doc []byte, sum string) (coordinator.RunState, error) {
-	if err := coordinator.VerifyRecord(coordinator.RecordRun, id, doc, sum); err != nil {
-		return coordinator.RunState{}, err
+func decodeRun(id string, doc []byte, sum string) (store.Run, error) {
+	if err := store.VerifyRecord(store.RecordRun, id, doc, sum); err != nil {
+		return store.Run{}, err
 	}
-	return coordinator.DecodeRun(id, doc)
+	return store.ParseRun(id, doc)
 }
 
-// Run implements coordinator.Store.
-func (s *Store) Run(ctx context.Context, id string) (coordinator.RunState, error) {
+// Run implements store.Store.
+func (s *Store) Run(ctx context.Context, id string) (store.Run, error) {
 	var (
 		doc []byte
 		sum string
@@ -345,17 +336,17 @@ func (s *Store) Run(ctx context.Context, id string) (coordinator.RunState, error
 		return c.QueryRow(ctx, `SELECT doc, checksum FROM fedprop_runs WHERE id = $1`, id).Scan(&doc, &sum)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return coordinator.RunState{}, fmt.Errorf("run %q: %w", id, coordinator.ErrNotFound)
+		return store.Run{}, fmt.Errorf("run %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
-		return coordinator.RunState{}, fmt.Errorf("read run %q: %w", id, err)
+		return store.Run{}, fmt.Errorf("read run %q: %w", id, err)
 	}
 	return decodeRun(id, doc, sum)
 }
 
-// Runs implements coordinator.Store.
-func (s *Store) Runs(ctx context.Context) ([]coordinator.RunState, error) {
-	var out []coordinator.RunState
+// Runs implements store.Store.
+func (s *Store) Runs(ctx context.Context) ([]store.Run, error) {
+	var out []store.Run
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT id, doc, checksum FROM fedprop_runs ORDER BY seq`)
 		if err != nil {
@@ -381,19 +372,15 @@ func (s *Store) Runs(ctx context.Context) ([]coordinator.RunState, error) {
 	return out, nil
 }
 
-// Commit implements coordinator.Store.
-func (s *Store) Commit(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState) error {
+// Commit implements store.Store.
+func (s *Store) Commit(ctx context.Context, v store.Version, r store.Run) error {
 	return s.CommitAudited(ctx, v, r, nil)
 }
 
-// CommitAudited implements coordinator.AuditedStore: one transaction that locks the head row,
+// CommitAudited implements store.AuditedStore: one transaction that locks the head row,
 // checks the commit against what it holds, and writes the version, the run record, the audit
 // entries and the new head.
-func (s *Store) CommitAudited(ctx context.Context, v coordinator.ModelVersion, r coordinator.RunState, log []audit.Entry) error {
-	doc, sum, err := coordinator.EncodeVersion(v)
-	if err != nil {
-		return err
-	}
+func (s *Store) CommitAudited(ctx context.Context, v store.Version, r store.Run, log []store.Entry) error {
 	return s.write(ctx, func(tx pgx.Tx) error {
 		latest, head, err := lockHead(ctx, tx)
 		if err != nil {
@@ -415,11 +402,11 @@ func (s *Store) CommitAudited(ctx context.Context, v coordinator.ModelVersion, r
 		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("commit version %d: read run %s: %w", v.Version, r.ID, err)
 		}
-		if err := coordinator.CheckCommit(latest, lastRound, v, r); err != nil {
+		if err := store.CheckCommit(latest, lastRound, v, r); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO fedprop_versions (version, run_id, round, created, doc, checksum) VALUES ($1, $2, $3, $4, $5, $6)`,
-			v.Version, v.RunID, v.Round, v.Created, doc, sum)
+			v.Version, v.RunID, v.Round, v.Created, v.Body, v.Checksum())
 		if err != nil {
 			return fmt.Errorf("commit version %d: %w", v.Version, err)
 		}
@@ -433,15 +420,15 @@ func (s *Store) CommitAudited(ctx context.Context, v coordinator.ModelVersion, r
 	})
 }
 
-func decodeVersion(version uint64, doc []byte, sum string) (coordinator.ModelVersion, error) {
-	if err := coordinator.VerifyRecord(coordinator.RecordVersion, coordinator.VersionKey(version), doc, sum); err != nil {
-		return coordinator.ModelVersion{}, err
+func decodeVersion(version uint64, doc []byte, sum string) (store.Version, error) {
+	if err := store.VerifyRecord(store.RecordVersion, store.VersionKey(version), doc, sum); err != nil {
+		return store.Version{}, err
 	}
-	return coordinator.DecodeVersion(version, doc)
+	return store.ParseVersion(version, doc)
 }
 
-// readVersion reads one version row and returns it with its checksum.
-func (s *Store) readVersion(ctx context.Context, what, query string, args ...any) (coordinator.ModelVersion, string, error) {
+// readVersion reads one version row.
+func (s *Store) readVersion(ctx context.Context, what, query string, args ...any) (store.Version, error) {
 	var (
 		version uint64
 		doc     []byte
@@ -451,43 +438,30 @@ func (s *Store) readVersion(ctx context.Context, what, query string, args ...any
 		return c.QueryRow(ctx, query, args...).Scan(&version, &doc, &sum)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return coordinator.ModelVersion{}, "", fmt.Errorf("%s: %w", what, coordinator.ErrNotFound)
+		return store.Version{}, fmt.Errorf("%s: %w", what, store.ErrNotFound)
 	}
 	if err != nil {
-		return coordinator.ModelVersion{}, "", fmt.Errorf("read %s: %w", what, err)
+		return store.Version{}, fmt.Errorf("read %s: %w", what, err)
 	}
-	v, err := decodeVersion(version, doc, sum)
-	return v, sum, err
+	return decodeVersion(version, doc, sum)
 }
 
-func (s *Store) version(ctx context.Context, version uint64) (coordinator.ModelVersion, string, error) {
+// Version implements store.Store.
+func (s *Store) Version(ctx context.Context, version uint64) (store.Version, error) {
 	if version == 0 || version > math.MaxInt64 {
-		return coordinator.ModelVersion{}, "", fmt.Errorf("version %d: %w", version, coordinator.ErrNotFound)
+		return store.Version{}, fmt.Errorf("version %d: %w", version, store.ErrNotFound)
 	}
 	return s.readVersion(ctx, fmt.Sprintf("version %d", version), `SELECT version, doc, checksum FROM fedprop_versions WHERE version = $1`, version)
 }
 
-// Version implements coordinator.Store.
-func (s *Store) Version(ctx context.Context, version uint64) (coordinator.ModelVersion, error) {
-	v, _, err := s.version(ctx, version)
-	return v, err
+// Latest implements store.Store.
+func (s *Store) Latest(ctx context.Context) (store.Version, error) {
+	return s.readVersion(ctx, "latest version", `SELECT version, doc, checksum FROM fedprop_versions ORDER BY version DESC LIMIT 1`)
 }
 
-// ContentHash implements coordinator.AuditedStore.
-func (s *Store) ContentHash(ctx context.Context, version uint64) (string, error) {
-	_, sum, err := s.version(ctx, version)
-	return sum, err
-}
-
-// Latest implements coordinator.Store.
-func (s *Store) Latest(ctx context.Context) (coordinator.ModelVersion, error) {
-	v, _, err := s.readVersion(ctx, "latest version", `SELECT version, doc, checksum FROM fedprop_versions ORDER BY version DESC LIMIT 1`)
-	return v, err
-}
-
-// Versions implements coordinator.Store.
-func (s *Store) Versions(ctx context.Context) ([]coordinator.ModelVersion, error) {
-	var out []coordinator.ModelVersion
+// Versions implements store.Store.
+func (s *Store) Versions(ctx context.Context) ([]store.Version, error) {
+	var out []store.Version
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, `SELECT version, doc, checksum FROM fedprop_versions ORDER BY version`)
 		if err != nil {
@@ -521,11 +495,11 @@ func (s *Store) snapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	})
 }
 
-// AuditLog implements coordinator.AuditedStore: the entries and the head as of one instant.
-func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, audit.Head, error) {
+// AuditLog implements store.AuditedStore: the entries and the head as of one instant.
+func (s *Store) AuditLog(ctx context.Context) ([]store.Entry, store.Head, error) {
 	var (
-		out  []audit.Entry
-		head audit.Head
+		out  []store.Entry
+		head store.Head
 	)
 	err := s.snapshot(ctx, func(tx pgx.Tx) error {
 		var doc, sum string
@@ -560,19 +534,19 @@ func (s *Store) AuditLog(ctx context.Context) ([]audit.Entry, audit.Head, error)
 	return out, head, nil
 }
 
-func decodeEntry(seq uint64, doc []byte, sum string) (audit.Entry, error) {
-	if err := coordinator.VerifyRecord(coordinator.RecordAudit, coordinator.EntryKey(seq), doc, sum); err != nil {
-		return audit.Entry{}, err
+func decodeEntry(seq uint64, doc []byte, sum string) (store.Entry, error) {
+	if err := store.VerifyRecord(store.RecordAudit, store.EntryKey(seq), doc, sum); err != nil {
+		return store.Entry{}, err
 	}
-	return coordinator.DecodeEntry(seq, doc)
+	return store.ParseEntry(seq, doc)
 }
 
-// Check implements coordinator.Checker: every record against its checksum and its key, as of
+// Check implements store.Checker: every record against its checksum and its key, as of
 // one instant.
-func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
-	var rep coordinator.CheckReport
+func (s *Store) Check(ctx context.Context) (store.CheckReport, error) {
+	var rep store.CheckReport
 	damaged := func(record string, err error) {
-		rep.Damaged = append(rep.Damaged, coordinator.Damage{Record: record, Err: err})
+		rep.Damaged = append(rep.Damaged, store.Damage{Record: record, Err: err})
 	}
 	each := func(tx pgx.Tx, query string, fn func(key string, doc []byte, sum string) (string, error)) error {
 		rows, err := tx.Query(ctx, query)
@@ -598,14 +572,14 @@ func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
 		}
 		var err error
 		if rep.Head, err = decodeHead(doc, sum); err != nil {
-			damaged(coordinator.RecordHead, err)
+			damaged(store.RecordHead, err)
 		}
 		err = each(tx, `SELECT id, doc, checksum FROM fedprop_runs ORDER BY seq`, func(id string, doc []byte, sum string) (string, error) {
 			_, err := decodeRun(id, doc, sum)
 			if err == nil {
 				rep.Runs++
 			}
-			return coordinator.RecordName(coordinator.RecordRun, id), err
+			return store.RecordName(store.RecordRun, id), err
 		})
 		if err != nil {
 			return err
@@ -619,15 +593,15 @@ func (s *Store) Check(ctx context.Context) (coordinator.CheckReport, error) {
 				if err == nil {
 					*count++
 				}
-				return coordinator.RecordName(kind, key), err
+				return store.RecordName(kind, key), err
 			}
 		}
-		err = each(tx, `SELECT version::text, doc, checksum FROM fedprop_versions ORDER BY version`, numbered(coordinator.RecordVersion,
+		err = each(tx, `SELECT version::text, doc, checksum FROM fedprop_versions ORDER BY version`, numbered(store.RecordVersion,
 			func(n uint64, doc []byte, sum string) error { _, err := decodeVersion(n, doc, sum); return err }, &rep.Versions))
 		if err != nil {
 			return err
 		}
-		return each(tx, `SELECT seq::text, doc, checksum FROM fedprop_audit ORDER BY seq`, numbered(coordinator.RecordAudit,
+		return each(tx, `SELECT seq::text, doc, checksum FROM fedprop_audit ORDER BY seq`, numbered(store.RecordAudit,
 			func(n uint64, doc []byte, sum string) error { _, err := decodeEntry(n, doc, sum); return err }, &rep.Entries))
 	})
 	if err != nil {
@@ -712,7 +686,7 @@ func (p *pool) with(ctx context.Context, fn func(c *pgx.Conn) error) error {
 	err := fn(c)
 	var pgErr *pgconn.PgError
 	reusable := !c.IsClosed() && (err == nil || errors.As(err, &pgErr) || errors.Is(err, pgx.ErrNoRows) ||
-		errors.Is(err, coordinator.ErrConflict) || errors.Is(err, ErrNotLeader) || errors.Is(err, coordinator.ErrCorrupt))
+		errors.Is(err, store.ErrConflict) || errors.Is(err, ErrNotLeader) || errors.Is(err, store.ErrCorrupt))
 	p.mu.Lock()
 	if reusable && !p.closed {
 		p.idle <- c // never blocks: idle holds as many as there are slots

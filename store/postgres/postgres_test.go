@@ -17,8 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fedprop/fedprop/audit"
-	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/postgres"
 	"github.com/fedprop/fedprop/store/postgres/pgtest"
 	"github.com/fedprop/fedprop/store/storetest"
@@ -35,17 +34,17 @@ func open(t *testing.T, dsn string) *postgres.Store {
 }
 
 func TestConformance(t *testing.T) {
-	dsns := map[coordinator.AuditedStore]string{}
+	dsns := map[store.AuditedStore]string{}
 	storetest.RunAudited(t, storetest.Backend{
-		New: func(t *testing.T) coordinator.AuditedStore {
+		New: func(t *testing.T) store.AuditedStore {
 			dsn := pgtest.DSN(t)
 			s := open(t, dsn)
 			dsns[s] = dsn
 			return s
 		},
-		Tamper: func(t *testing.T, s coordinator.AuditedStore, kind, key string, edit func([]byte) []byte) coordinator.AuditedStore {
-			where := map[string][2]string{coordinator.RecordRun: {"fedprop_runs", "id"},
-				coordinator.RecordVersion: {"fedprop_versions", "version::text"}, coordinator.RecordAudit: {"fedprop_audit", "seq::text"}}[kind]
+		Tamper: func(t *testing.T, s store.AuditedStore, kind, key string, edit func([]byte) []byte) store.AuditedStore {
+			where := map[string][2]string{store.RecordRun: {"fedprop_runs", "id"},
+				store.RecordVersion: {"fedprop_versions", "version::text"}, store.RecordAudit: {"fedprop_audit", "seq::text"}}[kind]
 			table, column := where[0], where[1]
 			ctx := context.Background()
 			conn, err := pgx.Connect(ctx, dsns[s])
@@ -73,7 +72,7 @@ func TestATableOfAnOlderFedpropIsRefusedClearly(t *testing.T) {
 		INSERT INTO fedprop_versions VALUES (1, 'r', 1, now(), '{"version":1}')`)
 	require.NoError(t, err)
 	_, err = postgres.Open(ctx, dsn, postgres.Options{})
-	require.ErrorIs(t, err, coordinator.ErrOldFormat)
+	require.ErrorIs(t, err, store.ErrOldFormat)
 	assert.Contains(t, err.Error(), "store written by an older fedprop")
 	var n int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM fedprop_versions`).Scan(&n))
@@ -110,13 +109,14 @@ func TestPgDumpRestoresAStoreThatChecksClean(t *testing.T) {
 	require.NoError(t, err, "psql comes with pg_dump")
 	ctx := context.Background()
 	s := open(t, dsn)
-	l := audit.NewLog(nil, audit.Head{}, audit.Options{})
+	head := store.Head{}
 	for n := uint64(1); n <= 3; n++ {
-		v, r := version(n, "r")
-		_, err := l.AppendWith(ctx, []audit.Record{{Actor: "coordinator", Action: audit.ActionCommit, Subject: audit.VersionSubject(n)}},
-			func(es []audit.Entry) error { return s.CommitAudited(ctx, v, r, es) })
-		require.NoError(t, err)
+		v, r := version(t, n, "r")
+		es := storetest.Entries(t, head, 1, "version "+store.VersionKey(n))
+		require.NoError(t, s.CommitAudited(ctx, v, r, es))
+		head = store.HeadOf(es)
 	}
+	before := storetest.Dump(t, s)
 	schema := searchPath(t, dsn)
 	dump, err := exec.CommandContext(ctx, pgDump, "--schema="+schema, "--no-owner", libpqDSN(t, dsn)).Output() // #nosec G204 -- the test's own server
 	require.NoError(t, err)
@@ -136,15 +136,10 @@ func TestPgDumpRestoresAStoreThatChecksClean(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, rep.Damaged)
 	assert.Equal(t, 3, rep.Versions)
-	assert.Equal(t, l.Head(), rep.Head)
-	check, err := coordinator.CheckStore(ctx, back, nil)
-	require.NoError(t, err)
-	assert.Empty(t, check.Damaged)
-	got, err := back.Versions(ctx)
-	require.NoError(t, err)
-	require.Len(t, got, 3)
+	assert.Equal(t, head, rep.Head)
+	assert.Equal(t, before, storetest.Dump(t, back), "every record restored byte for byte")
 	// The restored store goes on committing.
-	v, r := version(4, "r")
+	v, r := version(t, 4, "r")
 	require.NoError(t, back.Commit(ctx, v, r))
 }
 
@@ -167,11 +162,9 @@ func libpqDSN(t *testing.T, dsn string) string {
 	return u.String()
 }
 
-func version(n uint64, run string) (coordinator.ModelVersion, coordinator.RunState) {
-	v := coordinator.ModelVersion{Version: n, Parent: n - 1, RunID: run, Round: int(n), Weights: []float64{float64(n)},
-		Created: time.Date(2026, 11, 23, 12, 0, 0, int(n), time.UTC)}
-	r := coordinator.RunState{ID: run, Status: coordinator.RunTraining, LastRound: int(n), LatestVersion: n}
-	return v, r
+// version is version n of run, at round n, created at noon plus n nanoseconds.
+func version(t *testing.T, n uint64, run string) (store.Version, store.Run) {
+	return storetest.VersionRecord(t, n, run, int(n), float64(n))
 }
 
 // Two stores on one database (as two replicas have) race to commit each version: the row
@@ -180,10 +173,10 @@ func TestConcurrentCommitsOfOneVersionExactlyOneWins(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	a, b := open(t, dsn), open(t, dsn)
 	ctx := context.Background()
-	require.NoError(t, a.SaveRun(ctx, coordinator.RunState{ID: "r"}))
+	require.NoError(t, a.SaveRun(ctx, storetest.RunRecord(t, "r", "", 0, 0)))
 	const versions = 20
 	for n := uint64(1); n <= versions; n++ {
-		v, r := version(n, "r")
+		v, r := version(t, n, "r")
 		errs := make([]error, 2)
 		var wg sync.WaitGroup
 		for i, s := range []*postgres.Store{a, b} {
@@ -200,7 +193,7 @@ func TestConcurrentCommitsOfOneVersionExactlyOneWins(t *testing.T) {
 				won++
 				continue
 			}
-			require.ErrorIs(t, err, coordinator.ErrConflict, "version %d", n)
+			require.ErrorIs(t, err, store.ErrConflict, "version %d", n)
 		}
 		require.Equal(t, 1, won, "version %d: exactly one commit wins", n)
 	}
@@ -218,25 +211,25 @@ func TestReopenKeepsEverything(t *testing.T) {
 	ctx := context.Background()
 	s, err := postgres.Open(ctx, dsn, postgres.Options{MaxConns: 1})
 	require.NoError(t, err)
-	v, r := version(1, "r")
+	v, r := version(t, 1, "r")
 	require.NoError(t, s.Commit(ctx, v, r))
 	require.NoError(t, s.Close())
 
 	s2 := open(t, dsn)
 	got, err := s2.Latest(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, v.Weights, got.Weights)
-	v2, r2 := version(2, "r")
+	assert.Equal(t, v.Body, got.Body)
+	v2, r2 := version(t, 2, "r")
 	require.NoError(t, s2.Commit(ctx, v2, r2))
-	v2.Weights = []float64{9}
-	require.ErrorIs(t, s2.Commit(ctx, v2, r2), coordinator.ErrConflict)
+	v2, _ = storetest.VersionRecord(t, 2, "r", 2, 9)
+	require.ErrorIs(t, s2.Commit(ctx, v2, r2), store.ErrConflict)
 }
 
 func TestBrokenConnectionsAreReplaced(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
 	s := open(t, pgtest.WithParam(dsn, "application_name", "broken-conn-test"))
-	require.NoError(t, s.SaveRun(ctx, coordinator.RunState{ID: "r"}))
+	require.NoError(t, s.SaveRun(ctx, storetest.RunRecord(t, "r", "", 0, 0)))
 
 	// Kill the store's sessions: its idle pooled connection is now dead.
 	admin, err := pgx.Connect(ctx, dsn)
@@ -305,7 +298,7 @@ func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
 	require.NoError(t, err)
 	defer leaseA.Release()
 	storeA := store.Fenced(leaseA.Term())
-	require.NoError(t, storeA.SaveRun(ctx, coordinator.RunState{ID: "r", Message: "a"}))
+	require.NoError(t, storeA.SaveRun(ctx, storetest.RunRecord(t, "r", "a", 0, 0)))
 
 	b := leader(t, dsn, "b")
 	leases := make(chan *postgres.Lease, 1)
@@ -347,9 +340,9 @@ func TestLeaderFailoverFencesTheOldLeader(t *testing.T) {
 		t.Fatal("a did not notice it lost its session")
 	}
 
-	err = storeA.SaveRun(ctx, coordinator.RunState{ID: "r", Message: "stale"})
+	err = storeA.SaveRun(ctx, storetest.RunRecord(t, "r", "stale", 0, 0))
 	require.ErrorIs(t, err, postgres.ErrNotLeader)
-	v, r := version(1, "r")
+	v, r := version(t, 1, "r")
 	require.ErrorIs(t, storeA.Commit(ctx, v, r), postgres.ErrNotLeader)
 
 	storeB := store.Fenced(leaseB.Term())

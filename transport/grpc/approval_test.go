@@ -175,7 +175,7 @@ func TestApprovalFlowOverGRPC(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, head, sum.Head)
 	assert.Equal(t, 1, sum.Decisions)
-	entries, _, err := s.AuditLog(ctx)
+	entries, _, err := coordinator.Records{Store: s}.AuditLog(ctx)
 	require.NoError(t, err)
 	var actions []audit.Action
 	var approval audit.Entry
@@ -192,7 +192,7 @@ func TestApprovalFlowOverGRPC(t *testing.T) {
 	assert.Equal(t, subject.ContentHash, approval.Digest)
 	require.NotNil(t, approval.Signature)
 	assert.Equal(t, audit.ActionRunStart, entries[0].Action, "the run's start is logged with its first record")
-	v1, err := s.Version(ctx, 1)
+	v1, err := coordinator.Records{Store: s}.Version(ctx, 1)
 	require.NoError(t, err)
 	h, err := audit.ParseHead(v1.AuditHead)
 	require.NoError(t, err)

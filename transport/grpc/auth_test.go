@@ -81,7 +81,7 @@ type secureCoordinator struct {
 	pki      *testPKI
 	addr     string
 	srv      *coordinator.Server
-	store    *mem.Store
+	store    coordinator.Records
 	deny     *pki.DenyList
 	denyPath string
 }
@@ -129,7 +129,7 @@ func startSecureCoordinatorWith(t *testing.T, spec coordinator.RunSpec, sc coord
 		gs.Stop()
 		wg.Wait()
 	})
-	return &secureCoordinator{t: t, pki: p, addr: lis.Addr().String(), srv: srv, store: store, deny: deny, denyPath: denyPath}
+	return &secureCoordinator{t: t, pki: p, addr: lis.Addr().String(), srv: srv, store: coordinator.Records{Store: store}, deny: deny, denyPath: denyPath}
 }
 
 // dial issues a kit for role/name and connects with it.

@@ -37,7 +37,7 @@ type federation struct {
 	addr     string
 	storeDB  string
 	stop     func()
-	store    *bolt.Store
+	store    coordinator.Records
 	server   *coordinator.Server
 	clientWG sync.WaitGroup
 	cancelCl context.CancelFunc
@@ -99,7 +99,7 @@ func (f *federation) startCoordinator() {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
 	go func() { defer wg.Done(); _ = srv.Run(ctx) }()
-	f.store, f.server = store, srv
+	f.store, f.server = coordinator.Records{Store: store}, srv
 	f.stop = func() {
 		cancel()
 		gs.Stop() // abrupt: in-flight calls fail, as when the process dies

@@ -15,7 +15,7 @@ import (
 
 // modelBackend is what the model service needs of the coordinator (coordinator.Server).
 type modelBackend interface {
-	Store() coordinator.Store
+	Store() coordinator.Records
 	Status(version uint64) coordinator.Review
 	ReleasedVersion(ctx context.Context, version uint64, candidate bool) (uint64, error)
 	ModelDocument(ctx context.Context, version uint64) (*modelfile.Document, error)

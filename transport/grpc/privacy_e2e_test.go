@@ -67,7 +67,7 @@ func (c weakeningConn) PollTask(ctx context.Context, id string, wait time.Durati
 // fed is a coordinator over gRPC on a loopback port with its store and log.
 type fed struct {
 	addr   string
-	store  *bolt.Store
+	store  coordinator.Records
 	log    *syncBuffer
 	dbPath string
 }
@@ -93,7 +93,7 @@ func startFed(t *testing.T, rc coordinator.RunConfig, schema *dataset.Schema) *f
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()
 	go func() { defer wg.Done(); _ = srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); gs.Stop(); wg.Wait() })
-	return &fed{addr: lis.Addr().String(), store: store, log: logs, dbPath: dbPath}
+	return &fed{addr: lis.Addr().String(), store: coordinator.Records{Store: store}, log: logs, dbPath: dbPath}
 }
 
 func (f *fed) waitFinished(t *testing.T, run string) coordinator.RunState {

@@ -123,7 +123,7 @@ func TestADelayedCallGivesUpWithItsContext(t *testing.T) {
 // in-memory network.
 type federation struct {
 	t      *testing.T
-	store  *mem.Store
+	store  coordinator.Records
 	spec   coordinator.RunSpec
 	net    *inmem.Network
 	names  []string
@@ -149,7 +149,7 @@ func newFederation(t *testing.T, rounds, quorum int, before func(*federation)) *
 		RoundDeadline: time.Second, Seed: 5, Strategy: strategy.Config{Name: "fedavg"},
 	}.WithDefaults()
 	require.NoError(t, rc.Validate())
-	f := &federation{t: t, store: mem.New(), spec: coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}}
+	f := &federation{t: t, store: coordinator.Records{Store: mem.New()}, spec: coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}}
 	f.startCoordinator()
 	f.net = inmem.New(f.server, inmem.Options{Seed: 3})
 	if before != nil {
@@ -177,7 +177,7 @@ func newFederation(t *testing.T, rounds, quorum int, before func(*federation)) *
 // startCoordinator starts (or, after stopCo, restarts) the coordinator over the same store.
 func (f *federation) startCoordinator() {
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := coordinator.NewServer(ctx, f.store, &f.spec, coordinator.ServerConfig{TickInterval: 10 * time.Millisecond, Logger: quiet()})
+	srv, err := coordinator.NewServer(ctx, f.store.Store, &f.spec, coordinator.ServerConfig{TickInterval: 10 * time.Millisecond, Logger: quiet()})
 	require.NoError(f.t, err)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Run(ctx) }()
