@@ -17,6 +17,14 @@ func FuzzDecode(f *testing.F) {
 	var buf bytes.Buffer
 	require.NoError(f, card.Write(&buf))
 	f.Add(buf.Bytes())
+	in := bankInput(f)
+	in.PrivacyAudit = sampleAudit()
+	audited, err := modelcard.Build(in)
+	require.NoError(f, err)
+	buf.Reset()
+	require.NoError(f, audited.Write(&buf))
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"format":"fedprop.modelcard/v1","privacy_audit":{"attacks":[{"rates":[{"fpr":1e308},{"fpr":-1}]},{}]}}`))
 	f.Add([]byte(`{"format":"fedprop.modelcard/v1","approval":{"status":"approved"},"fairness":{"report":{"thresholds":[],"attributes":[{"groups":[{"rates":[]}]}]}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c, err := modelcard.Decode(bytes.NewReader(raw))

@@ -129,6 +129,9 @@ func (c *Card) privacySummary() string {
 	} else {
 		dp = fmt.Sprintf("(ε = %s, δ = %s) %s-level differential privacy", num(c.Privacy.Epsilon, 2), sci(c.Privacy.Delta), orNA(c.Privacy.Level))
 	}
+	if a := c.PrivacyAudit; a != nil {
+		dp += fmt.Sprintf("; membership-inference audit: ε ≥ %s (section 6)", num(a.EpsilonLowerBound, 2))
+	}
 	if c.SecureAggregation.Mode == "none" {
 		return dp + "; sums aggregated in plaintext (`secure_aggregation: none`)"
 	}
@@ -422,6 +425,7 @@ func (c *Card) privacy(m *md) {
 			m.bullets(notes)
 		}
 	}
+	c.privacyAudit(m)
 	if s.Mode == "none" {
 		m.para("**Secure aggregation: none.** The coordinator added the clients' updates and counts in plaintext. This mode is for " +
 			"trusted coordinators only.")
@@ -444,6 +448,55 @@ func (c *Card) privacy(m *md) {
 		}
 		m.table("ll", []string{"Parameter", "Value"}, rows)
 	}
+}
+
+// privacyAudit renders the empirical privacy audit, when there is one: each attack's success
+// and the epsilon lower bound it implies, beside the accountant's epsilon.
+func (c *Card) privacyAudit(m *md) {
+	a := c.PrivacyAudit
+	if a == nil {
+		return
+	}
+	m.sub("Empirical privacy audit")
+	m.para(fmt.Sprintf("%s %d target records were attacked, %d of them in the model's training data; the likelihood-ratio "+
+		"attack was fitted on %d shadow models.", strings.TrimSuffix(orNA(a.Method), ".")+".", a.Targets, a.Members, a.Shadows))
+	var levels []float64
+	for _, at := range a.Attacks {
+		for _, r := range at.Rates {
+			if !slices.Contains(levels, r.FPR) {
+				levels = append(levels, r.FPR)
+			}
+		}
+	}
+	slices.Sort(levels)
+	header, align := []string{"Attack", "AUC"}, "lr"
+	for _, l := range levels {
+		header, align = append(header, "TPR at FPR "+pct(l)), align+"r"
+	}
+	header, align = append(header, "ε lower bound"), align+"r"
+	var rows [][]string
+	for _, at := range a.Attacks {
+		row := []string{at.Name, num(at.AUC, 4)}
+		for _, l := range levels {
+			v := "n/a"
+			if i := slices.IndexFunc(at.Rates, func(r AuditRate) bool { return r.FPR == l }); i >= 0 {
+				v = num(at.Rates[i].TPR, 4)
+			}
+			row = append(row, v)
+		}
+		rows = append(rows, append(row, num(at.EpsilonLowerBound, 3)))
+	}
+	m.table(align, header, rows)
+	bound := fmt.Sprintf("ε ≥ %s at δ = %s (%s confidence)", num(a.EpsilonLowerBound, 3), sci(a.Delta), pct(a.Confidence))
+	if c.Privacy.None() {
+		m.para(fmt.Sprintf("The attacks show %s: the least any differential-privacy guarantee for this training could state. "+
+			"The run has no such guarantee to compare it with. A low bound shows what these attacks achieved, not that the "+
+			"model is private.", bound))
+		return
+	}
+	m.para(fmt.Sprintf("The attacks show %s. The accountant's ε = %s is an upper bound on what any attack could show: a bound "+
+		"above it would mean the guarantee does not hold (barring the %s chance that the audit's bound errs). A bound below it "+
+		"shows what these attacks achieved, not that the accountant's ε is loose.", bound, num(c.Privacy.Epsilon, 3), pct(1-a.Confidence)))
 }
 
 // privacyStatement is the section's first sentence: what the run's combination of differential

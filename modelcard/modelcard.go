@@ -55,6 +55,9 @@ type Card struct {
 	Lineage           Lineage           `json:"lineage"`
 	Approval          Approval          `json:"approval"`
 	Generated         time.Time         `json:"generated"`
+	// PrivacyAudit is an empirical privacy audit of the model, when one was run (the
+	// simulator's `sim audit`); the coordinator's cards carry none.
+	PrivacyAudit *PrivacyAudit `json:"privacy_audit,omitempty"`
 }
 
 // Model identifies the model and what it predicts.
@@ -187,6 +190,41 @@ type Privacy struct {
 // None reports whether training had no differential privacy.
 func (p Privacy) None() bool { return p.Mechanism == "" || strings.EqualFold(p.Mechanism, "none") }
 
+// PrivacyAudit is an empirical privacy audit: membership-inference attacks against the model on
+// target records known to be in and out of its training data, and the lower bound on epsilon
+// their success implies. It complements the accountant's epsilon, an upper bound: a sound
+// guarantee never lies below what an attack shows.
+type PrivacyAudit struct {
+	// Method says how the model was attacked, in a sentence.
+	Method string `json:"method"`
+	// Targets were attacked, Members of them in the training data; Shadows is the number of
+	// shadow models the likelihood-ratio attack was fitted on.
+	Targets int           `json:"targets"`
+	Members int           `json:"members"`
+	Shadows int           `json:"shadows"`
+	Attacks []AuditAttack `json:"attacks"`
+	// EpsilonLowerBound is the largest lower bound of any attack, at Delta, holding with
+	// probability Confidence.
+	EpsilonLowerBound float64 `json:"epsilon_lower_bound"`
+	Delta             float64 `json:"delta"`
+	Confidence        float64 `json:"confidence"`
+}
+
+// AuditAttack is one attack's success: its AUC, its true-positive rate at low false-positive
+// rates, and the largest epsilon lower bound it gives.
+type AuditAttack struct {
+	Name              string      `json:"name"`
+	AUC               float64     `json:"auc"`
+	Rates             []AuditRate `json:"rates"`
+	EpsilonLowerBound float64     `json:"epsilon_lower_bound"`
+}
+
+// AuditRate is a true-positive rate at a false-positive rate.
+type AuditRate struct {
+	FPR float64 `json:"fpr"`
+	TPR float64 `json:"tpr"`
+}
+
 // SecureAggregation is how the clients' sums were protected from the coordinator.
 type SecureAggregation struct {
 	// Mode is "none" (plaintext sums) or "he" (threshold homomorphic encryption).
@@ -261,6 +299,8 @@ type Input struct {
 	Approval          Approval
 	// Generated is when the card is made; zero means the model's creation time.
 	Generated time.Time
+	// PrivacyAudit is copied when set.
+	PrivacyAudit *PrivacyAudit
 }
 
 // DefaultIntendedUse is the intended use of a fedprop propensity model over schema.
@@ -314,6 +354,7 @@ func Build(in Input) (*Card, error) {
 		Lineage:           in.Lineage,
 		Approval:          in.Approval,
 		Generated:         in.Generated.UTC(),
+		PrivacyAudit:      clonePrivacyAudit(in.PrivacyAudit),
 	}
 	if c.IntendedUse.Purpose == "" {
 		c.IntendedUse = DefaultIntendedUse(s)
@@ -441,6 +482,18 @@ func features(s *dataset.Schema, std dataset.Standardization) []Feature {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func clonePrivacyAudit(a *PrivacyAudit) *PrivacyAudit {
+	if a == nil {
+		return nil
+	}
+	out := *a
+	out.Attacks = slices.Clone(a.Attacks)
+	for i := range out.Attacks {
+		out.Attacks[i].Rates = slices.Clone(out.Attacks[i].Rates)
+	}
+	return &out
+}
 
 // Write writes the card as indented JSON.
 func (c *Card) Write(w io.Writer) error {

@@ -146,6 +146,11 @@ func TestMarkdownGolden(t *testing.T) {
 			return in
 		}},
 		{"dp-record-plaintext.md", dpRecordInput},
+		{"dp-record-audited.md", func(t *testing.T) modelcard.Input {
+			in := dpRecordInput(t)
+			in.PrivacyAudit = sampleAudit()
+			return in
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -382,4 +387,62 @@ func TestBankCard(t *testing.T) {
 	assert.Contains(t, page, "**not tracked**")
 	assert.InDelta(t, 0.7718, card.Performance.Final.Summary.AUC, 0.002, "the centralized reference AUC")
 	assert.Less(t, *card.Performance.Final.ExpectedCalibrationError, 0.02, "a logistic fit is well calibrated on its own population")
+}
+
+// sampleAudit is an empirical privacy audit as the simulator's `sim audit` attaches it.
+func sampleAudit() *modelcard.PrivacyAudit {
+	return &modelcard.PrivacyAudit{
+		Method:  "Membership inference by LiRA on shadow models and a loss threshold, in the simulator.",
+		Targets: 1000, Members: 500, Shadows: 16, EpsilonLowerBound: 0.214, Delta: 1e-5, Confidence: 0.95,
+		Attacks: []modelcard.AuditAttack{
+			{Name: "lira", AUC: 0.5261, EpsilonLowerBound: 0.214, Rates: []modelcard.AuditRate{{FPR: 0.001, TPR: 0.004}, {FPR: 0.01, TPR: 0.018}, {FPR: 0.1, TPR: 0.118}}},
+			{Name: "loss", AUC: 0.5173, Rates: []modelcard.AuditRate{{FPR: 0.001, TPR: 0.002}, {FPR: 0.01, TPR: 0.008}, {FPR: 0.1, TPR: 0.102}}},
+		},
+	}
+}
+
+// TestPrivacyAuditSection: a card given an empirical audit shows it in the summary and in the
+// privacy section, beside the accountant's epsilon under DP and without a comparison otherwise;
+// a card without one (every coordinator's) shows nothing of it; the JSON carries it.
+func TestPrivacyAuditSection(t *testing.T) {
+	dp := dpRecordInput(t)
+	dp.PrivacyAudit = sampleAudit()
+	plain := bankInput(t)
+	plain.PrivacyAudit = sampleAudit()
+	for _, tc := range []struct {
+		name string
+		in   modelcard.Input
+		want []string
+		not  []string
+	}{
+		{"dp", dp, []string{"membership-inference audit: ε ≥ 0.21 (section 6)", "### Empirical privacy audit",
+			"| lira | 0.5261 | 0.0040 | 0.0180 | 0.1180 | 0.214 |", "1000 target records were attacked, 500 of them",
+			"The accountant's ε = 0.889 is an upper bound"}, []string{"no such guarantee"}},
+		{"no dp", plain, []string{"### Empirical privacy audit", "The run has no such guarantee to compare it with"},
+			[]string{"The accountant's ε"}},
+		{"no audit", bankInput(t), nil, []string{"Empirical privacy audit", "membership-inference audit"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			card, err := modelcard.Build(tc.in)
+			require.NoError(t, err)
+			md := string(card.Markdown())
+			for _, w := range tc.want {
+				assert.Contains(t, md, w)
+			}
+			for _, n := range tc.not {
+				assert.NotContains(t, md, n)
+			}
+			var buf bytes.Buffer
+			require.NoError(t, card.Write(&buf))
+			back, err := modelcard.Decode(&buf)
+			require.NoError(t, err)
+			assert.Equal(t, card.PrivacyAudit, back.PrivacyAudit)
+		})
+	}
+	in := bankInput(t)
+	in.PrivacyAudit = sampleAudit()
+	card, err := modelcard.Build(in)
+	require.NoError(t, err)
+	in.PrivacyAudit.Attacks[0].AUC = 0.99
+	assert.Equal(t, 0.5261, card.PrivacyAudit.Attacks[0].AUC, "the card keeps its own copy")
 }

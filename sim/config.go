@@ -36,6 +36,9 @@ type Config struct {
 	Attack attack.Config `yaml:"attack" json:"attack"`
 	// Personalization fine-tunes the global model at every client after the run.
 	Personalization PersonalizationConfig `yaml:"personalization" json:"personalization"`
+	// PrivacyAudit sets up `fedprop sim audit`, the empirical privacy audit of the run's model;
+	// a plain simulation ignores it.
+	PrivacyAudit PrivacyAuditConfig `yaml:"privacy_audit" json:"privacy_audit,omitzero"`
 }
 
 // DataConfig chooses the data source.
@@ -289,6 +292,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers: must not be negative, got %d", c.Workers))
+	}
+	if err := c.PrivacyAudit.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Run.Validate(); err != nil {
 		errs = append(errs, err)

@@ -22,6 +22,8 @@ import (
 	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/modelcard"
+	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store/mem"
@@ -160,6 +162,12 @@ type Options struct {
 	Trace io.Writer
 	// Version is the fedprop version written into the summary.
 	Version string
+	// World, when set, is the federation's data instead of what cfg.Data loads; Run only
+	// reads it. The privacy audit runs one partition with chosen training rows left out.
+	World *World
+	// Release, when set, fills Result.Model and Result.ModelCard from the coordinator before
+	// it stops: what it would release of the last committed version.
+	Release bool
 }
 
 // Result is a finished simulation.
@@ -169,6 +177,10 @@ type Result struct {
 	// Audit is the coordinator's audit log of the run, as `fedprop audit verify --log`
 	// checks it.
 	Audit []audit.Entry
+	// Model and ModelCard are the last committed version's model document and model card
+	// (Options.Release).
+	Model     *modelfile.Document
+	ModelCard *modelcard.Card
 }
 
 // Run simulates cfg. It returns an error when the data cannot be loaded or the run fails.
@@ -177,9 +189,13 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	world, err := Load(ctx, cfg)
-	if err != nil {
-		return nil, err
+	world := opts.World
+	if world == nil {
+		w, err := Load(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		world = w
 	}
 	sessions, err := newSessions(cfg, world)
 	if err != nil {
@@ -215,11 +231,23 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if err := d.evaluateCommits(); err != nil {
 		return nil, err
 	}
+	var (
+		doc  *modelfile.Document
+		card *modelcard.Card
+	)
+	if opts.Release && last != nil {
+		if doc, err = d.server.ModelDocument(ctx, last.Version); err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+		if card, err = d.server.ModelCard(ctx, last.Version); err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+	}
 	d.stopServer()
 	if d.auditLog, err = d.audit.Entries(ctx); err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
-	res := &Result{Rounds: d.rounds, Audit: d.auditLog}
+	res := &Result{Rounds: d.rounds, Audit: d.auditLog, Model: doc, ModelCard: card}
 	sum := Summary{
 		FedpropVersion:     opts.Version,
 		Seed:               cfg.Seed,

@@ -29,19 +29,9 @@ func newSimCmd(g *globals) *cobra.Command {
 			if outDir == "" {
 				return usagef("--out is required")
 			}
-			raw, err := os.ReadFile(configPath)
-			if err != nil {
-				return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
-			}
-			if raw, err = configFromSummary(raw); err != nil {
-				return fmt.Errorf("%w: %s: %w", coordinator.ErrBadConfig, configPath, err)
-			}
-			cfg, err := sim.ParseConfig(configPath, raw)
+			cfg, err := loadSimConfig(configPath)
 			if err != nil {
 				return err
-			}
-			if err := errors.Join(confcheck.Floats("", cfg)...); err != nil {
-				return fmt.Errorf("%s: %w: %w", configPath, coordinator.ErrBadConfig, err)
 			}
 			// The per-round table is the simulator's progress report: unless asked, log only
 			// what needs attention.
@@ -98,12 +88,33 @@ func newSimCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for metrics.csv and summary.json")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulation to this file (go tool pprof)")
 	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the simulation to this file (go tool pprof)")
-	cmd.AddCommand(newSimSweepCmd(g))
+	cmd.AddCommand(newSimSweepCmd(g), newSimAuditCmd(g))
 	return cmd
 }
 
-// configFromSummary lets --config name a summary.json: its "config" (the complete, defaulted
-// configuration of the run, written as JSON, which is YAML) is what reruns it.
+// loadSimConfig reads a simulation config, or the config of a summary.json or audit.json, and
+// checks it before anything runs.
+func loadSimConfig(path string) (sim.Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return sim.Config{}, fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
+	if raw, err = configFromSummary(raw); err != nil {
+		return sim.Config{}, fmt.Errorf("%w: %s: %w", coordinator.ErrBadConfig, path, err)
+	}
+	cfg, err := sim.ParseConfig(path, raw)
+	if err != nil {
+		return sim.Config{}, err
+	}
+	if err := errors.Join(confcheck.Floats("", cfg)...); err != nil {
+		return sim.Config{}, fmt.Errorf("%s: %w: %w", path, coordinator.ErrBadConfig, err)
+	}
+	return cfg, nil
+}
+
+// configFromSummary lets --config name a summary.json or an audit.json: its "config" (the
+// complete, defaulted configuration of the run, written as JSON, which is YAML) is what reruns
+// it.
 func configFromSummary(raw []byte) ([]byte, error) {
 	var summary struct {
 		Config json.RawMessage `json:"config"`
