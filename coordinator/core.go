@@ -937,7 +937,7 @@ func (c *Core) pinEncoding(std dataset.Standardization) error {
 func (c *Core) finishTrain(sum []float64, clients int) {
 	n := sum[task.TrainCountIndex]
 	dim := len(c.global)
-	mean := make([]float64, dim)
+	var mean []float64
 	trainLoss := sum[len(sum)-1] / n
 	if c.dp() != DPNone {
 		var err error
