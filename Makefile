@@ -108,9 +108,9 @@ fuzz:
 clean:
 	rm -rf bin $(TOOLBIN) out
 
-## onnx-runtime: install onnxruntime-node (pinned in export/testdata/onnxrt/package-lock.json), the
+## onnx-runtime: install onnxruntime-node (pinned in release/export/testdata/onnxrt/package-lock.json), the
 ## ONNX runtime the export tests score exported models with; needs Node.js 20 and npm. Its install
 ## script only fetches optional GPU binaries, so it is skipped.
 .PHONY: onnx-runtime
 onnx-runtime:
-	cd export/testdata/onnxrt && npm ci --ignore-scripts --no-audit --no-fund
+	cd release/export/testdata/onnxrt && npm ci --ignore-scripts --no-audit --no-fund

@@ -8,10 +8,10 @@ import (
 	"slices"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/explain"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/explain"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -137,7 +137,7 @@ func (s *Session) evalSums(t task.Task, layout *fairness.Layout, weight, maxLogL
 	sums := metrics.NewEvalSums(t.HistogramBins)
 	var scores []float64
 	if s.xEval != nil {
-		scores = model.PredictAll(t.Weights, s.xEval, nil)
+		scores = logreg.PredictAll(t.Weights, s.xEval, nil)
 		sums.AddWeighted(scores, s.eval.Label, weight, maxLogLoss)
 	}
 	out := sums.Vector()

@@ -9,7 +9,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"

@@ -11,8 +11,8 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )

@@ -28,7 +28,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
@@ -446,7 +446,7 @@ func (s *Session) encode(t task.Task) error {
 
 func (s *Session) checkWeights(t task.Task) error {
 	_, cols := s.xTrain.Dims()
-	if err := model.CheckWeights(t.Weights, cols); err != nil {
+	if err := logreg.CheckWeights(t.Weights, cols); err != nil {
 		return fmt.Errorf("weights: %w", err)
 	}
 	return nil
@@ -473,7 +473,7 @@ func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	rng := rand.New(rand.NewPCG(t.Seed, 0x5eed))
 	out := make([]float64, task.TrainVectorLen(len(t.Weights)))
 	delta := out[task.TrainDeltaStart : task.TrainDeltaStart+len(t.Weights)]
-	local, loss, err := model.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rng)
+	local, loss, err := logreg.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rng)
 	if err != nil {
 		return nil, 0, rep, err
 	}
@@ -821,7 +821,7 @@ func (s *Session) noiseShares(d *task.DPSpec) (share, indicator float64, err err
 // place. In he mode the client adds its share of the Gaussian noise, so the coordinator only
 // ever decrypts a noised sum.
 func (s *Session) clipUpdate(t task.Task, rel *release, out, delta []float64) error {
-	local, _, err := model.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rand.New(rand.NewPCG(t.Seed, 0x5eed)))
+	local, _, err := logreg.TrainSGD(t.Weights, s.xTrain, s.train.Label, t.Train, rand.New(rand.NewPCG(t.Seed, 0x5eed)))
 	if err != nil {
 		return err
 	}
@@ -853,9 +853,9 @@ func (s *Session) clipUpdate(t task.Task, rel *release, out, delta []float64) er
 // noise drawn from the client's private source.
 func (s *Session) trainDPSGD(t task.Task, delta []float64) error {
 	d := t.DP
-	p := model.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
+	p := logreg.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
 		LearningRate: t.Train.LearningRate, L2: t.Train.L2}
-	local, err := model.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, s.noise)
+	local, err := logreg.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, s.noise)
 	if err != nil {
 		return err
 	}
@@ -877,7 +877,7 @@ type Personalization struct {
 // Personalize fine-tunes the global model on this client's training rows (p, typically a few
 // epochs) and scores both models on its held-out rows. AUC is NaN where the held-out rows hold
 // one class only.
-func (s *Session) Personalize(global []float64, enc task.Encoding, p model.Params, seed uint64) (Personalization, error) {
+func (s *Session) Personalize(global []float64, enc task.Encoding, p logreg.Params, seed uint64) (Personalization, error) {
 	t := task.Task{Encoding: enc, Weights: global, Seed: seed}
 	out := Personalization{Client: s.id, TestRows: s.eval.Len()}
 	if err := s.encode(t); err != nil {
@@ -886,14 +886,14 @@ func (s *Session) Personalize(global []float64, enc task.Encoding, p model.Param
 	if err := s.checkWeights(t); err != nil {
 		return out, err
 	}
-	local, _, err := model.TrainSGD(global, s.xTrain, s.train.Label, p, rand.New(rand.NewPCG(seed, 0x9e75)))
+	local, _, err := logreg.TrainSGD(global, s.xTrain, s.train.Label, p, rand.New(rand.NewPCG(seed, 0x9e75)))
 	if err != nil {
 		return out, fmt.Errorf("client %s: personalize: %w", s.id, err)
 	}
 	out.GlobalAUC, out.PersonalizedAUC = math.NaN(), math.NaN()
 	if s.xEval != nil {
-		out.GlobalAUC = metrics.AUC(model.PredictAll(global, s.xEval, nil), s.eval.Label)
-		out.PersonalizedAUC = metrics.AUC(model.PredictAll(local, s.xEval, nil), s.eval.Label)
+		out.GlobalAUC = metrics.AUC(logreg.PredictAll(global, s.xEval, nil), s.eval.Label)
+		out.PersonalizedAUC = metrics.AUC(logreg.PredictAll(local, s.xEval, nil), s.eval.Label)
 	}
 	if !s.cache {
 		s.xTrain, s.xEval, s.encodedFor = nil, nil, ""

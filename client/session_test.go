@@ -14,7 +14,7 @@ import (
 
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/synth"
 	"github.com/fedprop/fedprop/task"
@@ -54,7 +54,7 @@ func tasks(t *testing.T, schema *dataset.Schema, train *dataset.Dataset) []task.
 	return []task.Task{
 		{ID: "s", RunID: "r", Kind: task.KindStats, Encoding: encoding},
 		{ID: "t", RunID: "r", Round: 1, Kind: task.KindTrain, Encoding: encoding, Weights: weights, Seed: 3,
-			Train: model.Params{Epochs: 1, BatchSize: 16, LearningRate: 0.05}},
+			Train: logreg.Params{Epochs: 1, BatchSize: 16, LearningRate: 0.05}},
 		{ID: "e", RunID: "r", Round: 1, Kind: task.KindEvaluate, Encoding: encoding, Weights: weights, HistogramBins: 100},
 	}
 }
@@ -114,7 +114,7 @@ func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
 	require.NoError(t, err)
 	ts := tasks(t, schema, train)
 	sentinels := []error{client.ErrSchemaMismatch, client.ErrDeclined, client.ErrRefused, privacy.ErrBelowFloor,
-		task.ErrInvalid, model.ErrDimension, model.ErrNonFinite, model.ErrInvalidParams}
+		task.ErrInvalid, logreg.ErrDimension, logreg.ErrNonFinite, logreg.ErrInvalidParams}
 	cases := []struct {
 		name string
 		edit func(tk *task.Task)
@@ -124,11 +124,11 @@ func TestSessionRefusesTasksItCannotDoSafely(t *testing.T) {
 		{"another schema", func(tk *task.Task) { tk.Encoding.SchemaHash = "abc" },
 			[]error{client.ErrSchemaMismatch}, "the run's schema hash is abc"},
 		{"short weights", func(tk *task.Task) { tk.Weights = tk.Weights[:2] },
-			[]error{model.ErrDimension}, "weights: dimension mismatch: 2 weights for"},
+			[]error{logreg.ErrDimension}, "weights: dimension mismatch: 2 weights for"},
 		{"a weight that is not finite", func(tk *task.Task) { tk.Weights[3] = math.NaN() },
-			[]error{model.ErrNonFinite}, "weight 3 is NaN"},
+			[]error{logreg.ErrNonFinite}, "weight 3 is NaN"},
 		{"bad training rate", func(tk *task.Task) { tk.Train.LearningRate = -1 },
-			[]error{model.ErrInvalidParams}, "learning rate -1 is not a positive finite number"},
+			[]error{logreg.ErrInvalidParams}, "learning rate -1 is not a positive finite number"},
 		{"huge histogram", func(tk *task.Task) { tk.Kind = task.KindEvaluate; tk.HistogramBins = 1 << 30 },
 			[]error{client.ErrDeclined}, "histogram_bins 1073741824 is outside [2, "},
 		{"a decrypt task for a client outside the committee", func(tk *task.Task) { tk.Kind = task.KindDecrypt },

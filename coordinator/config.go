@@ -7,9 +7,9 @@ import (
 	"math"
 	"time"
 
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/internal/confcheck"
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )
@@ -40,7 +40,7 @@ type RunConfig struct {
 	// HistogramBins is the resolution of the federated score histograms behind AUC.
 	HistogramBins int `yaml:"histogram_bins" json:"histogram_bins"`
 	// Train holds the local training hyperparameters sent with every train task.
-	Train model.Params `yaml:"train" json:"train"`
+	Train logreg.Params `yaml:"train" json:"train"`
 	// Strategy turns the aggregated update into the next global model.
 	Strategy strategy.Config `yaml:"strategy" json:"strategy"`
 	// Seed drives cohort selection and the clients' local randomness.

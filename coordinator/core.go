@@ -15,9 +15,9 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/explain"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/fedprop/fedprop/audit"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/task"
 )
 

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store/mem"
 	"github.com/fedprop/fedprop/task"
 )

@@ -11,12 +11,12 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/modelcard"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/store"
 )
 

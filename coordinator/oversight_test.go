@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/fairness"
+	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/bolt"
 	"github.com/fedprop/fedprop/store/mem"

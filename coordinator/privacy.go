@@ -9,10 +9,10 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )

@@ -11,8 +11,8 @@ import (
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/task"
 )
 

@@ -8,10 +8,10 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/task"

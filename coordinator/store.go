@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fedprop/fedprop/audit"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store"
 )
 

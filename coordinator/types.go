@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/explain"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"

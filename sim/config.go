@@ -11,8 +11,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/fedprop/fedprop/attack"
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/sim/attack"
 	"github.com/fedprop/fedprop/synth"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fedprop/fedprop/audit"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/sim"
 )
 

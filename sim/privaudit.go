@@ -20,9 +20,9 @@ import (
 
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/modelfile"
-	"github.com/fedprop/fedprop/privaudit"
+	"github.com/fedprop/fedprop/release/modelcard"
+	"github.com/fedprop/fedprop/release/modelfile"
+	"github.com/fedprop/fedprop/sim/privaudit"
 )
 
 // Bounds and defaults of the privacy_audit section.

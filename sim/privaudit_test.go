@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/privaudit"
+	"github.com/fedprop/fedprop/release/modelcard"
 	"github.com/fedprop/fedprop/sim"
+	"github.com/fedprop/fedprop/sim/privaudit"
 )
 
 // overfitted is configs/sim-audit-overfit.yaml: two tiny branches with 150 noise features,

@@ -4,7 +4,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"github.com/fedprop/fedprop/audit"
+	"github.com/fedprop/fedprop/release/audit"
 	"io"
 	"os"
 	"path/filepath"

@@ -14,18 +14,18 @@ import (
 
 	"gonum.org/v1/gonum/mat"
 
-	"github.com/fedprop/fedprop/attack"
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/model"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/modelcard"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/secagg"
+	"github.com/fedprop/fedprop/sim/attack"
 	"github.com/fedprop/fedprop/store/mem"
 	"github.com/fedprop/fedprop/task"
 	"github.com/fedprop/fedprop/transport/inmem"
@@ -483,7 +483,7 @@ func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) {
 	if d.testX == nil {
 		d.testX = d.encoder.Encode(d.world.Test)
 	}
-	scores := model.PredictAll(v.Weights, d.testX, nil)
+	scores := logreg.PredictAll(v.Weights, d.testX, nil)
 	m := RoundMetrics{
 		Round:        v.Round,
 		Version:      v.Version,
@@ -654,13 +654,13 @@ func centralized(w *World, enc *dataset.Encoder, testX *mat.Dense, l2 float64) (
 	train := w.PooledTrain()
 	x, y := enc.Encode(train), train.Label
 	train = nil // only the encoded rows and the labels are needed from here on
-	weights, err := model.FitCentralized(x, y, l2)
+	weights, err := logreg.FitCentralized(x, y, l2)
 	if err != nil {
 		return metrics.Summary{}, fmt.Errorf("centralized fit: %w", err)
 	}
 	if testX == nil {
 		testX = enc.Encode(w.Test)
 	}
-	scores := model.PredictAll(weights, testX, nil)
+	scores := logreg.PredictAll(weights, testX, nil)
 	return metrics.Evaluate(scores, w.Test.Label), nil
 }

@@ -14,16 +14,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fedprop/fedprop/attack"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/internal/sharedtest"
 	"github.com/fedprop/fedprop/metrics"
-	"github.com/fedprop/fedprop/model"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/sim"
+	"github.com/fedprop/fedprop/sim/attack"
 	"github.com/fedprop/fedprop/strategy"
 )
 
@@ -399,7 +399,7 @@ func TestFederatedEvaluationAndFairnessEqualCentralFigures(t *testing.T) {
 			// Central figures: the final weights scored on the pooled test rows.
 			enc, err := encoderFor(world)
 			require.NoError(t, err)
-			scores := model.PredictAll(s.Weights, enc.Encode(world.Test), nil)
+			scores := logreg.PredictAll(s.Weights, enc.Encode(world.Test), nil)
 			exact := metrics.Evaluate(scores, world.Test.Label)
 			fed := *s.FederatedEvaluation
 			assert.Equal(t, exact.N, math.Round(fed.N))

@@ -18,7 +18,7 @@ import (
 
 	"gonum.org/v1/gonum/floats"
 
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/model/logreg"
 )
 
 // Strategy names accepted by Config.Name.
@@ -167,7 +167,7 @@ type Strategy interface {
 	// Name returns the strategy's name, one of Names().
 	Name() string
 	// ClientParams adjusts the local training parameters (FedProx sets ProxMu).
-	ClientParams(p model.Params) model.Params
+	ClientParams(p logreg.Params) logreg.Params
 	// Apply folds the mean client update (sum n_i*delta_i / sum n_i) into the global weights and
 	// returns the next global weights and state. It does not modify its arguments.
 	Apply(global, meanUpdate []float64, state State) ([]float64, State, error)
@@ -209,7 +209,7 @@ type averaging struct{ cfg Config }
 
 func (a averaging) Name() string { return a.cfg.Name }
 
-func (a averaging) ClientParams(p model.Params) model.Params {
+func (a averaging) ClientParams(p logreg.Params) logreg.Params {
 	if a.cfg.Name == FedProx {
 		p.ProxMu = a.cfg.ProxMu
 	}
@@ -235,7 +235,7 @@ type adaptive struct{ cfg Config }
 
 func (a adaptive) Name() string { return a.cfg.Name }
 
-func (a adaptive) ClientParams(p model.Params) model.Params { return p }
+func (a adaptive) ClientParams(p logreg.Params) logreg.Params { return p }
 
 func (a adaptive) Apply(global, meanUpdate []float64, state State) ([]float64, State, error) {
 	if err := checkInputs(global, meanUpdate); err != nil {

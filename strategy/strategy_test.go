@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/strategy"
 )
 
@@ -64,7 +64,7 @@ func TestConfigValidateRejects(t *testing.T) {
 }
 
 func TestClientParams(t *testing.T) {
-	base := model.Params{Epochs: 2, BatchSize: 16, LearningRate: 0.05, L2: 1e-4}
+	base := logreg.Params{Epochs: 2, BatchSize: 16, LearningRate: 0.05, L2: 1e-4}
 	tests := []struct {
 		cfg  strategy.Config
 		want float64

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/model"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/model/logreg"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 // Kind names what a task asks of a client.
@@ -63,7 +63,7 @@ type Task struct {
 	ModelVersion  uint64
 	Weights       []float64
 	Encoding      Encoding
-	Train         model.Params
+	Train         logreg.Params
 	Seed          uint64
 	HistogramBins int
 	// MaxUpdateNorm is the L2 norm a train task's unweighted update is clipped to in a run

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/task"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/store/postgres"
 )

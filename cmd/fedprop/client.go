@@ -14,9 +14,9 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/ops/telemetry"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
-	"github.com/fedprop/fedprop/telemetry"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 

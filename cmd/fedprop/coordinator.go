@@ -16,9 +16,9 @@ import (
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/crashpoint"
+	"github.com/fedprop/fedprop/ops/telemetry"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/store/postgres"
-	"github.com/fedprop/fedprop/telemetry"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 

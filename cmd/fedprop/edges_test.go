@@ -16,9 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store/mem"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedprop/fedprop/explain"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/model/explain"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 // explainReport is what `fedprop model explain --format json` writes.

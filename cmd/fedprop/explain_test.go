@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 const explainSchema = `

@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedprop/fedprop/loadtest"
+	"github.com/fedprop/fedprop/ops/loadtest"
 )
 
 func newLoadtestCmd(g *globals) *cobra.Command {

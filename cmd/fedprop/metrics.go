@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/fedprop/fedprop/telemetry"
+	"github.com/fedprop/fedprop/ops/telemetry"
 )
 
 // metricsConfig is the metrics section of the coordinator's and the client's configuration:

@@ -14,12 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/export"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/export"
+	"github.com/fedprop/fedprop/release/modelcard"
+	"github.com/fedprop/fedprop/release/modelfile"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )
 

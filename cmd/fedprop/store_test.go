@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store/bolt"
 )
 

@@ -15,8 +15,8 @@ import (
 
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/internal/confcheck"
-	"github.com/fedprop/fedprop/plot"
 	"github.com/fedprop/fedprop/sim"
+	"github.com/fedprop/fedprop/sim/plot"
 )
 
 func newSimSweepCmd(g *globals) *cobra.Command {

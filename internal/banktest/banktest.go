@@ -17,8 +17,8 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/sharedtest"
-	"github.com/fedprop/fedprop/model"
-	"github.com/fedprop/fedprop/modelfile"
+	"github.com/fedprop/fedprop/model/logreg"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 // L2 is scikit-learn's default penalty (C=1) for the 36,168 training rows, as in
@@ -55,7 +55,7 @@ func (s Split) Model(tb testing.TB) *modelfile.Document {
 	if err != nil {
 		tb.Fatalf("encoder: %v", err)
 	}
-	w, err := model.FitCentralized(enc.Encode(s.Train), s.Train.Label, L2)
+	w, err := logreg.FitCentralized(enc.Encode(s.Train), s.Train.Label, L2)
 	if err != nil {
 		tb.Fatalf("fit: %v", err)
 	}

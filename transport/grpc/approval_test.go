@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/store/bolt"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )

@@ -14,11 +14,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/modelfile"
 	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/task"
 )
 

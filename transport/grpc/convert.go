@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/model"
+	"github.com/fedprop/fedprop/model/logreg"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
 	"github.com/fedprop/fedprop/task"
 )
@@ -111,7 +111,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 			Mean:       p.GetEncoding().GetMean(),
 			Std:        p.GetEncoding().GetStd(),
 		},
-		Train: model.Params{
+		Train: logreg.Params{
 			Epochs:       int(p.GetTrainParams().GetEpochs()),
 			BatchSize:    int(p.GetTrainParams().GetBatchSize()),
 			LearningRate: p.GetTrainParams().GetLearningRate(),

@@ -19,10 +19,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/fedprop/fedprop/audit"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/pki"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/release/audit"
 	memstore "github.com/fedprop/fedprop/store/mem"
 	grpctransport "github.com/fedprop/fedprop/transport/grpc"
 )

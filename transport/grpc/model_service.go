@@ -8,9 +8,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/modelcard"
-	"github.com/fedprop/fedprop/modelfile"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
+	"github.com/fedprop/fedprop/release/modelcard"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 // modelBackend is what the model service needs of the coordinator (coordinator.Server).

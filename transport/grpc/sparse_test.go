@@ -11,8 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedprop/fedprop/coordinator"
-	"github.com/fedprop/fedprop/fairness"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/metrics/fairness"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
 	"github.com/fedprop/fedprop/task"
 )

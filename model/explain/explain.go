@@ -1,0 +1,225 @@
+// Package explain says why a propensity model scores a record as it does, and which features
+// matter to it overall.
+//
+// fedprop's model is a logistic regression, so a record's log-odds is exactly the intercept plus
+// one contribution per feature column: for a numeric column, its coefficient times the record's
+// standardised value; for a categorical column, the coefficient of the record's category (the
+// one-hot input that is 1). Explain lists, per record, the score and the contributions that raise
+// and lower it most. The contributions add up: the intercept plus their sum is the log-odds, whose
+// sigmoid is the score fedprop gives (to rounding).
+//
+// Global importance is the standard deviation, over a set of records, of each column's
+// contribution to the log-odds: how much the column moves scores around their mean. For a
+// numeric column it equals |coefficient| x the standard deviation of the standardised column
+// (|coefficient| on the training data); for a categorical column it measures how different the
+// coefficients of the categories actually present are, weighted by how often they occur. Unlike
+// the mean absolute contribution it ignores a shift shared by every record, which the intercept
+// could equally carry. It is computed from sums (ImportanceSums: count, sum and sum of squares of
+// each column's contribution), so clients can report it in a federated evaluation like any
+// other count.
+package explain
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model/logreg"
+	"github.com/fedprop/fedprop/release/modelfile"
+)
+
+// Sentinel errors, checked with errors.Is.
+var (
+	// ErrModel marks a model document that cannot be explained.
+	ErrModel = errors.New("model cannot be explained")
+	// ErrData marks data that does not fit the model.
+	ErrData = errors.New("data does not fit the model")
+	// ErrVector marks an ImportanceSums vector that cannot be decoded.
+	ErrVector = errors.New("invalid importance sums vector")
+)
+
+// Kind is a feature column's type.
+type Kind string
+
+// The feature kinds.
+const (
+	Numeric     Kind = "numeric"
+	Categorical Kind = "categorical"
+)
+
+// Feature is one feature column of the model.
+type Feature struct {
+	Name string `json:"name"`
+	Kind Kind   `json:"kind"`
+	// Offset and Width locate the column's model inputs (Width is 1 for a numeric column, the
+	// one-hot width for a categorical one).
+	Offset int `json:"offset"`
+	Width  int `json:"width"`
+}
+
+// Contribution is one feature column's part in a record's log-odds.
+type Contribution struct {
+	Feature string `json:"feature"`
+	// Value is the record's raw value: the number as read, or the category
+	// (dataset.OtherCategory for a value in the "other" bucket).
+	Value string `json:"value"`
+	// Encoded is the model input: the standardised number, or 1 for a category.
+	Encoded float64 `json:"encoded"`
+	// Contribution is the column's contribution to the log-odds.
+	Contribution float64 `json:"contribution"`
+}
+
+// Explanation is one record's score and the contributions that raise and lower it most.
+type Explanation struct {
+	// Line is the record's line in its source file (0 for rows made in memory).
+	Line int `json:"line"`
+	// Score is the predicted probability of the positive label.
+	Score float64 `json:"score"`
+	// LogOdds is Intercept plus the sum of every column's contribution.
+	LogOdds   float64 `json:"log_odds"`
+	Intercept float64 `json:"intercept"`
+	// Raised holds the largest positive contributions, largest first; Lowered the largest
+	// negative ones, most negative first.
+	Raised  []Contribution `json:"raised"`
+	Lowered []Contribution `json:"lowered"`
+}
+
+// Explainer explains one model's scores. It is immutable and safe for concurrent use.
+type Explainer struct {
+	doc      *modelfile.Document
+	enc      *dataset.Encoder
+	weights  []float64
+	features []Feature
+}
+
+// New returns an Explainer for a validated model document with finite weights.
+func New(doc *modelfile.Document) (*Explainer, error) {
+	if doc == nil {
+		return nil, fmt.Errorf("%w: no model document", ErrModel)
+	}
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	w := doc.Weights()
+	if err := logreg.CheckWeights(w, len(doc.Features)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	enc, err := doc.Encoder()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	x := &Explainer{doc: doc, enc: enc, weights: w}
+	for i, name := range doc.Schema.Numeric {
+		x.features = append(x.features, Feature{Name: name, Kind: Numeric, Offset: i, Width: 1})
+	}
+	offset := len(doc.Schema.Numeric)
+	for _, c := range doc.Schema.Categorical {
+		x.features = append(x.features, Feature{Name: c.Column, Kind: Categorical, Offset: offset, Width: c.Width()})
+		offset += c.Width()
+	}
+	return x, nil
+}
+
+// Features returns the model's feature columns, numeric ones first, in schema order.
+func (x *Explainer) Features() []Feature { return slices.Clone(x.features) }
+
+// Contributions returns every feature column's contribution to row i's log-odds, in Features
+// order, and the log-odds. i must be a row of ds, which must follow the model's schema.
+func (x *Explainer) Contributions(ds *dataset.Dataset, i int) ([]Contribution, float64, error) {
+	if err := x.enc.Check(ds); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrData, err)
+	}
+	if i < 0 || i >= ds.Len() {
+		return nil, 0, fmt.Errorf("%w: row %d of %d", ErrData, i, ds.Len())
+	}
+	row := make([]float64, x.enc.Dim())
+	return x.contributions(ds, i, row)
+}
+
+// contributions is Contributions with a caller-owned input buffer.
+func (x *Explainer) contributions(ds *dataset.Dataset, i int, row []float64) ([]Contribution, float64, error) {
+	x.enc.EncodeRow(ds, i, row)
+	s := x.doc.Schema
+	out := make([]Contribution, len(x.features))
+	logOdds := x.weights[0]
+	for k, f := range x.features {
+		c := Contribution{Feature: f.Name}
+		if f.Kind == Numeric {
+			c.Value = strconv.FormatFloat(ds.Numeric[i][k], 'g', -1, 64)
+			c.Encoded = row[f.Offset]
+			c.Contribution = x.weights[1+f.Offset] * row[f.Offset]
+		} else {
+			j := k - len(s.Numeric)
+			idx := int(ds.Category[i][j])
+			switch {
+			case idx >= 0 && idx < len(s.Categorical[j].Values):
+				c.Value = s.Categorical[j].Values[idx]
+			default:
+				c.Value = dataset.OtherCategory
+			}
+			if idx >= 0 && idx < f.Width {
+				c.Encoded = 1
+				c.Contribution = x.weights[1+f.Offset+idx]
+			}
+		}
+		logOdds += c.Contribution
+		out[k] = c
+	}
+	return out, logOdds, nil
+}
+
+// Explain explains every row of ds, keeping the top largest raising and lowering contributions
+// of each (all of them when top < 1).
+func (x *Explainer) Explain(ds *dataset.Dataset, top int) ([]Explanation, error) {
+	if err := x.enc.Check(ds); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrData, err)
+	}
+	row := make([]float64, x.enc.Dim())
+	out := make([]Explanation, ds.Len())
+	for i := range ds.Len() {
+		contrib, logOdds, err := x.contributions(ds, i, row)
+		if err != nil {
+			return nil, err
+		}
+		e := Explanation{Score: sigmoid(logOdds), LogOdds: logOdds, Intercept: x.weights[0]}
+		if i < len(ds.Line) {
+			e.Line = ds.Line[i]
+		}
+		e.Raised, e.Lowered = split(contrib, top)
+		out[i] = e
+	}
+	return out, nil
+}
+
+// split returns the positive contributions, largest first, and the negative ones, most negative
+// first, at most top of each (all when top < 1). Ties keep schema order.
+func split(contrib []Contribution, top int) (raised, lowered []Contribution) {
+	raised, lowered = []Contribution{}, []Contribution{}
+	for _, c := range contrib {
+		switch {
+		case c.Contribution > 0:
+			raised = append(raised, c)
+		case c.Contribution < 0:
+			lowered = append(lowered, c)
+		}
+	}
+	slices.SortStableFunc(raised, func(a, b Contribution) int { return cmp.Compare(b.Contribution, a.Contribution) })
+	slices.SortStableFunc(lowered, func(a, b Contribution) int { return cmp.Compare(a.Contribution, b.Contribution) })
+	if top > 0 {
+		raised, lowered = raised[:min(top, len(raised))], lowered[:min(top, len(lowered))]
+	}
+	return raised, lowered
+}
+
+// sigmoid is 1/(1+exp(-z)) without overflow, as package model computes it.
+func sigmoid(z float64) float64 {
+	if z >= 0 {
+		return 1 / (1 + math.Exp(-z))
+	}
+	e := math.Exp(z)
+	return e / (1 + e)
+}

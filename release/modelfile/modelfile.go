@@ -1,0 +1,208 @@
+// Package modelfile is the model document a model owner pulls: the global weights with their
+// feature names, and everything needed to score a record exactly as training encoded it (the
+// schema and the pinned standardisation), plus the version's metrics and provenance.
+package modelfile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model/logreg"
+)
+
+// Format identifies the document layout; readers refuse formats they do not know.
+const Format = "fedprop.model/v1"
+
+// Document is a pulled model.
+type Document struct {
+	Format  string    `json:"format"`
+	Version uint64    `json:"version"`
+	RunID   string    `json:"run_id"`
+	Round   int       `json:"round"`
+	Created time.Time `json:"created"`
+
+	// Intercept and Coefficients (one per feature, in Features order) of the logistic model.
+	Intercept    float64   `json:"intercept"`
+	Coefficients []float64 `json:"coefficients"`
+	Features     []string  `json:"features"`
+
+	Schema          *dataset.Schema         `json:"schema"`
+	Standardization dataset.Standardization `json:"standardization"`
+
+	Metrics      *metrics.Summary `json:"metrics,omitempty"`
+	TrainLoss    float64          `json:"train_loss"`
+	Contributors int              `json:"contributors"`
+	Examples     float64          `json:"examples"`
+
+	ConsentTracked    bool    `json:"consent_tracked"`
+	ExcludedNoConsent float64 `json:"excluded_no_consent"`
+
+	// Privacy is the differential-privacy guarantee (nil: the run used none).
+	Privacy *Privacy `json:"privacy,omitempty"`
+	// SecureAggregation says how the clients' sums were protected from the coordinator.
+	SecureAggregation SecureAggregation `json:"secure_aggregation"`
+}
+
+// Privacy is a model's differential-privacy guarantee: the mechanism, its parameters, every
+// release of the run up to this version with what it cost, and the (epsilon, delta) they spent
+// together.
+type Privacy struct {
+	// Mechanism is "client" (DP-FedAvg) or "record" (DP-SGD).
+	Mechanism       string    `json:"mechanism"`
+	NoiseMultiplier float64   `json:"noise_multiplier"`
+	ClipNorm        float64   `json:"clip_norm"`
+	ClipSchedule    []float64 `json:"clip_schedule,omitempty"`
+	AdaptiveClip    bool      `json:"adaptive_clipping,omitempty"`
+	SamplingRate    float64   `json:"sampling_rate"`
+	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record).
+	Steps int `json:"steps"`
+	// EvaluationNoiseMultiplier is z of each federated evaluation release: Gaussian noise of
+	// z times what one record (client level: one client) can add to each value.
+	EvaluationNoiseMultiplier float64 `json:"evaluation_noise_multiplier,omitempty"`
+	// EvaluationNoiseStd is the standard deviation of that noise on each count of an
+	// evaluation release (what a reader of the figures needs to weigh them).
+	EvaluationNoiseStd float64 `json:"evaluation_noise_std,omitempty"`
+	// Epsilon is everything released so far composed in one accountant: statistics,
+	// training rounds and evaluations (Releases).
+	Epsilon    float64 `json:"epsilon"`
+	Delta      float64 `json:"delta"`
+	Conversion string  `json:"conversion"`
+	Budget     float64 `json:"budget_epsilon,omitempty"`
+	// Releases lists, in order, everything the run derived from the clients' data and released
+	// to the coordinator and the model's readers, each with the epsilon it added.
+	Releases []Release `json:"releases,omitempty"`
+}
+
+// Kinds of Release.
+const (
+	ReleaseStatistics = "statistics"
+	ReleaseTrain      = "train"
+	ReleaseEvaluate   = "evaluate"
+)
+
+// Mechanisms of Release.
+const (
+	// MechanismPublicBounds: nothing was read from the data (standardisation from the schema's
+	// public bounds).
+	MechanismPublicBounds = "public bounds"
+	// MechanismDPSGD: DP-SGD at each client (record level).
+	MechanismDPSGD = "DP-SGD"
+	// MechanismGaussian: Gaussian noise on the sum (client-level training rounds, evaluations).
+	MechanismGaussian = "Gaussian"
+)
+
+// Release is one thing a differentially private run released, and what it cost.
+type Release struct {
+	// Kind is ReleaseStatistics, ReleaseTrain or ReleaseEvaluate; Round its round (0 for the
+	// statistics).
+	Kind  string `json:"kind"`
+	Round int    `json:"round"`
+	// Mechanism is one of the Mechanism constants; NoiseMultiplier, SamplingRate and Steps its
+	// parameters (the noise actually present, when fewer contributors arrived than expected).
+	Mechanism       string  `json:"mechanism"`
+	NoiseMultiplier float64 `json:"noise_multiplier,omitempty"`
+	SamplingRate    float64 `json:"sampling_rate,omitempty"`
+	Steps           int     `json:"steps,omitempty"`
+	// Epsilon is what the release added to the composed epsilon (0 when it read no data), and
+	// Cumulative the composed epsilon after it, at the run's delta: under Renyi composition
+	// the epsilons of the releases add up to the total, but no release spends its Epsilon
+	// alone.
+	Epsilon    float64 `json:"epsilon"`
+	Cumulative float64 `json:"cumulative_epsilon"`
+}
+
+// SecureAggregation is how a model's sums were protected.
+type SecureAggregation struct {
+	// Mode is "none" (plaintext sums) or "he" (threshold multiparty CKKS).
+	Mode            string `json:"mode"`
+	CommitteeSize   int    `json:"committee_size,omitempty"`
+	Threshold       int    `json:"threshold,omitempty"`
+	MinContributors int    `json:"min_contributors,omitempty"`
+	// Parameters names the CKKS parameters (ring degree, moduli, scale).
+	Parameters string `json:"parameters,omitempty"`
+}
+
+// Weights returns the intercept followed by the coefficients, the layout package model uses.
+func (d *Document) Weights() []float64 {
+	return append([]float64{d.Intercept}, d.Coefficients...)
+}
+
+// Validate checks that the document can score: a known format, a schema, and dimensions that
+// agree.
+func (d *Document) Validate() error {
+	if d.Format != Format {
+		return fmt.Errorf("model document format %q is not %q", d.Format, Format)
+	}
+	if d.Schema == nil {
+		return errors.New("model document has no schema")
+	}
+	if len(d.Coefficients) != len(d.Features) {
+		return fmt.Errorf("model document has %d coefficients for %d features", len(d.Coefficients), len(d.Features))
+	}
+	enc, err := d.Encoder()
+	if err != nil {
+		return err
+	}
+	if enc.Dim() != len(d.Features) {
+		return fmt.Errorf("model document's schema encodes %d features, the weights have %d", enc.Dim(), len(d.Features))
+	}
+	return nil
+}
+
+// Encoder is the encoder the model was trained with.
+func (d *Document) Encoder() (*dataset.Encoder, error) {
+	enc, err := dataset.NewEncoder(d.Schema, d.Standardization)
+	if err != nil {
+		return nil, fmt.Errorf("model document: %w", err)
+	}
+	return enc, nil
+}
+
+// Score returns the predicted probability for every row of ds.
+func (d *Document) Score(ds *dataset.Dataset) ([]float64, error) {
+	enc, err := d.Encoder()
+	if err != nil {
+		return nil, err
+	}
+	if ds.Len() == 0 {
+		return nil, nil
+	}
+	return logreg.PredictAll(d.Weights(), enc.Encode(ds), nil), nil
+}
+
+// Write writes the document as indented JSON.
+func (d *Document) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(d)
+}
+
+// Decode reads and validates a document.
+func Decode(r io.Reader, name string) (*Document, error) {
+	var d Document
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("read model %s: %w", name, err)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("read model %s: %w", name, err)
+	}
+	return &d, nil
+}
+
+// Load reads and validates the document at path.
+func Load(path string) (*Document, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	defer f.Close()
+	return Decode(f, path)
+}
