@@ -185,25 +185,7 @@ func (d *DenyList) Reload() (changed bool, err error) {
 // ends, so that an edited deny list takes effect without a restart. Changes and errors are
 // logged; after an error the previous list stays in force.
 func (d *DenyList) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	if d.path == "" {
-		return
-	}
-	if interval <= 0 {
-		interval = DefaultDenyListPoll
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.ReloadAndLog(ctx, log)
-		}
-	}
+	d.Refresh(ctx, interval, nil, log)
 }
 
 // ReloadAndLog reloads the list and logs the outcome, as Watch and a SIGHUP handler do.
