@@ -596,10 +596,14 @@ func (c *Core) progress() {
 	}
 }
 
-// phaseOver: every cohort member answered, the deadline passed, or the quorum is out of
-// reach (clients declined or were refused: waiting out the deadline would change nothing).
+// phaseOver: every cohort member answered, the deadline passed, or the quorum went out of
+// reach during the phase (clients declined or were refused: waiting out the deadline would
+// change nothing). A cohort drawn smaller than the quorum (too few clients live yet, a small
+// Poisson sample) still waits for its deadline, as clients may register meanwhile for the
+// next attempt: failing at once would spend the phase's attempts in one tick.
 func (c *Core) phaseOver() bool {
-	return len(c.outstanding) == 0 || c.tick >= c.deadline || c.quorum().State() == QuorumImpossible
+	q := c.quorum()
+	return len(c.outstanding) == 0 || c.tick >= c.deadline || q.State() == QuorumImpossible && len(c.cohort) >= q.Need
 }
 
 // attemptFor counts attempts of the same phase and round.

@@ -47,3 +47,29 @@ func TestAQuorumOutOfReachFailsThePhaseWithoutWaitingForTheDeadline(t *testing.T
 	assert.Equal(t, 1, again.Round)
 	assert.Empty(t, h.commits)
 }
+
+// A cohort drawn smaller than the quorum waits for its deadline (more clients may be live by
+// the next attempt) instead of spending its attempts at once.
+func TestACohortBelowTheQuorumWaitsForItsDeadline(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Quorum = 3
+	cfg.MinCohort = 2
+	cfg.CohortFraction = 0.5
+	h := toTraining(t, cfg)
+	var held []string
+	for _, id := range []string{"a", "b", "c"} {
+		if _, ok := h.poll(id); ok {
+			held = append(held, id)
+		}
+	}
+	require.Len(t, held, 2, "a cohort of 2 for quorum 3")
+	for range 4 {
+		h.core.Tick()
+		h.flush()
+	}
+	for _, id := range held {
+		tk, ok := h.poll(id)
+		require.True(t, ok, "still the first attempt before the deadline")
+		assert.Contains(t, tk.ID, "/a1/")
+	}
+}
