@@ -31,12 +31,13 @@ type AgentConfig struct {
 	// refusing it (0: no bound, a production agent retries until its context ends). The
 	// simulator sends once: a failure there is a defect to report, not a network to wait for.
 	SendAttempts int
-	// ForgetSent drops an answer once the coordinator has taken or refused it. A production
-	// agent keeps its last answer, so that a task reissued after a coordinator restart gets
-	// the very same answer (fresh DP noise for the same task would average out); the
-	// simulator's coordinator never loses one, and 100,000 kept answers would weigh.
-	ForgetSent bool
-	Logger     *slog.Logger
+	// KeepNoAnswer keeps no answer at all. A production agent keeps its last answer, so that
+	// a task reissued after a coordinator restart gets the very same answer (fresh DP noise
+	// for the same task would average out); the simulator never reissues a task to an agent
+	// (it holds a straggler's answer itself), and 100,000 kept answers, the dropped ones
+	// included, would weigh gigabytes of ciphertext.
+	KeepNoAnswer bool
+	Logger       *slog.Logger
 }
 
 // WithDefaults fills unset fields.
@@ -187,7 +188,9 @@ func (a *Agent) Answer(ctx context.Context, t task.Task) (task.Result, Report, e
 		a.log.Error("task failed", "task", t.ID, "kind", t.Kind.String(), "round", t.Round, "err", err)
 		return task.Result{}, rep, err
 	}
-	a.last = res
+	if !a.cfg.KeepNoAnswer {
+		a.last = res
+	}
 	return res, rep, nil
 }
 
@@ -209,11 +212,7 @@ func (a *Agent) Send(ctx context.Context, t task.Task, res task.Result, rep Repo
 }
 
 func (a *Agent) send(ctx context.Context, t task.Task, res task.Result, rep Report, b *backoff) error {
-	err := a.submit(ctx, t, res, rep, b)
-	if a.cfg.ForgetSent && ctx.Err() == nil {
-		a.last = task.Result{}
-	}
-	return err
+	return a.submit(ctx, t, res, rep, b)
 }
 
 func (a *Agent) submit(ctx context.Context, t task.Task, res task.Result, rep Report, b *backoff) error {

@@ -93,13 +93,13 @@ func TestSendRetriesTransientFailuresAndStopsAtRefusals(t *testing.T) {
 	}
 }
 
-// ForgetSent (the simulator's) drops an answer once sent: a reissued task is computed again.
-func TestForgetSentDropsTheAnswerOnceSent(t *testing.T) {
-	a, ts := quietAgent(t, &answers{}, client.AgentConfig{ForgetSent: true})
+// KeepNoAnswer (the simulator's) keeps no answer, sent or not (a dropped one included): a
+// reissued task is computed again.
+func TestKeepNoAnswerKeepsNone(t *testing.T) {
+	a, ts := quietAgent(t, &answers{}, client.AgentConfig{KeepNoAnswer: true})
 	train := ts[1]
-	first, rep, err := a.Answer(context.Background(), train)
+	first, _, err := a.Answer(context.Background(), train)
 	require.NoError(t, err)
-	require.NoError(t, a.Send(context.Background(), train, first, rep))
 	again, _, err := a.Answer(context.Background(), train)
 	require.NoError(t, err)
 	assert.NotSame(t, &first.Sum.Plain[0], &again.Sum.Plain[0], "computed again")

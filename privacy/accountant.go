@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 )
@@ -307,9 +308,12 @@ func (a *Accountant) sigmaWithinPLD(q float64, steps int, budget Budget) (float6
 	return sigma, nil
 }
 
-// Clone returns an independent copy of the accountant's state (the cache is not shared).
+// Clone returns an independent copy of the accountant's state. The copy starts with the
+// one-step RDP curves the original has cached (the map is copied; the curves are read only),
+// so that a budget check on a clone every round does not compute them again.
 func (a *Accountant) Clone() *Accountant {
-	return &Accountant{Orders: slices.Clone(a.Orders), RDP: slices.Clone(a.RDP), History: slices.Clone(a.History), HistoryComplete: a.HistoryComplete}
+	return &Accountant{Orders: slices.Clone(a.Orders), RDP: slices.Clone(a.RDP), History: slices.Clone(a.History), HistoryComplete: a.HistoryComplete,
+		cache: maps.Clone(a.cache)}
 }
 
 // Versions of MarshalBinary's encoding, its first byte: 1 is the RDP state alone (what was

@@ -8,8 +8,6 @@ import (
 	"math/cmplx"
 	"slices"
 	"sync"
-
-	"gonum.org/v1/gonum/dsp/fourier"
 )
 
 // This file is the privacy loss distribution (PLD) accountant of the Poisson-subsampled Gaussian
@@ -38,6 +36,11 @@ import (
 //     moment generating function of the discrete steps). The FFT is circular: mass below the
 //     window wraps to high losses (pessimistic); mass above it would wrap to low losses, so its
 //     Chernoff bound is added to the atom at infinity.
+//   - Spectra. The parts' transforms (per grid and circle) and their powers (per count) are
+//     cached, so that recomposing a history after one more round powers one part; and the
+//     composed coefficients whose magnitude the parts bound below exp(-760) are not computed
+//     (they underflow to zero, or to a few subnormals, when they are): n times their bound,
+//     below 1e-315, joins the atom at infinity (see composedSpectrum).
 //   - Rounding. The FFT and the powers leave errors spread over every entry, about as large as
 //     the largest negative entry (where the mass is 0): twice that for every entry is added to
 //     the atom at infinity. For 10,000 steps it is near 1e-13; where it is not small next to
@@ -180,6 +183,12 @@ type stepPLD struct {
 	lossPMF
 	// lo and hi are the first and last indices of mass that are not zero.
 	lo, hi int
+	// key is what the step was built from, and what its spectra are cached under.
+	key stepKey
+	// mgf remembers logMGF's values: a window search evaluates it at the same lambdas for
+	// every composition whose search takes the same path, and a step outlives many of them.
+	mgfMu sync.Mutex
+	mgf   map[float64]float64
 }
 
 // logMix is log(1 - q + q e^s) without overflow or cancellation.
@@ -289,7 +298,7 @@ func newStepPLD(q, sigma, h float64, dir direction) (*stepPLD, error) {
 	}
 	spread := -math.Expm1(-h) // 1 - e^{-h}
 
-	d := &stepPLD{lossPMF: lossPMF{h: h, offset: kLo, mass: make([]float64, n)}}
+	d := &stepPLD{lossPMF: lossPMF{h: h, offset: kLo, mass: make([]float64, n)}, key: stepKey{q, sigma, h, dir}}
 	cur := at(kLo)
 	// Below the grid: round up to its first point.
 	d.mass[0] += pMass(cur.below0, cur.below1)
@@ -348,11 +357,33 @@ func stepLossRange(q, sigma float64, dir direction) (lmin, lmax float64) {
 	return -removeLoss(z), -removeLoss(-z)
 }
 
-// logMGF is log E[exp(lambda L); L finite] for lambda != 0, exact up to rounding, which the
-// margin covers: Horner's scheme in exp(-|lambda| h), from the lowest loss up for lambda > 0
-// and from the highest down for lambda < 0, so that no power overflows. Four terms per
-// iteration break the chain of dependent multiplications.
+// maxMGFMemo bounds a step's remembered logMGF values (a window search takes about 40).
+const maxMGFMemo = 1024
+
+// logMGF is log E[exp(lambda L); L finite] for lambda != 0 (see computeLogMGF), remembered:
+// the value for a lambda is the one its first computation gave.
 func (d *stepPLD) logMGF(lambda float64) float64 {
+	d.mgfMu.Lock()
+	v, ok := d.mgf[lambda]
+	d.mgfMu.Unlock()
+	if ok {
+		return v
+	}
+	v = d.computeLogMGF(lambda)
+	d.mgfMu.Lock()
+	if d.mgf == nil || len(d.mgf) >= maxMGFMemo {
+		d.mgf = make(map[float64]float64)
+	}
+	d.mgf[lambda] = v
+	d.mgfMu.Unlock()
+	return v
+}
+
+// computeLogMGF is log E[exp(lambda L); L finite] for lambda != 0, exact up to rounding,
+// which the margin covers: Horner's scheme in exp(-|lambda| h), from the lowest loss up for
+// lambda > 0 and from the highest down for lambda < 0, so that no power overflows. Four terms
+// per iteration break the chain of dependent multiplications.
+func (d *stepPLD) computeLogMGF(lambda float64) float64 {
 	r := math.Exp(-math.Abs(lambda) * d.h)
 	r2 := r * r
 	r3, r4 := r2*r, r2*r2
@@ -452,42 +483,121 @@ func composeParts(parts []pldPart, lo, hi, lambda float64) (*lossPMF, error) {
 		inf = math.Min(1, inf+math.Exp(logMGF(parts, lambda)-lambda*float64(kHi+1)*h))
 	}
 
-	fft := fourier.NewFFT(n)
-	buf := make([]float64, n)
-	coef := make([]complex128, n/2+1)
-	total := make([]complex128, n/2+1)
-	for i := range total {
-		total[i] = 1
-	}
-	for _, p := range parts {
-		clear(buf)
-		s := p.step
-		for i := s.lo; i <= s.hi; i++ {
-			buf[mod(s.offset+i, n)] += s.mass[i]
-		}
-		fft.Coefficients(coef, buf)
-		for i, c := range coef {
-			total[i] *= powComplex(c, p.count)
-		}
-	}
-	fft.Sequence(buf, total)
+	sc := getScratch(n)
+	defer putScratch(sc)
+	buf := sc.buf
+	total, dropped := composedSpectrum(parts, sc)
+	sc.fft.Sequence(buf, total)
 	out := &lossPMF{h: h, offset: kLo, mass: make([]float64, n)}
 	scale := 1 / float64(n)
 	noise := 0.0
+	j := mod(kLo, n) // buf's index of out.mass[i], mod(kLo+i, n)
 	for i := range out.mass {
 		// Rounding leaves tiny negative values where the mass is 0; they are dropped, which
 		// can only add loss, and their size measures the rounding of every entry.
-		v := buf[mod(kLo+i, n)] * scale
-		noise = math.Max(noise, -v)
-		out.mass[i] = math.Max(v, 0)
+		v := buf[j] * scale
+		noise = max(noise, -v)
+		out.mass[i] = max(v, 0)
+		if j++; j == n {
+			j = 0
+		}
 	}
 	// The FFT's rounding (and the powers') is spread over all n entries, about as large as the
 	// largest negative one: twice that on every entry joins the atom at infinity, so that
 	// mass the rounding took from a high loss is still counted. It is far below any delta in
 	// use (about 1e-13 for 10,000 steps); a delta too small to be told from it gets a large
 	// epsilon, and RDP's bound is the smaller.
-	out.inf = math.Min(1, inf+2*noise*float64(n))
+	out.inf = math.Min(1, inf+2*noise*float64(n)+dropped)
 	return out, nil
+}
+
+// pldDropLog is where composedSpectrum stops computing a coefficient of the composition: when
+// the product of its parts' powers is certainly below exp(pldDropLog) in magnitude. Such a
+// coefficient underflows to zero (or to a few subnormals, below 1e-321) when it is computed;
+// in a long composition most of them do (the composed loss is smooth, its spectrum narrow).
+const pldDropLog = -760
+
+// composedSpectrum is the Fourier transform of the composition of parts (all on one grid)
+// on sc's circle of n points: for each coefficient, the product in order of the parts'
+// coefficients, each raised to its count by powComplex. Every coefficient it computes is bit
+// for bit what computing them all gives; those that the parts' spectra bound below
+// exp(pldDropLog) in magnitude are left at zero. dropped is n times what that can take from
+// an entry of the inverse transform (scaled by 1/n): the mass the caller adds to the atom at
+// infinity, below 1e-315. In every composition tried, the inverse transform came out bit for
+// bit that of computing every coefficient (TestComposedSpectrumMatchesEveryCoefficient).
+// The spectra and the powers come from caches, so that composing a history again after one
+// more round raises one part to a new count and transforms nothing. total is sc.total.
+func composedSpectrum(parts []pldPart, sc *composeScratch) (total []complex128, dropped float64) {
+	fft, buf, n := sc.fft, sc.buf, len(sc.buf)
+	half := n/2 + 1
+	spectra := make([]*stepSpectrum, len(parts))
+	fresh := make([]bool, len(parts))
+	for k, p := range parts {
+		sp, ok := pldCaches.spectra.get(spectrumKey{p.step.key, n})
+		if !ok {
+			sp, fresh[k] = newStepSpectrum(p.step, fft, buf), true
+		}
+		spectra[k] = sp
+	}
+	// The bound, the sum over parts of count times log|coefficient| (each rounded up), and
+	// need, the coefficients up to the last that the bound does not leave out. Beyond a
+	// cached spectrum's first coefficients the bound is per block; should a part then not
+	// hold the first need, it is computed again, in full, and the bound with it.
+	bound := sc.bound
+	need := 0
+	for {
+		clear(bound)
+		for k, p := range parts {
+			spectra[k].addLogBound(bound, p.count)
+		}
+		need = 0
+		for i := half - 1; i >= 0; i-- {
+			if bound[i] >= pldDropLog {
+				need = i + 1
+				break
+			}
+		}
+		short := false
+		for k, p := range parts {
+			if len(spectra[k].coef) < need {
+				spectra[k], fresh[k], short = newStepSpectrum(p.step, fft, buf), true, true
+			}
+		}
+		if !short {
+			break
+		}
+	}
+	for k, p := range parts {
+		if sp := spectra[k]; fresh[k] || len(sp.coef) > trimmedLen(need)*3/2 {
+			// A new spectrum, or one that holds half as much again as the history now needs
+			// (its spectrum narrows as it grows).
+			pldCaches.spectra.put(spectrumKey{p.step.key, n}, sp.trimmed(need))
+		}
+	}
+	total = sc.total
+	clear(total)
+	for i := range need {
+		if bound[i] >= pldDropLog {
+			total[i] = 1
+		}
+	}
+	for k, p := range parts {
+		powers := cachedPowers(spectrumKey{p.step.key, n}, spectra[k].coef, p.count, need)
+		for i := range need {
+			if bound[i] >= pldDropLog {
+				total[i] *= powers[i]
+			}
+		}
+	}
+	if need < half || slices.ContainsFunc(bound[:need], func(b float64) bool { return b < pldDropLog }) {
+		// A dropped coefficient was below exp(pldDropLog) up to rounding (the factor 2) plus
+		// half a subnormal per component for each multiplication; each entry of the inverse
+		// transform (scaled by 1/n) moves by at most that.
+		dropped = float64(n) * (2*math.Exp(pldDropLog) + float64(len(parts)+1)*0x1p-1073)
+	}
+	pldCaches.spectra.expire(spectrumAge)
+	pldCaches.powers.expire(powersAge)
+	return total, dropped
 }
 
 // minimiseLog minimises a unimodal f over lambda in [1e-6, 1e10] by golden-section search on

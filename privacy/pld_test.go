@@ -452,6 +452,8 @@ func BenchmarkPLDEpsilon(b *testing.B) {
 
 func resetPLDCaches() {
 	pldCaches.steps = newLRU[stepKey, *stepPLD](32)
+	pldCaches.spectra = newSpectrumCache()
+	pldCaches.powers = newPowersCache()
 	pldCaches.composed = newLRU[string, *pldComposition](4)
 	pldCaches.epsilon = newLRU[epsKey, float64](1024)
 	pldCaches.sigma = newLRU[sigmaKey, float64](256)

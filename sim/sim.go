@@ -383,7 +383,7 @@ func (d *driver) start(ctx context.Context) error {
 	quiet := slog.New(slog.DiscardHandler)
 	d.agents = make([]*client.Agent, len(d.sessions))
 	for i, s := range d.sessions {
-		d.agents[i] = client.NewAgent(d.net.Endpoint(s.ID()), s, client.AgentConfig{Logger: quiet, SendAttempts: 1, ForgetSent: true})
+		d.agents[i] = client.NewAgent(d.net.Endpoint(s.ID()), s, client.AgentConfig{Logger: quiet, SendAttempts: 1, KeepNoAnswer: true})
 	}
 	return nil
 }
