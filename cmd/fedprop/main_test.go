@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -196,6 +197,28 @@ run:
 	assert.Greater(t, summary.WallSeconds, 0.0)
 	assert.Equal(t, uint64(3), summary.Seed)
 	assert.False(t, strings.Contains(stdout, "NaN"))
+
+	// The final model, as the coordinator would release it: the document scores, its exports
+	// and its card are written beside the summary, and the audit log verifies.
+	var weights struct {
+		Weights []float64 `json:"weights"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &weights))
+	doc, err := modelfile.Load(filepath.Join(out, "model.json"))
+	require.NoError(t, err)
+	assert.Equal(t, weights.Weights, doc.Weights(), "the summary's final weights")
+	assert.Equal(t, uint64(3), doc.Version)
+	for name, want := range map[string]string{"model.pmml": "<PMML", "model-card.md": "# Model card", "model-card.json": `"model"`} {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		require.NoError(t, err, name)
+		assert.Contains(t, string(b), want, name)
+	}
+	onnx, err := os.ReadFile(filepath.Join(out, "model.onnx"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, onnx)
+	code, stdout, errOut = runCLI(t, "audit", "verify", "--log", filepath.Join(out, "audit.jsonl"))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, stdout, "verifies")
 }
 
 func TestSimRerunsASummaryExactly(t *testing.T) {

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/internal/confcheck"
+	"github.com/fedprop/fedprop/release/export"
 	"github.com/fedprop/fedprop/sim"
 )
 
@@ -67,7 +71,7 @@ func newSimCmd(g *globals) *cobra.Command {
 			if memProfile != "" {
 				defer writeHeapProfile(memProfile)
 			}
-			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version})
+			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version, Release: true})
 			bar.Close()
 			if err != nil {
 				return err
@@ -81,11 +85,18 @@ func newSimCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "wrote %s\n", strings.Join(plots, ", "))
+			models, err := writeModelFiles(outDir, res)
+			if err != nil {
+				return err
+			}
+			if len(models) > 0 {
+				fmt.Fprintf(g.stdout, "wrote %s\n", strings.Join(models, ", "))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "simulation config (YAML)")
-	cmd.Flags().StringVar(&outDir, "out", "", "directory for metrics.csv and summary.json")
+	cmd.Flags().StringVar(&outDir, "out", "", "directory for metrics.csv, summary.json, audit.jsonl, the plots and the final model (model.json, model.onnx, model.pmml, model-card.json, model-card.md)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulation to this file (go tool pprof)")
 	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the simulation to this file (go tool pprof)")
 	cmd.AddCommand(newSimSweepCmd(g), newSimAuditCmd(g))
@@ -132,4 +143,40 @@ func writeHeapProfile(path string) {
 	}
 	defer f.Close()
 	_ = pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// writeModelFiles writes the run's last committed version as the coordinator would release it:
+// the model document (model.json), its ONNX and PMML exports, and its model card (JSON and
+// Markdown); nothing when the run committed no version.
+func writeModelFiles(dir string, res *sim.Result) ([]string, error) {
+	doc, card := res.Model, res.ModelCard
+	if doc == nil || card == nil {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := doc.Write(&buf); err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{"model.json": slices.Clone(buf.Bytes()), "model-card.md": card.Markdown()}
+	buf.Reset()
+	if err := card.Write(&buf); err != nil {
+		return nil, err
+	}
+	files["model-card.json"] = buf.Bytes()
+	var err error
+	if files["model.onnx"], err = export.ONNX(doc); err != nil {
+		return nil, fmt.Errorf("model.onnx: %w", err)
+	}
+	if files["model.pmml"], err = export.PMML(doc); err != nil {
+		return nil, fmt.Errorf("model.pmml: %w", err)
+	}
+	var written []string
+	for _, name := range []string{"model.json", "model.onnx", "model.pmml", "model-card.json", "model-card.md"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, files[name], 0o644); err != nil {
+			return nil, err
+		}
+		written = append(written, path)
+	}
+	return written, nil
 }
