@@ -183,13 +183,33 @@ func (d *Document) Write(w io.Writer) error {
 	return enc.Encode(d)
 }
 
-// Decode reads and validates a document.
+// MaxDocumentBytes bounds a model document Decode reads: far above any logistic model
+// (a few kilobytes per hundred features), far below what would hurt the reader's memory.
+const MaxDocumentBytes = 64 << 20
+
+// ErrInvalidDocument marks a document Decode refuses for its content: more than one JSON
+// value, or larger than MaxDocumentBytes. (JSON syntax and type errors keep their own types;
+// a schema that does not validate wraps dataset.ErrInvalidSchema.)
+var ErrInvalidDocument = errors.New("invalid model document")
+
+// Decode reads and validates a document: exactly one JSON value, at most MaxDocumentBytes.
 func Decode(r io.Reader, name string) (*Document, error) {
 	var d Document
-	dec := json.NewDecoder(r)
+	lr := &io.LimitedReader{R: r, N: MaxDocumentBytes + 1}
+	dec := json.NewDecoder(lr)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("read model %s: %w: larger than %d bytes", name, ErrInvalidDocument, MaxDocumentBytes)
+		}
 		return nil, fmt.Errorf("read model %s: %w", name, err)
+	}
+	// One document, nothing after it: trailing bytes would be a second, unread document.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if lr.N <= 0 {
+			return nil, fmt.Errorf("read model %s: %w: larger than %d bytes", name, ErrInvalidDocument, MaxDocumentBytes)
+		}
+		return nil, fmt.Errorf("read model %s: %w: data after the document", name, ErrInvalidDocument)
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("read model %s: %w", name, err)

@@ -157,6 +157,9 @@ func TestDecodeRefusesMalformedDocuments(t *testing.T) {
     ]`, `"Std": [
       20000
     ]`), nil, nil, "standardization has 2 means and 1 stds for 2 numeric features"},
+		{"a second document after it", valid + valid, nil, modelfile.ErrInvalidDocument, "data after the document"},
+		{"trailing garbage", valid + "x", nil, modelfile.ErrInvalidDocument, "data after the document"},
+		{"larger than the limit", valid[:len(valid)-2] + `, "pad": "` + strings.Repeat("a", modelfile.MaxDocumentBytes) + `"}`, nil, modelfile.ErrInvalidDocument, "larger than"},
 		{"a zero std", edit(`"Std": [
       20000,
       12
