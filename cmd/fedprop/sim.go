@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -33,27 +34,9 @@ func newSimCmd(g *globals) *cobra.Command {
 			if outDir == "" {
 				return usagef("--out is required")
 			}
-			cfg, err := loadSimConfig(configPath)
+			cfg, log, err := prepareSim(cmd, g, configPath, outDir)
 			if err != nil {
 				return err
-			}
-			// The per-round table is the simulator's progress report: unless asked, log only
-			// what needs attention.
-			if !cmd.Flags().Changed("log-level") && os.Getenv("FEDPROP_LOG_LEVEL") == "" {
-				g.logLevel = "warn"
-			}
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return err
-			}
-			// Simulations of many clients allocate quickly: collect garbage at half the
-			// default heap growth so that peak memory stays near the live data (a few percent
-			// of CPU). GOGC, when set, decides instead.
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(50)
 			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
@@ -179,4 +162,30 @@ func writeModelFiles(dir string, res *sim.Result) ([]string, error) {
 		written = append(written, path)
 	}
 	return written, nil
+}
+
+// prepareSim is what every simulation command does before it runs: read and check the config,
+// make the logger (warnings only unless asked: the command's own output is its progress
+// report), create the output directory, and collect garbage at half the default heap growth,
+// since simulations of many clients allocate quickly and peak memory should stay near the live
+// data (a few percent of CPU; GOGC, when set, decides instead).
+func prepareSim(cmd *cobra.Command, g *globals, configPath, outDir string) (sim.Config, *slog.Logger, error) {
+	cfg, err := loadSimConfig(configPath)
+	if err != nil {
+		return sim.Config{}, nil, err
+	}
+	if !cmd.Flags().Changed("log-level") && os.Getenv("FEDPROP_LOG_LEVEL") == "" {
+		g.logLevel = "warn"
+	}
+	log, err := g.logger()
+	if err != nil {
+		return sim.Config{}, nil, err
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return sim.Config{}, nil, err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	return cfg, log, nil
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,22 +48,9 @@ It writes:
 			case parallel < 0:
 				return usagef("--parallel: must not be negative, got %d", parallel)
 			}
-			cfg, err := loadSimConfig(configPath)
+			cfg, log, err := prepareSim(cmd, g, configPath, outDir)
 			if err != nil {
 				return err
-			}
-			if !cmd.Flags().Changed("log-level") && os.Getenv("FEDPROP_LOG_LEVEL") == "" {
-				g.logLevel = "warn"
-			}
-			log, err := g.logger()
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return err
-			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(50)
 			}
 			shadows := cfg.PrivacyAudit.Shadows
 			if shadows == 0 {
