@@ -18,7 +18,6 @@ import (
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/model/explain"
-	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -116,9 +115,8 @@ type Core struct {
 	refusals    int      // tasks clients declined, over the run
 	implausible int      // decrypted aggregates discarded as implausible, over the run
 	submitters  []string // the clients whose results were accepted in it
-	// updates and weights keep the individual train updates, only for a robust aggregator.
-	updates [][]float64
-	weights []float64
+	// train is the round strategy of the current (or last) train phase.
+	train trainRound
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
@@ -128,10 +126,9 @@ type Core struct {
 	// importanceFeatures is the number of raw features whose importance sums evaluate tasks
 	// return.
 	importanceFeatures int
-	// expected is m, the contributors the current train phase expects, and phaseDP the DP
-	// spec its tasks carry; both are fixed when the phase starts.
+	// expected is m, the contributors the current train phase expects, fixed when the phase
+	// starts.
 	expected int
-	phaseDP  *task.DPSpec
 
 	// Secure aggregation (he mode).
 	params   secagg.Params
@@ -483,13 +480,10 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	if err := c.acc.add(r.Sum); err != nil {
 		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
-	if t.Kind == task.KindTrain && c.cfg.Robust.Enabled() {
-		n := plain[task.TrainCountIndex]
-		u := make([]float64, len(c.global))
-		for i := range u {
-			u[i] = plain[task.TrainDeltaStart+i] / n
+	if t.Kind == task.KindTrain {
+		if err := c.train.combine(plain); err != nil {
+			return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 		}
-		c.updates, c.weights = append(c.updates, u), append(c.weights, n)
 	}
 	return nil
 }
@@ -653,17 +647,14 @@ func (c *Core) startPhase(p phase, round int) {
 	} else {
 		c.acc = newPlainSum(c.resultLen(p.kind()))
 	}
-	cohort := c.selectCohort(p)
-	if p == phaseTrain && c.dp() != DPNone {
-		// m and the noise shares are fixed before anyone answers, once for the phase.
-		c.expected = c.expectedContributors()
-		spec, err := c.dpSpec()
-		if err != nil {
-			c.fail(fmt.Sprintf("round %d: differential privacy: %v; no task was issued without its noise", round, err))
-			return
+	var cohort []string
+	if p == phaseTrain {
+		c.train = c.newTrainRound()
+		if cohort = c.train.configure(c.liveClients()); c.phase == phaseDone {
+			return // the round could not be configured: the run failed
 		}
-		c.phaseDP = spec
-		c.run.Privacy.trainCohort = cohort
+	} else {
+		cohort = c.selectCohort(p)
 	}
 	if p == phaseEvaluate && c.dp() != DPNone {
 		c.startEvaluationRelease(cohort)
@@ -677,7 +668,6 @@ func (c *Core) beginCollect(p phase, cohort []string) {
 	c.outstanding = map[string]task.Task{}
 	c.results = 0
 	c.submitters = nil
-	c.updates, c.weights = nil, nil
 	// Remember accepted task ids for this phase and the one before; older ones are stale, so
 	// the set stays small however long the run.
 	c.previous, c.accepted = c.accepted, map[string]acceptance{}
@@ -715,11 +705,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		t.ModelVersion = c.run.LatestVersion
 		t.Weights = c.global
 		t.Train = c.strategy.ClientParams(c.cfg.Train)
-		if c.dp() != DPNone {
-			t.DP = c.phaseDP
-		} else {
-			t.MaxUpdateNorm = c.maxUpdateNorm()
-		}
+		c.train.fill(&t)
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
@@ -771,45 +757,19 @@ func (c *Core) liveClients() []string {
 	return live
 }
 
-// selectCohort picks who works in a phase: every live client for stats and evaluation (under
+// selectCohort picks who works in a stats or evaluate phase: every live client (under
 // differential privacy, only the live clients asked to train the model evaluated: no other
-// has trained from it, and clients evaluate only such models); for training, a seeded random
-// CohortFraction (at least MinCohort) of them, or under client-level differential privacy each
-// one independently with probability q (Poisson sampling, which the accountant assumes), drawn
-// from the coordinator's private source: a sample anyone could recompute from the run's seed
-// would not amplify privacy.
+// has trained from it, and clients evaluate only such models). The train round's strategy
+// draws its own cohort (trainRound.configure).
 func (c *Core) selectCohort(p phase) []string {
 	live := c.liveClients()
-	switch {
-	case p == phaseEvaluate && c.dp() != DPNone && c.run.Privacy.trainCohort != nil:
+	if p == phaseEvaluate && c.dp() != DPNone && c.run.Privacy.trainCohort != nil {
 		return slices.DeleteFunc(slices.Clone(c.run.Privacy.trainCohort), func(id string) bool {
 			_, found := slices.BinarySearch(live, id)
 			return !found
 		})
-	case p != phaseTrain:
-		return live
-	case c.dp() == DPClient:
-		picked, err := privacy.PoissonSample(len(live), c.run.Privacy.SamplingRate, c.noise)
-		if err != nil {
-			c.note(slog.LevelError, "client sampling failed; the round gets no cohort", slog.Int("round", c.round), slog.String("err", err.Error()))
-			return nil
-		}
-		cohort := make([]string, len(picked))
-		for i, k := range picked {
-			cohort[i] = live[k]
-		}
-		return cohort
 	}
-	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
-	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
-	n = min(len(live), max(n, c.cfg.MinCohort))
-	if n == len(live) {
-		return live
-	}
-	rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
-	cohort := live[:n]
-	slices.Sort(cohort)
-	return cohort
+	return live
 }
 
 func (c *Core) finishPhase() {
@@ -940,28 +900,14 @@ func (c *Core) pinEncoding(std dataset.Standardization) error {
 
 func (c *Core) finishTrain(sum []float64, clients int) {
 	n := sum[task.TrainCountIndex]
-	dim := len(c.global)
-	var mean []float64
 	trainLoss := sum[len(sum)-1] / n
 	if c.dp() != DPNone {
-		var err error
-		if mean, err = c.privatize(sum, clients, c.submitters); err != nil {
-			c.fail(fmt.Sprintf("round %d: differential privacy: %v", c.round, err))
-			return
-		}
 		trainLoss = 0 // not released under differential privacy
-	} else if c.cfg.Robust.Enabled() {
-		var err error
-		if mean, err = c.cfg.Robust.Aggregate(c.updates, c.weights); err != nil {
-			c.fail(fmt.Sprintf("round %d: robust aggregation %s: %v", c.round, c.cfg.Robust.Name, err))
-			return
-		}
-	} else {
-		var err error
-		if mean, err = strategy.MeanUpdate(sum[task.TrainDeltaStart:task.TrainDeltaStart+dim], n); err != nil {
-			c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
-			return
-		}
+	}
+	mean, err := c.train.finalize(sum, clients)
+	if err != nil {
+		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
+		return
 	}
 	next, st, err := c.strategy.Apply(c.global, mean, c.stratSt)
 	if err != nil {

@@ -180,6 +180,7 @@ func TestDecisionsMustBeSignedByTheCallingApprover(t *testing.T) {
 	} {
 		_, err := srv.Approve(ctx, approver, d)
 		require.ErrorIs(t, err, coordinator.ErrInvalid, field)
+		require.ErrorIs(t, err, coordinator.ErrInvalidDecision, field)
 		assert.Contains(t, err.Error(), field+": ")
 	}
 	r, err := srv.Approve(ctx, approver, good)

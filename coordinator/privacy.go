@@ -13,7 +13,6 @@ import (
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/release/modelfile"
-	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -467,22 +466,21 @@ func (c *Core) addNoise(v []float64, std float64, scales []float64) error {
 	return privacy.AddScaledGaussianNoise(v, std, scales, c.noise)
 }
 
-// privatize turns a train sum into the mean update under the run's DP mechanism: it adds the
-// coordinator's noise (plaintext client level), divides by the expected contributors, moves
-// the adaptive clipping norm and composes the round into the accountant.
-func (c *Core) privatize(sum []float64, contributors int, submitters []string) ([]float64, error) {
+// privatize is the DP decorator's half of a train round's finalize: from the phase's sum it
+// returns the update sum to release and the weight to divide it by. It adds the coordinator's
+// noise (plaintext client level; in he mode the clients did), takes the expected contributors
+// as the weight (client level; each client's DP-SGD output counts once at record level), moves
+// the adaptive clipping norm and composes the round into the accountant, all before any mean
+// is taken.
+func (c *Core) privatize(sum []float64, contributors int, submitters []string) (delta []float64, weight float64, err error) {
 	ps, pc := c.run.Privacy, c.cfg.Privacy
 	dim := len(c.global)
-	delta := sum[task.TrainDeltaStart : task.TrainDeltaStart+dim]
+	delta = sum[task.TrainDeltaStart : task.TrainDeltaStart+dim]
 	ps.ClipSchedule = append(ps.ClipSchedule, ps.ClipNorm)
 	switch ps.Mechanism {
 	case DPRecord:
 		// Each client's DP-SGD output counts once: weighting by record counts would release
 		// them outside the DP-SGD guarantee.
-		mean, err := strategy.MeanUpdate(delta, float64(contributors))
-		if err != nil {
-			return nil, err
-		}
 		if len(submitters) == 0 {
 			// In he mode the coordinator does not learn who contributed to the decrypted sum:
 			// count every client asked, which can only over-state what was spent.
@@ -495,20 +493,20 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		err = c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismDPSGD,
 			NoiseMultiplier: ps.NoiseMultiplier, SamplingRate: ps.SamplingRate, Steps: pc.StepsPerRound})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return mean, nil
+		return delta, float64(contributors), nil
 	case DPClient:
 		m := c.expected
 		zSum, sigmaB, err := c.adaptiveNoise(m)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		indicator := sum[len(sum)-1]
 		achieved := ps.NoiseMultiplier
 		if c.he() {
 			if achieved, err = privacy.AchievedNoiseMultiplier(ps.NoiseMultiplier, m, contributors); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			if contributors < m {
 				c.note(slog.LevelWarn, "fewer contributors than expected: the noise present was lower; accounting with it",
@@ -518,30 +516,26 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 		} else {
 			noised := append([]float64(nil), delta...)
 			if err := c.addNoise(noised, zSum*ps.ClipNorm, nil); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			delta = noised
 			if sigmaB > 0 {
 				ind := []float64{indicator}
 				if err := c.addNoise(ind, sigmaB, nil); err != nil {
-					return nil, err
+					return nil, 0, err
 				}
 				indicator = ind[0]
 			}
 		}
-		mean, err := strategy.MeanUpdate(delta, float64(m))
-		if err != nil {
-			return nil, err
-		}
 		if pc.AdaptiveClipping {
 			next, err := privacy.NextClipNorm(ps.ClipNorm, indicator, m, pc.TargetQuantile, pc.ClipLearningRate)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			ps.ClipNorm = next
 		}
 		if !(achieved > 0) {
-			return nil, errors.New("no noise was present in this round: it cannot be accounted")
+			return nil, 0, errors.New("no noise was present in this round: it cannot be accounted")
 		}
 		// A round that lost contributors (and so noise shares) is accounted on a grid of 1/64
 		// octave, rounded down (less noise than was present, so the epsilon stays an upper
@@ -552,17 +546,17 @@ func (c *Core) privatize(sum []float64, contributors int, submitters []string) (
 			accounted = privacy.NoiseGridFloor(achieved)
 		}
 		if err := ps.Accountant.Compose(ps.SamplingRate, accounted, 1); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		ps.Steps++
 		err = c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismGaussian,
 			NoiseMultiplier: accounted, SamplingRate: ps.SamplingRate, Steps: 1})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return mean, nil
+		return delta, float64(m), nil
 	}
-	return nil, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
+	return nil, 0, fmt.Errorf("unknown privacy mechanism %q", ps.Mechanism)
 }
 
 // PrivacyReport is the guarantee of a committed version, as the model document and the model

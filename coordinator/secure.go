@@ -438,7 +438,7 @@ func (c *Core) decryptTask(t *task.Task) {
 	// carries against their own floor.
 	switch c.dec.purpose {
 	case phaseTrain:
-		t.Decrypt.DP = c.phaseDP
+		t.Decrypt.DP = c.trainDPSpec()
 	case phaseStats, phaseEvaluate:
 		t.Decrypt.Noise = c.releaseNoise()
 	}

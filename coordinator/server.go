@@ -11,6 +11,7 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/release/audit"
+	"github.com/fedprop/fedprop/release/governance"
 	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/store"
@@ -93,7 +94,7 @@ type Server struct {
 	// stopped is closed when the driver loop returns, so that calls in flight give up at once.
 	stopped chan struct{}
 
-	oversight *oversight
+	gate *governance.Gate
 
 	// Owned by the Run loop.
 	core    *Core
@@ -123,7 +124,7 @@ func NewServer(ctx context.Context, st store.Store, spec *RunSpec, cfg ServerCon
 		changed: make(chan struct{}),
 	}
 	var err error
-	if s.oversight, err = newOversight(ctx, s.store, cfg); err != nil {
+	if s.gate, err = newGate(ctx, s.store, cfg, s.log.Info); err != nil {
 		return nil, err
 	}
 	if spec != nil {
@@ -176,7 +177,7 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 		s.log.Info("starting run", "run", cfg.ID, "rounds", cfg.Rounds, "min_clients", cfg.MinClients,
 			"strategy", cfg.Strategy.Name, "consent_tracked", spec.Schema.Consent.Tracked)
 		// Logged with the run's first record, in its transaction (flush, below).
-		s.oversight.pend(audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
+		s.gate.Pend(audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
 			Reason: fmt.Sprintf("%d rounds, strategy %s, secure aggregation %s, privacy %s", cfg.Rounds, cfg.Strategy.Name, cfg.SecureAggregation.Mode, cfg.Privacy.Mechanism)})
 		if !spec.Schema.Consent.Tracked {
 			s.log.Warn("the schema declares no consent column: this run's record says consent was not tracked", "run", cfg.ID)

@@ -139,7 +139,7 @@ func TestApprovalFlowOverGRPC(t *testing.T) {
 	assert.True(t, audit.IsHash(subject.ContentHash))
 
 	_, err = approver.Decide(ctx, key, audit.ActionApprove, 1, "")
-	require.ErrorIs(t, err, coordinator.ErrInvalid)
+	require.ErrorIs(t, err, coordinator.ErrInvalidDecision, "the sentinel survives the wire")
 	assert.Contains(t, err.Error(), "reason")
 	// The approver's connection, but a decision signed with someone else's key: refused.
 	for _, other := range []*pki.Signer{c.signer(pki.RoleOwner, "other-owner"), c.signer(pki.RoleApprover, "other-officer")} {

@@ -399,6 +399,7 @@ var sentinelMarkers = []struct {
 }{
 	{task.ErrUnknownClient.Error(), task.ErrUnknownClient},
 	{task.ErrStale.Error(), task.ErrStale},
+	{coordinator.ErrInvalidDecision.Error(), coordinator.ErrInvalidDecision},
 	{task.ErrInvalid.Error(), task.ErrInvalid},
 	{task.ErrTooFewRecords.Error(), task.ErrTooFewRecords},
 }

@@ -1,0 +1,142 @@
+package coordinator
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/strategy"
+	"github.com/fedprop/fedprop/task"
+)
+
+// trainRound is one train phase in Flower's shape: configure draws the cohort from the live
+// clients and fixes what the phase's tasks carry, fill completes each task, combine sees each
+// accepted plaintext result, finalize turns the phase's sum (decrypted, in he mode) into the
+// mean update the server strategy applies. The plain round is the weighted mean (or a robust
+// aggregator) over a seeded cohort; differential privacy is a decorator around it (dpTrain),
+// so that the mean, the cohort and the bounds are written once whatever the mechanism.
+type trainRound interface {
+	configure(live []string) []string
+	fill(t *task.Task)
+	combine(plain []float64) error
+	finalize(sum []float64, contributors int) ([]float64, error)
+}
+
+// newTrainRound starts the round strategy of a train phase: a fresh aggregator, decorated
+// with the run's differential privacy when it has one.
+func (c *Core) newTrainRound() trainRound {
+	base := &meanTrain{c: c, agg: strategy.NewAggregator(c.cfg.Robust)}
+	if c.dp() == DPNone {
+		return base
+	}
+	return &dpTrain{meanTrain: base}
+}
+
+// meanTrain is the round without differential privacy: a seeded cohort, tasks bounded by
+// run.max_update_norm, and the example-weighted mean (or the robust aggregate) of the updates.
+type meanTrain struct {
+	c   *Core
+	agg strategy.Aggregator
+}
+
+// configure picks a seeded random CohortFraction (at least MinCohort) of the live clients.
+func (r *meanTrain) configure(live []string) []string {
+	c := r.c
+	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
+	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
+	n = min(len(live), max(n, c.cfg.MinCohort))
+	if n == len(live) {
+		return live
+	}
+	rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+	cohort := live[:n]
+	slices.Sort(cohort)
+	return cohort
+}
+
+func (r *meanTrain) fill(t *task.Task) { t.MaxUpdateNorm = r.c.maxUpdateNorm() }
+
+// combine hands a robust aggregator the client's unweighted update; the mean needs only the
+// running sum, which the phase's accumulator keeps.
+func (r *meanTrain) combine(plain []float64) error {
+	if !r.agg.Individual() {
+		return nil
+	}
+	n := plain[task.TrainCountIndex]
+	u := make([]float64, len(r.c.global))
+	for i := range u {
+		u[i] = plain[task.TrainDeltaStart+i] / n
+	}
+	return r.agg.Combine(u, n)
+}
+
+func (r *meanTrain) finalize(sum []float64, _ int) ([]float64, error) {
+	dim := len(r.c.global)
+	mean, err := r.agg.Finalize(sum[task.TrainDeltaStart:task.TrainDeltaStart+dim], sum[task.TrainCountIndex])
+	if err != nil && r.agg.Individual() {
+		return nil, fmt.Errorf("robust aggregation %s: %w", r.c.cfg.Robust.Name, err)
+	}
+	return mean, err
+}
+
+// dpTrain decorates the mean round with the run's differential privacy: client-level runs
+// sample the cohort by Poisson sampling from the coordinator's private source (the accountant
+// assumes it, and a sample anyone could recompute from the run's seed would not amplify
+// privacy); every task carries the phase's noise parameters instead of the plaintext bound; and
+// finalize noises (plaintext client level), divides by the expected contributors and accounts
+// the round before the mean reaches the strategy.
+type dpTrain struct {
+	*meanTrain
+	// spec is the DP part of the phase's tasks, fixed before anyone answers.
+	spec *task.DPSpec
+}
+
+func (r *dpTrain) configure(live []string) []string {
+	c := r.c
+	var cohort []string
+	if c.dp() == DPClient {
+		picked, err := privacy.PoissonSample(len(live), c.run.Privacy.SamplingRate, c.noise)
+		if err != nil {
+			c.note(slog.LevelError, "client sampling failed; the round gets no cohort", slog.Int("round", c.round), slog.String("err", err.Error()))
+		} else {
+			cohort = make([]string, len(picked))
+			for i, k := range picked {
+				cohort[i] = live[k]
+			}
+		}
+	} else {
+		cohort = r.meanTrain.configure(live)
+	}
+	// m and the noise shares are fixed before anyone answers, once for the phase.
+	c.expected = c.expectedContributors()
+	spec, err := c.dpSpec()
+	if err != nil {
+		c.fail(fmt.Sprintf("round %d: differential privacy: %v; no task was issued without its noise", c.round, err))
+		return nil
+	}
+	r.spec = spec
+	c.run.Privacy.trainCohort = cohort
+	return cohort
+}
+
+func (r *dpTrain) fill(t *task.Task) { t.DP = r.spec }
+
+func (r *dpTrain) finalize(sum []float64, contributors int) ([]float64, error) {
+	delta, weight, err := r.c.privatize(sum, contributors, r.c.submitters)
+	if err != nil {
+		return nil, fmt.Errorf("differential privacy: %w", err)
+	}
+	return r.agg.Finalize(delta, weight)
+}
+
+// trainDPSpec is the DP part of the current train phase's tasks (nil without DP), which the
+// committee's decrypt tasks repeat so that members check the noise against their floors.
+func (c *Core) trainDPSpec() *task.DPSpec {
+	if r, ok := c.train.(*dpTrain); ok {
+		return r.spec
+	}
+	return nil
+}
