@@ -130,13 +130,8 @@ type Core struct {
 	// starts.
 	expected int
 
-	// Secure aggregation (he mode).
-	params   secagg.Params
-	identity map[string][]byte // client id -> X25519 identity key from its registration
-	keygen   *keygenState
-	dec      *decryptState
-	// keyInfoCache is keyInfo's value for the current setup.
-	keyInfoCache *task.CollectiveKey
+	// sec is the secure-aggregation sub-state machine (he mode; nil otherwise).
+	sec *committee
 
 	// candidate holds the trained model of this round while it is being evaluated.
 	candidate *ModelVersion
@@ -161,7 +156,6 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		records:       map[string]int{},
 		outstanding:   map[string]task.Task{},
 		accepted:      map[string]acceptance{},
-		identity:      map[string][]byte{},
 		noise:         rand.New(cryptoSource()),
 	}
 	if len(schema.Sensitive) > 0 {
@@ -172,12 +166,8 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		c.fairness = &layout
 	}
 	if c.he() {
-		lit, err := secagg.PresetLiteral(cfg.SecureAggregation.Parameters)
-		if err != nil {
-			return nil, fmt.Errorf("run %s: run.secure_aggregation.parameters: %w", cfg.ID, err)
-		}
-		if c.params, err = secagg.NewParams(lit); err != nil {
-			return nil, fmt.Errorf("run %s: secure aggregation: %w", cfg.ID, err)
+		if c.sec, err = newCommittee(cfg.SecureAggregation); err != nil {
+			return nil, fmt.Errorf("run %s: %w", cfg.ID, err)
 		}
 	}
 	if prev == nil {
@@ -262,7 +252,6 @@ func (c *Core) Register(r task.Registration) error {
 		// close to its customers' records. A client that re-registers with fewer records
 		// (consent withdrawn) leaves the run: it gets no further task.
 		delete(c.clients, clientID)
-		delete(c.identity, clientID)
 		c.note(slog.LevelWarn, "registration refused: too few records for plaintext aggregation", slog.String("client", clientID),
 			slog.Int("train_records", r.TrainRecords), slog.Int("min_records_plaintext", least))
 		return &ProtocolError{Client: clientID, Run: c.cfg.ID, Round: c.round, Field: "train_records", Err: fmt.Errorf(
@@ -282,8 +271,8 @@ func (c *Core) Register(r task.Registration) error {
 	}
 	c.clients[clientID] = c.tick
 	c.records[clientID] = r.TrainRecords
-	if len(r.IdentityKey) > 0 {
-		c.identity[clientID] = r.IdentityKey
+	if len(r.IdentityKey) > 0 && c.sec != nil {
+		c.sec.identity[clientID] = r.IdentityKey
 	}
 	c.progress()
 	return nil
@@ -344,7 +333,7 @@ func (c *Core) Submit(r task.Result) (duplicate bool, err error) {
 	}
 	switch t.Kind {
 	case task.KindKeygen:
-		if err := c.submitKeygen(r, perr); err != nil {
+		if err := c.sec.submitKeygen(c.run.SecAgg, r, perr); err != nil {
 			return false, err
 		}
 	case task.KindDecrypt:
@@ -564,7 +553,7 @@ func (c *Core) progress() {
 			}
 			switch {
 			case c.he() && (c.run.SecAgg == nil || !c.run.SecAgg.Ready):
-				if !c.committeeReady() {
+				if !c.sec.ready() {
 					return
 				}
 				c.startKeygen(task.KeygenPublicKey)
@@ -581,7 +570,7 @@ func (c *Core) progress() {
 		case phaseDecrypt:
 			before := c.phase
 			c.progressDecrypt()
-			if c.phase == before && c.dec != nil {
+			if c.phase == before && c.sec.dec != nil {
 				return
 			}
 		case phaseDone:
@@ -638,7 +627,7 @@ func (c *Core) startPhase(p phase, round int) {
 		c.run.Status = RunTraining
 	}
 	if c.he() {
-		sum, err := secagg.NewSum(c.params, c.run.SecAgg.PublicKey, c.resultLen(p.kind()))
+		sum, err := secagg.NewSum(c.sec.params, c.run.SecAgg.PublicKey, c.resultLen(p.kind()))
 		if err != nil {
 			c.fail(fmt.Sprintf("%s phase of round %d: %v", p.kind(), round, err))
 			return
@@ -694,7 +683,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	}
 	if c.he() && c.run.SecAgg.Ready {
 		t.PublicKey = c.run.SecAgg.PublicKey
-		t.KeyInfo = c.keyInfo()
+		t.KeyInfo = c.sec.keyInfo(c.run.SecAgg)
 		t.CohortSize = len(c.cohort)
 	}
 	if p == phaseStats {
@@ -715,7 +704,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 		}
 		t.Noise = c.releaseNoise()
 	case phaseKeygen:
-		c.keygenTask(&t, clientID)
+		t.Keygen = c.sec.keygenSpec(c.run.SecAgg, clientID)
 	case phaseDecrypt:
 		c.decryptTask(&t)
 	}
@@ -737,10 +726,10 @@ func (c *Core) taskID(p phase, clientID string) string {
 	switch p {
 	case phaseKeygen:
 		// The setup's generation too: a new key mid-run restarts the keygen attempts.
-		return fmt.Sprintf("%s/keygen%d/g%d/a%d/%s", c.cfg.ID, c.keygen.step, c.run.SecAgg.Generation, c.attempt, clientID)
+		return fmt.Sprintf("%s/keygen%d/g%d/a%d/%s", c.cfg.ID, c.sec.step(), c.run.SecAgg.Generation, c.attempt, clientID)
 	case phaseDecrypt:
 		// The attempt of the phase whose aggregate this is, then the active set's.
-		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.dec.purpose.kind(), c.round, c.attempt, c.dec.attempt, clientID)
+		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.sec.dec.purpose.kind(), c.round, c.attempt, c.sec.dec.attempt, clientID)
 	}
 	return fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID)
 }
