@@ -829,6 +829,19 @@ func (c *Core) stopForBudget(why string) {
 
 func (c *Core) fail(msg string) { c.failAs(EventNone, msg) }
 
+// Stop ends the run at an operator's request: no further task goes out and results still in
+// flight are refused as stale; what was committed stays, and the run record keeps everything a
+// resumed run needs (StartRun of the same run id continues with the next round).
+func (c *Core) Stop(reason string) {
+	c.run.Status = RunStopped
+	c.run.Message = "stopped by an operator: " + reason
+	c.phase = phaseDone
+	c.outstanding = map[string]task.Task{}
+	c.pending.Run = c.snapshot()
+	c.note(slog.LevelWarn, "run stopped by an operator", slog.Int("rounds_committed", c.run.LastRound), slog.String("reason", reason))
+}
+
+
 // failAs fails the run with a note reporting ev: EventPhaseFailed when a phase ran out of
 // attempts, so that the metrics count that last failure too.
 func (c *Core) failAs(ev Event, msg string) {

@@ -48,6 +48,11 @@ type Progress struct {
 	// spent so far.
 	Private bool
 	Epsilon float64
+	// Cohort, Results and Outstanding are the current phase's clients asked, results accepted
+	// and tasks unanswered; TicksLeft the time to its deadline, in ticks (all 0 while waiting
+	// and when done).
+	Cohort, Results, Outstanding int
+	TicksLeft                    int64
 }
 
 // Phases are the values of Progress.Phase, in the order a run goes through them (keygen and
@@ -60,6 +65,9 @@ func (c *Core) Progress() Progress {
 	p := Progress{Run: c.cfg.ID, Phase: phaseName(c.phase), Round: c.round, Registered: len(c.clients)}
 	if ps := c.run.Privacy; ps != nil {
 		p.Private, p.Epsilon = true, ps.Epsilon
+	}
+	if c.phase != phaseWaiting && c.phase != phaseDone {
+		p.Cohort, p.Results, p.Outstanding, p.TicksLeft = len(c.cohort), c.results, len(c.outstanding), c.TicksLeft()
 	}
 	return p
 }

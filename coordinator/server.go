@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
@@ -141,11 +142,19 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 	cfg := spec.Config
 	prev, err := s.store.Run(ctx, cfg.ID)
 	var prevPtr *RunState
+	resumed := false // an operator's explicit start of a stopped run
 	switch {
+	case err == nil && !resume && prev.Status == RunStopped:
+		prev.Status, prev.Message, resumed = RunWaiting, "resumed by an operator", true
+		prevPtr = &prev
 	case err == nil && !resume:
-		return fmt.Errorf("start run %s: a run with this id exists (status %s): %w", cfg.ID, prev.Status, ErrConflict)
+		return fmt.Errorf("start run %s: a run with this id exists (status %s); give the new run another run.id: %w", cfg.ID, prev.Status, ErrConflict)
 	case err == nil && prev.Status.Finished():
-		s.log.Info("configured run already finished; waiting for a new run", "run", cfg.ID, "status", string(prev.Status), "message", prev.Message)
+		hint := "waiting for a new run"
+		if prev.Status == RunStopped {
+			hint = "an operator stopped it; `fedprop run start` with its configuration resumes it"
+		}
+		s.log.Info("configured run already finished; not resumed", "run", cfg.ID, "status", string(prev.Status), "message", prev.Message, "hint", hint)
 		return nil
 	case err == nil:
 		prevPtr = &prev
@@ -173,6 +182,10 @@ func (s *Server) startRun(ctx context.Context, spec RunSpec, resume bool) error 
 	}
 	if prevPtr != nil {
 		s.log.Info("resuming run", "run", cfg.ID, "last_committed_round", prev.LastRound, "latest_version", prev.LatestVersion)
+		if resumed {
+			s.gate.Pend(audit.Record{Actor: s.cfg.ID, Role: "coordinator", Action: audit.ActionRunStart, Subject: cfg.ID,
+				Reason: fmt.Sprintf("resumed after a stop, from round %d", prev.LastRound+1)})
+		}
 	} else {
 		s.log.Info("starting run", "run", cfg.ID, "rounds", cfg.Rounds, "min_clients", cfg.MinClients,
 			"strategy", cfg.Strategy.Name, "consent_tracked", spec.Schema.Consent.Tracked)
@@ -403,13 +416,26 @@ func (s *Server) StartRun(ctx context.Context, spec RunSpec) error {
 	return err
 }
 
-// RunInfo is what GetRun reports.
+// RunInfo is what GetRun and ListRuns report of a run.
 type RunInfo struct {
 	State      RunState
 	Registered int
+	// Active says the server is driving this run; Progress and Deadline are then what it is
+	// doing now.
+	Active   bool
+	Progress Progress
+	// Deadline is the time left until the current phase's deadline.
+	Deadline time.Duration
 }
 
-// GetRun reports a run: the active one when id is empty.
+// info is the active run's RunInfo; it must run in the driver loop.
+func (s *Server) activeInfo() RunInfo {
+	p := s.core.Progress()
+	return RunInfo{State: s.core.Status(), Registered: len(s.clients), Active: !s.core.Status().Status.Finished(), Progress: p,
+		Deadline: time.Duration(p.TicksLeft) * s.cfg.TickInterval}
+}
+
+// GetRun reports a run: the active one when id is empty (or the most recent).
 func (s *Server) GetRun(ctx context.Context, id string) (RunInfo, error) {
 	var (
 		info  RunInfo
@@ -418,7 +444,7 @@ func (s *Server) GetRun(ctx context.Context, id string) (RunInfo, error) {
 	if err := s.do(ctx, func() {
 		info.Registered = len(s.clients)
 		if s.core != nil && (id == "" || id == s.core.Config().ID) {
-			info.State, found = s.core.Status(), true
+			info, found = s.activeInfo(), true
 		}
 	}); err != nil {
 		return info, err
@@ -438,8 +464,70 @@ func (s *Server) GetRun(ctx context.Context, id string) (RunInfo, error) {
 		return info, nil
 	}
 	st, err := s.store.Run(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return info, fmt.Errorf("run %q: %w (fedprop run list shows the runs this coordinator holds)", id, err)
+	}
 	info.State = st
 	return info, err
+}
+
+// ListRuns reports every run the store holds, oldest first; the run being driven as it
+// stands now.
+func (s *Server) ListRuns(ctx context.Context) ([]RunInfo, error) {
+	runs, err := s.store.Runs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var active RunInfo
+	var activeID string
+	if err := s.do(ctx, func() {
+		if s.core != nil {
+			active, activeID = s.activeInfo(), s.core.Config().ID
+		}
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]RunInfo, 0, len(runs))
+	for _, r := range runs {
+		if r.ID == activeID {
+			out = append(out, active)
+			continue
+		}
+		out = append(out, RunInfo{State: r})
+	}
+	return out, nil
+}
+
+// StopRun stops the active run id cleanly (Core.Stop): the stop is persisted and audited
+// before it returns. Stopping a run that is not being driven, or one already finished, is an
+// error wrapping ErrNotFound or ErrConflict.
+func (s *Server) StopRun(ctx context.Context, id, reason string) (RunInfo, error) {
+	if strings.TrimSpace(reason) == "" {
+		reason = "no reason given"
+	}
+	if len(reason) > audit.MaxReasonBytes {
+		return RunInfo{}, fmt.Errorf("stop run %s: reason: %w: %d bytes, at most %d", id, ErrInvalid, len(reason), audit.MaxReasonBytes)
+	}
+	var (
+		info RunInfo
+		err  error
+	)
+	if derr := s.do(ctx, func() {
+		switch {
+		case s.core == nil || s.core.Config().ID != id:
+			err = fmt.Errorf("stop run %s: it is not the run this coordinator is driving: %w", id, ErrNotFound)
+		case s.core.Status().Status.Finished():
+			err = fmt.Errorf("stop run %s: it is already %s: %w", id, s.core.Status().Status, ErrConflict)
+		default:
+			s.core.Stop(reason)
+		}
+	}); derr != nil {
+		return info, derr
+	}
+	if err != nil {
+		return info, err
+	}
+	return s.GetRun(ctx, id)
 }
 
 // Store is the server's store, for the model service.

@@ -24,10 +24,14 @@ const (
 	RunTraining  RunStatus = "training"  // rounds in progress
 	RunCompleted RunStatus = "completed" // every configured round committed
 	RunFailed    RunStatus = "failed"    // stopped; Message says why
+	// RunStopped: an operator stopped the run (StopRun); its state is kept, and only an
+	// explicit StartRun of the same run id resumes it, never a coordinator's restart.
+	RunStopped RunStatus = "stopped"
 )
 
-// Finished reports whether the run will make no more progress.
-func (s RunStatus) Finished() bool { return s == RunCompleted || s == RunFailed }
+// Finished reports whether the run will make no more progress on its own (a stopped run
+// resumes only when an operator starts it again).
+func (s RunStatus) Finished() bool { return s == RunCompleted || s == RunFailed || s == RunStopped }
 
 // RunState is the persisted record of a run: its configuration, the standardisation pinned
 // before round 1, and how far it got. It is written with every committed version, in the same

@@ -345,8 +345,8 @@ type modelDialer struct {
 func (d *modelDialer) flags(fs *pflag.FlagSet) {
 	fs.BoolVar(&d.insecure, "insecure", false, "dial in plaintext with no certificate; logs a warning (env FEDPROP_INSECURE)")
 	fs.StringVar(&d.files.CA, "tls-ca", os.Getenv("FEDPROP_TLS_CA"), "CA certificate (env FEDPROP_TLS_CA)")
-	fs.StringVar(&d.files.Cert, "tls-cert", os.Getenv("FEDPROP_TLS_CERT"), "the owner's certificate (env FEDPROP_TLS_CERT)")
-	fs.StringVar(&d.files.Key, "tls-key", os.Getenv("FEDPROP_TLS_KEY"), "the owner's private key (env FEDPROP_TLS_KEY)")
+	fs.StringVar(&d.files.Cert, "tls-cert", os.Getenv("FEDPROP_TLS_CERT"), "your certificate: an owner's, approver's or admin's, as the command needs (env FEDPROP_TLS_CERT)")
+	fs.StringVar(&d.files.Key, "tls-key", os.Getenv("FEDPROP_TLS_KEY"), "its private key (env FEDPROP_TLS_KEY)")
 }
 
 func (d *modelDialer) dial(cmd *cobra.Command, g *globals, addr string) (*grpc.ClientConn, error) {

@@ -102,7 +102,7 @@ func NewCoordinatorMetrics() *CoordinatorMetrics {
 	for _, o := range coordinator.Rejections {
 		m.resultsRejected.WithLabelValues(string(o))
 	}
-	for _, s := range []coordinator.RunStatus{coordinator.RunCompleted, coordinator.RunFailed} {
+	for _, s := range []coordinator.RunStatus{coordinator.RunCompleted, coordinator.RunFailed, coordinator.RunStopped} {
 		m.runsFinished.WithLabelValues(string(s))
 	}
 	for _, a := range auditActions {

@@ -14,6 +14,8 @@ import (
 type adminBackend interface {
 	StartRun(ctx context.Context, spec coordinator.RunSpec) error
 	GetRun(ctx context.Context, id string) (coordinator.RunInfo, error)
+	ListRuns(ctx context.Context) ([]coordinator.RunInfo, error)
+	StopRun(ctx context.Context, id, reason string) (coordinator.RunInfo, error)
 }
 
 // adminService is the admin service: operators start runs and read their state.
@@ -44,8 +46,38 @@ func (s *adminService) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.R
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	return runMessage(info), nil
+}
+
+// ListRuns implements pb.AdminServiceServer.
+func (s *adminService) ListRuns(ctx context.Context, _ *pb.ListRunsRequest) (*pb.ListRunsResponse, error) {
+	infos, err := s.srv.ListRuns(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.ListRunsResponse{Runs: make([]*pb.Run, len(infos))}
+	for i, info := range infos {
+		out.Runs[i] = runMessage(info)
+	}
+	return out, nil
+}
+
+// StopRun implements pb.AdminServiceServer.
+func (s *adminService) StopRun(ctx context.Context, req *pb.StopRunRequest) (*pb.Run, error) {
+	if req.GetRunId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "field run_id: empty: name the run to stop")
+	}
+	info, err := s.srv.StopRun(ctx, req.GetRunId(), req.GetReason())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return runMessage(info), nil
+}
+
+// runMessage is a run as the admin service reports it.
+func runMessage(info coordinator.RunInfo) *pb.Run {
 	st := info.State
-	return &pb.Run{
+	r := &pb.Run{
 		RunId:             st.ID,
 		State:             string(st.Status),
 		RoundsTotal:       int32(st.Config.Rounds),
@@ -56,5 +88,22 @@ func (s *adminService) GetRun(ctx context.Context, req *pb.GetRunRequest) (*pb.R
 		ConsentTracked:    st.ConsentTracked,
 		ExcludedNoConsent: int64(st.ExcludedNoConsent),
 		TrainingExamples:  int64(st.StatsRecords),
-	}, nil
+		MinClients:        int32(st.Config.MinClients),
+		PrivacyMechanism:  st.Config.Privacy.Mechanism,
+		EpsilonBudget:     st.Config.Privacy.Epsilon,
+		Active:            info.Active,
+	}
+	if r.PrivacyMechanism == "" {
+		r.PrivacyMechanism = coordinator.DPNone
+	}
+	if ps := st.Privacy; ps != nil {
+		r.Epsilon, r.Delta = ps.Epsilon, ps.Delta
+	}
+	if info.Active {
+		p := info.Progress
+		r.Phase, r.Round = p.Phase, int32(p.Round)
+		r.Cohort, r.Results, r.Outstanding = int32(p.Cohort), int32(p.Results), int32(p.Outstanding)
+		r.DeadlineMillis = info.Deadline.Milliseconds()
+	}
+	return r
 }

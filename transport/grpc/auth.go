@@ -43,6 +43,7 @@ func DefaultPolicy() Policy {
 		p[m] = []pki.Role{pki.RoleApprover}
 	}
 	for _, m := range []string{pb.AdminService_StartRun_FullMethodName, pb.AdminService_GetRun_FullMethodName,
+		pb.AdminService_ListRuns_FullMethodName, pb.AdminService_StopRun_FullMethodName,
 		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName, reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleAdmin}
 	}

@@ -231,6 +231,18 @@ func (c *AdminClient) GetRun(ctx context.Context, id string) (*pb.Run, error) {
 	return r, fromStatus(err)
 }
 
+// ListRuns lists the runs the coordinator's store holds, oldest first.
+func (c *AdminClient) ListRuns(ctx context.Context) ([]*pb.Run, error) {
+	r, err := c.rpc.ListRuns(ctx, &pb.ListRunsRequest{})
+	return r.GetRuns(), fromStatus(err)
+}
+
+// StopRun stops the active run id, saying why.
+func (c *AdminClient) StopRun(ctx context.Context, id, reason string) (*pb.Run, error) {
+	r, err := c.rpc.StopRun(ctx, &pb.StopRunRequest{RunId: id, Reason: reason})
+	return r, fromStatus(err)
+}
+
 // OversightClient is the oversight service over gRPC, for approvers.
 type OversightClient struct {
 	rpc pb.OversightServiceClient

@@ -41,6 +41,8 @@ type federation struct {
 	server   *coordinator.Server
 	clientWG sync.WaitGroup
 	cancelCl context.CancelFunc
+	// loader takes runs started over the admin service (nil: none are).
+	loader grpctransport.SpecLoader
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -94,7 +96,7 @@ func (f *federation) startCoordinator() {
 		return err == nil
 	}, 5*time.Second, 50*time.Millisecond, "listen on %s", f.addr)
 	f.addr = lis.Addr().String()
-	gs := grpctransport.NewGRPCServer(srv, "test-coordinator", nil)
+	gs := grpctransport.NewGRPCServer(srv, "test-coordinator", f.loader)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = gs.Serve(lis) }()

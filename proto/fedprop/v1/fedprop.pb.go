@@ -2776,8 +2776,28 @@ type Run struct {
 	ConsentTracked    bool                   `protobuf:"varint,8,opt,name=consent_tracked,json=consentTracked,proto3" json:"consent_tracked,omitempty"`
 	ExcludedNoConsent int64                  `protobuf:"varint,9,opt,name=excluded_no_consent,json=excludedNoConsent,proto3" json:"excluded_no_consent,omitempty"`
 	TrainingExamples  int64                  `protobuf:"varint,10,opt,name=training_examples,json=trainingExamples,proto3" json:"training_examples,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// What the active run is doing now (empty for a run that is not active): the phase
+	// (waiting, stats, train, evaluate, keygen, decrypt, done) and its round.
+	Phase string `protobuf:"bytes,11,opt,name=phase,proto3" json:"phase,omitempty"`
+	Round int32  `protobuf:"varint,12,opt,name=round,proto3" json:"round,omitempty"`
+	// The clients the run needs registered before it starts (run.min_clients).
+	MinClients int32 `protobuf:"varint,13,opt,name=min_clients,json=minClients,proto3" json:"min_clients,omitempty"`
+	// The current phase's cohort, the results accepted in it and the tasks still unanswered.
+	Cohort      int32 `protobuf:"varint,14,opt,name=cohort,proto3" json:"cohort,omitempty"`
+	Results     int32 `protobuf:"varint,15,opt,name=results,proto3" json:"results,omitempty"`
+	Outstanding int32 `protobuf:"varint,16,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	// Time left until the current phase's deadline, in milliseconds.
+	DeadlineMillis int64 `protobuf:"varint,17,opt,name=deadline_millis,json=deadlineMillis,proto3" json:"deadline_millis,omitempty"`
+	// Differential privacy: the mechanism (none, client, record), the epsilon spent so far at
+	// delta, and the budget (0: none).
+	PrivacyMechanism string  `protobuf:"bytes,18,opt,name=privacy_mechanism,json=privacyMechanism,proto3" json:"privacy_mechanism,omitempty"`
+	Epsilon          float64 `protobuf:"fixed64,19,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	EpsilonBudget    float64 `protobuf:"fixed64,20,opt,name=epsilon_budget,json=epsilonBudget,proto3" json:"epsilon_budget,omitempty"`
+	Delta            float64 `protobuf:"fixed64,21,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Whether this is the run the coordinator is driving.
+	Active        bool `protobuf:"varint,22,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -2878,6 +2898,224 @@ func (x *Run) GetTrainingExamples() int64 {
 		return x.TrainingExamples
 	}
 	return 0
+}
+
+func (x *Run) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Run) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *Run) GetMinClients() int32 {
+	if x != nil {
+		return x.MinClients
+	}
+	return 0
+}
+
+func (x *Run) GetCohort() int32 {
+	if x != nil {
+		return x.Cohort
+	}
+	return 0
+}
+
+func (x *Run) GetResults() int32 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
+func (x *Run) GetOutstanding() int32 {
+	if x != nil {
+		return x.Outstanding
+	}
+	return 0
+}
+
+func (x *Run) GetDeadlineMillis() int64 {
+	if x != nil {
+		return x.DeadlineMillis
+	}
+	return 0
+}
+
+func (x *Run) GetPrivacyMechanism() string {
+	if x != nil {
+		return x.PrivacyMechanism
+	}
+	return ""
+}
+
+func (x *Run) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Run) GetEpsilonBudget() float64 {
+	if x != nil {
+		return x.EpsilonBudget
+	}
+	return 0
+}
+
+func (x *Run) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *Run) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+type ListRunsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsRequest) Reset() {
+	*x = ListRunsRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsRequest) ProtoMessage() {}
+
+func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{38}
+}
+
+type ListRunsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          []*Run                 `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsResponse) Reset() {
+	*x = ListRunsResponse{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsResponse) ProtoMessage() {}
+
+func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListRunsResponse) GetRuns() []*Run {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+type StopRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run to stop; it must be the active run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why, for the audit log and the run's message.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRunRequest) Reset() {
+	*x = StopRunRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRunRequest) ProtoMessage() {}
+
+func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRunRequest.ProtoReflect.Descriptor instead.
+func (*StopRunRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *StopRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *StopRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 var File_proto_fedprop_v1_fedprop_proto protoreflect.FileDescriptor
@@ -3093,7 +3331,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x10StartRunResponse\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"&\n" +
 	"\rGetRunRequest\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xf6\x02\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"\xdc\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12!\n" +
@@ -3105,7 +3343,26 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x0fconsent_tracked\x18\b \x01(\bR\x0econsentTracked\x12.\n" +
 	"\x13excluded_no_consent\x18\t \x01(\x03R\x11excludedNoConsent\x12+\n" +
 	"\x11training_examples\x18\n" +
-	" \x01(\x03R\x10trainingExamples*\x94\x01\n" +
+	" \x01(\x03R\x10trainingExamples\x12\x14\n" +
+	"\x05phase\x18\v \x01(\tR\x05phase\x12\x14\n" +
+	"\x05round\x18\f \x01(\x05R\x05round\x12\x1f\n" +
+	"\vmin_clients\x18\r \x01(\x05R\n" +
+	"minClients\x12\x16\n" +
+	"\x06cohort\x18\x0e \x01(\x05R\x06cohort\x12\x18\n" +
+	"\aresults\x18\x0f \x01(\x05R\aresults\x12 \n" +
+	"\voutstanding\x18\x10 \x01(\x05R\voutstanding\x12'\n" +
+	"\x0fdeadline_millis\x18\x11 \x01(\x03R\x0edeadlineMillis\x12+\n" +
+	"\x11privacy_mechanism\x18\x12 \x01(\tR\x10privacyMechanism\x12\x18\n" +
+	"\aepsilon\x18\x13 \x01(\x01R\aepsilon\x12%\n" +
+	"\x0eepsilon_budget\x18\x14 \x01(\x01R\repsilonBudget\x12\x14\n" +
+	"\x05delta\x18\x15 \x01(\x01R\x05delta\x12\x16\n" +
+	"\x06active\x18\x16 \x01(\bR\x06active\"\x11\n" +
+	"\x0fListRunsRequest\"7\n" +
+	"\x10ListRunsResponse\x12#\n" +
+	"\x04runs\x18\x01 \x03(\v2\x0f.fedprop.v1.RunR\x04runs\"?\n" +
+	"\x0eStopRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x94\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_STATS\x10\x01\x12\x13\n" +
@@ -3126,10 +3383,12 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x10OversightService\x12T\n" +
 	"\rPrepareReview\x12 .fedprop.v1.PrepareReviewRequest\x1a!.fedprop.v1.PrepareReviewResponse\x12E\n" +
 	"\fApproveModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse\x12D\n" +
-	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\x8b\x01\n" +
+	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\x8a\x02\n" +
 	"\fAdminService\x12E\n" +
 	"\bStartRun\x12\x1b.fedprop.v1.StartRunRequest\x1a\x1c.fedprop.v1.StartRunResponse\x124\n" +
-	"\x06GetRun\x12\x19.fedprop.v1.GetRunRequest\x1a\x0f.fedprop.v1.RunB7Z5github.com/fedprop/fedprop/proto/fedprop/v1;fedpropv1b\x06proto3"
+	"\x06GetRun\x12\x19.fedprop.v1.GetRunRequest\x1a\x0f.fedprop.v1.Run\x12E\n" +
+	"\bListRuns\x12\x1b.fedprop.v1.ListRunsRequest\x1a\x1c.fedprop.v1.ListRunsResponse\x126\n" +
+	"\aStopRun\x12\x1a.fedprop.v1.StopRunRequest\x1a\x0f.fedprop.v1.RunB7Z5github.com/fedprop/fedprop/proto/fedprop/v1;fedpropv1b\x06proto3"
 
 var (
 	file_proto_fedprop_v1_fedprop_proto_rawDescOnce sync.Once
@@ -3144,7 +3403,7 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                     // 0: fedprop.v1.TaskKind
 	(*PrepareReviewRequest)(nil),      // 1: fedprop.v1.PrepareReviewRequest
@@ -3185,6 +3444,9 @@ var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(*StartRunResponse)(nil),          // 36: fedprop.v1.StartRunResponse
 	(*GetRunRequest)(nil),             // 37: fedprop.v1.GetRunRequest
 	(*Run)(nil),                       // 38: fedprop.v1.Run
+	(*ListRunsRequest)(nil),           // 39: fedprop.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),          // 40: fedprop.v1.ListRunsResponse
+	(*StopRunRequest)(nil),            // 41: fedprop.v1.StopRunRequest
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	9,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
@@ -3213,35 +3475,40 @@ var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
 	16, // 23: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
 	15, // 24: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
 	29, // 25: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	5,  // 26: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	7,  // 27: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	26, // 28: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	21, // 29: fedprop.v1.ClientService.FetchContributions:input_type -> fedprop.v1.FetchContributionsRequest
-	28, // 30: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	31, // 31: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	33, // 32: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
-	1,  // 33: fedprop.v1.OversightService.PrepareReview:input_type -> fedprop.v1.PrepareReviewRequest
-	3,  // 34: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
-	3,  // 35: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	35, // 36: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	37, // 37: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	6,  // 38: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	8,  // 39: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	27, // 40: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	22, // 41: fedprop.v1.ClientService.FetchContributions:output_type -> fedprop.v1.ContributionChunk
-	30, // 42: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	32, // 43: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	34, // 44: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 45: fedprop.v1.OversightService.PrepareReview:output_type -> fedprop.v1.PrepareReviewResponse
-	4,  // 46: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	4,  // 47: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	36, // 48: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	38, // 49: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	38, // 26: fedprop.v1.ListRunsResponse.runs:type_name -> fedprop.v1.Run
+	5,  // 27: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	7,  // 28: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	26, // 29: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	21, // 30: fedprop.v1.ClientService.FetchContributions:input_type -> fedprop.v1.FetchContributionsRequest
+	28, // 31: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	31, // 32: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	33, // 33: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	1,  // 34: fedprop.v1.OversightService.PrepareReview:input_type -> fedprop.v1.PrepareReviewRequest
+	3,  // 35: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
+	3,  // 36: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
+	35, // 37: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	37, // 38: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	39, // 39: fedprop.v1.AdminService.ListRuns:input_type -> fedprop.v1.ListRunsRequest
+	41, // 40: fedprop.v1.AdminService.StopRun:input_type -> fedprop.v1.StopRunRequest
+	6,  // 41: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	8,  // 42: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	27, // 43: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	22, // 44: fedprop.v1.ClientService.FetchContributions:output_type -> fedprop.v1.ContributionChunk
+	30, // 45: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	32, // 46: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	34, // 47: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 48: fedprop.v1.OversightService.PrepareReview:output_type -> fedprop.v1.PrepareReviewResponse
+	4,  // 49: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	4,  // 50: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	36, // 51: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	38, // 52: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	40, // 53: fedprop.v1.AdminService.ListRuns:output_type -> fedprop.v1.ListRunsResponse
+	38, // 54: fedprop.v1.AdminService.StopRun:output_type -> fedprop.v1.Run
+	41, // [41:55] is the sub-list for method output_type
+	27, // [27:41] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_proto_fedprop_v1_fedprop_proto_init() }
@@ -3255,7 +3522,7 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -651,6 +651,8 @@ var OversightService_ServiceDesc = grpc.ServiceDesc{
 const (
 	AdminService_StartRun_FullMethodName = "/fedprop.v1.AdminService/StartRun"
 	AdminService_GetRun_FullMethodName   = "/fedprop.v1.AdminService/GetRun"
+	AdminService_ListRuns_FullMethodName = "/fedprop.v1.AdminService/ListRuns"
+	AdminService_StopRun_FullMethodName  = "/fedprop.v1.AdminService/StopRun"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -663,6 +665,11 @@ type AdminServiceClient interface {
 	StartRun(ctx context.Context, in *StartRunRequest, opts ...grpc.CallOption) (*StartRunResponse, error)
 	// GetRun reports a run's progress.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*Run, error)
+	// ListRuns lists the runs the store holds, oldest first.
+	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// StopRun stops the active run cleanly: no further task goes out, what was committed stays,
+	// and the run's state is kept so that StartRun with the same run id resumes it.
+	StopRun(ctx context.Context, in *StopRunRequest, opts ...grpc.CallOption) (*Run, error)
 }
 
 type adminServiceClient struct {
@@ -693,6 +700,26 @@ func (c *adminServiceClient) GetRun(ctx context.Context, in *GetRunRequest, opts
 	return out, nil
 }
 
+func (c *adminServiceClient) ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) StopRun(ctx context.Context, in *StopRunRequest, opts ...grpc.CallOption) (*Run, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Run)
+	err := c.cc.Invoke(ctx, AdminService_StopRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -703,6 +730,11 @@ type AdminServiceServer interface {
 	StartRun(context.Context, *StartRunRequest) (*StartRunResponse, error)
 	// GetRun reports a run's progress.
 	GetRun(context.Context, *GetRunRequest) (*Run, error)
+	// ListRuns lists the runs the store holds, oldest first.
+	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// StopRun stops the active run cleanly: no further task goes out, what was committed stays,
+	// and the run's state is kept so that StartRun with the same run id resumes it.
+	StopRun(context.Context, *StopRunRequest) (*Run, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -718,6 +750,12 @@ func (UnimplementedAdminServiceServer) StartRun(context.Context, *StartRunReques
 }
 func (UnimplementedAdminServiceServer) GetRun(context.Context, *GetRunRequest) (*Run, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedAdminServiceServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedAdminServiceServer) StopRun(context.Context, *StopRunRequest) (*Run, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopRun not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -776,6 +814,42 @@ func _AdminService_GetRun_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListRuns(ctx, req.(*ListRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_StopRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).StopRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_StopRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).StopRun(ctx, req.(*StopRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -790,6 +864,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRun",
 			Handler:    _AdminService_GetRun_Handler,
+		},
+		{
+			MethodName: "ListRuns",
+			Handler:    _AdminService_ListRuns_Handler,
+		},
+		{
+			MethodName: "StopRun",
+			Handler:    _AdminService_StopRun_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
