@@ -86,7 +86,79 @@ func NewAgent(conn Coordinator, session *Session, cfg AgentConfig) *Agent {
 	return &Agent{conn: conn, session: session, cfg: cfg, log: cfg.Logger.With("client", session.ID())}
 }
 
-// Run loops until ctx ends. It returns ctx's error; every other failure is logged and retried.
+// PermanentError is why an Agent stopped before its context ended: a failure that retrying
+// cannot cure, because it needs the client's configuration changed. The coordinator does not
+// accept its certificate or CA, one end speaks TLS and the other plaintext, the address is not
+// a coordinator's, or the run uses another schema. Hint says what to change.
+type PermanentError struct {
+	// Op is what failed: "register", "poll", "submit" or "task".
+	Op string
+	// Hint is one line for the operator; it may be empty.
+	Hint string
+	Err  error
+}
+
+func (e *PermanentError) Error() string {
+	if e.Hint == "" {
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + ": " + e.Err.Error() + "; hint: " + e.Hint
+}
+
+// Unwrap returns the failure.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// The abilities an error from a Coordinator may have, found with errors.As so that the client
+// depends on no transport (transport/grpc's ConnError has all three): it is permanent, it
+// says what to change, it says what a retry waits for.
+type (
+	permanentFault interface{ Permanent() bool }
+	hinted         interface{ Hint() string }
+	waitingFor     interface{ WaitingFor() string }
+)
+
+// schemaHint is the hint for ErrSchemaMismatch.
+const schemaHint = "schema must be the schema file the coordinator's run was started with (its run.schema): this client's encodes records differently"
+
+// permanent returns err as a *PermanentError when retrying cannot cure it, else nil.
+func permanent(op string, err error) *PermanentError {
+	if errors.Is(err, ErrSchemaMismatch) {
+		return &PermanentError{Op: op, Hint: schemaHint, Err: err}
+	}
+	var p permanentFault
+	if !errors.As(err, &p) || !p.Permanent() {
+		return nil
+	}
+	pe := &PermanentError{Op: op, Err: err}
+	var h hinted
+	if errors.As(err, &h) {
+		pe.Hint = h.Hint()
+	}
+	return pe
+}
+
+// waitsFor says what a retry after err waits for, for the log.
+func waitsFor(err error) string {
+	var w waitingFor
+	if errors.As(err, &w) && w.WaitingFor() != "" {
+		return w.WaitingFor()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "an answer from the coordinator (a call timed out)"
+	}
+	return "the coordinator to answer"
+}
+
+// stop logs why the agent stops for good and returns the error Run returns.
+func (a *Agent) stop(pe *PermanentError) error {
+	a.log.Error("stopping: retrying cannot fix this; change the configuration", "op", pe.Op, "err", pe.Err, "hint", pe.Hint)
+	return pe
+}
+
+// Run loops until ctx ends, and returns ctx's error then. A failure retrying cannot cure (a
+// certificate the coordinator refuses, TLS at one end and plaintext at the other, a wrong
+// address, a run with another schema) ends it early with a *PermanentError; every other failure
+// is logged, with what the retry waits for, and retried.
 func (a *Agent) Run(ctx context.Context) error {
 	b := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
 	registered := false
@@ -103,8 +175,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				b.wait(ctx)
 				continue
 			}
+			if pe := permanent("register", err); pe != nil {
+				return a.stop(pe)
+			}
 			if err != nil {
-				a.log.Warn("register failed; retrying", "err", err, "retry_in", b.peek())
+				if ctx.Err() == nil {
+					a.log.Warn("register failed; retrying", "waiting_for", waitsFor(err), "retry_in", b.peek(), "err", err)
+				}
 				b.wait(ctx)
 				continue
 			}
@@ -118,8 +195,11 @@ func (a *Agent) Run(ctx context.Context) error {
 				registered = false
 				continue
 			}
+			if pe := permanent("poll", err); pe != nil {
+				return a.stop(pe)
+			}
 			if ctx.Err() == nil {
-				a.log.Warn("poll failed; retrying", "err", err, "retry_in", b.peek())
+				a.log.Warn("poll failed; retrying", "waiting_for", waitsFor(err), "retry_in", b.peek(), "err", err)
 			}
 			b.wait(ctx)
 			continue
@@ -129,6 +209,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		if err := a.do(ctx, t, &b); err != nil && ctx.Err() == nil {
+			var pe *PermanentError
+			if errors.As(err, &pe) {
+				return a.stop(pe)
+			}
 			if errors.Is(err, task.ErrUnknownClient) {
 				registered = false
 			}
@@ -148,10 +232,17 @@ func (a *Agent) Register(ctx context.Context) error {
 
 func (a *Agent) do(ctx context.Context, t task.Task, b *backoff) error {
 	res, rep, err := a.Answer(ctx, t)
+	if pe := permanent("task", err); pe != nil {
+		return pe
+	}
 	if err != nil {
 		return err
 	}
-	return a.send(ctx, t, res, rep, b)
+	err = a.send(ctx, t, res, rep, b)
+	if pe := permanent("submit", err); pe != nil {
+		return pe
+	}
+	return err
 }
 
 // Answer computes this client's answer to t: its result, or a refusal when the client declines
@@ -206,7 +297,8 @@ func Declines(t task.Task, err error) bool {
 
 // Send submits t's answer, retrying transient failures with the agent's backoff until ctx
 // ends. It returns nil once the coordinator has the result (or had it already), and the
-// coordinator's error when it refuses it for good (stale, invalid, unknown client).
+// error when the coordinator refuses it for good (stale, invalid, unknown client) or the
+// failure is one retrying cannot cure (the optional Permanent method of the error says so).
 func (a *Agent) Send(ctx context.Context, t task.Task, res task.Result, rep Report) error {
 	return a.send(ctx, t, res, rep, &backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff})
 }
@@ -237,10 +329,12 @@ func (a *Agent) submit(ctx context.Context, t task.Task, res task.Result, rep Re
 			return err
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case permanent("submit", err) != nil:
+			return err
 		case a.cfg.SendAttempts > 0 && attempt >= a.cfg.SendAttempts:
 			return fmt.Errorf("submit %s after %d attempts: %w", t.ID, attempt, err)
 		}
-		a.log.Warn("submit failed; retrying", "task", t.ID, "err", err, "retry_in", b.peek())
+		a.log.Warn("submit failed; retrying", "task", t.ID, "waiting_for", waitsFor(err), "retry_in", b.peek(), "err", err)
 		b.wait(ctx)
 	}
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -30,11 +31,13 @@ const maxFairnessThresholds = 9
 // answers only what an honest run asks (see checkEvaluate) and, in a differentially private
 // run, releases them under the task's noise and this client's ledger (see evaluateRelease).
 func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
-	if err := s.encode(t); err != nil {
-		return nil, 0, err
-	}
-	if err := s.checkWeights(t); err != nil {
-		return nil, 0, err
+	if t.Trees == nil {
+		if err := s.encode(t); err != nil {
+			return nil, 0, err
+		}
+		if err := s.checkWeights(t); err != nil {
+			return nil, 0, err
+		}
 	}
 	layout, err := s.checkEvaluate(t)
 	if err != nil {
@@ -54,6 +57,14 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 	out, err := s.evalSums(t, layout, 1, 0)
 	if err != nil {
 		return nil, 0, err
+	}
+	if t.Trees != nil {
+		// A tree model's importance is its own (gains); no contribution sums are asked.
+		ev.remember(t, digest, nil, 0)
+		if err := s.save(s.ledger, s.released); err != nil {
+			return nil, 0, err
+		}
+		return out, s.eval.Len(), nil
 	}
 	// Global feature importance: the sums of each feature's contribution to the log-odds.
 	x, err := s.explainer(t)
@@ -136,7 +147,14 @@ func declaredGroups(schema *dataset.Schema, col string) []string {
 func (s *Session) evalSums(t task.Task, layout *fairness.Layout, weight, maxLogLoss float64) ([]float64, error) {
 	sums := metrics.NewEvalSums(t.HistogramBins)
 	var scores []float64
-	if s.xEval != nil {
+	switch {
+	case t.Trees != nil:
+		var err error
+		if scores, err = s.treeScores(t.Trees); err != nil {
+			return nil, err
+		}
+		sums.AddWeighted(scores, s.eval.Label, weight, maxLogLoss)
+	case s.xEval != nil:
 		scores = logreg.PredictAll(t.Weights, s.xEval, nil)
 		sums.AddWeighted(scores, s.eval.Label, weight, maxLogLoss)
 	}
@@ -374,13 +392,26 @@ type evalState struct {
 // modelHash identifies a model by its content: the exact bits of its weights.
 func modelHash(weights []float64) [sha256.Size]byte { return sumFloats(sha256.New(), weights) }
 
+// evalModelHash identifies an evaluate task's model by its content: the weights, or a tree
+// model's JSON (which holds every value to the bit).
+func evalModelHash(t task.Task) [sha256.Size]byte {
+	if t.Trees == nil {
+		return modelHash(t.Weights)
+	}
+	b, err := json.Marshal(t.Trees)
+	if err != nil { // a validated model always marshals; an error is no model to match
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256(append([]byte("trees|"), b...))
+}
+
 // errEvaluated is wrapped when a model version was already evaluated with another task.
 var errEvaluated = errors.New("this client evaluates each model version once")
 
 // admit checks that t may be answered: a model version newer than any this client evaluated
 // in the run, or a repeat of its latest evaluation.
 func (e *evalState) admit(t task.Task, digest [sha256.Size]byte) error {
-	if v, ok := e.models[t.RunID][modelHash(t.Weights)]; ok && v != t.ModelVersion {
+	if v, ok := e.models[t.RunID][evalModelHash(t)]; ok && v != t.ModelVersion {
 		// The same model under another version number would be evaluated twice.
 		return fmt.Errorf("%w: %w: the weights of model version %d of run %s are those of version %d, evaluated already",
 			ErrDeclined, errEvaluated, t.ModelVersion, t.RunID, v)
@@ -415,7 +446,7 @@ func (e *evalState) remember(t task.Task, digest [sha256.Size]byte, values []flo
 	if e.models[t.RunID] == nil {
 		e.models[t.RunID] = map[[sha256.Size]byte]uint64{}
 	}
-	e.models[t.RunID][modelHash(t.Weights)] = t.ModelVersion
+	e.models[t.RunID][evalModelHash(t)] = t.ModelVersion
 	e.latest[t.RunID] = &evalRelease{version: t.ModelVersion, digest: digest, weights: slices.Clone(t.Weights), values: values, shareStd: shareStd}
 }
 

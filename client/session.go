@@ -175,6 +175,8 @@ type Session struct {
 	// encryptResult).
 	signer   *pki.Signer
 	contribs map[task.Kind]*contribution
+	// trees is the state of the tree being grown in a tree run (see trees.go).
+	trees *treeState
 
 	// The encoded matrices are cached per pinned encoding: every train and evaluate task of a
 	// run uses the same one.
@@ -458,6 +460,10 @@ func (s *Session) trainTask(t task.Task) ([]float64, int, Report, error) {
 	var rep Report
 	if err := s.checkTrainDP(t); err != nil {
 		return nil, 0, rep, err
+	}
+	if t.GBDT != nil {
+		values, n, err := s.treeTask(t)
+		return values, n, rep, err
 	}
 	if err := s.encode(t); err != nil {
 		return nil, 0, rep, err

@@ -18,6 +18,7 @@ import (
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/model/explain"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -115,8 +116,12 @@ type Core struct {
 	refusals    int      // tasks clients declined, over the run
 	implausible int      // decrypted aggregates discarded as implausible, over the run
 	submitters  []string // the clients whose results were accepted in it
-	// train is the round strategy of the current (or last) train phase.
+	// train is the round strategy of the current (or last) train phase, and step the step
+	// of its round being collected (a tree grows in several).
 	train trainRound
+	step  int
+	// trees is the model of a tree run so far (nil before its bins are fixed).
+	trees *gbdt.Model
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
@@ -200,6 +205,7 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 				cfg.ID, last.Version, last.Round, prev.LastRound, ErrConflict)
 		}
 		c.global = slices.Clone(last.Weights)
+		c.trees = last.Trees
 		c.stratSt = last.StrategyState
 		c.lastModel = last
 	}
@@ -523,8 +529,11 @@ func (c *Core) snapshot() *RunState {
 func (c *Core) resultLen(k task.Kind) int {
 	switch k {
 	case task.KindStats:
-		return statsVectorLen(c.numeric)
+		return dataset.StatsVectorLen(c.schema) + 1 // and the count excluded for lack of consent
 	case task.KindTrain:
+		if c.train != nil {
+			return c.train.resultLen()
+		}
 		return task.TrainVectorLen(len(c.global))
 	case task.KindEvaluate:
 		n := metrics.VectorLen(c.evalBins())
@@ -626,6 +635,9 @@ func (c *Core) startPhase(p phase, round int) {
 	default:
 		c.run.Status = RunTraining
 	}
+	if p == phaseTrain {
+		c.train, c.step = c.newTrainRound(), 0
+	}
 	if c.he() {
 		sum, err := secagg.NewSum(c.sec.params, c.run.SecAgg.PublicKey, c.resultLen(p.kind()))
 		if err != nil {
@@ -638,7 +650,6 @@ func (c *Core) startPhase(p phase, round int) {
 	}
 	var cohort []string
 	if p == phaseTrain {
-		c.train = c.newTrainRound()
 		if cohort = c.train.configure(c.liveClients()); c.phase == phaseDone {
 			return // the round could not be configured: the run failed
 		}
@@ -698,6 +709,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 	case phaseEvaluate:
 		t.ModelVersion = c.run.LatestVersion + 1
 		t.Weights = c.candidate.Weights
+		t.Trees = c.candidate.Trees
 		t.HistogramBins = c.evalBins()
 		if l := c.evalLayout(); l != nil {
 			t.Fairness = &task.FairnessSpec{Thresholds: l.Thresholds, Bins: l.Bins, Groups: c.cfg.Fairness.Groups}
@@ -730,6 +742,10 @@ func (c *Core) taskID(p phase, clientID string) string {
 	case phaseDecrypt:
 		// The attempt of the phase whose aggregate this is, then the active set's.
 		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.sec.dec.purpose.kind(), c.round, c.attempt, c.sec.dec.attempt, clientID)
+	}
+	if p == phaseTrain && c.step > 0 {
+		// A tree's later levels: another question of the same round and attempt.
+		return fmt.Sprintf("%s/%s/r%d/a%d/s%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, c.step, clientID)
 	}
 	return fmt.Sprintf("%s/%s/r%d/a%d/%s", c.cfg.ID, p.kind(), c.round, c.attempt, clientID)
 }
@@ -841,7 +857,6 @@ func (c *Core) Stop(reason string) {
 	c.note(slog.LevelWarn, "run stopped by an operator", slog.Int("rounds_committed", c.run.LastRound), slog.String("reason", reason))
 }
 
-
 // failAs fails the run with a note reporting ev: EventPhaseFailed when a phase ran out of
 // attempts, so that the metrics count that last failure too.
 func (c *Core) failAs(ev Event, msg string) {
@@ -901,15 +916,24 @@ func (c *Core) pinEncoding(std dataset.Standardization) error {
 }
 
 func (c *Core) finishTrain(sum []float64, clients int) {
+	out, err := c.train.finalize(sum, clients)
+	if err != nil {
+		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
+		return
+	}
+	if out.more {
+		c.nextTrainStep()
+		return
+	}
+	if out.trees != nil {
+		c.candidateTrees(out.trees, clients)
+		return
+	}
+	mean := out.mean
 	n := sum[task.TrainCountIndex]
 	trainLoss := sum[len(sum)-1] / n
 	if c.dp() != DPNone {
 		trainLoss = 0 // not released under differential privacy
-	}
-	mean, err := c.train.finalize(sum, clients)
-	if err != nil {
-		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
-		return
 	}
 	next, st, err := c.strategy.Apply(c.global, mean, c.stratSt)
 	if err != nil {
@@ -934,11 +958,36 @@ func (c *Core) finishTrain(sum []float64, clients int) {
 		Privacy:       c.privacyReport(),
 	}
 	c.candidate = v
+	c.evaluateOrCommit()
+}
+
+// evaluateOrCommit evaluates the round's candidate when the run evaluates this round, and
+// commits it otherwise.
+func (c *Core) evaluateOrCommit() {
 	if c.round%c.cfg.EvalEvery == 0 || c.round == c.cfg.Rounds {
 		c.startPhase(phaseEvaluate, c.round)
 		return
 	}
 	c.commit()
+}
+
+// nextTrainStep collects the round's next step from the same cohort (a tree's next level),
+// under the same attempt: only a failed step starts the round again.
+func (c *Core) nextTrainStep() {
+	c.step++
+	c.acc = newPlainSum(c.train.resultLen())
+	c.beginCollect(phaseTrain, c.cohort)
+}
+
+// candidateTrees makes the round's candidate of a tree run: the model with its new tree.
+func (c *Core) candidateTrees(m *gbdt.Model, clients int) {
+	var parent uint64
+	if c.run.LastRound > 0 {
+		parent = c.run.LatestVersion
+	}
+	c.candidate = &ModelVersion{Version: c.run.LatestVersion + 1, Parent: parent, RunID: c.cfg.ID, Round: c.round, Trees: m,
+		Features: c.features, Contributors: clients, Examples: treeExamples(m), Privacy: c.privacyReport()}
+	c.evaluateOrCommit()
 }
 
 func (c *Core) finishEvaluate(sum []float64, clients int) {
@@ -1015,7 +1064,11 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 func (c *Core) commit() {
 	v := c.candidate
 	c.candidate = nil
-	c.global = v.Weights
+	if v.Trees != nil {
+		c.trees = v.Trees
+	} else {
+		c.global = v.Weights
+	}
 	c.stratSt = v.StrategyState
 	c.lastModel = v
 	c.run.LastRound = v.Round
@@ -1090,11 +1143,10 @@ func (s *plainSum) add(vec task.Vector) error {
 
 func (s *plainSum) count() int { return s.n }
 
-func statsVectorLen(numeric int) int { return 1 + 2*numeric + 1 }
-
-// StatsVectorLen is the length of a stats result: count, sums, sums of squares, and the count
-// of rows excluded for lack of consent.
-func StatsVectorLen(numeric int) int { return statsVectorLen(numeric) }
+// StatsVectorLen is the length of a stats result for schema: count, sums, sums of squares (and,
+// when the schema imputes missing values, each feature's count of observed values), then the
+// count of rows excluded for lack of consent.
+func StatsVectorLen(schema *dataset.Schema) int { return dataset.StatsVectorLen(schema) + 1 }
 
 func hashString(s string) uint64 {
 	h := fnv.New64a()

@@ -629,7 +629,10 @@ func (c *Core) evalLayout() *fairness.Layout {
 // evalImportance reports whether evaluate tasks return importance sums. Not under differential
 // privacy: a record's contribution to each feature's sum and sum of squares would need clipping
 // and a share of every evaluation's noise budget, for a figure the model card can leave out.
-func (c *Core) evalImportance() bool { return c.dp() == DPNone }
+//
+// Nor for trees: the sums are of the logistic model's per-feature contributions; a tree model
+// states its importance from its own gains.
+func (c *Core) evalImportance() bool { return c.dp() == DPNone && !c.cfg.Trees() }
 
 // evalNoiseScales are the noise scales of a DP evaluation vector.
 func (c *Core) evalNoiseScales() []float64 {

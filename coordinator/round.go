@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -18,16 +19,33 @@ import (
 // mean update the server strategy applies. The plain round is the weighted mean (or a robust
 // aggregator) over a seeded cohort; differential privacy is a decorator around it (dpTrain),
 // so that the mean, the cohort and the bounds are written once whatever the mechanism.
+//
+// A round may take several steps (a tree grows level by level, each level a collection of
+// histograms): finalize then reports more, and the core collects the next step from the same
+// cohort before the round's model is made.
 type trainRound interface {
 	configure(live []string) []string
+	// resultLen is the length of the results of the current step.
+	resultLen() int
 	fill(t *task.Task)
 	combine(plain []float64) error
-	finalize(sum []float64, contributors int) ([]float64, error)
+	finalize(sum []float64, contributors int) (trainOutcome, error)
+}
+
+// trainOutcome is what a finalized step gives: the mean update of a logistic round, the trees
+// of a tree round's last step, or more: the round needs another step.
+type trainOutcome struct {
+	mean  []float64
+	trees *gbdt.Model
+	more  bool
 }
 
 // newTrainRound starts the round strategy of a train phase: a fresh aggregator, decorated
-// with the run's differential privacy when it has one.
+// with the run's differential privacy when it has one; a tree round for a tree run.
 func (c *Core) newTrainRound() trainRound {
+	if c.cfg.Trees() {
+		return newTreeTrain(c)
+	}
 	base := &meanTrain{c: c, agg: strategy.NewAggregator(c.cfg.Robust)}
 	if c.dp() == DPNone {
 		return base
@@ -43,8 +61,11 @@ type meanTrain struct {
 }
 
 // configure picks a seeded random CohortFraction (at least MinCohort) of the live clients.
-func (r *meanTrain) configure(live []string) []string {
-	c := r.c
+func (r *meanTrain) configure(live []string) []string { return r.c.seededCohort(live) }
+
+// seededCohort picks a random CohortFraction (at least MinCohort) of the live clients, seeded
+// by the run, the round and the attempt.
+func (c *Core) seededCohort(live []string) []string {
 	rng := rand.New(rand.NewPCG(c.cfg.Seed, mixSeed(uint64(c.round), uint64(c.attempt))))
 	n := int(math.Ceil(c.cfg.CohortFraction * float64(len(live))))
 	n = min(len(live), max(n, c.cfg.MinCohort))
@@ -56,6 +77,8 @@ func (r *meanTrain) configure(live []string) []string {
 	slices.Sort(cohort)
 	return cohort
 }
+
+func (r *meanTrain) resultLen() int { return task.TrainVectorLen(len(r.c.global)) }
 
 func (r *meanTrain) fill(t *task.Task) { t.MaxUpdateNorm = r.c.maxUpdateNorm() }
 
@@ -73,13 +96,13 @@ func (r *meanTrain) combine(plain []float64) error {
 	return r.agg.Combine(u, n)
 }
 
-func (r *meanTrain) finalize(sum []float64, _ int) ([]float64, error) {
+func (r *meanTrain) finalize(sum []float64, _ int) (trainOutcome, error) {
 	dim := len(r.c.global)
 	mean, err := r.agg.Finalize(sum[task.TrainDeltaStart:task.TrainDeltaStart+dim], sum[task.TrainCountIndex])
 	if err != nil && r.agg.Individual() {
-		return nil, fmt.Errorf("robust aggregation %s: %w", r.c.cfg.Robust.Name, err)
+		return trainOutcome{}, fmt.Errorf("robust aggregation %s: %w", r.c.cfg.Robust.Name, err)
 	}
-	return mean, err
+	return trainOutcome{mean: mean}, err
 }
 
 // dpTrain decorates the mean round with the run's differential privacy: client-level runs
@@ -124,12 +147,13 @@ func (r *dpTrain) configure(live []string) []string {
 
 func (r *dpTrain) fill(t *task.Task) { t.DP = r.spec }
 
-func (r *dpTrain) finalize(sum []float64, contributors int) ([]float64, error) {
+func (r *dpTrain) finalize(sum []float64, contributors int) (trainOutcome, error) {
 	delta, weight, err := r.c.privatize(sum, contributors, r.c.submitters)
 	if err != nil {
-		return nil, fmt.Errorf("differential privacy: %w", err)
+		return trainOutcome{}, fmt.Errorf("differential privacy: %w", err)
 	}
-	return r.agg.Finalize(delta, weight)
+	mean, err := r.agg.Finalize(delta, weight)
+	return trainOutcome{mean: mean}, err
 }
 
 // trainDPSpec is the DP part of the current train phase's tasks (nil without DP), which the

@@ -563,7 +563,7 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 	if err != nil {
 		return nil, fmt.Errorf("version %d: %w", v.Version, err)
 	}
-	if len(v.Weights) == 0 {
+	if len(v.Weights) == 0 && v.Trees == nil {
 		return nil, fmt.Errorf("version %d has no weights", v.Version)
 	}
 	d := &modelfile.Document{
@@ -572,9 +572,8 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		RunID:             v.RunID,
 		Round:             v.Round,
 		Created:           v.Created,
-		Intercept:         v.Weights[0],
-		Coefficients:      v.Weights[1:],
 		Features:          v.Features,
+		Trees:             v.Trees,
 		Schema:            schema,
 		Standardization:   *run.Standardization,
 		Metrics:           v.Evaluation,
@@ -585,6 +584,11 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		ExcludedNoConsent: run.ExcludedNoConsent,
 		Privacy:           v.Privacy,
 		SecureAggregation: modelfile.SecureAggregation{Mode: run.Config.SecureAggregation.Mode},
+	}
+	if v.Trees == nil {
+		d.Intercept, d.Coefficients = v.Weights[0], v.Weights[1:]
+	} else {
+		d.Features = nil // the trees name their own
 	}
 	if sa := run.Config.SecureAggregation; sa.Mode == SecAggHE {
 		d.SecureAggregation.CommitteeSize = len(sa.Committee)

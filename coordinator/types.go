@@ -9,6 +9,7 @@ import (
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/model/explain"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -75,6 +76,9 @@ type ModelVersion struct {
 	Created  time.Time `json:"created"`
 	Weights  []float64 `json:"weights"`
 	Features []string  `json:"features"`
+	// Trees is the model of a gradient-boosted-trees run (Weights is then empty): every tree
+	// grown so far, the base score and the features with their bin edges.
+	Trees *gbdt.Model `json:"trees,omitempty"`
 
 	// Contributors and Examples describe the training aggregate of this round.
 	Contributors int     `json:"contributors"`

@@ -4,7 +4,7 @@ import (
 	"fmt"
 )
 
-// Dataset is the parsed, consent-filtered content of one CSV (or a synthetic draw): raw
+// Dataset is the parsed, consent-filtered content of one file (or a synthetic draw): raw
 // typed values, not yet standardised. Rows are views into flat backing arrays, so a
 // million rows cost a handful of allocations; treat a Dataset as read-only and use Subset
 // or Concat for a modified copy.
@@ -13,10 +13,11 @@ type Dataset struct {
 	Schema *Schema
 	// Source names where the rows came from (a file name), for messages.
 	Source string
-	// Numeric holds [row][i] for Schema.Numeric[i].
+	// Numeric holds [row][i] for Schema.Numeric[i]: NaN for a missing value the schema
+	// imputes (MissingImpute), which Stats skips and the Encoder encodes as the mean.
 	Numeric [][]float64
-	// Category holds [row][j], an index into Schema.Categorical[j].Values; the index
-	// len(Values) is the "other" bucket.
+	// Category holds [row][j], an index into Schema.Categorical[j].Values (a missing value
+	// is the index of MissingCategory); the index len(Values) is the "other" bucket.
 	Category [][]int32
 	// Label is 1 for a positive row and 0 for a negative one (NaN for every row of data
 	// read for scoring without a label column, see ReadOptions.LabelOptional).
@@ -24,7 +25,8 @@ type Dataset struct {
 	// Groups holds [row][k], the group of Schema.Sensitive[k]: a band label such as "<30"
 	// for a banded attribute, the raw value otherwise.
 	Groups [][]string
-	// Line is the 1-based source line of each row (0 for synthetic rows).
+	// Line is the 1-based source line of each row: its line in a CSV file (counting a
+	// header and skipped lines), its row number in a Parquet file, 0 for a synthetic row.
 	Line []int
 	// ExcludedNoConsent counts the records read but left out because their consent does
 	// not grant the schema's purpose.

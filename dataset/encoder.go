@@ -9,7 +9,7 @@ import (
 )
 
 // Encoder turns Datasets into model inputs identically on every client: the numeric
-// features standardised with a pinned Standardization, then each categorical feature
+// features standardised with a pinned Standardization (a missing one imputed as the mean), then each categorical feature
 // one-hot encoded in vocabulary order (with a last "other" input under UnseenOther). It
 // holds no intercept column. An Encoder is immutable and safe for concurrent use.
 type Encoder struct {
@@ -97,12 +97,18 @@ func (e *Encoder) Encode(d *Dataset) *mat.Dense {
 	return mat.NewDense(rows, e.dim, data)
 }
 
-// EncodeRow writes the model inputs of row i of d into dst, which must have length Dim.
+// EncodeRow writes the model inputs of row i of d into dst, which must have length Dim. A
+// missing numeric value (NaN, see MissingImpute) encodes as 0: the pinned mean, which the
+// reader could not know.
 func (e *Encoder) EncodeRow(d *Dataset, i int, dst []float64) {
 	if len(dst) != e.dim {
 		panic(fmt.Sprintf("dataset.Encoder.EncodeRow: dst has length %d, want %d", len(dst), e.dim))
 	}
 	for j, v := range d.Numeric[i] {
+		if math.IsNaN(v) {
+			dst[j] = 0
+			continue
+		}
 		dst[j] = (v - e.mean[j]) / e.std[j]
 	}
 	clear(dst[len(e.mean):])

@@ -24,6 +24,16 @@ var (
 	// ErrBadRow: a row that cannot be split into the header's fields (wrong field count,
 	// broken quoting, a line too long).
 	ErrBadRow = errors.New("bad row")
+	// ErrMissingValue: a missing value (a csv.missing token, a Parquet null) in a column
+	// whose missing-value policy rejects it, or in the label. A missing label comes with
+	// ErrBadLabel.
+	ErrMissingValue = errors.New("missing value")
+	// ErrBadFile: the input is not a readable file of its format (a Parquet file whose
+	// footer or pages cannot be decoded).
+	ErrBadFile = errors.New("bad file")
+	// ErrBadColumnType: a column of a typed format (Parquet) whose type the reader cannot
+	// use for the column's role (a timestamp as a number, a list as a category).
+	ErrBadColumnType = errors.New("bad column type")
 	// ErrLineTooLong: a line, or a record whose quoted fields span lines, is longer than
 	// the reader's limit (ReadOptions.MaxLineBytes). It comes with ErrBadRow.
 	ErrLineTooLong = errors.New("line too long")
@@ -33,15 +43,17 @@ var (
 // return for a schema that is malformed or inconsistent.
 var ErrInvalidSchema = errors.New("invalid schema")
 
-// InputError locates a problem in a CSV input. It unwraps to one of the sentinel errors
+// InputError locates a problem in a CSV (or Parquet) input. It unwraps to one of the sentinel errors
 // above (and, for low-level CSV syntax errors, to the encoding/csv error as well).
 type InputError struct {
 	// File is the name of the input, as given to the reader.
 	File string
-	// Line is the 1-based line of the problem; 0 when it is about the input as a whole.
+	// Line is the 1-based line of the problem; 0 when it is about the input as a whole. In
+	// a Parquet input, which has no lines, it is the 1-based row number.
 	Line int
-	// Column is the 1-based field position in the row; 0 when the problem is about the
-	// file, the header or the row as a whole.
+	// Column is the 1-based field position in the row (in a Parquet input, the column's
+	// position in the file's schema); 0 when the problem is about the file, the header or
+	// the row as a whole.
 	Column int
 	// ColumnName is the header name of the column concerned, when there is one.
 	ColumnName string

@@ -34,14 +34,18 @@ const ctxCheckRows = 4096
 
 // ReadOptions adjusts a read; the zero value reads in the schema's CSV format.
 type ReadOptions struct {
-	// Format, when non-nil, replaces the schema's CSV format.
+	// Format, when non-nil, replaces the schema's CSV format, all of it (a file of the same
+	// data whose layout differs: another delimiter, a title line to skip); it is checked
+	// against the schema as the schema's own is. A Parquet read uses its TrimSpace and
+	// Missing only.
 	Format *CSVFormat
 	// LabelOptional lets the label column be absent, for data to be scored: every row's
 	// Label is then NaN. A label column that is present is still checked.
 	LabelOptional bool
-	// MaxLineBytes bounds one line, and one record whose quoted fields span lines, in bytes
-	// (without its line ending); 0 means DefaultMaxLineBytes. A longer one stops the read
-	// with an error wrapping ErrLineTooLong, after at most this many bytes of it were read.
+	// MaxLineBytes bounds one line (skipped ones too), and one record whose quoted fields
+	// span lines, in bytes (without its line ending); 0 means DefaultMaxLineBytes. A longer
+	// one stops the read with an error wrapping ErrLineTooLong, after at most this many bytes
+	// of it were read. A Parquet read applies it to each text value.
 	MaxLineBytes int
 }
 
@@ -60,13 +64,16 @@ func ReadCSVFrom(ctx context.Context, r io.Reader, name string, schema *Schema) 
 	return ReadCSVWith(ctx, r, name, schema, ReadOptions{})
 }
 
-// ReadCSVWith streams CSV from r into a Dataset. The first row is the header: it must hold
-// every column the schema uses and no column the schema neither uses nor excludes. Each
-// data row must have the header's field count. A row whose consent does not grant the
-// schema's purpose is counted in ExcludedNoConsent and not parsed further. Problems in the
-// input are *InputError values naming name, line, column and the column's name; the read
-// stops at the first. Errors quote at most a short prefix of a bad value, and never a value
-// of the consent column or of a sensitive attribute: they end up in logs.
+// ReadCSVWith streams CSV from r into a Dataset. After the schema's skip_lines, the first
+// row is the header, unless the schema says header: false and names the columns under
+// csv.columns: either way the columns must include every column the schema uses and no
+// column the schema neither uses nor excludes. Each data row must have that many fields. A
+// row whose consent does not grant the schema's purpose (or whose consent value is missing)
+// is counted in ExcludedNoConsent and not parsed further. A missing value (see
+// CSVFormat.Missing) follows its column's policy (Schema.Missing). Problems in the input are
+// *InputError values naming name, line, column and the column's name; the read stops at the
+// first. Errors quote at most a short prefix of a bad value, never a missing value, and never
+// a value of the consent column or of a sensitive attribute: they end up in logs.
 func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, opts ReadOptions) (*Dataset, error) {
 	if err := schema.Validate(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", name, err)
@@ -74,8 +81,10 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 	format := schema.CSV
 	if opts.Format != nil {
 		format = *opts.Format
-		if problems := format.validate(); len(problems) > 0 {
-			return nil, fmt.Errorf("read %s: %w: %s", name, ErrInvalidSchema, strings.Join(problems, "; "))
+		with := *schema
+		with.CSV = format
+		if err := with.Validate(); err != nil {
+			return nil, fmt.Errorf("read %s: csv format: %w", name, err)
 		}
 	}
 	maxLine := opts.MaxLineBytes
@@ -86,31 +95,30 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 		return nil, fmt.Errorf("read %s: max line bytes must be positive, got %d", name, maxLine)
 	}
 	rr := newRecordReader(r, format, maxLine)
-	fail := func(line, field int, column string, err error) error {
-		return &InputError{File: name, Line: line, Column: field, ColumnName: clipName(column), Err: err}
-	}
 
-	header, err := rr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, fail(0, 0, "", reason(ErrEmptyFile, "empty file: no header row"))
+	columns, headerLine := format.Columns, 0
+	if format.HasHeader() {
+		header, err := rr.Read()
+		if errors.Is(err, io.EOF) {
+			return nil, &InputError{File: name, Err: reason(ErrEmptyFile, "empty file: no header row")}
+		}
+		if err != nil {
+			return nil, readError(name, err)
+		}
+		headerLine, _ = rr.FieldPos(0)
+		columns = slices.Clone(header) // the record slice is reused by the reader
+		if format.TrimSpace {
+			for i, c := range columns {
+				columns[i] = strings.TrimSpace(c)
+			}
+		}
 	}
-	if err != nil {
-		return nil, readError(name, err)
-	}
-	headerLine, _ := rr.FieldPos(0)
-	p, err := newPlan(schema, header, opts.LabelOptional, func(field int, column string, err error) error {
-		return fail(headerLine, field, column, err)
-	})
+	dec, err := NewRecordDecoder(schema, name, columns, headerLine, opts)
 	if err != nil {
 		return nil, err
 	}
 
-	b := newBuilder(schema, name, 0)
-	num := make([]float64, len(schema.Numeric))
-	cat := make([]int32, len(schema.Categorical))
-	groups := make([]string, len(schema.Sensitive))
-	intern := map[string]string{}
-	excluded := 0
+	values := make([]Value, 0, dec.Fields())
 	for rowsRead := 0; ; rowsRead++ {
 		if rowsRead%ctxCheckRows == 0 {
 			if err := ctx.Err(); err != nil {
@@ -125,69 +133,18 @@ func ReadCSVWith(ctx context.Context, r io.Reader, name string, schema *Schema, 
 			return nil, readError(name, err)
 		}
 		line, _ := rr.FieldPos(0)
-		if len(rec) != p.fields {
-			return nil, fail(line, 0, "", reason(ErrBadRow, "the row has %d fields, the header has %d", len(rec), p.fields))
+		if line == 1 && len(rec) > 0 {
+			rec[0] = strings.TrimPrefix(rec[0], "\ufeff") // a byte order mark before a headerless file's first record
 		}
-		at := func(field int, err error) error { return fail(line, field+1, p.header[field], err) }
-
-		if p.consent >= 0 && !schema.Consent.Granted(rec[p.consent]) {
-			excluded++
-			continue
+		values = values[:0]
+		for _, f := range rec {
+			values = append(values, Value{Kind: KindText, Text: f})
 		}
-		label := math.NaN() // scoring data without a label column
-		if p.label >= 0 {
-			var err error
-			if label, err = parseLabel(schema.Label, rec[p.label], p.hidden[p.label]); err != nil {
-				return nil, at(p.label, err)
-			}
+		if err := dec.Decode(line, values); err != nil {
+			return nil, err
 		}
-		for i, f := range p.numeric {
-			v, err := parseNumber(rec[f], p.hidden[f])
-			if err != nil {
-				return nil, at(f, err)
-			}
-			num[i] = v
-		}
-		for j, f := range p.categorical {
-			idx, ok := p.vocab[j][rec[f]]
-			if !ok {
-				spec := schema.Categorical[j]
-				if spec.Policy() != UnseenOther {
-					return nil, at(f, reason(ErrUnseenCategory, "unseen category %s: not one of the %d values in the schema's vocabulary (unseen: other would bucket it)", shown(rec[f], p.hidden[f]), len(spec.Values)))
-				}
-				idx = int32(len(spec.Values))
-			}
-			cat[j] = idx
-		}
-		for k, f := range p.sensitive {
-			spec := schema.Sensitive[k]
-			raw := rec[f]
-			if len(spec.Bands) == 0 {
-				g, ok := intern[raw]
-				if !ok {
-					g = strings.Clone(raw)
-					intern[g] = g
-				}
-				groups[k] = g
-				continue
-			}
-			v, err := parseNumber(raw, p.hidden[f])
-			switch {
-			case err == nil:
-				groups[k] = p.bands[k][spec.Band(v)]
-			case slices.Contains(p.bands[k], raw):
-				// A value banded before export; a numeric feature column would have
-				// failed to parse above, so this is a sensitive-only column.
-				groups[k] = p.bands[k][slices.Index(p.bands[k], raw)]
-			default:
-				return nil, at(f, err)
-			}
-		}
-		b.Append(num, cat, groups, label, line)
 	}
-	d := b.finish()
-	d.ExcludedNoConsent = excluded
-	return d, nil
+	return dec.Dataset(), nil
 }
 
 // plan maps the schema's columns to field positions of one header.
@@ -202,6 +159,7 @@ type plan struct {
 	sensitive   []int
 	bands       [][]string // band labels per sensitive attribute (nil when unbanded)
 	hidden      []bool     // per field: its values never appear in an error
+	used        []bool     // per field: read by the decoder (not excluded)
 }
 
 // shown is how an error names a value v: a short quoted prefix, or, for a hidden column (the
@@ -239,7 +197,7 @@ func prefix(v string, n int) string {
 }
 
 func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int, column string, err error) error) (*plan, error) {
-	header = slices.Clone(header) // the record slice is reused by the reader
+	header = slices.Clone(header) // the caller's slice may be reused
 	if len(header) > 0 {
 		header[0] = strings.TrimPrefix(header[0], "\ufeff") // a UTF-8 byte order mark
 	}
@@ -282,7 +240,12 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 		}
 	}
 
-	p := &plan{header: header, fields: len(header), label: -1, consent: -1, hidden: make([]bool, len(header))}
+	p := &plan{header: header, fields: len(header), label: -1, consent: -1, hidden: make([]bool, len(header)), used: make([]bool, len(header))}
+	for _, c := range s.Columns() {
+		if i, ok := pos[c]; ok {
+			p.used[i] = true
+		}
+	}
 	if hasLabel {
 		p.label = pos[s.Label.Column]
 	}
@@ -314,12 +277,12 @@ func newPlan(s *Schema, header []string, labelOptional bool, fail func(field int
 // parseLabel maps a label value to 1 or 0; an error quotes v unless it is hidden.
 func parseLabel(spec LabelSpec, v string, hidden bool) (float64, error) {
 	switch {
-	case v == spec.Positive:
+	case v == spec.Positive || slices.Contains(spec.PositiveAliases, v):
 		return 1, nil
 	case slices.Contains(spec.Negative, v):
 		return 0, nil
 	}
-	return 0, reason(ErrBadLabel, "cannot read %s as a label: want %q (positive) or one of %q (negative)", shown(v, hidden), spec.Positive, spec.Negative)
+	return 0, reason(ErrBadLabel, "cannot read %s as a label: want one of %q (positive) or of %q (negative)", shown(v, hidden), spec.Positives(), spec.Negative)
 }
 
 // parseNumber parses a finite float, allowing surrounding spaces; an error quotes field
@@ -369,14 +332,24 @@ func newRecordReader(r io.Reader, f CSVFormat, maxLine int) recordReader {
 		quote = f.Quote[0]
 	}
 	// encoding/csv and bufio.Scanner would both buffer a whole record before looking at it;
-	// the bound stops the input after maxLine bytes of one.
-	bounded := &boundedLines{r: r, quote: quote, max: maxLine, line: 1, start: 1}
+	// the bound stops the input after maxLine bytes of one. It also drops the skipped lines,
+	// so that a junk line is never parsed as CSV.
+	var comment byte
+	if f.Comment != "" {
+		comment = f.Comment[0]
+	}
+	bounded := &boundedLines{r: r, quote: quote, comment: comment, max: maxLine, line: 1, start: 1, skip: f.SkipLines}
 	if f.Quoted() {
 		cr := csv.NewReader(bounded)
 		cr.Comma = f.Comma()
+		cr.Comment = rune(comment)
 		cr.FieldsPerRecord = -1 // the reader reports a wrong field count with the column names
 		cr.ReuseRecord = true
-		return cr
+		cr.TrimLeadingSpace = f.TrimSpace // `a, "b"`: the space before the quote is not data
+		if f.SkipLines == 0 {
+			return cr
+		}
+		return &offsetRecords{Reader: cr, off: f.SkipLines}
 	}
 	sc := bufio.NewScanner(bounded)
 	// Room for the longest line the bound lets through, with its line ending.
@@ -389,67 +362,112 @@ func newRecordReader(r io.Reader, f CSVFormat, maxLine int) recordReader {
 		}
 		return bufio.ScanLines(data, atEOF)
 	})
-	return &plainReader{sc: sc, sep: string(f.Comma())}
+	return &plainReader{sc: sc, sep: string(f.Comma()), comment: comment, line: f.SkipLines}
+}
+
+// offsetRecords numbers the lines of a csv.Reader that starts after skipped lines as lines
+// of the whole file.
+type offsetRecords struct {
+	*csv.Reader
+	off int
+}
+
+func (o *offsetRecords) Read() ([]string, error) {
+	rec, err := o.Reader.Read()
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		pe.StartLine += o.off
+		pe.Line += o.off
+	}
+	return rec, err
+}
+
+func (o *offsetRecords) FieldPos(field int) (line, column int) {
+	line, column = o.Reader.FieldPos(field)
+	return line + o.off, column
 }
 
 // boundedLines passes its input through until one record exceeds max bytes, then fails with
 // a *lineError naming the line the record began on. A record ends at a newline outside
 // quotes: after an even number of quote characters since it began, as RFC 4180 has it (a
 // doubled quote inside a quoted field counts twice). With quote 0, every line is a record.
+// The first skip lines are dropped: bounded like any other, counted, but neither passed on
+// nor looked at for quotes; nor is a quote looked at in a comment line.
 type boundedLines struct {
-	r       io.Reader
-	quote   byte
-	max     int
-	n       int // bytes of the current record, without its line ending
-	inQuote bool
-	line    int // the line of the next byte
-	start   int // the line the current record began on
-	err     error
+	r         io.Reader
+	quote     byte
+	comment   byte
+	max       int
+	skip      int
+	n         int // bytes of the current record, without its line ending
+	inQuote   bool
+	inComment bool
+	line      int // the line of the next byte
+	start     int // the line the current record began on
+	err       error
 }
 
 func (b *boundedLines) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	n, err := b.r.Read(p)
-	for i, c := range p[:n] {
-		if c == '\n' {
-			b.line++
-			if !b.inQuote {
-				b.n, b.start = 0, b.line
+	for {
+		if b.err != nil {
+			return 0, b.err
+		}
+		n, err := b.r.Read(p)
+		out := 0 // the bytes passed on, moved to the front of p
+		for _, c := range p[:n] {
+			if c == '\n' && (b.line <= b.skip || !b.inQuote) {
+				b.line++
+				b.n, b.start, b.inComment = 0, b.line, false
+				if b.line > b.skip+1 { // the end of a record, not of a skipped line
+					p[out] = c
+					out++
+				}
 				continue
 			}
-		}
-		if c == '\r' {
-			continue // part of a line ending, or harmless
-		}
-		b.n++
-		if b.n > b.max {
-			b.err = &lineError{line: b.start, err: &reasonError{
-				msg:      fmt.Sprintf("the line (or a quoted record from it) is longer than %d bytes, the reader's limit", b.max),
-				sentinel: ErrBadRow,
-				cause:    ErrLineTooLong,
-			}}
-			// Hand over what came before; the reader meets the error on its next call.
-			if i == 0 {
-				return 0, b.err
+			if c == '\n' {
+				b.line++ // inside quotes: part of the record
 			}
-			return i, nil
+			if c != '\r' { // '\r' is part of a line ending, or harmless
+				b.n++
+				if b.n > b.max {
+					b.err = &lineError{line: b.start, err: &reasonError{
+						msg:      fmt.Sprintf("the line (or a quoted record from it) is longer than %d bytes, the reader's limit", b.max),
+						sentinel: ErrBadRow,
+						cause:    ErrLineTooLong,
+					}}
+					// Hand over what came before; the reader meets the error on its next call.
+					if out == 0 {
+						return 0, b.err
+					}
+					return out, nil
+				}
+				if b.comment != 0 && c == b.comment && b.n == 1 && !b.inQuote {
+					b.inComment = true
+				}
+				if b.quote != 0 && c == b.quote && b.line > b.skip && !b.inComment {
+					b.inQuote = !b.inQuote
+				}
+			}
+			if b.line > b.skip {
+				p[out] = c
+				out++
+			}
 		}
-		if b.quote != 0 && c == b.quote {
-			b.inQuote = !b.inQuote
+		if out == 0 && n > 0 && err == nil {
+			continue // every byte was in skipped lines: read on, rather than return 0, nil
 		}
+		return out, err
 	}
-	return n, err
 }
 
-// plainReader splits lines at every delimiter, with no quoting. Empty lines are skipped,
-// as encoding/csv skips them, and a trailing carriage return is dropped.
+// plainReader splits lines at every delimiter, with no quoting. Empty lines and comment
+// lines are skipped, as encoding/csv skips them, and a trailing carriage return is dropped.
 type plainReader struct {
-	sc     *bufio.Scanner
-	sep    string
-	line   int
-	record []string
+	sc      *bufio.Scanner
+	sep     string
+	comment byte
+	line    int
+	record  []string
 }
 
 // lineError is a problem the plainReader locates on a line.
@@ -465,7 +483,7 @@ func (p *plainReader) Read() ([]string, error) {
 	for p.sc.Scan() {
 		p.line++
 		text := strings.TrimSuffix(p.sc.Text(), "\r")
-		if text == "" {
+		if text == "" || (p.comment != 0 && text[0] == p.comment) {
 			continue
 		}
 		p.record = p.record[:0]

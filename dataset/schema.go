@@ -1,13 +1,22 @@
 // Package dataset reads customer records for propensity modelling: a YAML schema declares
-// the label, the numeric and categorical features, the consent rule and the sensitive
-// attributes; a streaming CSV reader turns a file into a typed, consent-filtered Dataset
-// with errors that name file, line and column; FeatureStats are the federated sums from
-// which every client derives the same standardisation; and an Encoder turns a Dataset into
-// the model's input matrix identically on every client.
+// the file's layout (delimiter, header or listed columns, lines to skip, trimming, the
+// tokens of missing values), the label, the numeric and categorical features, the consent
+// rule, the sensitive attributes and what a missing value means in each column; a
+// streaming CSV reader turns a file into a typed, consent-filtered Dataset with errors that
+// name file, line and column (package dataset/parquet does the same for Parquet files,
+// through the same RecordDecoder); FeatureStats are the federated sums from which every
+// client derives the same standardisation; and an Encoder turns a Dataset into the model's
+// input matrix identically on every client.
 //
 // Records whose consent does not grant the schema's purpose never enter a Dataset: they
 // are only counted. Sensitive attributes are kept per row as group labels for fairness
 // audits and are model inputs only when the schema says so.
+//
+// A missing value flows as follows. The reader keeps a missing numeric value whose column
+// imputes as NaN; Stats leaves it out of that feature's sums and counts it in no
+// FeatureStats.Observed entry, so the federated mean is the mean of the values present;
+// the Encoder, holding the pinned standardisation, encodes it as 0, that mean. A missing
+// categorical value becomes the level MissingCategory, a one-hot input of its own.
 package dataset
 
 import (
@@ -18,6 +27,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -66,17 +76,132 @@ type Schema struct {
 	// score such a record otherwise than training saw it. Absent, the schema's JSON (and with
 	// it its hash) is what it was before bounds existed.
 	Bounds map[string][]float64 `yaml:"bounds" json:",omitempty"`
+	// Missing says, per column, what a missing value means: a value equal to one of
+	// CSV.Missing, or a null in a Parquet file. A column not listed rejects missing values
+	// (MissingReject). Absent, the schema's JSON is what it was before missing values existed.
+	Missing map[string]MissingPolicy `yaml:"missing" json:",omitempty"`
+	// Format is the file format: FormatCSV, FormatParquet, or "" to tell by the file's
+	// extension (see FormatOf). The same schema describes a CSV file and its Parquet copy.
+	Format FileFormat `yaml:"format" json:",omitempty"`
 }
 
-// CSVFormat is the delimiter and quoting of a CSV file. In YAML an absent key takes the
-// default of DefaultCSVFormat; in Go the zero value means comma-delimited and unquoted.
+// MissingCategory is the level a missing categorical value becomes under MissingAsCategory,
+// and the group of a sensitive attribute whose value is missing. The angle brackets keep it
+// apart from any value a file holds, as for OtherCategory.
+const MissingCategory = "<missing>"
+
+// MissingPolicy says what the reader does with a missing value in one column.
+type MissingPolicy string
+
+// The missing-value policies.
+const (
+	// MissingReject makes a missing value an error naming file, line, column and column
+	// name, never the value (the default for every column).
+	MissingReject MissingPolicy = "reject"
+	// MissingImpute, for numeric features only, keeps the row and records the value as NaN:
+	// Stats leaves it out of the feature's sums and observed count, and the Encoder encodes
+	// it as 0, the standardised value of the pinned mean, so the value is imputed by the
+	// federated (or public) mean that no single client knows.
+	MissingImpute MissingPolicy = "impute"
+	// MissingAsCategory, for categorical features, makes a missing value the level
+	// MissingCategory (declared in the vocabulary where its one-hot input should sit, or
+	// appended to it by ParseSchema); for a sensitive attribute that is not a feature, it
+	// makes the group MissingCategory.
+	MissingAsCategory MissingPolicy = "category"
+)
+
+// FileFormat names a data file format.
+type FileFormat string
+
+// The file formats.
+const (
+	// FormatCSV is delimited text, described by Schema.CSV.
+	FormatCSV FileFormat = "csv"
+	// FormatParquet is Apache Parquet, read by package dataset/parquet: columns are found
+	// by name, and Schema.CSV's trim_space and missing apply to its text values.
+	FormatParquet FileFormat = "parquet"
+)
+
+// FormatOf returns the format of the data file at path: the schema's Format when set,
+// otherwise FormatParquet for a name ending in ".parquet" (in any case) and FormatCSV for
+// any other.
+func FormatOf(s *Schema, path string) FileFormat {
+	if s != nil && s.Format != "" {
+		return s.Format
+	}
+	if strings.EqualFold(filepath.Ext(path), ".parquet") {
+		return FormatParquet
+	}
+	return FormatCSV
+}
+
+// MissingPolicyOf returns the policy for missing values in column (MissingReject when the
+// schema names none).
+func (s *Schema) MissingPolicyOf(column string) MissingPolicy {
+	if p, ok := s.Missing[column]; ok && p != "" {
+		return p
+	}
+	return MissingReject
+}
+
+// Imputes reports whether some numeric feature imputes missing values. Such a schema's
+// FeatureStats carry a count of observed values per feature (see FeatureStats.Observed),
+// so that the federated means are means of the values present.
+func (s *Schema) Imputes() bool {
+	for _, c := range s.Numeric {
+		if s.MissingPolicyOf(c) == MissingImpute {
+			return true
+		}
+	}
+	return false
+}
+
+// CSVFormat is the layout of a CSV file: delimiter and quoting, whether a header names the
+// columns, lines to skip, white space and the tokens of missing values. In YAML an absent key
+// takes the default of DefaultCSVFormat; in Go the zero value means comma-delimited,
+// unquoted, with a header, nothing skipped or trimmed (but see TrimSpace) and no missing
+// values. TrimSpace and Missing also apply to the text values of a Parquet file.
 type CSVFormat struct {
 	// Delimiter is the single-character field separator; "" means ",".
 	Delimiter string `yaml:"delimiter"`
 	// Quote is `"` for RFC 4180 quoting or "" for none (fields are split at every
 	// delimiter, quotes are ordinary characters). No other quote character is supported.
 	Quote string `yaml:"quote"`
+	// Header says whether the first line (after SkipLines) names the columns; nil means
+	// true. A file without a header (false) has its columns named, in order, by Columns.
+	Header *bool `yaml:"header" json:",omitempty"`
+	// Columns names the fields of every line, in order, when Header is false; it must be
+	// empty otherwise (the header names them). Like a header, it must hold every column
+	// the schema uses and only columns the schema uses or excludes.
+	Columns []string `yaml:"columns" json:",omitempty"`
+	// SkipLines is how many lines at the top of the file are dropped unread before the
+	// header (or, without one, the first record), at most MaxSkipLines: a title or a junk
+	// line such as UCI Adult's "|1x3 Cross validator". Every line counts, empty ones too,
+	// and errors keep naming lines of the whole file.
+	SkipLines int `yaml:"skip_lines" json:",omitempty"`
+	// Comment, when set, is a single ASCII character that makes a line beginning with it
+	// (before any white space) a line to drop, wherever it appears: a junk line that only
+	// some files of a data set have (UCI Adult's test file begins with "|1x3 Cross
+	// validator", its training file does not), which SkipLines cannot tell apart.
+	Comment string `yaml:"comment" json:",omitempty"`
+	// TrimSpace removes leading and trailing white space from every field (header names,
+	// label, categorical, consent and sensitive values, numbers) before it is matched, as
+	// files written with ", " separators need; with quoting, a space before an opening
+	// quote is allowed. When false, only numeric fields ignore surrounding white space, as
+	// they always have, and every other value must match exactly.
+	TrimSpace bool `yaml:"trim_space" json:",omitempty"`
+	// Missing lists the tokens that mean a value is missing, such as "?", "NA" or "" (an
+	// empty field), at most MaxMissingTokens. A field equal to one (after trimming, see
+	// TrimSpace; a numeric field is always compared trimmed) is missing, and the column's
+	// Schema.Missing policy says what that means. Empty, no value is missing in a CSV file.
+	Missing []string `yaml:"missing" json:",omitempty"`
 }
+
+// MaxSkipLines bounds CSVFormat.SkipLines: a few title lines, not a way to skip data.
+const MaxSkipLines = 1000
+
+// MaxMissingTokens bounds the number of CSVFormat.Missing tokens.
+const MaxMissingTokens = 64
 
 // DefaultCSVFormat is comma-delimited with double-quote quoting.
 func DefaultCSVFormat() CSVFormat { return CSVFormat{Delimiter: ",", Quote: `"`} }
@@ -92,6 +217,13 @@ func (f CSVFormat) Comma() rune {
 
 // Quoted reports whether fields may be quoted.
 func (f CSVFormat) Quoted() bool { return f.Quote != "" }
+
+// HasHeader reports whether the file's first line (after SkipLines) names the columns.
+func (f CSVFormat) HasHeader() bool { return f.Header == nil || *f.Header }
+
+// IsMissing reports whether field is one of the missing-value tokens. The field is compared
+// as it is: the reader trims it first where the format says so.
+func (f CSVFormat) IsMissing(field string) bool { return slices.Contains(f.Missing, field) }
 
 func (f CSVFormat) validate() []string {
 	var problems []string
@@ -109,17 +241,122 @@ func (f CSVFormat) validate() []string {
 	if f.Quote != "" && f.Quote != `"` {
 		problems = append(problems, fmt.Sprintf(`csv.quote %q is not supported: use '"' or '' (no quoting)`, f.Quote))
 	}
+	if f.Comment != "" {
+		c := f.Comment[0]
+		switch {
+		case len(f.Comment) != 1 || c >= utf8.RuneSelf:
+			problems = append(problems, fmt.Sprintf("csv.comment %q must be a single ASCII character", f.Comment))
+		case c == '\r' || c == '\n' || c == ' ' || c == '\t' || c == '"' || rune(c) == f.Comma():
+			problems = append(problems, fmt.Sprintf("csv.comment %q cannot be used as a comment character", f.Comment))
+		}
+	}
+	if f.SkipLines < 0 || f.SkipLines > MaxSkipLines {
+		problems = append(problems, fmt.Sprintf("csv.skip_lines %d is outside [0, %d]", f.SkipLines, MaxSkipLines))
+	}
+	switch {
+	case f.HasHeader() && len(f.Columns) > 0:
+		problems = append(problems, "csv.columns is set but the file has a header: set header: false, or remove columns")
+	case !f.HasHeader() && len(f.Columns) == 0:
+		problems = append(problems, "csv.header is false but csv.columns is empty: list the file's columns in order")
+	}
+	seen := map[string]bool{}
+	for i, c := range f.Columns {
+		switch {
+		case c == "":
+			problems = append(problems, fmt.Sprintf("csv.columns[%d] is empty", i))
+		case seen[c]:
+			problems = append(problems, fmt.Sprintf("csv.columns[%d]: %q is listed twice", i, c))
+		case f.TrimSpace && strings.TrimSpace(c) != c:
+			problems = append(problems, fmt.Sprintf("csv.columns[%d]: %q has surrounding white space, which trim_space removes", i, c))
+		}
+		seen[c] = true
+	}
+	if len(f.Missing) > MaxMissingTokens {
+		problems = append(problems, fmt.Sprintf("csv.missing has %d tokens, more than %d", len(f.Missing), MaxMissingTokens))
+	}
+	tokens := map[string]bool{}
+	for i, m := range f.Missing {
+		switch {
+		case tokens[m]:
+			problems = append(problems, fmt.Sprintf("csv.missing[%d]: %q is listed twice", i, m))
+		case f.TrimSpace && strings.TrimSpace(m) != m:
+			problems = append(problems, fmt.Sprintf("csv.missing[%d]: %q has surrounding white space, which trim_space removes from every field", i, m))
+		}
+		tokens[m] = true
+	}
 	return problems
 }
 
-// LabelSpec names the target column and the values that mean 1 and 0.
+// LabelSpec names the target column and the raw values that mean 1 and 0. In YAML,
+// positive and negative each take one value or a list of values (UCI Adult's test file
+// writes ">50K." where its training file writes ">50K").
 type LabelSpec struct {
 	// Column is the label's header name.
 	Column string `yaml:"column"`
-	// Positive is the value that means 1.
+	// Positive is the value that means 1: the first of YAML's positive values, the one
+	// WriteCSV writes and model cards and exports name as the target.
 	Positive string `yaml:"positive"`
-	// Negative lists the values that mean 0; any other value is an error.
+	// PositiveAliases are the further values that also mean 1 (the rest of YAML's list).
+	// Absent, the schema's JSON is what it was before aliases existed.
+	PositiveAliases []string `yaml:"-" json:",omitempty"`
+	// Negative lists the values that mean 0; any other value is an error. WriteCSV writes
+	// the first.
 	Negative []string `yaml:"negative"`
+}
+
+// Positives returns every value that means 1: Positive, then PositiveAliases.
+func (l LabelSpec) Positives() []string {
+	return append([]string{l.Positive}, l.PositiveAliases...)
+}
+
+// UnmarshalYAML decodes a label whose positive and negative values are each a single value
+// or a list.
+func (l *LabelSpec) UnmarshalYAML(n *yaml.Node) error {
+	var raw struct {
+		Column   string    `yaml:"column"`
+		Positive yaml.Node `yaml:"positive"`
+		Negative yaml.Node `yaml:"negative"`
+	}
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	positive, err := oneOrMany(&raw.Positive, "label.positive")
+	if err != nil {
+		return err
+	}
+	negative, err := oneOrMany(&raw.Negative, "label.negative")
+	if err != nil {
+		return err
+	}
+	*l = LabelSpec{Column: raw.Column, Negative: negative}
+	if len(positive) > 0 {
+		l.Positive = positive[0]
+		if len(positive) > 1 {
+			l.PositiveAliases = positive[1:]
+		}
+	}
+	return nil
+}
+
+// oneOrMany decodes a YAML scalar as a list of one value and a sequence as a list; an absent
+// or null node is an empty list.
+func oneOrMany(n *yaml.Node, key string) ([]string, error) {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch {
+	case n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null"):
+		return nil, nil
+	case n.Kind == yaml.ScalarNode:
+		var v string
+		err := n.Decode(&v)
+		return []string{v}, err
+	case n.Kind == yaml.SequenceNode:
+		var v []string
+		err := n.Decode(&v)
+		return v, err
+	}
+	return nil, fmt.Errorf("line %d: %s must be a value or a list of values", n.Line, key)
 }
 
 // UnseenPolicy says what the reader does with a categorical value outside the vocabulary.
@@ -284,6 +521,17 @@ func (s *Schema) fillDefaults() {
 		if s.Categorical[i].Unseen == "" {
 			s.Categorical[i].Unseen = UnseenError
 		}
+		// A missing level that the vocabulary does not place goes last, after the values
+		// the file writes.
+		c := &s.Categorical[i]
+		if s.MissingPolicyOf(c.Column) == MissingAsCategory && !slices.Contains(c.Values, MissingCategory) {
+			c.Values = append(slices.Clone(c.Values), MissingCategory)
+		}
+	}
+	// An explicit header: true means the default; normalising it keeps the schema's JSON
+	// (and hash) that of a schema which leaves it out.
+	if s.CSV.Header != nil && *s.CSV.Header {
+		s.CSV.Header = nil
 	}
 }
 
@@ -320,8 +568,22 @@ func (s *Schema) Validate() error {
 	if len(s.Label.Negative) == 0 {
 		add("label.negative is empty: list the values that mean 0")
 	}
-	if slices.Contains(s.Label.Negative, s.Label.Positive) {
-		add("label value %q is both positive and negative", s.Label.Positive)
+	labelValues := map[string]bool{}
+	for _, v := range s.Label.Positives() {
+		if slices.Contains(s.Label.Negative, v) {
+			add("label value %q is both positive and negative", v)
+		} else if labelValues[v] && v != "" {
+			add("label value %q is listed twice", v)
+		}
+		labelValues[v] = true
+	}
+	for i, v := range s.Label.PositiveAliases {
+		if v == "" {
+			add("label.positive[%d] is empty", i+1)
+		}
+	}
+	for _, v := range s.Label.Negative {
+		labelValues[v] = true
 	}
 	for i, c := range s.Numeric {
 		claim(c, fmt.Sprintf("numeric[%d]", i))
@@ -340,6 +602,9 @@ func (s *Schema) Validate() error {
 			seen[v] = true
 			if v == OtherCategory {
 				add("%s (%s): value %q is reserved for the other bucket", key, c.Column, v)
+			}
+			if v == MissingCategory && s.MissingPolicyOf(c.Column) != MissingAsCategory {
+				add("%s (%s): value %q is reserved for missing values: set missing.%s: %s, or remove it", key, c.Column, v, c.Column, MissingAsCategory)
 			}
 		}
 		if p := c.Policy(); p != UnseenError && p != UnseenOther {
@@ -397,10 +662,125 @@ func (s *Schema) Validate() error {
 		}
 	}
 	problems = append(problems, s.validateBounds()...)
+	problems = append(problems, s.validateLayout(s.CSV, roles, labelValues)...)
+	problems = append(problems, s.validateMissing(roles)...)
+	switch s.Format {
+	case "", FormatCSV, FormatParquet:
+	default:
+		add("format %q must be %q, %q or empty (by the file's extension)", s.Format, FormatCSV, FormatParquet)
+	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidSchema, strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// validateLayout checks a CSV format against the schema (CSVFormat.validate checks it
+// alone): the columns of a file without a header are those the schema uses or excludes,
+// no missing-value token is also a value the schema gives a meaning, and under trim_space no
+// such value has white space the trimming would remove. roles maps every used or excluded
+// column to its key, labelValues holds the label's values.
+func (s *Schema) validateLayout(f CSVFormat, roles map[string]string, labelValues map[string]bool) []string {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if !f.HasHeader() && len(f.Columns) > 0 {
+		for _, c := range s.Columns() {
+			if !slices.Contains(f.Columns, c) {
+				add("csv.columns does not list column %q, which the schema uses", c)
+			}
+		}
+		for _, c := range f.Columns {
+			if _, ok := roles[c]; !ok && !slices.ContainsFunc(s.Sensitive, func(sa SensitiveSpec) bool { return sa.Column == c }) {
+				add("csv.columns lists %q, which the schema neither uses nor lists under exclude", c)
+			}
+		}
+	}
+	meaning := func(v string) string {
+		switch {
+		case labelValues[v]:
+			return "a label value"
+		case s.Consent.Tracked && slices.Contains(s.Consent.Grants, v):
+			return "a consent grant"
+		}
+		for i, c := range s.Categorical {
+			if slices.Contains(c.Values, v) {
+				return fmt.Sprintf("a value of categorical[%d] (%s)", i, c.Column)
+			}
+		}
+		for i, sa := range s.Sensitive {
+			if slices.Contains(sa.BandLabels(), v) || slices.Contains(sa.Groups, v) {
+				return fmt.Sprintf("a group of sensitive[%d] (%s)", i, sa.Column)
+			}
+		}
+		return ""
+	}
+	for i, m := range f.Missing {
+		if what := meaning(m); what != "" {
+			add("csv.missing[%d]: %q is also %s: a value cannot both mean something and be missing", i, m, what)
+		}
+	}
+	if f.TrimSpace {
+		check := func(key, v string) {
+			if strings.TrimSpace(v) != v {
+				add("%s: %q has surrounding white space, which trim_space removes from every field", key, v)
+			}
+		}
+		for v := range labelValues {
+			check("label", v)
+		}
+		for i, c := range s.Categorical {
+			for _, v := range c.Values {
+				check(fmt.Sprintf("categorical[%d] (%s)", i, c.Column), v)
+			}
+		}
+		for _, g := range s.Consent.Grants {
+			check("consent.grants", g)
+		}
+		for i, sa := range s.Sensitive {
+			for _, g := range sa.Groups {
+				check(fmt.Sprintf("sensitive[%d] (%s) groups", i, sa.Column), g)
+			}
+		}
+	}
+	slices.Sort(problems) // labelValues is a map: a stable message
+	return problems
+}
+
+// validateMissing checks each missing-value policy against its column's role: impute for a
+// numeric feature, category for a categorical feature (whose vocabulary then holds
+// MissingCategory) or a sensitive attribute that is no feature, reject for any of those.
+func (s *Schema) validateMissing(roles map[string]string) []string {
+	var problems []string
+	for _, c := range slices.Sorted(maps.Keys(s.Missing)) {
+		p := s.Missing[c]
+		key := "missing." + c
+		role, used := roles[c]
+		isNumeric := used && strings.HasPrefix(role, "numeric[")
+		isCategorical := used && strings.HasPrefix(role, "categorical[")
+		sensitiveOnly := !used && slices.ContainsFunc(s.Sensitive, func(sa SensitiveSpec) bool { return sa.Column == c })
+		switch {
+		case !isNumeric && !isCategorical && !sensitiveOnly:
+			what := "not a column of the schema"
+			if used {
+				what = "the " + role
+			}
+			problems = append(problems, fmt.Sprintf("%s: %q is %s: missing-value policies apply to features and sensitive attributes", key, c, what))
+		case p == MissingReject:
+		case p == MissingImpute && !isNumeric:
+			problems = append(problems, fmt.Sprintf("%s: %s applies to numeric features only (use %s or %s)", key, p, MissingAsCategory, MissingReject))
+		case p == MissingAsCategory && isNumeric:
+			problems = append(problems, fmt.Sprintf("%s: %s applies to categorical features and sensitive attributes (use %s or %s)", key, p, MissingImpute, MissingReject))
+		case p == MissingAsCategory && isCategorical:
+			for _, spec := range s.Categorical {
+				if spec.Column == c && !slices.Contains(spec.Values, MissingCategory) {
+					problems = append(problems, fmt.Sprintf("%s: %s needs the level %q in the vocabulary of %s (ParseSchema appends it)", key, p, MissingCategory, role))
+				}
+			}
+		case p != MissingImpute && p != MissingAsCategory:
+			problems = append(problems, fmt.Sprintf("%s: %q must be %q, %q or %q", key, p, MissingImpute, MissingAsCategory, MissingReject))
+		}
+	}
+	return problems
 }
 
 // validateBounds checks that every bound names a numeric feature and is a finite [min, max]

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +16,11 @@ import (
 // Reading the output back with the same schema gives the same rows. Numbers are written in
 // the shortest form that parses back to the same float64; a row in a categorical "other"
 // bucket gets OtherCategory; a banded sensitive column that is not a feature gets its band
-// label, which the reader accepts.
+// label, which the reader accepts. A missing value (a NaN number, the MissingCategory level
+// or group) is written as the schema's first csv.missing token; without one, a missing
+// number cannot be written, and a missing level is written as MissingCategory, which reads
+// back as that level. Under header: false the columns come in csv.columns order, an excluded
+// one empty, and skip_lines writes as many empty lines first.
 func WriteCSV(w io.Writer, d *Dataset) error {
 	cw, err := NewCSVWriter(w, d.Schema)
 	if err != nil {
@@ -39,7 +44,9 @@ type CSVWriter struct {
 	schema   *Schema
 	header   []string
 	sensOnly []int // indexes of sensitive attributes that are not features
+	order    []int // under header: false, per csv.columns entry its index in header, or -1
 	record   []string
+	ordered  []string
 	quoted   *csv.Writer
 	plain    *bufio.Writer
 	sep      string
@@ -65,6 +72,12 @@ func NewCSVWriter(w io.Writer, schema *Schema) (*CSVWriter, error) {
 		}
 	}
 	cw.header = append(cw.header, schema.Label.Column)
+	if !schema.CSV.HasHeader() {
+		// The reader finds columns by position: write them where csv.columns says.
+		for _, c := range schema.CSV.Columns {
+			cw.order = append(cw.order, slices.Index(cw.header, c))
+		}
+	}
 	if schema.CSV.Quoted() {
 		cw.quoted = csv.NewWriter(w)
 		cw.quoted.Comma = schema.CSV.Comma()
@@ -75,10 +88,26 @@ func NewCSVWriter(w io.Writer, schema *Schema) (*CSVWriter, error) {
 }
 
 // Header returns the column names in the order they are written.
-func (cw *CSVWriter) Header() []string { return slices.Clone(cw.header) }
+func (cw *CSVWriter) Header() []string {
+	if cw.order != nil {
+		return slices.Clone(cw.schema.CSV.Columns)
+	}
+	return slices.Clone(cw.header)
+}
 
-// WriteHeader writes the header row.
-func (cw *CSVWriter) WriteHeader() error { return cw.write(cw.header) }
+// WriteHeader writes what comes before the rows: skip_lines empty lines, then the header row
+// unless the schema says header: false.
+func (cw *CSVWriter) WriteHeader() error {
+	for range cw.schema.CSV.SkipLines {
+		if err := cw.write(nil); err != nil {
+			return err
+		}
+	}
+	if !cw.schema.CSV.HasHeader() {
+		return nil
+	}
+	return cw.write(cw.header)
+}
 
 // WriteRow writes row i of d, with the first granting consent value.
 func (cw *CSVWriter) WriteRow(d *Dataset, i int) error {
@@ -96,23 +125,44 @@ func (cw *CSVWriter) WriteRowWithConsent(d *Dataset, i int, consent string) erro
 	if !sameLayout(d.Schema, s) {
 		return fmt.Errorf("write csv: %s does not follow schema %q", d.Source, s.Name)
 	}
+	token, hasToken := "", len(s.CSV.Missing) > 0
+	if hasToken {
+		token = s.CSV.Missing[0]
+	}
 	rec := cw.record[:0]
 	if s.Consent.Tracked {
 		rec = append(rec, consent)
 	}
-	for _, v := range d.Numeric[i] {
-		rec = append(rec, strconv.FormatFloat(v, 'g', -1, 64))
+	for j, v := range d.Numeric[i] {
+		switch {
+		case !math.IsNaN(v):
+			rec = append(rec, strconv.FormatFloat(v, 'g', -1, 64))
+		case hasToken:
+			rec = append(rec, token)
+		default:
+			return fmt.Errorf("write csv: row %d, column %q: a missing value cannot be written: the schema declares no csv.missing token", i, s.Numeric[j])
+		}
 	}
 	for j, idx := range d.Category[i] {
 		values := s.Categorical[j].Values
-		if int(idx) >= 0 && int(idx) < len(values) {
+		switch {
+		case int(idx) >= 0 && int(idx) < len(values) && values[idx] == MissingCategory && hasToken:
+			rec = append(rec, token)
+		case int(idx) >= 0 && int(idx) < len(values):
 			rec = append(rec, values[idx])
-		} else {
+		default:
 			rec = append(rec, OtherCategory)
 		}
 	}
 	for _, k := range cw.sensOnly {
-		rec = append(rec, d.Groups[i][k])
+		g := d.Groups[i][k]
+		switch {
+		case g == MissingCategory && hasToken:
+			g = token
+		case g == MissingCategory && len(s.Sensitive[k].Bands) > 0:
+			return fmt.Errorf("write csv: row %d, column %q: a missing value cannot be written: the schema declares no csv.missing token", i, s.Sensitive[k].Column)
+		}
+		rec = append(rec, g)
 	}
 	if d.Label[i] == 1 {
 		rec = append(rec, s.Label.Positive)
@@ -120,6 +170,18 @@ func (cw *CSVWriter) WriteRowWithConsent(d *Dataset, i int, consent string) erro
 		rec = append(rec, s.Label.Negative[0])
 	}
 	cw.record = rec
+	if cw.order != nil {
+		out := cw.ordered[:0]
+		for _, j := range cw.order {
+			if j < 0 {
+				out = append(out, "") // an excluded column: never read
+			} else {
+				out = append(out, rec[j])
+			}
+		}
+		cw.ordered = out
+		rec = out
+	}
 	return cw.write(rec)
 }
 
@@ -132,7 +194,7 @@ func (cw *CSVWriter) write(rec []string) error {
 	}
 	for i, f := range rec {
 		if strings.Contains(f, cw.sep) || strings.ContainsAny(f, "\r\n") {
-			return fmt.Errorf("write csv: column %q: value %q cannot be written without quoting", cw.header[i], f)
+			return fmt.Errorf("write csv: column %q: value %q cannot be written without quoting", cw.Header()[i], f)
 		}
 		// A bufio.Writer's error sticks: the newline's check below reports any.
 		if i > 0 {

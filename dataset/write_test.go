@@ -3,6 +3,7 @@ package dataset_test
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,14 +13,26 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 )
 
-// requireSameRows checks that two Datasets hold the same records.
+// requireSameRows checks that two Datasets hold the same records; a missing number (NaN)
+// equals a missing number.
 func requireSameRows(t *testing.T, want, got *dataset.Dataset) {
 	t.Helper()
 	require.Equal(t, want.Len(), got.Len())
-	assert.Equal(t, want.Numeric, got.Numeric)
+	assert.Equal(t, numbersOf(want), numbersOf(got))
 	assert.Equal(t, want.Category, got.Category)
 	assert.Equal(t, want.Label, got.Label)
 	assert.Equal(t, want.Groups, got.Groups)
+}
+
+// numbersOf is d's numeric values as exact text, so that NaN compares equal to NaN.
+func numbersOf(d *dataset.Dataset) [][]string {
+	out := make([][]string, len(d.Numeric))
+	for i, row := range d.Numeric {
+		for _, v := range row {
+			out[i] = append(out[i], strconv.FormatFloat(v, 'g', -1, 64))
+		}
+	}
+	return out
 }
 
 func TestWriteCSVRoundTrip(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/internal/confcheck"
 	"github.com/fedprop/fedprop/sim/attack"
 	"github.com/fedprop/fedprop/synth"
 )
@@ -100,15 +101,35 @@ type PartitionConfig struct {
 	Column  string  `yaml:"column" json:"column"`
 }
 
-// ParseConfig decodes a YAML simulation config strictly (an unknown key is an error that names
-// it), fills defaults and validates.
+// ParseConfig decodes a YAML simulation config strictly, fills defaults and validates. An
+// unknown key, a key given twice or a value of the wrong type is an error that names the key
+// by its path as written, with its line, and suggests the nearest valid key for a typo
+// ("run.roudns: line 14: unknown key, did you mean run.rounds?"); see confcheck.CheckYAML.
 func ParseConfig(name string, data []byte) (Config, error) {
 	var c Config
-	noPrivacy, data := explicitNone(data, "run", "privacy", "epsilon")
+	bad := func(err error) (Config, error) {
+		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return bad(err)
+	}
+	noPrivacy, rewritten := explicitNone(&doc, "run", "privacy", "epsilon")
+	// Checked on the tree as read, so that lines are the file's own.
+	if err := errors.Join(confcheck.CheckYAML(&doc, &c)...); err != nil {
+		return bad(err)
+	}
+	if rewritten {
+		out, err := yaml.Marshal(&doc)
+		if err != nil {
+			return bad(err)
+		}
+		data = out
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+		return bad(err)
 	}
 	if noPrivacy {
 		// "epsilon: none" (or null) is the no-privacy point of a utility curve: the same run
@@ -118,22 +139,21 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	}
 	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
-		return c, fmt.Errorf("%s: %w: %w", name, coordinator.ErrBadConfig, err)
+		return bad(err)
 	}
 	return c, nil
 }
 
-// explicitNone reports whether the YAML document sets the key path to null or to "none", and
-// returns the document with a "none" there turned into null, so that it decodes.
-func explicitNone(data []byte, path ...string) (bool, []byte) {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
-		return false, data
+// explicitNone reports whether the YAML document root sets the key path to null or to
+// "none", and whether it rewrote a "none" there into null (in place), so that it decodes.
+func explicitNone(root *yaml.Node, path ...string) (none, rewritten bool) {
+	if len(root.Content) == 0 {
+		return false, false
 	}
 	n := root.Content[0]
 	for i, key := range path {
 		if n.Kind != yaml.MappingNode {
-			return false, data
+			return false, false
 		}
 		var next *yaml.Node
 		for k := 0; k+1 < len(n.Content); k += 2 {
@@ -142,7 +162,7 @@ func explicitNone(data []byte, path ...string) (bool, []byte) {
 			}
 		}
 		if next == nil {
-			return false, data
+			return false, false
 		}
 		if i < len(path)-1 {
 			n = next
@@ -150,17 +170,13 @@ func explicitNone(data []byte, path ...string) (bool, []byte) {
 		}
 		switch {
 		case next.Tag == "!!null":
-			return true, data
+			return true, false
 		case next.Kind == yaml.ScalarNode && next.Value == "none":
 			next.Tag, next.Value, next.Style = "!!null", "null", 0
-			out, err := yaml.Marshal(&root)
-			if err != nil {
-				return false, data
-			}
-			return true, out
+			return true, true
 		}
 	}
-	return false, data
+	return false, false
 }
 
 // WithDefaults fills unset fields.

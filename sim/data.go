@@ -54,13 +54,21 @@ func (w *World) PooledTrain() *dataset.Dataset {
 	return dataset.Concat(parts...)
 }
 
-// Load builds the world a config describes.
-func Load(ctx context.Context, cfg Config) (*World, error) {
+// TableReader reads data.csv.path: dataset/parquet's Read (CSV or Parquet, by the schema's
+// format or the file's extension) in the fedprop binary. The simulator package does not link it
+// itself, so that what builds it (make demo) does not compile a Parquet library it never uses.
+type TableReader func(ctx context.Context, path string, schema *dataset.Schema, opts dataset.ReadOptions) (*dataset.Dataset, error)
+
+// Load builds the world a config describes, reading CSV files only.
+func Load(ctx context.Context, cfg Config) (*World, error) { return LoadWith(ctx, cfg, nil) }
+
+// LoadWith is Load reading the data file with read (nil: CSV only).
+func LoadWith(ctx context.Context, cfg Config, read TableReader) (*World, error) {
 	switch cfg.Data.Source {
 	case "synthetic":
 		return loadSynthetic(cfg.Data)
 	case "csv":
-		return loadCSV(ctx, cfg)
+		return loadCSV(ctx, cfg, read)
 	}
 	return nil, fmt.Errorf("data.source: %q is not synthetic or csv", cfg.Data.Source)
 }
@@ -109,7 +117,7 @@ func loadSynthetic(dc DataConfig) (*World, error) {
 	return w, nil
 }
 
-func loadCSV(ctx context.Context, cfg Config) (*World, error) {
+func loadCSV(ctx context.Context, cfg Config, read TableReader) (*World, error) {
 	c := cfg.Data.CSV
 	doc, err := os.ReadFile(c.Schema)
 	if err != nil {
@@ -119,7 +127,16 @@ func loadCSV(ctx context.Context, cfg Config) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := dataset.ReadCSV(ctx, c.Path, schema)
+	format := dataset.FormatOf(schema, c.Path)
+	if read == nil {
+		if format == dataset.FormatParquet {
+			return nil, fmt.Errorf("data.csv.path: %s is Parquet, and this program reads CSV only: run it with fedprop sim", c.Path)
+		}
+		read = func(ctx context.Context, path string, schema *dataset.Schema, _ dataset.ReadOptions) (*dataset.Dataset, error) {
+			return dataset.ReadCSV(ctx, path, schema)
+		}
+	}
+	all, err := read(ctx, c.Path, schema, dataset.ReadOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -132,9 +149,18 @@ func loadCSV(ctx context.Context, cfg Config) (*World, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Line is 1-based: in a CSV file data row k sits on line k+1, after the skipped lines
+		// and the header (comment or blank lines in between would shift it: test_rows needs
+		// a file without them); a Parquet row's Line is its 1-based row number.
+		first := 1
+		if format != dataset.FormatParquet {
+			first += schema.CSV.SkipLines
+			if schema.CSV.Header == nil || *schema.CSV.Header {
+				first++
+			}
+		}
 		for i := range isTest {
-			// Line is 1-based and the header is line 1, so data row k sits on line k+2.
-			_, isTest[i] = listed[all.Line[i]-2]
+			_, isTest[i] = listed[all.Line[i]-first]
 		}
 	} else {
 		for i := range isTest {

@@ -32,7 +32,17 @@ func (t *Table) Round(m RoundMetrics) {
 	}
 	f4 := func(x float64) string { return strconv.FormatFloat(x, 'f', 4, 64) }
 	fmt.Fprintf(t.w, tableRow, strconv.Itoa(m.Round), f4(m.Test.AUC), f4(m.Test.LogLoss), f4(m.Test.Accuracy), f4(m.Test.Brier),
-		f4(m.TrainLoss), strconv.Itoa(m.Contributors), strconv.FormatFloat(m.Seconds, 'f', 2, 64))
+		trainLoss(m.TrainLoss), strconv.Itoa(m.Contributors), strconv.FormatFloat(m.Seconds, 'f', 2, 64))
+}
+
+// trainLoss is the table's train_loss cell. The coordinator records 0 for a loss it did not
+// release (under differential privacy it does not: coordinator.ModelVersion.TrainLoss), and
+// a mean log loss of a regularised model is never 0, so 0 is printed as "-", not as a loss.
+func trainLoss(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(x, 'f', 4, 64)
 }
 
 // PrintSummary prints the final and the centralized figures and what was written.

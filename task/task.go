@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
@@ -89,6 +90,10 @@ type Task struct {
 	Noise   *ReleaseNoise
 	Keygen  *KeygenSpec
 	Decrypt *DecryptSpec
+	// GBDT is the tree part of a train task of a gradient-boosted-trees run (nil otherwise).
+	GBDT *GBDTSpec
+	// Trees is the model an evaluate task of a tree run scores (Weights is then empty).
+	Trees *gbdt.Model
 }
 
 // Vector is a summable quantity: plaintext values, or a ciphertext of Length values.

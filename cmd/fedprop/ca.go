@@ -185,7 +185,8 @@ type coordinatorSecurity struct {
 }
 
 func defaultCoordinatorSecurity() coordinatorSecurity {
-	return coordinatorSecurity{MaxMessageBytes: 16 << 20, RateLimit: rateLimitConfig{PerSecond: 20, Burst: 40}}
+	def := grpctransport.DefaultRateLimit() // see there for why these numbers
+	return coordinatorSecurity{MaxMessageBytes: 16 << 20, RateLimit: rateLimitConfig{PerSecond: def.PerSecond, Burst: def.Burst}}
 }
 
 // coordinatorSecurityFlags adds the edge's flags; the returned map binds them to their keys.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/fedprop/fedprop/client"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/dataset/parquet"
 	"github.com/fedprop/fedprop/ops/telemetry"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
@@ -134,12 +136,13 @@ func loadClientData(ctx context.Context, cfg clientConfig) (*dataset.Schema, *da
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: schema: %w", coordinator.ErrBadConfig, err)
 	}
-	all, err := dataset.ReadCSV(ctx, cfg.Data, schema)
+	// CSV or Parquet, by the schema's format or the file's extension.
+	all, err := parquet.Read(ctx, cfg.Data, schema, dataset.ReadOptions{})
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if cfg.EvalData != "" {
-		eval, err := dataset.ReadCSV(ctx, cfg.EvalData, schema)
+		eval, err := parquet.Read(ctx, cfg.EvalData, schema, dataset.ReadOptions{})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -228,5 +231,25 @@ func runClient(ctx context.Context, g *globals, cfg clientConfig) error {
 		log.Info("client stopped", "client", cfg.ID)
 		return nil
 	}
+	var pe *client.PermanentError
+	if errors.As(err, &pe) {
+		// Retrying cannot fix it: the configuration must change (a kit from another CA,
+		// --insecure against TLS, a wrong address, another schema), so it exits as bad
+		// configuration does, with the hint on the error's one line.
+		return usageError{clientStopped{id: cfg.ID, err: pe}}
+	}
 	return err
 }
+
+// clientStopped is a client agent that stopped for good (client.PermanentError). Its message
+// is one line ending in the hint, whatever a TLS or gRPC error below it holds.
+type clientStopped struct {
+	id  string
+	err *client.PermanentError
+}
+
+func (e clientStopped) Error() string {
+	return "client " + e.id + " stopped: " + strings.Join(strings.Fields(e.err.Error()), " ")
+}
+
+func (e clientStopped) Unwrap() error { return e.err }

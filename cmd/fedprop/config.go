@@ -18,8 +18,10 @@ import (
 
 // loadConfig fills out (a struct with yaml tags, already holding its defaults) from the YAML
 // file at path (optional when empty), FEDPROP_* environment variables and the flags bound in
-// flagKeys (flag name -> config key), in increasing precedence. Unknown keys in the file are
-// an error that names them.
+// flagKeys (flag name -> config key), in increasing precedence. A misspelt key or a value of
+// the wrong type is an error that names the key by its path as written ("run.roudns: line 3:
+// unknown key, did you mean run.rounds?"); one that came from the environment or a flag names
+// the variable or the flag instead of a line.
 func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]string) error {
 	v := viper.New()
 	v.SetEnvPrefix("FEDPROP")
@@ -48,8 +50,8 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 		if err != nil {
 			return fmt.Errorf("%w: config %s: %w", coordinator.ErrBadConfig, path, err)
 		}
-		// Strict decode first, for a clear error on a misspelt key.
-		if err := decodeStrict(raw, out); err != nil {
+		// Strict decode first, for a clear error on a misspelt key, placed in the file.
+		if err := confcheck.DecodeYAML(raw, out); err != nil {
 			return fmt.Errorf("%w: config %s: %w", coordinator.ErrBadConfig, path, err)
 		}
 		v.SetConfigType("yaml")
@@ -62,7 +64,20 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 			v.Set(key, f.Value.String())
 		}
 	}
-	merged, err := yaml.Marshal(unflatten(v, lists))
+	effective := unflatten(v, lists)
+	// The file is checked above, so a problem in the merged tree came from a variable or a
+	// flag: name that, since the merged document's lines are nobody's.
+	var mergedDoc yaml.Node
+	if err := mergedDoc.Encode(effective); err != nil {
+		return err
+	}
+	if problems := confcheck.CheckYAML(&mergedDoc, out); len(problems) > 0 {
+		for i, p := range problems {
+			problems[i] = fromOverride(p, flags, flagKeys)
+		}
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, errors.Join(problems...))
+	}
+	merged, err := yaml.Marshal(effective)
 	if err != nil {
 		return err
 	}
@@ -80,6 +95,35 @@ func loadConfig(path string, out any, flags *pflag.FlagSet, flagKeys map[string]
 	return nil
 }
 
+// fromOverride prefixes a problem confcheck.CheckYAML found in the merged configuration with
+// where its key was set: the flag bound to it, if one was given, or its FEDPROP_ variable.
+func fromOverride(problem error, flags *pflag.FlagSet, flagKeys map[string]string) error {
+	key, ok := confcheck.KeyOf(problem)
+	if !ok {
+		return problem
+	}
+	if i := strings.IndexByte(key, '['); i >= 0 {
+		key = key[:i] // a list element: the list's key was set
+	}
+	for flag, k := range flagKeys {
+		if k != key || flags == nil {
+			continue
+		}
+		if f := flags.Lookup(flag); f != nil && f.Changed {
+			return fmt.Errorf("--%s: %w", flag, problem)
+		}
+	}
+	return fmt.Errorf("%s: %w", envName(key), problem)
+}
+
+// envName is the environment variable that sets a configuration key: FEDPROP_RUN_ROUNDS for
+// run.rounds.
+func envName(key string) string {
+	return "FEDPROP_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// decodeStrict decodes a document in which every key is known to be valid (see loadConfig),
+// refusing unknown keys all the same.
 func decodeStrict(raw []byte, out any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)

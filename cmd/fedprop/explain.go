@@ -5,21 +5,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
 
 // explainReport is what `fedprop model explain --format json` writes.
 type explainReport struct {
-	Model      explainModel          `json:"model"`
+	Model explainModel `json:"model"`
+	// Reference is what every contribution is measured against (explain.Reference).
+	Reference  explainReference      `json:"reference"`
 	Records    []explain.Explanation `json:"records"`
 	Importance []explain.Importance  `json:"importance"`
+}
+
+// explainReference is the reference of a report, its expected effects named by feature.
+type explainReference struct {
+	Description     string             `json:"description"`
+	ExpectedLogOdds float64            `json:"expected_log_odds"`
+	Expected        map[string]float64 `json:"expected"`
 }
 
 type explainModel struct {
@@ -30,16 +42,24 @@ type explainModel struct {
 }
 
 func newExplainCmd(g *globals) *cobra.Command {
-	var modelPath, dataPath, format, out string
+	var modelPath, dataPath, format, out, reference string
 	var top int
 	cmd := &cobra.Command{
 		Use:   "explain",
 		Short: "Explain a pulled model's scores: per record, the features that raised and lowered it most",
 		Long: `Explain scores each record of a CSV with a pulled model and lists the features whose
-contributions to the log-odds raised and lowered its score most: a numeric feature contributes
-its coefficient times its standardised value, a categorical feature its category's coefficient;
-the intercept plus all contributions is the record's log-odds. It ends with the global importance
-of each feature over the file: the standard deviation of its contribution across the records.`,
+contributions raised and lowered its score most against a reference: a numeric feature's effect
+on the log-odds is its coefficient times its standardised value, a categorical feature's its
+category's coefficient, and a contribution is that effect minus the feature's expected effect in
+the reference. The reference's log-odds plus all contributions is the record's log-odds.
+
+--reference data (the default) measures numeric features from the training population's mean
+(the federated statistics' standardisation) and categorical features from their mean category
+effect weighted by how often each category occurs in the file explained: the model document
+carries no federated category frequencies. --reference zero measures categorical features
+against a coefficient of 0, so a category shows its own coefficient. The output names the
+reference. It ends with the global importance of each feature over the file: the standard
+deviation of its effect across the records, which no reference changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if modelPath == "" || dataPath == "" {
@@ -51,12 +71,31 @@ of each feature over the file: the standard deviation of its contribution across
 			if top < 1 {
 				return usagef("--top: %d is not a positive number", top)
 			}
+			if reference != "data" && reference != "zero" {
+				return usagef("--reference: %q is not data or zero", reference)
+			}
 			doc, ds, err := loadForScoring(cmd.Context(), modelPath, dataPath)
 			if err != nil {
 				return err
 			}
+			if doc.Trees != nil {
+				w, closeOut, err := openOutput(g, out)
+				if err != nil {
+					return err
+				}
+				defer closeOut()
+				n, err := explainTrees(w, doc, ds, top, format)
+				if err != nil {
+					return fmt.Errorf("explain %s: %w", modelPath, err)
+				}
+				fmt.Fprintf(g.stderr, "explained %d rows with model version %d (TreeSHAP)\n", n, doc.Version)
+				return nil
+			}
 			x, err := explain.New(doc)
 			if err != nil {
+				return fmt.Errorf("explain %s: %w", modelPath, err)
+			}
+			if x, err = withDataReference(x, ds, reference, dataPath); err != nil {
 				return fmt.Errorf("explain %s: %w", modelPath, err)
 			}
 			records, err := x.Explain(ds, top)
@@ -85,11 +124,12 @@ of each feature over the file: the standard deviation of its contribution across
 				enc := json.NewEncoder(bw)
 				enc.SetIndent("", "  ")
 				err = enc.Encode(explainReport{
-					Model:   explainModel{Version: doc.Version, RunID: doc.RunID, Schema: doc.Schema.Name, Target: target},
-					Records: records, Importance: importance,
+					Model:     explainModel{Version: doc.Version, RunID: doc.RunID, Schema: doc.Schema.Name, Target: target},
+					Reference: reportReference(x),
+					Records:   records, Importance: importance,
 				})
 			} else {
-				err = writeExplanations(bw, doc, target, records, importance)
+				err = writeExplanations(bw, doc, x.Reference(), target, records, importance)
 			}
 			if err != nil {
 				return err
@@ -108,14 +148,48 @@ of each feature over the file: the standard deviation of its contribution across
 	cmd.Flags().StringVar(&dataPath, "data", "", "CSV to explain (the label column may be absent)")
 	cmd.Flags().IntVar(&top, "top", 3, "features listed per record in each direction")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&reference, "reference", "data", "what contributions are measured against: data (training mean; category frequencies of --data) or zero")
 	cmd.Flags().StringVar(&out, "out", "-", "output file (- for standard output)")
 	return cmd
 }
 
-// writeExplanations writes the text report: one block per record, then global importance.
-func writeExplanations(w io.Writer, doc *modelfile.Document, target string, records []explain.Explanation, importance []explain.Importance) error {
-	fmt.Fprintf(w, "model version %d (run %s, schema %s): score = P(%s), log-odds = intercept %s + contributions\n\n",
-		doc.Version, doc.RunID, doc.Schema.Name, target, signed(doc.Intercept))
+// withDataReference measures x's contributions against the reference named by --reference:
+// "zero" keeps explain.New's, "data" weights each categorical feature's category effects by
+// their frequencies in ds. The model document carries no federated category frequencies, so the
+// file explained is the one population at hand; a file without rows keeps the zero reference.
+func withDataReference(x *explain.Explainer, ds *dataset.Dataset, reference, dataPath string) (*explain.Explainer, error) {
+	if reference == "zero" || ds.Len() == 0 {
+		return x, nil
+	}
+	shares, err := x.CategorySharesOf(ds)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := x.TrainingReference(shares, fmt.Sprintf("their frequencies in the %d records of %s (the model document carries no federated category frequencies)",
+		ds.Len(), filepath.Base(dataPath)))
+	if err != nil {
+		return nil, err
+	}
+	return x.WithReference(ref)
+}
+
+// reportReference is x's reference as the JSON report shows it.
+func reportReference(x *explain.Explainer) explainReference {
+	ref := x.Reference()
+	out := explainReference{Description: ref.Description, ExpectedLogOdds: ref.ExpectedLogOdds, Expected: map[string]float64{}}
+	for k, f := range x.Features() {
+		out.Expected[f.Name] = ref.Expected[k]
+	}
+	return out
+}
+
+// writeExplanations writes the text report: the reference, one block per record, then global
+// importance.
+func writeExplanations(w io.Writer, doc *modelfile.Document, ref explain.Reference, target string, records []explain.Explanation, importance []explain.Importance) error {
+	fmt.Fprintf(w, "model version %d (run %s, schema %s): score = P(%s); a record's log-odds = the reference's + its contributions\n",
+		doc.Version, doc.RunID, doc.Schema.Name, target)
+	fmt.Fprintf(w, "reference: log-odds %s (score %.4f; intercept %s): %s\n\n", signed(ref.ExpectedLogOdds), sigmoid(ref.ExpectedLogOdds),
+		signed(doc.Intercept), ref.Description)
 	for _, r := range records {
 		fmt.Fprintf(w, "line %d  score %.4f  log-odds %s\n", r.Line, r.Score, signed(r.LogOdds))
 		fmt.Fprintf(w, "  raised:  %s\n", contributionList(r.Raised))
@@ -125,7 +199,7 @@ func writeExplanations(w io.Writer, doc *modelfile.Document, target string, reco
 		_, err := fmt.Fprintln(w, "\nno rows: no global importance")
 		return err
 	}
-	fmt.Fprintf(w, "\nglobal feature importance over %d rows (standard deviation of each feature's contribution to the log-odds):\n", len(records))
+	fmt.Fprintf(w, "\nglobal feature importance over %d rows (standard deviation of each feature's effect on the log-odds):\n", len(records))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  FEATURE\tKIND\tIMPORTANCE\tSHARE")
 	for _, m := range importance {
@@ -144,6 +218,9 @@ func contributionList(cs []explain.Contribution) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// sigmoid is the score of a log-odds.
+func sigmoid(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
 
 // signed formats a log-odds figure with its sign and three decimals.
 func signed(x float64) string {

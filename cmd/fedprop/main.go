@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -162,6 +163,18 @@ global model that model owners pull with its metrics.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	// Without a command there is nothing to do: that is bad usage (exit status 2), with the
+	// usage on standard error, not a successful run that printed its help. cobra would print
+	// the help and succeed for a root with no run of its own; `fedprop --help` still does.
+	// An argument that names no command never gets here (see run).
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		fmt.Fprint(stderr, cmd.UsageString())
+		return usagef("no command given: name one of the commands above")
+	}
+	// A root that runs would be listed as a command line of its own ("fedprop [flags]"): it
+	// is not one. (Subcommands inherit the template, and have a parent, so theirs is
+	// unchanged.)
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}", "{{if and .Runnable .HasParent}}", 1))
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", envOr("FEDPROP_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env FEDPROP_LOG_LEVEL)")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", envOr("FEDPROP_LOG_FORMAT", "text"), "log format: text or json (env FEDPROP_LOG_FORMAT)")
 	root.AddCommand(

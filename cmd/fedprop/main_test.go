@@ -127,6 +127,42 @@ func TestUnknownSubcommandOfTheRootExitsTwo(t *testing.T) {
 	assert.Contains(t, stdout, "Usage:")
 }
 
+// TestNoCommandPrintsUsageAndExitsTwo: fedprop with no command (flags alone do not make one)
+// is bad usage: the usage on standard error and exit status 2. Asking for the help or the
+// version is not.
+func TestNoCommandPrintsUsageAndExitsTwo(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"no arguments", nil, 2, "", "fedprop: no command given"},
+		{"flags only", []string{"--log-level", "debug"}, 2, "", "fedprop: no command given"},
+		{"help", []string{"--help"}, 0, "Available Commands:", ""},
+		{"version", []string{"--version"}, 0, "fedprop version", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.args...)
+			assert.Equal(t, tc.code, code, stderr)
+			if tc.stdout == "" {
+				assert.Empty(t, stdout)
+			} else {
+				assert.Contains(t, stdout, tc.stdout)
+			}
+			if tc.stderr == "" {
+				assert.Empty(t, stderr)
+				return
+			}
+			assert.Contains(t, stderr, "Usage:\n  fedprop [command]\n", "the usage, with no command line of the root's own")
+			assert.Contains(t, stderr, "Available Commands:")
+			assert.True(t, strings.HasSuffix(stderr, tc.stderr+": name one of the commands above\n"), stderr)
+		})
+	}
+}
+
 // TestExitCodeGoesByTypeNotByText: exitCode reads the error's type and sentinel only, however
 // deeply wrapped, and never its words: an error that merely reads like one of cobra's is a
 // runtime failure.

@@ -3,10 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,7 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/dataset/parquet"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/release/audit"
 	"github.com/fedprop/fedprop/release/export"
@@ -33,11 +39,21 @@ func newModelCmd(g *globals) *cobra.Command {
 	var dialer modelDialer // mutual TLS flags, see ca.go
 	dialer.flags(cmd.PersistentFlags())
 
+	var (
+		limit      int
+		listOutput string
+	)
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List committed model versions",
+		Short: "List committed model versions, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef("--limit: must be 0 (every version) or more, got %d", limit)
+			}
+			if listOutput != "table" && listOutput != "json" {
+				return usagef("--output: %q is not table or json", listOutput)
+			}
 			conn, err := dialer.dial(cmd, g, addr)
 			if err != nil {
 				return err
@@ -47,15 +63,11 @@ func newModelCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list models at %s: %w", addr, err)
 			}
-			w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(w, "VERSION\tRUN\tROUND\tCREATED\tAUC\tLOG LOSS\tACCURACY\tSTATUS")
-			for _, m := range models {
-				fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Version, m.RunID, m.Round, m.Created.Format(time.RFC3339),
-					metric(m.AUC), metric(m.LogLoss), metric(m.Accuracy), m.Status)
-			}
-			return w.Flush()
+			return writeModelList(g.stdout, models, limit, listOutput)
 		},
 	}
+	list.Flags().IntVar(&limit, "limit", 20, "list the newest N versions (0: every version)")
+	list.Flags().StringVarP(&listOutput, "output", "o", "table", "table, or json (machine-readable)")
 
 	var (
 		versionFlag, out, format string
@@ -80,7 +92,7 @@ func newModelCmd(g *globals) *cobra.Command {
 			defer conn.Close()
 			doc, raw, err := grpctransport.NewModelClient(conn).Pull(cmd.Context(), v, candidate)
 			if err != nil {
-				return fmt.Errorf("pull version %s from %s: %w", versionFlag, addr, err)
+				return withCandidateHint(fmt.Errorf("pull version %s from %s: %w", versionFlag, addr, err), v, candidate)
 			}
 			switch format {
 			case "pmml":
@@ -254,6 +266,93 @@ fedprop audit verify checks it again.`,
 	return cmd
 }
 
+// modelList is `fedprop model list --output json`: a stable, machine-readable document.
+type modelList struct {
+	// Total is the number of committed versions; More how many of them, the oldest, the
+	// --limit left out.
+	Total    int              `json:"total"`
+	More     int              `json:"more"`
+	Versions []modelListEntry `json:"versions"`
+}
+
+// modelListEntry is one version of a modelList. A metric is null when the version has no
+// federated evaluation (the table's "-").
+type modelListEntry struct {
+	Version  uint64    `json:"version"`
+	RunID    string    `json:"run_id"`
+	Round    int       `json:"round"`
+	Created  time.Time `json:"created"`
+	AUC      *float64  `json:"auc"`
+	LogLoss  *float64  `json:"log_loss"`
+	Accuracy *float64  `json:"accuracy"`
+	Status   string    `json:"status"`
+}
+
+// writeModelList writes the newest limit versions (every one for 0), newest first, as a table
+// followed by a line saying how many older ones were left out, or as a modelList (json).
+func writeModelList(w io.Writer, models []grpctransport.ModelInfo, limit int, output string) error {
+	// Newest first whatever order the coordinator sends: an operator looks for the latest.
+	models = slices.Clone(models)
+	slices.SortStableFunc(models, func(a, b grpctransport.ModelInfo) int { return cmp.Compare(b.Version, a.Version) })
+	total := len(models)
+	if limit > 0 && limit < total {
+		models = models[:limit]
+	}
+	more := total - len(models)
+	if output == "json" {
+		doc := modelList{Total: total, More: more, Versions: make([]modelListEntry, 0, len(models))}
+		for _, m := range models {
+			doc.Versions = append(doc.Versions, modelListEntry{Version: m.Version, RunID: m.RunID, Round: m.Round, Created: m.Created,
+				AUC: optional(m.AUC), LogLoss: optional(m.LogLoss), Accuracy: optional(m.Accuracy), Status: m.Status})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tRUN\tROUND\tCREATED\tAUC\tLOG LOSS\tACCURACY\tSTATUS")
+	for _, m := range models {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.Version, m.RunID, m.Round, m.Created.Format(time.RFC3339),
+			metric(m.AUC), metric(m.LogLoss), metric(m.Accuracy), m.Status)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if more > 0 {
+		noun := "versions"
+		if more == 1 {
+			noun = "version"
+		}
+		_, err := fmt.Fprintf(w, "... and %d older %s (--limit 0 lists every version)\n", more, noun)
+		return err
+	}
+	return nil
+}
+
+// optional is a metric for JSON: nil when absent (0, as metric prints "-").
+func optional(x float64) *float64 {
+	if x == 0 {
+		return nil
+	}
+	return &x
+}
+
+// withCandidateHint adds to a failed pull of an approved version (candidate false) the flag
+// that pulls one nobody has approved yet, when that is why it failed: the version asked for
+// is not approved (coordinator.ErrNotApproved), or, for the latest (version 0), no version is
+// (the coordinator answers coordinator.ErrNotFound: there is no approved one to find).
+func withCandidateHint(err error, version uint64, candidate bool) error {
+	switch {
+	case candidate:
+		return err
+	case errors.Is(err, coordinator.ErrNotApproved):
+		return fmt.Errorf("%w\nhint: a version must be approved before it is released; add --candidate to pull it anyway, for review", err)
+	case version == 0 && errors.Is(err, coordinator.ErrNotFound):
+		return fmt.Errorf("%w\nhint: no version is approved yet; add --candidate to pull the latest version awaiting approval, for review", err)
+	}
+	return err
+}
+
 func metric(x float64) string {
 	if x == 0 {
 		return "-"
@@ -284,19 +383,15 @@ func openOutput(g *globals, path string) (io.Writer, func() error, error) {
 	return f, f.Close, nil
 }
 
-// loadForScoring reads a pulled model and a CSV to score or explain with it: the schema's
+// loadForScoring reads a pulled model and a CSV or Parquet file to score or explain with it: the schema's
 // consent rule applies, and the label column may be absent.
 func loadForScoring(ctx context.Context, modelPath, dataPath string) (*modelfile.Document, *dataset.Dataset, error) {
 	doc, err := modelfile.Load(modelPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := os.Open(dataPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	ds, err := dataset.ReadCSVWith(ctx, f, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
+	// CSV or Parquet, by the schema's format or the file's extension.
+	ds, err := parquet.Read(ctx, dataPath, doc.Schema, dataset.ReadOptions{LabelOptional: true})
 	if err != nil {
 		return nil, nil, err
 	}

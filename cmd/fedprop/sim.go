@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/dataset/parquet"
 	"github.com/fedprop/fedprop/internal/confcheck"
 	"github.com/fedprop/fedprop/release/export"
 	"github.com/fedprop/fedprop/sim"
@@ -54,7 +55,11 @@ func newSimCmd(g *globals) *cobra.Command {
 			if memProfile != "" {
 				defer writeHeapProfile(memProfile)
 			}
-			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version, Release: true})
+			world, err := sim.LoadWith(cmd.Context(), cfg, parquet.Read)
+			if err != nil {
+				return err
+			}
+			res, err := sim.Run(cmd.Context(), cfg, sim.Options{Logger: log, Observer: withProgress(table, bar), Version: version, Release: true, World: world})
 			bar.Close()
 			if err != nil {
 				return err

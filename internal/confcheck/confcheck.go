@@ -4,6 +4,11 @@
 // a NaN or an infinity typed into any key, including keys added later, is refused where it
 // enters instead of surfacing as a crash or a silent no-op far away: NaN compares false with
 // every bound, so a range check alone lets it through.
+//
+// CheckYAML and DecodeYAML do the same for the document a configuration is read from: a
+// misspelt key, a key given twice or a value of the wrong type is named by its key path as
+// written, with its line ("run.roudns: line 14: unknown key, did you mean run.rounds?"), where
+// yaml itself would name Go types ("field roudns not found in type coordinator.RunConfig").
 package confcheck
 
 import (

@@ -2,21 +2,32 @@
 // matter to it overall.
 //
 // fedprop's model is a logistic regression, so a record's log-odds is exactly the intercept plus
-// one contribution per feature column: for a numeric column, its coefficient times the record's
+// one effect per feature column: for a numeric column, its coefficient times the record's
 // standardised value; for a categorical column, the coefficient of the record's category (the
-// one-hot input that is 1). Explain lists, per record, the score and the contributions that raise
-// and lower it most. The contributions add up: the intercept plus their sum is the log-odds, whose
-// sigmoid is the score fedprop gives (to rounding).
+// one-hot input that is 1).
+//
+// An effect alone is a poor explanation: with every category coefficient of a column negative,
+// every record would show its category as lowering its score, although the column only moves
+// records relative to each other. So a contribution is measured against a Reference, a
+// population's expected effect per column: a contribution is the record's effect minus the
+// column's expected effect, and a record's contributions sum to its log-odds minus the
+// reference's expected log-odds. For a numeric column the reference is the training
+// population's mean, which the federated statistics pinned as the standardisation's mean: a
+// standardised 0 and an expected effect of 0. For a categorical column it is the mean category
+// effect weighted by how often each category occurs in a population (TrainingReference with
+// category shares, EvaluationReference with the federated evaluation's sums). Explain lists, per
+// record, the score and the contributions that raise and lower it most against the reference.
 //
 // Global importance is the standard deviation, over a set of records, of each column's
-// contribution to the log-odds: how much the column moves scores around their mean. For a
+// effect on the log-odds: how much the column moves scores around their mean. For a
 // numeric column it equals |coefficient| x the standard deviation of the standardised column
 // (|coefficient| on the training data); for a categorical column it measures how different the
 // coefficients of the categories actually present are, weighted by how often they occur. Unlike
-// the mean absolute contribution it ignores a shift shared by every record, which the intercept
-// could equally carry. It is computed from sums (ImportanceSums: count, sum and sum of squares of
-// each column's contribution), so clients can report it in a federated evaluation like any
-// other count.
+// the mean absolute effect it ignores a shift shared by every record, which the intercept
+// could equally carry, and so it does not depend on the reference. It is computed from sums
+// (ImportanceSums: count, sum and sum of squares of each column's effect), so clients can report
+// it in a federated evaluation like any other count; their Sum over N is each column's expected
+// effect over the evaluation population.
 package explain
 
 import (
@@ -40,6 +51,8 @@ var (
 	ErrData = errors.New("data does not fit the model")
 	// ErrVector marks an ImportanceSums vector that cannot be decoded.
 	ErrVector = errors.New("invalid importance sums vector")
+	// ErrReference marks a reference, or the population behind one, that does not fit the model.
+	ErrReference = errors.New("invalid reference")
 )
 
 // Kind is a feature column's type.
@@ -69,7 +82,10 @@ type Contribution struct {
 	Value string `json:"value"`
 	// Encoded is the model input: the standardised number, or 1 for a category.
 	Encoded float64 `json:"encoded"`
-	// Contribution is the column's contribution to the log-odds.
+	// Effect is the column's term in the log-odds: coefficient times Encoded.
+	Effect float64 `json:"effect"`
+	// Contribution is Effect minus the column's expected effect in the explainer's Reference:
+	// how much this record's value moves its log-odds away from the reference's.
 	Contribution float64 `json:"contribution"`
 }
 
@@ -79,9 +95,13 @@ type Explanation struct {
 	Line int `json:"line"`
 	// Score is the predicted probability of the positive label.
 	Score float64 `json:"score"`
-	// LogOdds is Intercept plus the sum of every column's contribution.
+	// LogOdds is Intercept plus the sum of every column's effect, which is also
+	// ExpectedLogOdds plus the sum of every column's contribution.
 	LogOdds   float64 `json:"log_odds"`
 	Intercept float64 `json:"intercept"`
+	// ExpectedLogOdds is the reference's log-odds (Reference.ExpectedLogOdds), the point the
+	// contributions are measured from.
+	ExpectedLogOdds float64 `json:"expected_log_odds"`
 	// Raised holds the largest positive contributions, largest first; Lowered the largest
 	// negative ones, most negative first.
 	Raised  []Contribution `json:"raised"`
@@ -94,15 +114,21 @@ type Explainer struct {
 	enc      *dataset.Encoder
 	weights  []float64
 	features []Feature
+	ref      Reference
 }
 
-// New returns an Explainer for a validated model document with finite weights.
+// New returns an Explainer for a validated model document with finite weights. Its reference
+// is ZeroReference, the only one the document alone gives (it carries no category frequencies);
+// WithReference measures against a population instead.
 func New(doc *modelfile.Document) (*Explainer, error) {
 	if doc == nil {
 		return nil, fmt.Errorf("%w: no model document", ErrModel)
 	}
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	if doc.Trees != nil {
+		return nil, fmt.Errorf("%w: a tree model: its explanations are TreeSHAP's (gbdt.Model.Explain)", ErrModel)
 	}
 	w := doc.Weights()
 	if err := logreg.CheckWeights(w, len(doc.Features)); err != nil {
@@ -121,14 +147,16 @@ func New(doc *modelfile.Document) (*Explainer, error) {
 		x.features = append(x.features, Feature{Name: c.Column, Kind: Categorical, Offset: offset, Width: c.Width()})
 		offset += c.Width()
 	}
+	x.ref = x.ZeroReference()
 	return x, nil
 }
 
 // Features returns the model's feature columns, numeric ones first, in schema order.
 func (x *Explainer) Features() []Feature { return slices.Clone(x.features) }
 
-// Contributions returns every feature column's contribution to row i's log-odds, in Features
-// order, and the log-odds. i must be a row of ds, which must follow the model's schema.
+// Contributions returns every feature column's contribution to row i's log-odds against the
+// explainer's reference, in Features order, and the log-odds. i must be a row of ds, which
+// must follow the model's schema.
 func (x *Explainer) Contributions(ds *dataset.Dataset, i int) ([]Contribution, float64, error) {
 	if err := x.enc.Check(ds); err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrData, err)
@@ -151,7 +179,7 @@ func (x *Explainer) contributions(ds *dataset.Dataset, i int, row []float64) ([]
 		if f.Kind == Numeric {
 			c.Value = strconv.FormatFloat(ds.Numeric[i][k], 'g', -1, 64)
 			c.Encoded = row[f.Offset]
-			c.Contribution = x.weights[1+f.Offset] * row[f.Offset]
+			c.Effect = x.weights[1+f.Offset] * row[f.Offset]
 		} else {
 			j := k - len(s.Numeric)
 			idx := int(ds.Category[i][j])
@@ -163,10 +191,11 @@ func (x *Explainer) contributions(ds *dataset.Dataset, i int, row []float64) ([]
 			}
 			if idx >= 0 && idx < f.Width {
 				c.Encoded = 1
-				c.Contribution = x.weights[1+f.Offset+idx]
+				c.Effect = x.weights[1+f.Offset+idx]
 			}
 		}
-		logOdds += c.Contribution
+		c.Contribution = c.Effect - x.ref.Expected[k]
+		logOdds += c.Effect
 		out[k] = c
 	}
 	return out, logOdds, nil
@@ -185,7 +214,7 @@ func (x *Explainer) Explain(ds *dataset.Dataset, top int) ([]Explanation, error)
 		if err != nil {
 			return nil, err
 		}
-		e := Explanation{Score: sigmoid(logOdds), LogOdds: logOdds, Intercept: x.weights[0]}
+		e := Explanation{Score: sigmoid(logOdds), LogOdds: logOdds, Intercept: x.weights[0], ExpectedLogOdds: x.ref.ExpectedLogOdds}
 		if i < len(ds.Line) {
 			e.Line = ds.Line[i]
 		}

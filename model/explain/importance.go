@@ -10,8 +10,9 @@ import (
 )
 
 // ImportanceSums are the sums behind global importance: the row count and, per feature column
-// (Features order), the sum and the sum of squares of its contribution to the log-odds. They add
-// up across clients like every other federated count.
+// (Features order), the sum and the sum of squares of its effect on the log-odds (Contribution.Effect,
+// which does not depend on the explainer's reference, so that every client's sums mean the same
+// and add up across clients like every other federated count).
 type ImportanceSums struct {
 	N     float64   `json:"n"`
 	Sum   []float64 `json:"sum"`
@@ -39,8 +40,8 @@ func (x *Explainer) AddImportance(s *ImportanceSums, ds *dataset.Dataset) error 
 		}
 		s.N++
 		for k, c := range contrib {
-			s.Sum[k] += c.Contribution
-			s.SumSq[k] += c.Contribution * c.Contribution
+			s.Sum[k] += c.Effect
+			s.SumSq[k] += c.Effect * c.Effect
 		}
 	}
 	return nil
@@ -85,7 +86,8 @@ func ImportanceSumsFromVector(v []float64, features int) (ImportanceSums, error)
 type Importance struct {
 	Feature string `json:"feature"`
 	Kind    Kind   `json:"kind"`
-	// Importance is the standard deviation of the column's contribution to the log-odds.
+	// Importance is the standard deviation of the column's effect on the log-odds (and so of
+	// its contribution, whatever the reference).
 	Importance float64 `json:"importance"`
 	// Share is Importance over the sum of every column's Importance.
 	Share float64 `json:"share"`

@@ -9,6 +9,12 @@
 //   - ONNX (ONNX): a graph of standard operators (ai.onnx opset 13, and ai.onnx.ml's
 //     OneHotEncoder) computing the probability in double precision, IR version 7.
 //
+// A gradient-boosted-trees model goes out the same two ways with the same inputs and output
+// (ONNXTrees, PMMLTrees; ONNX and PMML call them for a document holding trees): ONNX's
+// ai.onnx.ml opset 5 TreeEnsemble in double precision, and a PMML MiningModel chaining the sum
+// of one TreeModel per tree with a logit RegressionModel; numeric splits compare the raw value
+// with the exact raw cut point of fedprop's standardised threshold.
+//
 // Both score a record with the probability of the schema's positive label. A categorical value
 // outside the vocabulary is an error under the schema's "unseen: error" policy and falls into the
 // "other" input under "unseen: other", as in fedprop.

@@ -43,7 +43,15 @@ const onnxInternal = "fedprop/"
 // "unseen: other", whose extra input is 1 minus the sum of the others), reshaped and cast to
 // double; then MatMul with the coefficients, Add the intercept, and Sigmoid. All arithmetic is in
 // double precision, so the probabilities agree with fedprop's to rounding.
+//
+// A document of a tree model is exported by ONNXTrees.
 func ONNX(doc *modelfile.Document) ([]byte, error) {
+	if doc != nil && doc.Trees != nil {
+		if err := doc.Validate(); err != nil {
+			return nil, fmt.Errorf("export onnx: %w: %w", ErrInvalidModel, err)
+		}
+		return ONNXTrees(doc.Trees, doc.Schema)
+	}
 	if err := check(doc); err != nil {
 		return nil, fmt.Errorf("export onnx: %w", err)
 	}

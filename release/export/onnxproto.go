@@ -12,6 +12,7 @@ import (
 
 // ONNX TensorProto.DataType values used by the export.
 const (
+	onnxUint8  = 2
 	onnxInt64  = 7
 	onnxString = 8
 	onnxDouble = 11
@@ -22,6 +23,7 @@ const (
 	attrFloat   = 1
 	attrInt     = 2
 	attrString  = 3
+	attrTensor  = 4
 	attrInts    = 7
 	attrStrings = 8
 )
@@ -108,6 +110,7 @@ const (
 	attributeF       = 2
 	attributeI       = 3
 	attributeS       = 4
+	attributeT       = 5
 	attributeInts    = 8
 	attributeStrings = 9
 	attributeType    = 20
@@ -119,6 +122,7 @@ const (
 	tensorDataType   = 2
 	tensorInt64Data  = 7
 	tensorName       = 8
+	tensorRawData    = 9
 	tensorDoubleData = 10
 )
 
@@ -150,6 +154,7 @@ type attribute struct {
 	f       float32
 	i       int64
 	s       string
+	t       *tensor
 	ints    []int64
 	strings []string
 }
@@ -164,6 +169,8 @@ func (a attribute) encode() pbuf {
 		b.varint(attributeI, a.i)
 	case attrString:
 		b.bytes(attributeS, []byte(a.s))
+	case attrTensor:
+		b.msg(attributeT, a.t.encode())
 	case attrInts:
 		b.packedVarints(attributeInts, a.ints)
 	case attrStrings:
@@ -207,12 +214,14 @@ func (n node) encode() pbuf {
 	return b
 }
 
-// tensor is one initializer: a double or int64 constant of the given shape.
+// tensor is one initializer (or tensor attribute): a double, int64 or uint8 constant of the
+// given shape.
 type tensor struct {
 	name    string
 	dims    []int64
 	doubles []float64
 	int64s  []int64
+	uint8s  []byte
 }
 
 func (t tensor) encode() pbuf {
@@ -220,10 +229,14 @@ func (t tensor) encode() pbuf {
 	if len(t.dims) > 0 {
 		b.packedVarints(tensorDims, t.dims)
 	}
-	if t.int64s != nil {
+	switch {
+	case t.uint8s != nil:
+		b.varint(tensorDataType, onnxUint8)
+		b.bytes(tensorRawData, t.uint8s)
+	case t.int64s != nil:
 		b.varint(tensorDataType, onnxInt64)
 		b.packedVarints(tensorInt64Data, t.int64s)
-	} else {
+	default:
 		b.varint(tensorDataType, onnxDouble)
 		b.packedDoubles(tensorDoubleData, t.doubles)
 	}

@@ -45,6 +45,12 @@ const (
 // first negative label value get a regression table; every other negative value has probability
 // 0, their total being 1 minus the positive probability.
 func PMML(doc *modelfile.Document) ([]byte, error) {
+	if doc != nil && doc.Trees != nil { // a tree model: PMMLTrees
+		if err := doc.Validate(); err != nil {
+			return nil, fmt.Errorf("export pmml: %w: %w", ErrInvalidModel, err)
+		}
+		return PMMLTrees(doc.Trees, doc.Schema)
+	}
 	if err := check(doc); err != nil {
 		return nil, fmt.Errorf("export pmml: %w", err)
 	}

@@ -68,11 +68,12 @@ type Model struct {
 	RunID   string    `json:"run_id"`
 	Round   int       `json:"round"`
 	Created time.Time `json:"created"`
-	// Algorithm is "logistic regression".
+	// Algorithm is "logistic regression", or the trees' description.
 	Algorithm string `json:"algorithm"`
 	// Target is the predicted event, "column = positive value".
 	Target string `json:"target"`
-	// Inputs is the number of model inputs after encoding; Intercept the model's intercept.
+	// Inputs is the number of model inputs after encoding (a tree model's features);
+	// Intercept the model's intercept (a tree model's base score).
 	Inputs    int     `json:"inputs"`
 	Intercept float64 `json:"intercept"`
 }
@@ -355,6 +356,11 @@ func Build(in Input) (*Card, error) {
 		Approval:          in.Approval,
 		Generated:         in.Generated.UTC(),
 		PrivacyAudit:      clonePrivacyAudit(in.PrivacyAudit),
+	}
+	if m := doc.Trees; m != nil {
+		c.Model.Inputs, c.Model.Intercept = len(m.Features), m.BaseScore
+		c.Model.Algorithm = fmt.Sprintf("gradient-boosted trees (%d trees of depth at most %d, learning rate %g, lambda %g, %d bins; base score the intercept)",
+			len(m.Trees), m.Params.MaxDepth, m.Params.LearningRate, m.Params.Lambda, m.Params.Bins)
 	}
 	if c.IntendedUse.Purpose == "" {
 		c.IntendedUse = DefaultIntendedUse(s)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 )
 
@@ -31,6 +32,10 @@ type Document struct {
 	Intercept    float64   `json:"intercept"`
 	Coefficients []float64 `json:"coefficients"`
 	Features     []string  `json:"features"`
+	// Trees is a gradient-boosted-trees model: the document then scores with it, and has no
+	// coefficients. Its features and their standardisation are its own (the same as the
+	// document's Standardization).
+	Trees *gbdt.Model `json:"trees,omitempty"`
 
 	Schema          *dataset.Schema         `json:"schema"`
 	Standardization dataset.Standardization `json:"standardization"`
@@ -142,6 +147,18 @@ func (d *Document) Validate() error {
 	if d.Schema == nil {
 		return errors.New("model document has no schema")
 	}
+	if d.Trees != nil {
+		if len(d.Coefficients) != 0 {
+			return fmt.Errorf("model document has both trees and %d coefficients", len(d.Coefficients))
+		}
+		if err := d.Trees.Validate(); err != nil {
+			return fmt.Errorf("model document: %w", err)
+		}
+		if _, err := d.Encoder(); err != nil {
+			return err
+		}
+		return nil
+	}
 	if len(d.Coefficients) != len(d.Features) {
 		return fmt.Errorf("model document has %d coefficients for %d features", len(d.Coefficients), len(d.Features))
 	}
@@ -172,6 +189,9 @@ func (d *Document) Score(ds *dataset.Dataset) ([]float64, error) {
 	}
 	if ds.Len() == 0 {
 		return nil, nil
+	}
+	if d.Trees != nil {
+		return d.Trees.Predict(ds)
 	}
 	return logreg.PredictAll(d.Weights(), enc.Encode(ds), nil), nil
 }

@@ -144,26 +144,26 @@ func TestDecodeRefusesMalformedDocuments(t *testing.T) {
 		{"no schema", noSchema, nil, nil, "model document has no schema"},
 		{"a coefficient short", edit(`"coefficients": [
     0.5,`, `"coefficients": [`), nil, nil, "4 coefficients for 5 features"},
-		{"a schema that does not validate", edit(`"Numeric": [
+		{"a schema that does not validate", edit(`"numeric": [
       "income",
       "age"
-    ]`, `"Numeric": [
+    ]`, `"numeric": [
       "income",
       "income"
     ]`), nil, dataset.ErrInvalidSchema, "income"},
-		{"a standardization that does not fit", edit(`"Std": [
+		{"a standardization that does not fit", edit(`"std": [
       20000,
       12
-    ]`, `"Std": [
+    ]`, `"std": [
       20000
     ]`), nil, nil, "standardization has 2 means and 1 stds for 2 numeric features"},
 		{"a second document after it", valid + valid, nil, modelfile.ErrInvalidDocument, "data after the document"},
 		{"trailing garbage", valid + "x", nil, modelfile.ErrInvalidDocument, "data after the document"},
 		{"larger than the limit", valid[:len(valid)-2] + `, "pad": "` + strings.Repeat("a", modelfile.MaxDocumentBytes) + `"}`, nil, modelfile.ErrInvalidDocument, "larger than"},
-		{"a zero std", edit(`"Std": [
+		{"a zero std", edit(`"std": [
       20000,
       12
-    ]`, `"Std": [
+    ]`, `"std": [
       20000,
       0
     ]`), nil, nil, `feature "age" has mean 40 and std 0`},

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -76,10 +77,17 @@ type Edge struct {
 	// Admission bounds the results received and decoded at once; nil means one with
 	// DefaultMaxConcurrentSubmits.
 	Admission *Admission
-	// Now is the rate limiter's clock; nil means time.Now.
+	// Now is the rate limiter's and the rejection log's clock; nil means time.Now.
 	Now func() time.Time
-	// Logger receives one line per refused call at debug level; nil means slog.Default().
+	// Logger receives a warn line for every refused connection (a failed TLS handshake: no
+	// certificate, an unknown CA, plaintext against TLS) and every refused call (revoked, wrong
+	// role, another client's id, over the rate limit), with the peer's address and a
+	// RejectReason, at most one per peer host and reason every RejectLogEvery; nil means
+	// slog.Default().
 	Logger *slog.Logger
+	// RejectLogEvery is the least time between two log lines for the same peer host and
+	// reason; the later line counts the refusals in between. 0 means DefaultRejectLogEvery.
+	RejectLogEvery time.Duration
 }
 
 // ServerOptions turns the edge into options for NewGRPCServer.
@@ -90,12 +98,16 @@ func (e Edge) ServerOptions() ([]grpc.ServerOption, error) {
 	if e.MaxRecvMsgBytes < 0 {
 		return nil, fmt.Errorf("max_message_bytes: must be >= 0, got %d", e.MaxRecvMsgBytes)
 	}
-	g := &guard{policy: e.Policy, revoked: e.Revoked, secure: e.TLS != nil, log: e.Logger}
+	if e.RejectLogEvery < 0 {
+		return nil, fmt.Errorf("edge: RejectLogEvery: must be >= 0, got %v", e.RejectLogEvery)
+	}
+	log := e.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &guard{policy: e.Policy, revoked: e.Revoked, secure: e.TLS != nil, rejects: newRejectLog(log, e.Now, e.RejectLogEvery)}
 	if g.policy == nil {
 		g.policy = DefaultPolicy()
-	}
-	if g.log == nil {
-		g.log = slog.Default()
 	}
 	if e.RateLimit.Enabled() {
 		g.limiter = NewRateLimiter(e.RateLimit, e.Now)
@@ -107,7 +119,10 @@ func (e Edge) ServerOptions() ([]grpc.ServerOption, error) {
 		}
 		// No read buffer of gRPC's own: the TLS connection holds each record it reads, and
 		// another 32 KiB per connection in front of it would pin 160 MiB at 5,000 clients.
-		opts = append(opts, grpc.Creds(credentials.NewTLS(e.TLS)), grpc.ReadBufferSize(0))
+		creds := edgeCreds{TransportCredentials: credentials.NewTLS(edgeTLSConfig(e.TLS)), rejects: g.rejects}
+		opts = append(opts, grpc.Creds(creds), grpc.ReadBufferSize(0))
+	} else {
+		opts = append(opts, grpc.Creds(plaintextEdgeCreds{TransportCredentials: insecure.NewCredentials(), rejects: g.rejects}))
 	}
 	if e.MaxRecvMsgBytes > 0 {
 		opts = append(opts, grpc.MaxRecvMsgSize(e.MaxRecvMsgBytes))
@@ -125,12 +140,22 @@ func (e Edge) ServerOptions() ([]grpc.ServerOption, error) {
 
 // DialTLS connects to a coordinator over mutual TLS 1.3 with a party's kit files; the
 // coordinator's certificate must name addr's host and carry the coordinator role.
+//
+// A call that fails because of the connection or the caller's certificate returns a
+// *ConnError whose Fault says why (another CA, plaintext at the other end, a wrong port, a
+// revoked certificate, the coordinator down) and whether retrying can help.
 func DialTLS(addr string, files pki.TLSFiles, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	cfg, err := pki.ClientTLSConfig(files)
 	if err != nil {
 		return nil, fmt.Errorf("dial coordinator %s: %w", addr, err)
 	}
-	return Dial(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, opts...)...)
+	return DialTLSConfig(addr, cfg, opts...)
+}
+
+// DialTLSConfig is DialTLS with a TLS configuration the caller built (pki.ClientTLSConfig
+// builds fedprop's); its calls' errors are explained the same way.
+func DialTLSConfig(addr string, cfg *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return Dial(addr, append(newConnWatch(addr, true).options(credentials.NewTLS(cfg)), opts...)...)
 }
 
 type identityKey struct{}
@@ -150,33 +175,47 @@ type guard struct {
 	revoked func(pki.Identity) bool
 	secure  bool
 	limiter *RateLimiter
-	log     *slog.Logger
+	rejects *rejectLog
 }
 
 func (g *guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, id, err := g.admit(ctx, info.FullMethod, req)
+	ctx, id, reason, err := g.admit(ctx, info.FullMethod, req)
 	if err == nil && g.secure {
-		err = g.checkActsAsItself(id, req)
+		if err = g.checkActsAsItself(id, req); err != nil {
+			reason = RejectOtherClient
+		}
 	}
 	if err != nil {
-		g.log.DebugContext(ctx, "call refused", "method", info.FullMethod, "caller", id.String(), "err", err)
+		g.refused(ctx, info.FullMethod, id, reason, err)
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
 func (g *guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, id, err := g.admit(ss.Context(), info.FullMethod, nil)
+	ctx, id, reason, err := g.admit(ss.Context(), info.FullMethod, nil)
 	if err != nil {
-		g.log.DebugContext(ctx, "call refused", "method", info.FullMethod, "caller", id.String(), "err", err)
+		g.refused(ctx, info.FullMethod, id, reason, err)
 		return err
 	}
-	return handler(srv, &guardedStream{ServerStream: ss, ctx: ctx, g: g, id: id})
+	return handler(srv, &guardedStream{ServerStream: ss, ctx: ctx, g: g, id: id, method: info.FullMethod})
+}
+
+// refused logs a refused call (rate-limited per peer host and reason, see rejectLog).
+func (g *guard) refused(ctx context.Context, method string, id pki.Identity, reason RejectReason, err error) {
+	caller := id.String()
+	switch {
+	case !g.secure:
+		caller = "(plaintext: no identity)"
+	case id == (pki.Identity{}):
+		caller = "(no certificate)"
+	}
+	g.rejects.reject(ctx, peerAddr(ctx), reason, "method", method, "caller", caller, "err", err)
 }
 
 // admit authenticates the caller, refuses revoked certificates, spends the caller's rate
-// budget and applies the role policy.
-func (g *guard) admit(ctx context.Context, method string, req any) (context.Context, pki.Identity, error) {
+// budget and applies the role policy. A refusal comes with its reason for the log.
+func (g *guard) admit(ctx context.Context, method string, req any) (context.Context, pki.Identity, RejectReason, error) {
 	var (
 		id  pki.Identity
 		key string
@@ -185,10 +224,10 @@ func (g *guard) admit(ctx context.Context, method string, req any) (context.Cont
 		var err error
 		id, err = peerIdentity(ctx)
 		if err != nil {
-			return ctx, id, status.Error(codes.Unauthenticated, err.Error())
+			return ctx, id, RejectNoCertificate, status.Error(codes.Unauthenticated, err.Error())
 		}
 		if g.revoked != nil && g.revoked(id) {
-			return ctx, id, status.Errorf(codes.Unauthenticated, "%v: %s (serial %s)", pki.ErrRevoked, id, id.Serial)
+			return ctx, id, RejectRevoked, status.Errorf(codes.Unauthenticated, "%v: %s (serial %s)", pki.ErrRevoked, id, id.Serial)
 		}
 		key = id.String()
 		ctx = context.WithValue(ctx, identityKey{}, id)
@@ -196,13 +235,13 @@ func (g *guard) admit(ctx context.Context, method string, req any) (context.Cont
 		key = plaintextKey(ctx, req)
 	}
 	if g.limiter != nil && !g.limiter.Allow(key) {
-		return ctx, id, status.Errorf(codes.ResourceExhausted, "rate limit: %s exceeds %g requests per second (burst %d); slow down and retry",
+		return ctx, id, RejectRateLimited, status.Errorf(codes.ResourceExhausted, "rate limit: %s exceeds %g requests per second (burst %d); slow down and retry",
 			key, g.limiter.limit.PerSecond, int(g.limiter.burst))
 	}
 	if g.secure && !g.policy.Allows(method, id.Role) {
-		return ctx, id, status.Errorf(codes.PermissionDenied, "role %s (%s) may not call %s", id.Role, id.Name, method)
+		return ctx, id, RejectWrongRole, status.Errorf(codes.PermissionDenied, "role %s (%s) may not call %s", id.Role, id.Name, method)
 	}
-	return ctx, id, nil
+	return ctx, id, "", nil
 }
 
 // checkActsAsItself refuses a client certificate acting for another client id.
@@ -250,9 +289,10 @@ func plaintextKey(ctx context.Context, req any) string {
 // acts for that client.
 type guardedStream struct {
 	grpc.ServerStream
-	ctx context.Context
-	g   *guard
-	id  pki.Identity
+	ctx    context.Context
+	g      *guard
+	id     pki.Identity
+	method string
 }
 
 func (s *guardedStream) Context() context.Context { return s.ctx }
@@ -262,7 +302,10 @@ func (s *guardedStream) RecvMsg(m any) error {
 		return err
 	}
 	if s.g.secure {
-		return s.g.checkActsAsItself(s.id, m)
+		if err := s.g.checkActsAsItself(s.id, m); err != nil {
+			s.g.refused(s.ctx, s.method, s.id, RejectOtherClient, err)
+			return err
+		}
 	}
 	return nil
 }

@@ -22,11 +22,12 @@ import (
 	"github.com/fedprop/fedprop/task"
 )
 
-// Dial connects to a coordinator. Without options the connection is plaintext; callers add
-// transport credentials (mutual TLS) through opts.
+// Dial connects to a coordinator. Without options the connection is plaintext, and its calls
+// fail with a *ConnError that says why when the connection does (see DialTLS); callers that
+// bring their own transport credentials through opts get gRPC's errors as they are.
 func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		opts = newConnWatch(addr, false).options(insecure.NewCredentials())
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {

@@ -3,6 +3,7 @@
 package grpctransport
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedprop/fedprop/coordinator"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 	pb "github.com/fedprop/fedprop/proto/fedprop/v1"
 	"github.com/fedprop/fedprop/task"
@@ -91,6 +93,13 @@ func taskToProto(t task.Task) *pb.Task {
 	if !t.Deadline.IsZero() {
 		out.DeadlineUnixMillis = t.Deadline.UnixMilli()
 	}
+	// The coordinator's own values: they marshal (no NaN in a validated model or spec).
+	if t.GBDT != nil {
+		out.GbdtStep, _ = json.Marshal(t.GBDT)
+	}
+	if t.Trees != nil {
+		out.Trees, _ = json.Marshal(t.Trees)
+	}
 	return out
 }
 
@@ -160,6 +169,18 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 	}
 	if ms := p.GetDeadlineUnixMillis(); ms != 0 {
 		t.Deadline = time.UnixMilli(ms)
+	}
+	if b := p.GetGbdtStep(); len(b) > 0 {
+		if t.GBDT, err = task.DecodeGBDTSpec(b); err != nil {
+			return task.Task{}, fmt.Errorf("gbdt_step: %w", err)
+		}
+	}
+	if b := p.GetTrees(); len(b) > 0 {
+		m, err := gbdt.DecodeModel(b)
+		if err != nil {
+			return task.Task{}, fmt.Errorf("trees: %w: %w", task.ErrInvalid, err)
+		}
+		t.Trees = m
 	}
 	return t, nil
 }
@@ -400,6 +421,10 @@ var sentinelMarkers = []struct {
 	{task.ErrUnknownClient.Error(), task.ErrUnknownClient},
 	{task.ErrStale.Error(), task.ErrStale},
 	{coordinator.ErrInvalidDecision.Error(), coordinator.ErrInvalidDecision},
+	{coordinator.ErrNotApproved.Error(), coordinator.ErrNotApproved},
+	{coordinator.ErrFlagged.Error(), coordinator.ErrFlagged},
+	{coordinator.ErrReviewed.Error(), coordinator.ErrReviewed},
+	{coordinator.ErrNoCA.Error(), coordinator.ErrNoCA},
 	{task.ErrInvalid.Error(), task.ErrInvalid},
 	{task.ErrTooFewRecords.Error(), task.ErrTooFewRecords},
 }

@@ -17,6 +17,33 @@ type RateLimit struct {
 	Burst int
 }
 
+// DefaultRateLimit is the budget a coordinator gives each caller unless configured
+// (rate_limit.per_second, rate_limit.burst). The budget is per caller (per certificate; with
+// insecure, per client id, or per address for calls that carry none), so the federation's size
+// does not enter it: 1,000 clients are 1,000 buckets. What it must hold is the most one client
+// sends while polling normally, with room for faster machines than the one measured.
+//
+// Sustained rate, 50 a second: a client makes 2 calls per task (its result and the poll that
+// brings the next task), and a run with an evaluation every round gives it 2 tasks a round: 4
+// calls. The fastest 1,000-client rounds measured took 568 ms (BENCHMARKS.md: 2 cores, mutual
+// TLS, plaintext aggregation, round p50), 7 calls a second; 50 allows rounds 7 times faster
+// (81 ms) before a normal client is slowed. Between rounds a client sends one poll per
+// poll_wait (20 s: 0.05 a second), and while the coordinator is down it retries at most every
+// client.AgentConfig.MinBackoff (200 ms: 5 a second). The old default, 20 a second with bursts
+// of 40, slowed every client once rounds were shorter than 200 ms, which a small federation or a
+// faster coordinator reaches.
+//
+// Burst, 100: the most one client sends at once is about 6 (after a coordinator restart: the
+// failed poll's retry, a poll answered "unknown client", register, poll, the kept answer's
+// submission, the next poll). The most that share one bucket in normal operation are the
+// committee of an he run behind one address with insecure, whose FetchContributions streams
+// carry no client id until their first message: at most secagg's MaxCommittee, 32, at once,
+// plus health probes. 100 is three times that.
+//
+// The limit stays a brake on a single caller: 50 calls a second at the 0.25-0.4 ms of
+// coordinator CPU a call costs (BENCHMARKS.md) is 1.3 to 2 % of one core.
+func DefaultRateLimit() RateLimit { return RateLimit{PerSecond: 50, Burst: 100} }
+
 // Enabled reports whether the limit limits anything.
 func (r RateLimit) Enabled() bool { return r.PerSecond > 0 }
 

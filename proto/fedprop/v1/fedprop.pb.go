@@ -644,8 +644,13 @@ type Task struct {
 	// public_key is left out because the client said it holds this key
 	// (PollTaskRequest.held_public_key_sha256).
 	PublicKeySha256 []byte `protobuf:"bytes,23,opt,name=public_key_sha256,json=publicKeySha256,proto3" json:"public_key_sha256,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Train tasks of a gradient-boosted-trees run: the step (sketch, or the histograms of some
+	// nodes at the trees and splits so far) as JSON; the client validates it before use.
+	GbdtStep []byte `protobuf:"bytes,24,opt,name=gbdt_step,json=gbdtStep,proto3" json:"gbdt_step,omitempty"`
+	// Evaluate tasks of a tree run: the model to score, as its JSON document (validated).
+	Trees         []byte `protobuf:"bytes,25,opt,name=trees,proto3" json:"trees,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -835,6 +840,20 @@ func (x *Task) GetSparseResults() bool {
 func (x *Task) GetPublicKeySha256() []byte {
 	if x != nil {
 		return x.PublicKeySha256
+	}
+	return nil
+}
+
+func (x *Task) GetGbdtStep() []byte {
+	if x != nil {
+		return x.GbdtStep
+	}
+	return nil
+}
+
+func (x *Task) GetTrees() []byte {
+	if x != nil {
+		return x.Trees
 	}
 	return nil
 }
@@ -3157,7 +3176,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"waitMillis\x123\n" +
 	"\x16held_public_key_sha256\x18\x03 \x01(\fR\x13heldPublicKeySha256\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xa1\a\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xd4\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -3185,7 +3204,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x0ecollective_key\x18\x14 \x01(\v2\x19.fedprop.v1.CollectiveKeyR\rcollectiveKey\x12&\n" +
 	"\x0fmax_update_norm\x18\x15 \x01(\x01R\rmaxUpdateNorm\x12%\n" +
 	"\x0esparse_results\x18\x16 \x01(\bR\rsparseResults\x12*\n" +
-	"\x11public_key_sha256\x18\x17 \x01(\fR\x0fpublicKeySha256\"\x9a\x01\n" +
+	"\x11public_key_sha256\x18\x17 \x01(\fR\x0fpublicKeySha256\x12\x1b\n" +
+	"\tgbdt_step\x18\x18 \x01(\fR\bgbdtStep\x12\x14\n" +
+	"\x05trees\x18\x19 \x01(\fR\x05trees\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +

@@ -1,0 +1,86 @@
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/fedprop/fedprop/model/gbdt"
+)
+
+// GBDTStep is what a train task of a gradient-boosted-trees run asks.
+type GBDTStep int
+
+// The steps of a tree run.
+const (
+	// GBDTSketch: the label sums and the quantile sketch of the numeric features
+	// (gbdt.LabelSums then gbdt.SketchCounts), once, before the first tree.
+	GBDTSketch GBDTStep = 1
+	// GBDTHistograms: the gradient and hessian histograms of the nodes Nodes names, at the
+	// margins of Model's trees and the current tree as Levels has split it so far.
+	GBDTHistograms GBDTStep = 2
+)
+
+// GBDTSpec is the tree part of a train task. Everything a client needs to answer is in it, so
+// that a client that restarts, or joins mid-tree, answers as one that saw every step.
+type GBDTSpec struct {
+	Step   GBDTStep    `json:"step"`
+	Params gbdt.Params `json:"params"`
+	// Model holds the trees committed so far, the base score and the features with their bin
+	// edges (nil for the sketch).
+	Model *gbdt.Model `json:"model,omitempty"`
+	// Tree is the index of the tree being grown; Levels its splits so far, level by level.
+	Tree   int            `json:"tree"`
+	Levels [][]gbdt.Split `json:"levels,omitempty"`
+	// Nodes are the nodes whose histograms the step asks for.
+	Nodes []int32 `json:"nodes,omitempty"`
+}
+
+// MaxGBDTSpecBytes bounds the JSON a tree step is decoded from.
+const MaxGBDTSpecBytes = gbdt.MaxModelBytes + 1<<20
+
+// DecodeGBDTSpec reads a tree step as the wire carries it (JSON), refusing unknown fields, a
+// document larger than MaxGBDTSpecBytes, and a model gbdt.Model.Validate refuses; every error
+// wraps ErrInvalid.
+func DecodeGBDTSpec(b []byte) (*GBDTSpec, error) {
+	if len(b) > MaxGBDTSpecBytes {
+		return nil, fmt.Errorf("%w: tree step of %d bytes, at most %d", ErrInvalid, len(b), MaxGBDTSpecBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var s GBDTSpec
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%w: tree step: %v", ErrInvalid, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: tree step: data after the document", ErrInvalid)
+	}
+	if s.Model != nil {
+		if err := s.Model.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: tree step: %w", ErrInvalid, err)
+		}
+	}
+	if err := s.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: tree step: %w", ErrInvalid, err)
+	}
+	return &s, nil
+}
+
+// GBDTResultLen is the length of the result a tree step asks for, given the schema's numeric
+// feature count.
+func GBDTResultLen(s *GBDTSpec, numeric int) (int, error) {
+	switch s.Step {
+	case GBDTSketch:
+		return gbdt.LabelSumsLen + gbdt.SketchLen(numeric), nil
+	case GBDTHistograms:
+		if s.Model == nil {
+			return 0, fmt.Errorf("%w: a histogram step without its model", ErrInvalid)
+		}
+		layout, err := gbdt.LayoutOf(s.Model.Features)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		return layout.HistogramLen(len(s.Nodes)), nil
+	}
+	return 0, fmt.Errorf("%w: tree step %d", ErrInvalid, s.Step)
+}

@@ -1,0 +1,50 @@
+package task_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/task"
+)
+
+// TestDecodeGBDTSpecRefusesWhatAClientCannotTrust: a tree step from the wire is decoded with
+// its model validated; unknown fields, trailing data, invalid parameters and an inconsistent
+// model are refused with ErrInvalid.
+func TestDecodeGBDTSpecRefusesWhatAClientCannotTrust(t *testing.T) {
+	good := task.GBDTSpec{Step: task.GBDTSketch, Params: gbdt.DefaultParams()}
+	b, err := json.Marshal(good)
+	require.NoError(t, err)
+	got, err := task.DecodeGBDTSpec(b)
+	require.NoError(t, err)
+	assert.Equal(t, good, *got)
+
+	for name, doc := range map[string]string{
+		"unknown field":   `{"step":1,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"extra":1}`,
+		"trailing data":   string(b) + `{}`,
+		"bad parameters":  `{"step":1,"params":{"trees":0}}`,
+		"malformed model": `{"step":2,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"model":{"format":"x"}}`,
+		"not json":        `{`,
+	} {
+		_, err := task.DecodeGBDTSpec([]byte(doc))
+		assert.ErrorIs(t, err, task.ErrInvalid, name)
+	}
+}
+
+func FuzzDecodeGBDTSpec(f *testing.F) {
+	b, _ := json.Marshal(task.GBDTSpec{Step: task.GBDTSketch, Params: gbdt.DefaultParams()})
+	f.Add(b)
+	f.Add([]byte(`{"step":2,"params":{},"model":null,"levels":[[{"node":0}]],"nodes":[1,2]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := task.DecodeGBDTSpec(data)
+		if err != nil {
+			return
+		}
+		if _, err := task.GBDTResultLen(s, 3); err != nil {
+			return
+		}
+	})
+}
