@@ -18,10 +18,12 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/fedprop
 
 ## test: vet, formatting and the whole test suite under the race detector; it ends with what
-## was skipped and why, then a line of counts (internal/testsummary reads go test -json)
+## was skipped and why, then a line of counts (internal/testsummary reads go test -json). The
+## sim package runs whole simulations (bank-full, 100,000 app clients, he) under the race
+## detector: about 12 minutes on 2 cores, past go test's default 10-minute limit.
 test: vet fmt-check
 	@$(GO) build -o $(TOOLBIN)/testsummary ./internal/testsummary
-	bash -o pipefail -c '$(GO) test -race -count=1 -json ./... 2>&1 | $(TOOLBIN)/testsummary'
+	bash -o pipefail -c '$(GO) test -race -count=1 -timeout 30m -json ./... 2>&1 | $(TOOLBIN)/testsummary'
 
 vet:
 	$(GO) vet ./...

@@ -175,6 +175,13 @@ func TestARepeatedTrainTaskGetsTheSameReleaseNeverFreshNoise(t *testing.T) {
 	_, _, err = s.Handle(context.Background(), other)
 	require.ErrorIs(t, err, client.ErrDeclined, "other weights under the same model version")
 
+	rescaled := tk
+	dp := *tk.DP
+	dp.ReferenceRecords = 1000
+	rescaled.DP = &dp
+	_, _, err = s.Handle(context.Background(), rescaled)
+	require.ErrorIs(t, err, client.ErrDeclined, "another step denominator is another release, not a repeat")
+
 	older := tk
 	older.ModelVersion = 3
 	_, _, err = s.Handle(context.Background(), older)

@@ -584,8 +584,8 @@ type release struct {
 func releaseDigest(t task.Task) [sha256.Size]byte {
 	h := sha256.New()
 	d := t.DP
-	fmt.Fprintf(h, "%s|%q|%v|%v|%v|%v|%v|%v|%d|%+v|", t.RunID, d.Mechanism, d.ClipNorm, d.NoiseMultiplier, d.IndicatorNoiseStd,
-		d.SamplingRate, d.Steps, t.Encoding, t.ModelVersion, t.Train)
+	fmt.Fprintf(h, "%s|%q|%v|%v|%v|%v|%v|%d|%v|%d|%+v|", t.RunID, d.Mechanism, d.ClipNorm, d.NoiseMultiplier, d.IndicatorNoiseStd,
+		d.SamplingRate, d.Steps, d.ReferenceRecords, t.Encoding, t.ModelVersion, t.Train)
 	var b [8]byte
 	for _, w := range t.Weights {
 		binary.LittleEndian.PutUint64(b[:], math.Float64bits(w))
@@ -859,7 +859,7 @@ func (s *Session) clipUpdate(t task.Task, rel *release, out, delta []float64) er
 // noise drawn from the client's private source.
 func (s *Session) trainDPSGD(t task.Task, delta []float64) error {
 	d := t.DP
-	p := logreg.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps,
+	p := logreg.DPSGDParams{SamplingRate: d.SamplingRate, ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Steps: d.Steps, ReferenceRecords: d.ReferenceRecords,
 		LearningRate: t.Train.LearningRate, L2: t.Train.L2}
 	local, err := logreg.TrainDPSGD(t.Weights, s.xTrain, s.train.Label, p, s.noise)
 	if err != nil {

@@ -176,9 +176,12 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		}
 	}
 	if prev == nil {
+		if err := c.cfg.planDPSGD(schema); err != nil {
+			return nil, fmt.Errorf("run %s: %w", cfg.ID, err)
+		}
 		c.run = RunState{
 			ID:             cfg.ID,
-			Config:         cfg,
+			Config:         c.cfg,
 			SchemaHash:     task.SchemaHash(schema),
 			SchemaYAML:     schemaYAML,
 			Status:         RunWaiting,
@@ -198,7 +201,8 @@ func NewCore(cfg RunConfig, schema *dataset.Schema, schemaYAML []byte, prev *Run
 		return nil, fmt.Errorf("resume run %s: stored record is for run %s", cfg.ID, prev.ID)
 	}
 	c.run = *prev
-	c.run.Config = cfg
+	c.cfg.keepPlan(prev.Config)
+	c.run.Config = c.cfg
 	if last != nil && last.RunID == cfg.ID {
 		if last.Round != prev.LastRound {
 			return nil, fmt.Errorf("resume run %s: latest version %d is round %d but the run record says round %d: %w",

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/privacy"
@@ -37,6 +38,21 @@ type PrivacyConfig struct {
 	SamplingRate float64 `yaml:"sampling_rate" json:"sampling_rate"`
 	// StepsPerRound is the number of DP-SGD steps of a client per round (record).
 	StepsPerRound int `yaml:"steps_per_round" json:"steps_per_round,omitempty"`
+	// Records is, at record level with sampling_rate unset, the number of training records over
+	// all clients the run plans DP-SGD for: a public figure the operator declares, as the
+	// schema's bounds are, not a count taken from the clients (the simulator fills it from its
+	// data). privacy.PlanDPSGD then derives sampling_rate, steps_per_round, the noise, the
+	// learning rate (run.train.learning_rate is ignored) and ReferenceRecords from it, the
+	// budget, min_clients, rounds and the schema.
+	Records int `yaml:"records" json:"records,omitempty"`
+	// Batch is the planned expected number of records in a step at a client of average size
+	// (0: privacy.DefaultDPSGDBatch); a larger one spends the budget in fewer, larger steps
+	// where the learning rate allows.
+	Batch float64 `yaml:"batch" json:"batch,omitempty"`
+	// ReferenceRecords is record-level DP-SGD's public step denominator (see
+	// logreg.DPSGDParams.ReferenceRecords): set by the plan, or by hand with an explicit
+	// sampling_rate; 0 makes each client divide by its own expected batch.
+	ReferenceRecords int `yaml:"reference_records" json:"reference_records,omitempty"`
 	// AdaptiveClipping follows Andrew et al. 2021: the norm tracks the TargetQuantile of the
 	// update norms, moving by ClipLearningRate (client).
 	AdaptiveClipping bool    `yaml:"adaptive_clipping" json:"adaptive_clipping,omitempty"`
@@ -93,7 +109,7 @@ func (c PrivacyConfig) withDefaults() PrivacyConfig {
 	if c.Mechanism == DPClient && c.SamplingRate == 0 {
 		c.SamplingRate = 1
 	}
-	if c.Mechanism == DPRecord && c.StepsPerRound == 0 {
+	if c.Mechanism == DPRecord && c.StepsPerRound == 0 && !c.planned() {
 		c.StepsPerRound = 100
 	}
 	if c.EvaluationShare == 0 && c.EvaluationNoiseMultiplier == 0 {
@@ -137,11 +153,20 @@ func (c PrivacyConfig) validate() []error {
 	if c.ClipNorm <= 0 {
 		bad("clip_norm", "must be positive, got %v", c.ClipNorm)
 	}
-	if c.SamplingRate <= 0 || c.SamplingRate > 1 {
+	switch {
+	case c.planned():
+		errs = append(errs, c.validatePlanned()...)
+	case c.SamplingRate <= 0 || c.SamplingRate > 1:
 		bad("sampling_rate", "must be in (0, 1], got %v", c.SamplingRate)
 	}
-	if c.Mechanism == DPRecord && c.StepsPerRound < 1 {
+	if c.Mechanism == DPRecord && c.StepsPerRound < 1 && !c.planned() {
 		bad("steps_per_round", "must be at least 1, got %d", c.StepsPerRound)
+	}
+	if c.ReferenceRecords < 0 || (c.ReferenceRecords > 0 && c.Mechanism != DPRecord) {
+		bad("reference_records", "must be 0, or positive at record level, got %d", c.ReferenceRecords)
+	}
+	if !c.planned() && (c.Records != 0 || c.Batch != 0) {
+		bad("records", "and batch plan DP-SGD at record level, with sampling_rate unset")
 	}
 	if c.AdaptiveClipping && c.Mechanism != DPClient {
 		bad("adaptive_clipping", "applies to client-level DP only")
@@ -156,6 +181,114 @@ func (c PrivacyConfig) validate() []error {
 		bad("evaluation_share", "must be in (0, 1), got %v (or set evaluation_noise_multiplier)", f)
 	}
 	return errs
+}
+
+// planned reports whether record-level DP-SGD is to be planned by privacy.PlanDPSGD: a record
+// mechanism with sampling_rate unset.
+func (c PrivacyConfig) planned() bool { return c.Mechanism == DPRecord && c.SamplingRate == 0 }
+
+// validatePlanned checks a planned record-level configuration: the plan derives the noise from
+// an epsilon budget and the steps with the sampling rate, so neither may be set by hand.
+func (c PrivacyConfig) validatePlanned() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("run.privacy.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Epsilon == 0 {
+		bad("epsilon", "planning DP-SGD (sampling_rate unset) needs an epsilon budget; or set sampling_rate, steps_per_round and noise_multiplier")
+	}
+	if c.NoiseMultiplier != 0 || c.StepsPerRound != 0 || c.ReferenceRecords != 0 {
+		bad("sampling_rate", "unset plans DP-SGD, which derives noise_multiplier, steps_per_round and reference_records: set all of them or none")
+	}
+	if c.Records < 0 {
+		bad("records", "must not be negative, got %d", c.Records)
+	}
+	if b := c.Batch; math.IsNaN(b) || math.IsInf(b, 0) || b < 0 {
+		bad("batch", "must be a finite number >= 0, got %v", b)
+	}
+	return errs
+}
+
+// evaluationReserve is the noise of the run's evaluation releases and an accountant holding
+// them: evaluation_noise_multiplier, or the smallest that keeps all evaluations within
+// evaluation_share of the epsilon (of what the planned training spends, without a budget).
+func (c RunConfig) evaluationReserve(conv privacy.Conversion) (float64, *privacy.Accountant, error) {
+	pc := c.Privacy
+	q, steps := c.trainSteps()
+	zEval, n := pc.EvaluationNoiseMultiplier, c.evaluations()
+	if zEval == 0 {
+		target := pc.EvaluationShare * pc.Epsilon
+		if pc.Epsilon == 0 {
+			// No budget: the evaluations get the same share of what the run plans to spend.
+			train, _, err := privacy.Epsilon(q, pc.NoiseMultiplier, steps, pc.Delta, nil, conv)
+			if err != nil {
+				return 0, nil, fmt.Errorf("run.privacy: epsilon of the planned training: %w", err)
+			}
+			target = train * pc.EvaluationShare / (1 - pc.EvaluationShare)
+		}
+		var err error
+		if zEval, err = privacy.SigmaFor(1, n, pc.Delta, target, nil, conv); err != nil {
+			return 0, nil, fmt.Errorf("run.privacy.evaluation_share: noise for %d evaluations within epsilon %.4g: %w", n, target, err)
+		}
+	}
+	evals := privacy.NewAccountant(nil)
+	if err := evals.Compose(1, zEval, n); err != nil {
+		return 0, nil, fmt.Errorf("run.privacy: %w", err)
+	}
+	return zEval, evals, nil
+}
+
+// planDPSGD resolves a planned record-level configuration with privacy.PlanDPSGD: the
+// evaluations' noise is reserved first, as privacyPlan does, then q, steps_per_round, the
+// training noise, the clip, the reference records and the learning rate are derived from the
+// budget, records, min_clients, rounds and the schema's feature counts. It is a no-op for any
+// other configuration, and for one already planned.
+func (c *RunConfig) planDPSGD(schema *dataset.Schema) error {
+	pc := &c.Privacy
+	if !pc.planned() {
+		return nil
+	}
+	if pc.Records < 1 {
+		return fmt.Errorf("run.privacy.records: planning DP-SGD (sampling_rate unset) needs the number of training records over all clients, a declared figure; got %d", pc.Records)
+	}
+	conv, err := privacy.ParseConversion(pc.Conversion)
+	if err != nil {
+		return err
+	}
+	zEval, reserved, err := c.evaluationReserve(conv)
+	if err != nil {
+		return err
+	}
+	r2, err := privacy.RowNormSquaredBound(len(schema.Numeric), len(schema.Categorical))
+	if err != nil {
+		return fmt.Errorf("run.privacy: %w", err)
+	}
+	plan, err := privacy.PlanDPSGD(privacy.DPSGDPlanInput{
+		Budget:   privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv},
+		Reserved: reserved, Records: pc.Records, Clients: max(c.MinClients, 1), Rounds: c.Rounds,
+		RowNormSquared: r2, ClipNorm: pc.ClipNorm, Batch: pc.Batch,
+	})
+	if err != nil {
+		return fmt.Errorf("run.privacy: %w", err)
+	}
+	pc.SamplingRate, pc.StepsPerRound, pc.NoiseMultiplier, pc.ClipNorm = plan.SamplingRate, plan.StepsPerRound, plan.NoiseMultiplier, plan.ClipNorm
+	pc.ReferenceRecords, pc.EvaluationNoiseMultiplier = plan.ReferenceRecords, zEval
+	c.Train.LearningRate = plan.LearningRate
+	return nil
+}
+
+// keepPlan gives a resumed run the DP-SGD plan it started with: a planned configuration is
+// resolved from the stored one, not planned again, so that the noise the accountant holds stays
+// the noise the tasks carry.
+func (c *RunConfig) keepPlan(stored RunConfig) {
+	if !c.Privacy.planned() || stored.Privacy.planned() || stored.Privacy.Mechanism != DPRecord {
+		return
+	}
+	s := stored.Privacy
+	pc := &c.Privacy
+	pc.SamplingRate, pc.StepsPerRound, pc.NoiseMultiplier, pc.ClipNorm = s.SamplingRate, s.StepsPerRound, s.NoiseMultiplier, s.ClipNorm
+	pc.ReferenceRecords, pc.EvaluationNoiseMultiplier = s.ReferenceRecords, s.EvaluationNoiseMultiplier
+	c.Train.LearningRate = stored.Train.LearningRate
 }
 
 // evaluations is the number of federated evaluations a run of all its rounds makes: every
@@ -198,27 +331,14 @@ func (c RunConfig) privacyPlan() (privacyPlan, error) {
 	if err != nil {
 		return privacyPlan{}, err
 	}
-	plan := privacyPlan{z: pc.NoiseMultiplier, zEval: pc.EvaluationNoiseMultiplier, evaluations: c.evaluations()}
+	plan := privacyPlan{z: pc.NoiseMultiplier, evaluations: c.evaluations()}
 	q, steps := c.trainSteps()
-	if plan.zEval == 0 {
-		target := pc.EvaluationShare * pc.Epsilon
-		if pc.Epsilon == 0 {
-			// No budget: the evaluations get the same share of what the run plans to spend.
-			train, _, err := privacy.Epsilon(q, pc.NoiseMultiplier, steps, pc.Delta, nil, conv)
-			if err != nil {
-				return privacyPlan{}, fmt.Errorf("run.privacy: epsilon of the planned training: %w", err)
-			}
-			target = train * pc.EvaluationShare / (1 - pc.EvaluationShare)
-		}
-		if plan.zEval, err = privacy.SigmaFor(1, plan.evaluations, pc.Delta, target, nil, conv); err != nil {
-			return privacyPlan{}, fmt.Errorf("run.privacy.evaluation_share: noise for %d evaluations within epsilon %.4g: %w", plan.evaluations, target, err)
-		}
+	zEval, evals, err := c.evaluationReserve(conv)
+	if err != nil {
+		return privacyPlan{}, err
 	}
+	plan.zEval = zEval
 	if plan.z == 0 {
-		evals := privacy.NewAccountant(nil)
-		if err := evals.Compose(1, plan.zEval, plan.evaluations); err != nil {
-			return privacyPlan{}, fmt.Errorf("run.privacy: %w", err)
-		}
 		budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
 		if plan.z, err = evals.SigmaWithin(q, steps, budget); err != nil {
 			return privacyPlan{}, fmt.Errorf("run.privacy: noise for epsilon %v over %d steps after %d evaluations at z=%.4g: %w",
@@ -353,7 +473,7 @@ func (c *Core) dpSpec() (*task.DPSpec, error) {
 	switch ps.Mechanism {
 	case DPRecord:
 		return &task.DPSpec{Mechanism: DPRecord, ClipNorm: ps.ClipNorm, SamplingRate: ps.SamplingRate, Steps: c.cfg.Privacy.StepsPerRound,
-			NoiseMultiplier: ps.NoiseMultiplier, Delta: ps.Delta}, nil
+			NoiseMultiplier: ps.NoiseMultiplier, Delta: ps.Delta, ReferenceRecords: c.cfg.Privacy.ReferenceRecords}, nil
 	case DPClient:
 		spec := &task.DPSpec{Mechanism: DPClient, ClipNorm: ps.ClipNorm, Delta: ps.Delta}
 		zSum, sigmaB, err := c.adaptiveNoise(c.expected)

@@ -385,3 +385,85 @@ func joined(ids []string) string {
 	}
 	return out
 }
+
+// TestPlannedDPSGDReachesTheClientsAndTheAccountant: a record-level run with sampling_rate unset
+// is planned by privacy.PlanDPSGD from the budget, the declared records, min_clients, rounds and
+// the schema (1 numeric, 1 categorical: R2 = 3), and its train tasks carry exactly the plan,
+// the reference records included; the run's stored configuration keeps the plan, and a resume
+// with the unplanned configuration takes it from there instead of planning again.
+func TestPlannedDPSGDReachesTheClientsAndTheAccountant(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.Rounds, cfg.EvalEvery, cfg.Quorum = 4, 2, 3
+	cfg.Privacy = coordinator.PrivacyConfig{Mechanism: "record", Epsilon: 1, Delta: 1e-5, Records: 6000}
+	cfg = cfg.WithDefaults()
+	require.NoError(t, cfg.Validate())
+
+	conv := privacy.PLD
+	zEval, err := privacy.SigmaFor(1, 2, 1e-5, coordinator.DefaultEvaluationShare, nil, conv)
+	require.NoError(t, err)
+	reserved := privacy.NewAccountant(nil)
+	require.NoError(t, reserved.Compose(1, zEval, 2))
+	want, err := privacy.PlanDPSGD(privacy.DPSGDPlanInput{Budget: privacy.Budget{Epsilon: 1, Delta: 1e-5, Conversion: conv},
+		Reserved: reserved, Records: 6000, Clients: 3, Rounds: 4, RowNormSquared: 3})
+	require.NoError(t, err)
+
+	h := newDPHarness(t, cfg)
+	tk, ok := h.poll("a")
+	require.True(t, ok)
+	require.Equal(t, task.KindTrain, tk.Kind)
+	require.NotNil(t, tk.DP)
+	assert.Equal(t, task.DPSpec{Mechanism: "record", ClipNorm: want.ClipNorm, SamplingRate: want.SamplingRate, Steps: want.StepsPerRound,
+		NoiseMultiplier: want.NoiseMultiplier, Delta: 1e-5, ReferenceRecords: want.ReferenceRecords}, *tk.DP)
+	assert.Equal(t, 2000, want.ReferenceRecords)
+	assert.InEpsilon(t, want.LearningRate, tk.Train.LearningRate, 1e-12, "the plan's learning rate, not the default")
+
+	st := h.core.Status()
+	planned := st.Config.Privacy
+	assert.Equal(t, want.SamplingRate, planned.SamplingRate)
+	assert.Equal(t, want.StepsPerRound, planned.StepsPerRound)
+	assert.Equal(t, want.ReferenceRecords, planned.ReferenceRecords)
+
+	schema, err := dataset.ParseSchema("tiny", []byte(boundedSchemaYAML))
+	require.NoError(t, err)
+	resumed, err := coordinator.NewCore(cfg, schema, []byte(boundedSchemaYAML), &st, nil)
+	require.NoError(t, err)
+	assert.Equal(t, planned, resumed.Status().Config.Privacy, "a resumed run keeps its plan")
+}
+
+func TestPlannedDPSGDConfigurationIsChecked(t *testing.T) {
+	base := coordinator.PrivacyConfig{Mechanism: "record", Epsilon: 1, Delta: 1e-5}
+	tests := []struct {
+		name   string
+		mutate func(p *coordinator.PrivacyConfig)
+		key    string
+	}{
+		{name: "no budget to plan from", mutate: func(p *coordinator.PrivacyConfig) { p.Epsilon, p.NoiseMultiplier = 0, 2 }, key: "run.privacy.epsilon"},
+		{name: "noise with a planned schedule", mutate: func(p *coordinator.PrivacyConfig) { p.NoiseMultiplier = 2 }, key: "run.privacy.sampling_rate"},
+		{name: "steps with a planned schedule", mutate: func(p *coordinator.PrivacyConfig) { p.StepsPerRound = 10 }, key: "run.privacy.sampling_rate"},
+		{name: "negative records", mutate: func(p *coordinator.PrivacyConfig) { p.Records = -1 }, key: "run.privacy.records"},
+		{name: "nan batch", mutate: func(p *coordinator.PrivacyConfig) { p.Batch = math.NaN() }, key: "run.privacy.batch"},
+		{name: "records with an explicit schedule", mutate: func(p *coordinator.PrivacyConfig) { p.SamplingRate, p.StepsPerRound, p.Records = 0.1, 10, 100 }, key: "run.privacy.records"},
+		{name: "negative reference", mutate: func(p *coordinator.PrivacyConfig) { p.SamplingRate, p.StepsPerRound, p.ReferenceRecords = 0.1, 10, -1 }, key: "run.privacy.reference_records"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tinyConfig()
+			cfg.Privacy = base
+			tt.mutate(&cfg.Privacy)
+			cfg = cfg.WithDefaults()
+			err := cfg.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.key)
+		})
+	}
+
+	cfg := tinyConfig()
+	cfg.Privacy = base
+	cfg = cfg.WithDefaults()
+	require.NoError(t, cfg.Validate(), "records may come later (the simulator fills them)")
+	schema, err := dataset.ParseSchema("tiny", []byte(boundedSchemaYAML))
+	require.NoError(t, err)
+	_, err = coordinator.NewCore(cfg, schema, []byte(boundedSchemaYAML), nil, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "run.privacy.records", "but not never")
+}

@@ -23,6 +23,15 @@
 // sampling rates and noise multipliers (keeping the RDP curve and the history PLD needs) and
 // refuses to go beyond a [Budget].
 //
+// # Planning record-level DP-SGD
+//
+// [PlanDPSGD] derives every DP-SGD setting from the budget and public facts of a run (the
+// declared record count, the clients, the rounds, the schema's feature counts): the sampling
+// rate from a target batch, the steps from a number of passes, the noise from the accountant,
+// and the learning rate from [DPSGDLearningRate], which plans the noise the training leaves in
+// a logit, on a step denominator shared by all clients (logreg.DPSGDParams.ReferenceRecords).
+// None of them reads a record, so none needs privatising.
+//
 // # Who adds the noise, and the expected number of contributors m
 //
 // In plaintext aggregation the coordinator adds noise of standard deviation z*C to the sum. In

@@ -119,6 +119,11 @@ func PrivacyAudit(ctx context.Context, cfg Config, opts AuditOptions) (*AuditRes
 	ac.Targets = len(targets)
 	cfg.PrivacyAudit = ac
 	rows := gatherRows(world, targets)
+	if pc := &cfg.Run.Privacy; pc.Mechanism == coordinator.DPRecord && pc.SamplingRate == 0 && pc.Records == 0 {
+		// Every run of the audit plans DP-SGD for the same record count, the whole world's, as
+		// a deployment plans for a declared one: the runs differ in their members only.
+		pc.Records = world.TrainRows()
+	}
 
 	// Memberships: the audited run holds exactly half of the targets, and each target is in
 	// exactly half of the shadow runs.

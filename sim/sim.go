@@ -198,6 +198,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		}
 		world = w
 	}
+	if pc := &cfg.Run.Privacy; pc.Mechanism == coordinator.DPRecord && pc.SamplingRate == 0 && pc.Records == 0 {
+		// A planned DP-SGD run needs the records it trains on; in a simulation they are
+		// known, so the plan uses the data's count rather than a declared one.
+		pc.Records = world.TrainRows()
+	}
 	sessions, err := newSessions(cfg, world)
 	if err != nil {
 		return nil, err

@@ -446,6 +446,10 @@ type DPSpec struct {
 	// Record-level DP-SGD: Poisson sampling rate and steps.
 	SamplingRate float64
 	Steps        int
+	// ReferenceRecords is record-level DP-SGD's public step denominator: every client divides
+	// its noised sums by SamplingRate*ReferenceRecords (0: by its own expected batch). See
+	// logreg.DPSGDParams.ReferenceRecords.
+	ReferenceRecords int
 	// Delta is the delta the client reports its own epsilon at.
 	Delta float64
 }

@@ -32,6 +32,7 @@ func TestDPSGDParamsValidate(t *testing.T) {
 		"zero steps":            func(p *logreg.DPSGDParams) { p.Steps = 0 },
 		"zero learning rate":    func(p *logreg.DPSGDParams) { p.LearningRate = 0 },
 		"negative l2":           func(p *logreg.DPSGDParams) { p.L2 = -0.1 },
+		"negative reference":    func(p *logreg.DPSGDParams) { p.ReferenceRecords = -1 },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -155,4 +156,96 @@ func TestTrainDPSGDRejectsBadInput(t *testing.T) {
 	assert.ErrorIs(t, err, logreg.ErrInvalidParams)
 	_, err = logreg.TrainDPSGD([]float64{0, 0, 0}, X, y, p, nil)
 	assert.ErrorIs(t, err, logreg.ErrNilRand)
+}
+
+// With ReferenceRecords the noised sum is divided by q*ReferenceRecords instead of q*n: the
+// same trajectory as the legacy estimator when ReferenceRecords = n, and without noise a first
+// step k times as long when the reference is k times smaller.
+func TestDPSGDReferenceRecordsOnlyRescalesTheStep(t *testing.T) {
+	X, y := syntheticData(26, 80, 3)
+	global := []float64{0.2, -0.1, 0.3, 0.05}
+	legacy := logreg.DPSGDParams{SamplingRate: 0.3, ClipNorm: 0.8, NoiseMultiplier: 1.2, Steps: 25, LearningRate: 0.4, L2: 0.01}
+	train := func(p logreg.DPSGDParams, seed uint64) []float64 {
+		w, err := logreg.TrainDPSGD(global, X, y, p, rand.New(rand.NewPCG(seed, 26)))
+		require.NoError(t, err)
+		return w
+	}
+	same := legacy
+	same.ReferenceRecords = 80
+	assert.InDeltaSlice(t, train(legacy, 1), train(same, 1), 1e-12, "ReferenceRecords = n is the legacy estimator")
+
+	tests := []struct {
+		name      string
+		reference int
+		factor    float64
+	}{
+		{name: "half the records", reference: 40, factor: 2},
+		{name: "the records", reference: 80, factor: 1},
+		{name: "four times the records", reference: 320, factor: 0.25},
+	}
+	full := logreg.DPSGDParams{SamplingRate: 1, ClipNorm: 0.5, Steps: 1, LearningRate: 0.3}
+	base := train(full, 2)
+	floats.Sub(base, global)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := full
+			p.ReferenceRecords = tt.reference
+			got := train(p, 2)
+			floats.Sub(got, global)
+			want := slices.Clone(base)
+			floats.Scale(tt.factor, want)
+			assert.InDeltaSlice(t, want, got, 1e-12)
+		})
+	}
+}
+
+// TestDPSGDOneRecordMovesAStepByAtMostItsBound pins what the accountant assumes from the
+// outside: one record, however extreme, moves a noiseless step by at most lr*C/(q*R) for the
+// reference R (or q*n without one), its clipped gradient over the public denominator.
+func TestDPSGDOneRecordMovesAStepByAtMostItsBound(t *testing.T) {
+	tests := []struct {
+		name      string
+		row       []float64
+		y         float64
+		reference int
+	}{
+		{name: "huge features, reference", row: []float64{1e5, -2e5}, y: 1, reference: 1000},
+		{name: "huge features, own count", row: []float64{1e5, -2e5}, y: 0, reference: 0},
+		{name: "ordinary row, reference", row: []float64{0.5, -0.2}, y: 1, reference: 7},
+	}
+	const q, clip, lr = 0.9, 0.7, 3.0
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			X := mat.NewDense(1, len(tt.row), tt.row)
+			global := []float64{0.1, 0.2, 0.3}
+			p := logreg.DPSGDParams{SamplingRate: q, ClipNorm: clip, Steps: 1, LearningRate: lr, ReferenceRecords: tt.reference}
+			records := float64(max(tt.reference, 1)) // one row: q*n = q
+			bound := lr * clip / (q * records)
+			for seed := range uint64(20) {
+				w, err := logreg.TrainDPSGD(global, X, []float64{tt.y}, p, rand.New(rand.NewPCG(seed, 27)))
+				require.NoError(t, err)
+				floats.Sub(w, global)
+				assert.LessOrEqual(t, floats.Norm(w, 2), bound*(1+1e-12))
+			}
+		})
+	}
+}
+
+// The noise of a step on the ReferenceRecords denominator is sqrt(S)*lr*z*C/(q*R) after S
+// steps, whatever the client's own record count: every client of a run adds the same noise.
+func TestDPSGDNoiseScaleWithReference(t *testing.T) {
+	const n, dim, steps, reference = 40, 10000, 50, 900
+	X := mat.NewDense(n, dim, nil)
+	y := make([]float64, n)
+	for i := range y {
+		y[i] = 1
+	}
+	global := make([]float64, dim+1)
+	global[0] = 1000
+	p := logreg.DPSGDParams{SamplingRate: 0.25, ClipNorm: 2, NoiseMultiplier: 1.5, Steps: steps, LearningRate: 0.3, ReferenceRecords: reference}
+
+	w, err := logreg.TrainDPSGD(global, X, y, p, rand.New(rand.NewPCG(28, 28)))
+	require.NoError(t, err)
+	want := math.Sqrt(steps) * p.LearningRate * p.NoiseMultiplier * p.ClipNorm / (p.SamplingRate * reference)
+	assert.InEpsilon(t, want, stat.StdDev(w[1:], nil), 0.03)
 }

@@ -191,7 +191,7 @@ func dpToProto(d *task.DPSpec) *pb.DPSpec {
 	}
 	return &pb.DPSpec{Mechanism: d.Mechanism, ClipNorm: d.ClipNorm, IndicatorNoiseStd: d.IndicatorNoiseStd,
 		SamplingRate: d.SamplingRate, Steps: int32(d.Steps), NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta,
-		ExpectedContributors: int32(d.ExpectedContributors)}
+		ExpectedContributors: int32(d.ExpectedContributors), ReferenceRecords: int32(d.ReferenceRecords)}
 }
 
 func dpFromProto(d *pb.DPSpec) *task.DPSpec {
@@ -200,7 +200,7 @@ func dpFromProto(d *pb.DPSpec) *task.DPSpec {
 	}
 	return &task.DPSpec{Mechanism: d.GetMechanism(), ClipNorm: d.GetClipNorm(), IndicatorNoiseStd: d.GetIndicatorNoiseStd(),
 		SamplingRate: d.GetSamplingRate(), Steps: int(d.GetSteps()), NoiseMultiplier: d.GetNoiseMultiplier(), Delta: d.GetDelta(),
-		ExpectedContributors: int(d.GetExpectedContributors())}
+		ExpectedContributors: int(d.GetExpectedContributors()), ReferenceRecords: int(d.GetReferenceRecords())}
 }
 
 func noiseToProto(n *task.ReleaseNoise) *pb.ReleaseNoise {

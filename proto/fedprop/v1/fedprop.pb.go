@@ -1067,8 +1067,11 @@ type DPSpec struct {
 	// Client level in he mode: the contributors the round expects; each client adds
 	// 1/sqrt(expected_contributors) of the noise (0: the coordinator adds it, plaintext mode).
 	ExpectedContributors int32 `protobuf:"varint,9,opt,name=expected_contributors,json=expectedContributors,proto3" json:"expected_contributors,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Record level: the public denominator of every client's DP-SGD steps (0: the client's own
+	// expected batch sampling_rate * records).
+	ReferenceRecords int32 `protobuf:"varint,10,opt,name=reference_records,json=referenceRecords,proto3" json:"reference_records,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DPSpec) Reset() {
@@ -1153,6 +1156,13 @@ func (x *DPSpec) GetDelta() float64 {
 func (x *DPSpec) GetExpectedContributors() int32 {
 	if x != nil {
 		return x.ExpectedContributors
+	}
+	return 0
+}
+
+func (x *DPSpec) GetReferenceRecords() int32 {
+	if x != nil {
+		return x.ReferenceRecords
 	}
 	return 0
 }
@@ -3220,7 +3230,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x06groups\x18\x03 \x03(\v2\x1b.fedprop.v1.AttributeGroupsR\x06groups\"G\n" +
 	"\x0fAttributeGroups\x12\x1c\n" +
 	"\tattribute\x18\x01 \x01(\tR\tattribute\x12\x16\n" +
-	"\x06groups\x18\x02 \x03(\tR\x06groups\"\xb5\x02\n" +
+	"\x06groups\x18\x02 \x03(\tR\x06groups\"\xe2\x02\n" +
 	"\x06DPSpec\x12\x1c\n" +
 	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
 	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12.\n" +
@@ -3229,7 +3239,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x05steps\x18\x06 \x01(\x05R\x05steps\x12)\n" +
 	"\x10noise_multiplier\x18\a \x01(\x01R\x0fnoiseMultiplier\x12\x14\n" +
 	"\x05delta\x18\b \x01(\x01R\x05delta\x123\n" +
-	"\x15expected_contributors\x18\t \x01(\x05R\x14expectedContributorsJ\x04\b\x03\x10\x04R\tnoise_std\"\xd9\x01\n" +
+	"\x15expected_contributors\x18\t \x01(\x05R\x14expectedContributors\x12+\n" +
+	"\x11reference_records\x18\n" +
+	" \x01(\x05R\x10referenceRecordsJ\x04\b\x03\x10\x04R\tnoise_std\"\xd9\x01\n" +
 	"\x0fCommitteeMember\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12!\n" +
