@@ -21,7 +21,8 @@ import (
 
 func newSimSweepCmd(g *globals) *cobra.Command {
 	var (
-		configPath, gridSpec, outDir, xKey string
+		configPath, outDir, xKey string
+		gridSpecs                   []string
 		plotMetrics                        []string
 		parallel                           int
 	)
@@ -53,7 +54,7 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 			switch {
 			case configPath == "":
 				return usagef("--config is required")
-			case gridSpec == "":
+			case len(gridSpecs) == 0:
 				return usagef("--grid is required")
 			case outDir == "":
 				return usagef("--out is required")
@@ -62,7 +63,9 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 			if err != nil {
 				return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 			}
-			grid, err := sim.ParseGrid(gridSpec)
+			// --grid may be given more than once: its parts are one grid (a repeated flag once
+			// kept only the last part, silently).
+			grid, err := sim.ParseGrid(strings.Join(gridSpecs, ";"))
 			if err != nil {
 				return usagef("--grid: %w", err)
 			}
@@ -159,7 +162,7 @@ error that names it. Each run is seeded by its config, so a sweep repeats exactl
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "base simulation config (YAML)")
-	cmd.Flags().StringVar(&gridSpec, "grid", "", "grid of config values: 'key=v1,v2;key2=w1,w2' (none sets a key to null)")
+	cmd.Flags().StringArrayVar(&gridSpecs, "grid", nil, "grid of config values: 'key=v1,v2;key2=w1,w2' (none sets a key to null); repeatable, the parts make one grid")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for sweep.csv, the plots and a directory per configuration")
 	cmd.Flags().StringVar(&xKey, "x", "", "swept key on the plots' x axis (default: the grid's first key)")
 	cmd.Flags().StringSliceVar(&plotMetrics, "plot", []string{"auc"}, "metrics (columns of sweep.csv) to plot against --x")

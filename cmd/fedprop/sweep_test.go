@@ -124,8 +124,9 @@ func TestSimSweepOverAlphaWritesOneTableAndOnePlot(t *testing.T) {
 func TestSimSweepTwoKeysAndFailures(t *testing.T) {
 	cfg, data := csvSimConfig(t)
 	out := t.TempDir()
+	// The grid's two keys in two --grid flags: one grid, as with 'a=..;b=..'.
 	code, _, stderr := runCLI(t, "sim", "sweep", "--config", cfg, "--out", out, "--parallel", "1",
-		"--grid", "run.rounds=1,2;data.csv.test_fraction=0.2,0.3", "--x", "data.csv.test_fraction", "--plot", "auc,log_loss")
+		"--grid", "run.rounds=1,2", "--grid", "data.csv.test_fraction=0.2,0.3", "--x", "data.csv.test_fraction", "--plot", "auc,log_loss")
 	require.Equal(t, 0, code, stderr)
 	table := readCSV(t, filepath.Join(out, "sweep.csv"))
 	require.Len(t, table, 5)
