@@ -73,6 +73,10 @@ type RunConfig struct {
 	// and discards an he-mode round whose sum is above it times its examples (default
 	// DefaultMaxUpdateNorm). Under differential privacy the clipping norm is the bound.
 	MaxUpdateNorm float64 `yaml:"max_update_norm" json:"max_update_norm,omitempty"`
+	// EarlyStopping ends the run when that many federated evaluations in a row have not
+	// lowered the lowest evaluation log loss so far (0: off). The versions committed stay; the
+	// best is the one evaluated EarlyStopping evaluations before the last.
+	EarlyStopping int `yaml:"early_stopping" json:"early_stopping,omitempty"`
 	// Model chooses the model kind: logistic regression (the default) or gradient-boosted
 	// trees.
 	Model ModelConfig `yaml:"model" json:"model,omitzero"`
@@ -268,6 +272,9 @@ func (c RunConfig) Validate() error {
 		}
 	default:
 		bad("model.kind", "%q is not %s or %s", c.Model.Kind, ModelLogistic, ModelGBDT)
+	}
+	if c.EarlyStopping < 0 {
+		bad("early_stopping", "must be 0 (off) or a number of evaluations, got %d", c.EarlyStopping)
 	}
 	if c.MaxAttempts < 1 {
 		bad("max_attempts", "must be at least 1, got %d", c.MaxAttempts)

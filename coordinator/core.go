@@ -1083,7 +1083,16 @@ func (c *Core) commit() {
 		attrs = append(attrs, slog.Float64("auc", v.Evaluation.AUC), slog.Float64("log_loss", v.Evaluation.LogLoss))
 	}
 	c.note(slog.LevelInfo, "version committed", attrs...)
-	if v.Round >= c.cfg.Rounds {
+	stopEarly := c.trackEarlyStopping(v)
+	if stopEarly && v.Round < c.cfg.Rounds {
+		c.run.Status = RunCompleted
+		c.run.Message = fmt.Sprintf("stopped early after round %d: %d evaluations without a lower log loss than %.6g (run.early_stopping)",
+			v.Round, c.run.EvalsSinceBest, c.run.BestLogLoss)
+		c.phase = phaseDone
+		c.note(slog.LevelInfo, "run stopped early", slog.Int("round", v.Round), slog.Float64("best_log_loss", c.run.BestLogLoss),
+			slog.Int("evaluations_since_best", c.run.EvalsSinceBest))
+		c.outstanding = map[string]task.Task{}
+	} else if v.Round >= c.cfg.Rounds {
 		c.run.Status = RunCompleted
 		c.run.Message = fmt.Sprintf("all %d rounds committed", c.cfg.Rounds)
 		c.phase = phaseDone
@@ -1095,6 +1104,20 @@ func (c *Core) commit() {
 	if c.phase != phaseDone {
 		c.startPhase(phaseTrain, c.round+1)
 	}
+}
+
+// trackEarlyStopping records v's evaluation against the run's best and reports whether
+// run.early_stopping ends the run.
+func (c *Core) trackEarlyStopping(v *ModelVersion) bool {
+	if c.cfg.EarlyStopping == 0 || v.Evaluation == nil {
+		return false
+	}
+	if l := v.Evaluation.LogLoss; c.run.BestLogLoss == 0 || l < c.run.BestLogLoss {
+		c.run.BestLogLoss, c.run.EvalsSinceBest = l, 0
+		return false
+	}
+	c.run.EvalsSinceBest++
+	return c.run.EvalsSinceBest >= c.cfg.EarlyStopping
 }
 
 // explainer explains the scores of weights under the run's encoding.

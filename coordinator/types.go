@@ -65,6 +65,11 @@ type RunState struct {
 
 	LastRound     int    `json:"last_round"`
 	LatestVersion uint64 `json:"latest_version"`
+
+	// BestLogLoss is the lowest federated evaluation log loss of the run so far, and
+	// EvalsSinceBest the evaluations since it, for run.early_stopping.
+	BestLogLoss    float64 `json:"best_log_loss,omitempty"`
+	EvalsSinceBest int     `json:"evals_since_best,omitempty"`
 }
 
 // ModelVersion is one committed global model with the metrics measured for it.

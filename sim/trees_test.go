@@ -62,3 +62,29 @@ func TestTreesOnBankFull(t *testing.T) {
 	assert.InDelta(t, res.Summary.Centralized.AUC, res.Summary.Final.AUC, 0.003)
 	t.Logf("federated AUC %.4f, centralized %.4f", res.Summary.Final.AUC, res.Summary.Centralized.AUC)
 }
+
+// TestEarlyStoppingEndsARunThatNoLongerImproves: trees that overfit a small federation stop
+// once run.early_stopping evaluations in a row have not lowered the evaluation log loss; the
+// run completes with the versions it committed and says why it stopped.
+func TestEarlyStoppingEndsARunThatNoLongerImproves(t *testing.T) {
+	const doc = `
+seed: 9
+data:
+  source: synthetic
+  synthetic: {branches: 4, customers_per_branch: 500}
+run:
+  rounds: 80
+  min_clients: 4
+  eval_every: 2
+  early_stopping: 3
+  model:
+    kind: gbdt
+    gbdt: {max_depth: 6, learning_rate: 0.5, min_child_weight: 0}
+`
+	res, err := sim.Run(context.Background(), parse(t, doc), sim.Options{})
+	require.NoError(t, err)
+	require.Equal(t, "completed", res.Summary.Status, res.Summary.Message)
+	assert.Less(t, res.Summary.Rounds, 80, "stopped before its last tree")
+	assert.Contains(t, res.Summary.Message, "stopped early")
+	t.Logf("%s", res.Summary.Message)
+}
