@@ -22,9 +22,9 @@ import (
 func newSimSweepCmd(g *globals) *cobra.Command {
 	var (
 		configPath, outDir, xKey string
-		gridSpecs                   []string
-		plotMetrics                        []string
-		parallel                           int
+		gridSpecs                []string
+		plotMetrics              []string
+		parallel                 int
 	)
 	cmd := &cobra.Command{
 		Use:   "sweep",
