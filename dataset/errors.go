@@ -101,3 +101,9 @@ func (e *reasonError) Unwrap() []error {
 func reason(sentinel error, format string, args ...any) error {
 	return &reasonError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
 }
+
+// Reason is an input error worded as msg alone that unwraps to sentinel (and cause, when not
+// nil), as this package words its own: for readers of other formats (dataset/parquet).
+func Reason(sentinel, cause error, msg string) error {
+	return &reasonError{msg: msg, sentinel: sentinel, cause: cause}
+}

@@ -83,7 +83,7 @@ func ReadFrom(ctx context.Context, r io.ReaderAt, size int64, name string, schem
 		return nil, fmt.Errorf("read %s: max line bytes must be positive, got %d", name, maxText)
 	}
 	badFile := func(err error) error {
-		return &dataset.InputError{File: name, Err: &reasonError{msg: fmt.Sprintf("not a readable Parquet file: %v", err), sentinel: dataset.ErrBadFile, cause: err}}
+		return &dataset.InputError{File: name, Err: dataset.Reason(dataset.ErrBadFile, err, fmt.Sprintf("not a readable Parquet file: %v", err))}
 	}
 	// The Arrow reader trusts the file's metadata more than a reader of files from outside
 	// should, and some corrupt files make it panic: that is a bad file, not a crash of the
@@ -202,7 +202,7 @@ func value(a arrow.Array, i, maxText int) (dataset.Value, error) {
 	}
 	text := func(s string) (dataset.Value, error) {
 		if len(s) > maxText {
-			return dataset.Value{}, &reasonError{msg: fmt.Sprintf("the value is longer than %d bytes, the reader's limit", maxText), sentinel: dataset.ErrBadRow, cause: dataset.ErrLineTooLong}
+			return dataset.Value{}, dataset.Reason(dataset.ErrBadRow, dataset.ErrLineTooLong, fmt.Sprintf("the value is longer than %d bytes, the reader's limit", maxText))
 		}
 		return dataset.TextValue(s), nil
 	}
@@ -262,23 +262,7 @@ func decimalText(s string) dataset.Value {
 	return dataset.NumberValue(v, s)
 }
 
-// reasonError is a sentence that unwraps to a sentinel (and a cause) without their texts
-// appended, as package dataset words its errors.
-type reasonError struct {
-	msg      string
-	sentinel error
-	cause    error
-}
-
-func (e *reasonError) Error() string { return e.msg }
-
-func (e *reasonError) Unwrap() []error {
-	if e.cause != nil {
-		return []error{e.sentinel, e.cause}
-	}
-	return []error{e.sentinel}
-}
-
+// reason words an input error as package dataset does (dataset.Reason).
 func reason(sentinel error, format string, args ...any) error {
-	return &reasonError{msg: fmt.Sprintf(format, args...), sentinel: sentinel}
+	return dataset.Reason(sentinel, nil, fmt.Sprintf(format, args...))
 }
