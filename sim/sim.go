@@ -484,20 +484,21 @@ func (d *driver) evaluateCommits() error {
 		}
 	}
 	for k, v := range versions {
-		d.evaluate(v, at[k])
+		if err := d.evaluate(v, at[k]); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
 	}
 	return nil
 }
 
 // evaluate scores a committed version exactly on the pooled test rows; at is when it was
 // committed.
-func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) {
+func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) error {
 	var scores []float64
 	if v.Trees != nil {
 		var err error
 		if scores, err = v.Trees.Predict(d.world.Test); err != nil {
-			// The coordinator's own model on the simulator's own rows: a bug, not input.
-			panic(fmt.Sprintf("simulate: score version %d: %v", v.Version, err))
+			return fmt.Errorf("score version %d on the test rows: %w", v.Version, err)
 		}
 	} else {
 		if d.testX == nil {
@@ -520,6 +521,7 @@ func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) {
 	if d.opts.Observer != nil {
 		d.opts.Observer.Round(m)
 	}
+	return nil
 }
 
 // newSessions makes every simulated client's session: in he mode, committee members get key
