@@ -264,8 +264,8 @@ func treeRecords(ds *dataset.Dataset, unseen string) []map[string]string {
 	return out
 }
 
-// scoreTreesONNX scores inputs with model in onnxruntime-node, through the logistic export's
-// script.
+// scoreTreesONNX scores named input columns with model in onnxruntime-node (score.js); the
+// logistic export's scoreONNX builds its columns from a dataset and calls it too.
 func scoreTreesONNX(t *testing.T, model []byte, inputs map[string]onnxColumn) (onnxResult, error) {
 	t.Helper()
 	dir := onnxRuntimeDir(t)

@@ -1,9 +1,6 @@
 package export_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -128,10 +125,6 @@ type onnxResult struct {
 // bucket are sent as unseen.
 func scoreONNX(t *testing.T, model []byte, ds *dataset.Dataset, unseen string) (onnxResult, error) {
 	t.Helper()
-	dir := onnxRuntimeDir(t)
-	tmp := t.TempDir()
-	modelPath := filepath.Join(tmp, "model.onnx")
-	require.NoError(t, os.WriteFile(modelPath, model, 0o600))
 	numeric, categorical := rawColumns(ds, unseen)
 	inputs := map[string]onnxColumn{}
 	for i, col := range ds.Schema.Numeric {
@@ -140,24 +133,5 @@ func scoreONNX(t *testing.T, model []byte, ds *dataset.Dataset, unseen string) (
 	for j, c := range ds.Schema.Categorical {
 		inputs[c.Column] = onnxColumn{"string", categorical[j]}
 	}
-	raw, err := json.Marshal(inputs)
-	require.NoError(t, err)
-	inputsPath := filepath.Join(tmp, "inputs.json")
-	require.NoError(t, os.WriteFile(inputsPath, raw, 0o600))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "score.js"), modelPath, inputsPath)
-	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, runErr := cmd.Output()
-	var res onnxResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		return res, fmt.Errorf("onnx runtime: %v, output %q, stderr %q: %w", runErr, out, stderr.String(), err)
-	}
-	if res.Error != "" || runErr != nil {
-		return res, fmt.Errorf("onnx runtime: %s (%v)", res.Error, runErr)
-	}
-	return res, nil
+	return scoreTreesONNX(t, model, inputs)
 }
