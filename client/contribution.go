@@ -44,11 +44,17 @@ type contribution struct {
 	endorsement *task.Endorsement
 }
 
-// contributionKey identifies what an encrypted result says: run, round, kind, the public key
-// (by its SHA-256, keyDigest) and the values.
+// contributionKey identifies what an encrypted result says: run, round, kind, for a tree
+// step which step of which tree, the public key (by its SHA-256, keyDigest) and the values.
+// The step matters: two levels of a tree may ask a client for the same values (zeros, when
+// none of its rows reach the nodes asked), and the second must not reuse the first's
+// ciphertext, which an aggregate of the level before already summed.
 func contributionKey(t task.Task, keyDigest [sha256.Size]byte, values []float64) [sha256.Size]byte {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q|%d|%d|", t.RunID, t.Round, t.Kind)
+	if g := t.GBDT; g != nil {
+		fmt.Fprintf(h, "tree|%d|%d|%d|", g.Step, g.Tree, len(g.Levels))
+	}
 	h.Write(keyDigest[:])
 	return sumFloats(h, values)
 }

@@ -203,24 +203,7 @@ func (c *Core) plausibleAggregate(purpose phase, sum []float64, contributors, re
 		}
 		return checkStats(scaled, c.numeric, float64(records), contributors, slack)
 	case phaseTrain:
-		n := sum[task.TrainCountIndex]
-		if c.dp() != DPNone {
-			// Every contribution counts once; the update carries noise, so only the count is
-			// checked.
-			if math.Abs(n-float64(contributors)) > 0.5 {
-				return contentError("%v counted for %d contributions that count once each", n, contributors)
-			}
-			return nil
-		}
-		switch {
-		case n < float64(contributors)-0.5:
-			return contentError("example count %v for %d contributions of at least 1", n, contributors)
-		case records > 0 && !within(n, float64(records)):
-			return contentError("example count %v above the %d records its contributors announced", n, records)
-		}
-		if norm := floats.Norm(sum[task.TrainDeltaStart:len(sum)-1], 2); !within(norm, c.maxUpdateNorm()*n) {
-			return contentError("weighted update norm %v above run.max_update_norm %v times %v examples", norm, c.maxUpdateNorm(), n)
-		}
+		return c.train.plausible(sum, contributors, records)
 	case phaseEvaluate:
 		if c.dp() != DPNone {
 			return nil // noised: see privatizeEvaluation

@@ -229,10 +229,11 @@ func (m *committee) step() int {
 	return m.keygen.step
 }
 
-// rekeyDue reports whether a round whose train and evaluate results are trainLen and evalLen
-// values, each retried up to maxAttempts times with as many active sets as the committee can
-// form, could take st's key past the decryptions it may serve.
-func (m *committee) rekeyDue(st *SecAggState, trainLen, evalLen, maxAttempts int) bool {
+// rekeyDue reports whether a round whose train aggregates take trainCiphertexts ciphertexts
+// (a tree's levels are several aggregates) and whose evaluate results are evalLen values, each
+// retried up to maxAttempts times with as many active sets as the committee can form, could
+// take st's key past the decryptions it may serve.
+func (m *committee) rekeyDue(st *SecAggState, trainCiphertexts, evalLen, maxAttempts int) bool {
 	if st == nil || !st.Ready || st.Decrypted == 0 {
 		// A fresh key is never replaced: a round that needs more than a key may serve would
 		// otherwise re-key for ever (the members' own budget still holds).
@@ -242,7 +243,7 @@ func (m *committee) rekeyDue(st *SecAggState, trainLen, evalLen, maxAttempts int
 	if limit == 0 {
 		limit = m.params.DecryptionBudget()
 	}
-	cost := m.params.CiphertextsFor(trainLen) + m.params.CiphertextsFor(evalLen)
+	cost := trainCiphertexts + m.params.CiphertextsFor(evalLen)
 	sets := len(m.cfg.Committee) - m.cfg.Threshold + 1
 	return st.Decrypted+cost*maxAttempts*sets > limit
 }

@@ -259,11 +259,7 @@ func (c RunConfig) Validate() error {
 		} else if err != nil {
 			bad("model.gbdt", "%v", err)
 		}
-		// What trees do not do yet is refused, not done halfway: their histograms are not yet
-		// bounded for the ciphertext range or noised for a privacy guarantee.
-		if c.SecureAggregation.Mode == SecAggHE {
-			bad("model.kind", "gbdt does not run under secure_aggregation.mode he yet: use mode none (plaintext sums, research settings)")
-		}
+		// What trees do not do yet is refused, not done halfway.
 		if c.Privacy.Mechanism != "" && c.Privacy.Mechanism != DPNone {
 			bad("model.kind", "gbdt does not run with run.privacy.mechanism %s yet: its histograms are not noised", c.Privacy.Mechanism)
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -102,7 +103,10 @@ type Core struct {
 	attempt  int
 	deadline int64
 
-	cohort      []string
+	cohort []string
+	// summed are the clients whose results the phase's last sum holds (in he mode, the
+	// aggregate's contributors), once it is complete.
+	summed      []string
 	outstanding map[string]task.Task  // client id -> task issued and not yet answered
 	accepted    map[string]acceptance // task id -> who answered it, and with what, in this phase
 	previous    map[string]acceptance // and in the phase before it (a retry may arrive late)
@@ -642,15 +646,8 @@ func (c *Core) startPhase(p phase, round int) {
 	if p == phaseTrain {
 		c.train, c.step = c.newTrainRound(), 0
 	}
-	if c.he() {
-		sum, err := secagg.NewSum(c.sec.params, c.run.SecAgg.PublicKey, c.resultLen(p.kind()))
-		if err != nil {
-			c.fail(fmt.Sprintf("%s phase of round %d: %v", p.kind(), round, err))
-			return
-		}
-		c.acc = &heSum{sum: sum}
-	} else {
-		c.acc = newPlainSum(c.resultLen(p.kind()))
+	if !c.openSum(p) {
+		return
 	}
 	var cohort []string
 	if p == phaseTrain {
@@ -744,7 +741,11 @@ func (c *Core) taskID(p phase, clientID string) string {
 		// The setup's generation too: a new key mid-run restarts the keygen attempts.
 		return fmt.Sprintf("%s/keygen%d/g%d/a%d/%s", c.cfg.ID, c.sec.step(), c.run.SecAgg.Generation, c.attempt, clientID)
 	case phaseDecrypt:
-		// The attempt of the phase whose aggregate this is, then the active set's.
+		// The attempt of the phase whose aggregate this is, then the active set's; a tree
+		// level's aggregate is its step's.
+		if c.sec.dec.purpose == phaseTrain && c.step > 0 {
+			return fmt.Sprintf("%s/decrypt-%s/r%d/a%d/s%d.%d/%s", c.cfg.ID, c.sec.dec.purpose.kind(), c.round, c.attempt, c.step, c.sec.dec.attempt, clientID)
+		}
 		return fmt.Sprintf("%s/decrypt-%s/r%d/a%d.%d/%s", c.cfg.ID, c.sec.dec.purpose.kind(), c.round, c.attempt, c.sec.dec.attempt, clientID)
 	}
 	if p == phaseTrain && c.step > 0 {
@@ -803,6 +804,7 @@ func (c *Core) finishPhase() {
 	case c.he():
 		c.startDecrypt()
 	default:
+		c.summed = slices.Clone(c.submitters)
 		c.finishWith(c.acc.(*plainSum).values, got)
 	}
 }
@@ -921,6 +923,10 @@ func (c *Core) pinEncoding(std dataset.Standardization) error {
 
 func (c *Core) finishTrain(sum []float64, clients int) {
 	out, err := c.train.finalize(sum, clients)
+	if errors.Is(err, errStepIncomplete) {
+		c.phaseFailed(fmt.Sprintf("round %d: %v", c.round, err))
+		return
+	}
 	if err != nil {
 		c.fail(fmt.Sprintf("round %d: aggregate: %v", c.round, err))
 		return
@@ -977,10 +983,34 @@ func (c *Core) evaluateOrCommit() {
 
 // nextTrainStep collects the round's next step from the same cohort (a tree's next level),
 // under the same attempt: only a failed step starts the round again.
+//
+// The step goes to the clients whose results the last step summed (in he mode, the last
+// aggregate's contributors): a tree's later levels derive a node's larger child as its parent
+// minus its smaller one, which holds only over the same rows (see treeTrain.finalize).
 func (c *Core) nextTrainStep() {
 	c.step++
-	c.acc = newPlainSum(c.train.resultLen())
-	c.beginCollect(phaseTrain, c.cohort)
+	cohort := slices.Clone(c.summed)
+	slices.Sort(cohort)
+	if c.openSum(phaseTrain) {
+		c.beginCollect(phaseTrain, cohort)
+	}
+}
+
+// openSum starts the phase's (or step's) sum of results: ciphertexts under the collective key
+// in he mode, floats otherwise. It reports false, the run failed, when the key cannot sum.
+func (c *Core) openSum(p phase) bool {
+	n := c.resultLen(p.kind())
+	if !c.he() {
+		c.acc = newPlainSum(n)
+		return true
+	}
+	sum, err := secagg.NewSum(c.sec.params, c.run.SecAgg.PublicKey, n)
+	if err != nil {
+		c.fail(fmt.Sprintf("%s phase of round %d: %v", p.kind(), c.round, err))
+		return false
+	}
+	c.acc = &heSum{sum: sum}
+	return true
 }
 
 // candidateTrees makes the round's candidate of a tree run: the model with its new tree.

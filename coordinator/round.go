@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"gonum.org/v1/gonum/floats"
+
 	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/strategy"
@@ -29,6 +31,9 @@ type trainRound interface {
 	resultLen() int
 	fill(t *task.Task)
 	combine(plain []float64) error
+	// plausible checks a decrypted he-mode sum of the step against the bounds times its
+	// contributors (and the records they announced; 0: unknown), before finalize reads it.
+	plausible(sum []float64, contributors, records int) error
 	finalize(sum []float64, contributors int) (trainOutcome, error)
 }
 
@@ -94,6 +99,29 @@ func (r *meanTrain) combine(plain []float64) error {
 		u[i] = plain[task.TrainDeltaStart+i] / n
 	}
 	return r.agg.Combine(u, n)
+}
+
+func (r *meanTrain) plausible(sum []float64, contributors, records int) error {
+	c := r.c
+	n := sum[task.TrainCountIndex]
+	if c.dp() != DPNone {
+		// Every contribution counts once; the update carries noise, so only the count is
+		// checked.
+		if math.Abs(n-float64(contributors)) > 0.5 {
+			return contentError("%v counted for %d contributions that count once each", n, contributors)
+		}
+		return nil
+	}
+	switch {
+	case n < float64(contributors)-0.5:
+		return contentError("example count %v for %d contributions of at least 1", n, contributors)
+	case records > 0 && !within(n, float64(records)):
+		return contentError("example count %v above the %d records its contributors announced", n, records)
+	}
+	if norm := floats.Norm(sum[task.TrainDeltaStart:len(sum)-1], 2); !within(norm, c.maxUpdateNorm()*n) {
+		return contentError("weighted update norm %v above run.max_update_norm %v times %v examples", norm, c.maxUpdateNorm(), n)
+	}
+	return nil
 }
 
 func (r *meanTrain) finalize(sum []float64, _ int) (trainOutcome, error) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/secagg"
 	"github.com/fedprop/fedprop/task"
 )
@@ -163,7 +164,25 @@ func (c *Core) finishKeygen() {
 // rekeyDue reports whether the next round could take the collective key past the decryptions
 // it may serve (committee.rekeyDue).
 func (c *Core) rekeyDue() bool {
-	return c.sec.rekeyDue(c.run.SecAgg, c.resultLen(task.KindTrain), c.resultLen(task.KindEvaluate), c.cfg.MaxAttempts)
+	return c.sec.rekeyDue(c.run.SecAgg, c.trainCiphertexts(), c.resultLen(task.KindEvaluate), c.cfg.MaxAttempts)
+}
+
+// trainCiphertexts bounds the ciphertexts a train round's aggregates take: one vector for a
+// logistic round; for a tree, one per level, the root's and then at most one child of every
+// split (the other is derived), 2^(d-1) nodes at depth d.
+func (c *Core) trainCiphertexts() int {
+	if !c.cfg.Trees() || c.trees == nil {
+		return c.sec.params.CiphertextsFor(c.resultLen(task.KindTrain))
+	}
+	layout, err := gbdt.LayoutOf(c.trees.Features)
+	if err != nil {
+		return c.sec.params.CiphertextsFor(c.resultLen(task.KindTrain))
+	}
+	total := c.sec.params.CiphertextsFor(layout.HistogramLen(1))
+	for d := 1; d < c.cfg.TreeParams().MaxDepth; d++ {
+		total += c.sec.params.CiphertextsFor(layout.HistogramLen(1 << (d - 1)))
+	}
+	return total
 }
 
 // startDecrypt asks the committee to decrypt the phase's aggregate: the sum of the results
@@ -195,6 +214,10 @@ func (c *Core) startDecrypt() {
 	if err != nil {
 		c.fail(fmt.Sprintf("%s phase of round %d: aggregate: %v", c.phase.kind(), c.round, err))
 		return
+	}
+	c.summed = c.summed[:0]
+	for _, k := range kept {
+		c.summed = append(c.summed, k.client)
 	}
 	dec := &decryptState{purpose: c.phase, aggregate: agg, contributors: sum.count(), length: sum.sum.Length(), excluded: map[int]bool{},
 		records: c.submittedRecords(), contribs: kept, digest: secagg.Digest(agg), refused: map[int]bool{}}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -22,7 +23,15 @@ type treeTrain struct {
 	spec   *task.GBDTSpec
 	grower *gbdt.Grower
 	err    error // a tree that cannot start: the run fails when the round is configured
+	// contributors is how many clients the tree's last step summed: every later step must sum
+	// the same clients (see errStepIncomplete).
+	contributors int
 }
+
+// errStepIncomplete marks a tree level summed over fewer clients than the level before: its
+// larger children, derived as parent minus smaller child, would mix two sets of rows. The
+// round starts again (a new attempt, a new tree) rather than grow a tree from them.
+var errStepIncomplete = errors.New("tree level summed over fewer clients than the level before")
 
 func newTreeTrain(c *Core) *treeTrain {
 	r := &treeTrain{c: c, p: c.cfg.TreeParams()}
@@ -71,25 +80,54 @@ func (r *treeTrain) fill(t *task.Task) { t.GBDT = r.spec }
 // above its rows' count (|p-y| <= 1), a hessian sum outside [0, count/4] (p(1-p) <= 1/4).
 // One client's extreme values then move a split or a leaf no more than as many honest rows
 // would.
-func (r *treeTrain) combine(plain []float64) error {
+func (r *treeTrain) combine(plain []float64) error { return r.check(plain, 0, 0) }
+
+// plausible applies the same bounds to a decrypted he-mode sum, whose values come back on the
+// decoding grid (about 1e-9 off per contribution, see treeSlack) rather than exact, and whose
+// rows cannot exceed the records the contributors announced.
+func (r *treeTrain) plausible(sum []float64, contributors, records int) error {
+	return r.check(sum, treeSlack*float64(max(contributors, 1)), float64(records))
+}
+
+// treeSlack is how far one contribution's value may come back from an integer count after
+// encryption, summing and threshold decryption: the decoding grid is 2^-30 (secagg's
+// LogDecodePrecision; 2^-20 for the key-recovery set), so a count 1e-3 away from an integer
+// is not a count, and rounding one within it restores the exact integer.
+const treeSlack = 1e-3
+
+// check is combine's and plausible's test of a step's values: counts within slack of a
+// non-negative integer (and, with records > 0, no more rows than records), gradient and
+// hessian sums within their rows' bounds.
+func (r *treeTrain) check(plain []float64, slack, records float64) error {
 	const tol = 1e-9
-	count := func(x float64) bool { return x >= 0 && x == math.Trunc(x) && x <= 1<<53 }
+	count := func(x float64) bool {
+		return x >= -slack && math.Abs(x-math.Round(x)) <= slack && x <= 1<<53
+	}
 	if r.spec.Step == task.GBDTSketch {
 		rows, pos := plain[0], plain[1]
-		if !count(rows) || !count(pos) || pos > rows {
-			return fmt.Errorf("label sums: %v positives of %v rows", pos, rows)
+		if !count(rows) || !count(pos) || pos > rows+slack || records > 0 && rows > records+slack {
+			return fmt.Errorf("label sums: %v positives of %v rows (records announced: %v)", pos, rows, records)
 		}
 		for i, x := range plain[gbdt.LabelSumsLen:] {
-			if !count(x) || x > rows {
+			if !count(x) || x > rows+slack {
 				return fmt.Errorf("sketch cell %d: count %v of %v rows", i, x, rows)
 			}
 		}
 		return nil
 	}
+	// The requested nodes hold disjoint rows, and each row appears once among every
+	// feature's bins of its node: the counts add up to the rows times the features.
+	var total float64
 	for j := 0; j+2 < len(plain); j += 3 {
 		g, h, n := plain[j], plain[j+1], plain[j+2]
-		if !count(n) || math.Abs(g) > n*(1+tol)+tol || h < -tol || h > n/4*(1+tol)+tol {
+		if !count(n) || math.Abs(g) > n*(1+tol)+tol+slack || h < -tol-slack || h > n/4*(1+tol)+tol+slack {
 			return fmt.Errorf("histogram bin %d: gradient %v, hessian %v over %v rows", j/3, g, h, n)
+		}
+		total += n
+	}
+	if features := len(r.spec.Model.Features); records > 0 && features > 0 {
+		if rows := total / float64(features); rows > records+slack*float64(len(plain)) {
+			return fmt.Errorf("histograms of %v rows, above the %v records the contributors announced", rows, records)
 		}
 	}
 	return nil
@@ -97,8 +135,9 @@ func (r *treeTrain) combine(plain []float64) error {
 
 // finalize fixes the run's bins after the sketch, or applies a level's histograms to the tree:
 // more steps while it grows, the model with the tree added when it is done.
-func (r *treeTrain) finalize(sum []float64, _ int) (trainOutcome, error) {
+func (r *treeTrain) finalize(sum []float64, contributors int) (trainOutcome, error) {
 	c := r.c
+	sum = exactCounts(sum, r.spec.Step)
 	if r.spec.Step == task.GBDTSketch {
 		base, err := gbdt.BaseScore(sum[:gbdt.LabelSumsLen])
 		if err != nil {
@@ -118,6 +157,10 @@ func (r *treeTrain) finalize(sum []float64, _ int) (trainOutcome, error) {
 		}
 		return trainOutcome{more: true}, nil
 	}
+	if len(r.spec.Levels) > 0 && contributors != r.contributors {
+		return trainOutcome{}, fmt.Errorf("tree %d, level %d: %w (%d of %d)", r.spec.Tree, len(r.spec.Levels), errStepIncomplete, contributors, r.contributors)
+	}
+	r.contributors = contributors
 	if err := r.grower.Apply(sum); err != nil {
 		return trainOutcome{}, fmt.Errorf("tree %d: %w", r.spec.Tree, err)
 	}
@@ -135,6 +178,20 @@ func (r *treeTrain) finalize(sum []float64, _ int) (trainOutcome, error) {
 	m := *c.trees
 	m.Trees = append(slices.Clone(c.trees.Trees), tree)
 	return trainOutcome{trees: &m}, nil
+}
+
+// exactCounts returns sum with its counts rounded to the integers they are: every value of a
+// sketch, every third of a histogram. A plaintext sum of counts is exact already; a decrypted
+// one comes back within treeSlack of it (plausible checked), and rounding gives the plaintext
+// run's counts, so that both grow the same trees.
+func exactCounts(sum []float64, step task.GBDTStep) []float64 {
+	out := slices.Clone(sum)
+	for i := range out {
+		if step == task.GBDTSketch || i%3 == 2 {
+			out[i] = math.Round(out[i])
+		}
+	}
+	return out
 }
 
 // examples is the rows the tree was grown from: its root's count.

@@ -98,7 +98,13 @@ func (f *failureModel) fate(i int, t task.Task) fate {
 	if f.cfg.Dropout == 0 && !f.straggler || f.reliable[i] {
 		return fate{}
 	}
-	rng := rand.New(rand.NewPCG(f.seed^t.Seed, uint64(i)))
+	seed := t.Seed
+	if g := t.GBDT; g != nil && len(g.Levels) > 0 {
+		// A tree's later levels are tasks of their own: a client may answer one level and
+		// miss the next.
+		seed ^= uint64(len(g.Levels)) * 0x9e3779b97f4a7c15
+	}
+	rng := rand.New(rand.NewPCG(f.seed^seed, uint64(i)))
 	if rng.Float64() < f.cfg.Dropout {
 		return fate{drop: true}
 	}

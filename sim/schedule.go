@@ -160,6 +160,12 @@ func (d *driver) schedule(ctx context.Context) error {
 	}
 }
 
+// clientRound names one client's work in one round.
+type clientRound struct {
+	client string
+	round  int
+}
+
 // job is one client's task and, once computed, its answer.
 type job struct {
 	i       int
@@ -200,6 +206,11 @@ func (d *driver) send(ctx context.Context, i int, t task.Task, r task.Result, re
 	if kind == task.KindTrain {
 		d.trainBytes += r.Sum.Bytes()
 		d.trainTasks++
+		d.trainRounds[clientRound{r.ClientID, r.Round}] = true
+		if g := t.GBDT; g != nil && g.Step == task.GBDTHistograms && r.Sum.Ciphertext != nil && d.cts != nil {
+			d.levelResults++
+			d.levelCiphertexts += d.cts(r.Sum.Length)
+		}
 	}
 	d.encSeconds += rep.EncryptSeconds
 	if kind == task.KindDecrypt {

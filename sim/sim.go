@@ -67,6 +67,11 @@ type Summary struct {
 	Threshold         int    `json:"threshold,omitempty"`
 	// BytesPerClientRound is the mean payload a client sent per train task.
 	BytesPerClientRound float64 `json:"bytes_per_client_round"`
+	// BytesPerClientTree is, in a tree run, the mean payload a client sent for one tree (one
+	// round: the levels it was asked, and the sketch in the first); CiphertextsPerClientLevel
+	// the mean ciphertexts of one client's histograms of one level, in he mode.
+	BytesPerClientTree        float64 `json:"bytes_per_client_tree,omitempty"`
+	CiphertextsPerClientLevel float64 `json:"ciphertexts_per_client_level,omitempty"`
 	// Privacy is the differential-privacy guarantee of the final model (nil without DP).
 	Privacy *coordinator.PrivacyReport `json:"privacy,omitempty"`
 	// Fairness is the final model's fairness audit, computed by the coordinator from the
@@ -211,7 +216,18 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	for _, s := range sessions {
 		excluded += s.Excluded()
 	}
-	d := &driver{cfg: cfg, opts: opts, sessions: sessions, world: world, answered: map[string]bool{}}
+	d := &driver{cfg: cfg, opts: opts, sessions: sessions, world: world, answered: map[string]bool{}, trainRounds: map[clientRound]bool{}}
+	if cfg.Run.SecureAggregation.Mode == coordinator.SecAggHE {
+		lit, err := secagg.PresetLiteral(cfg.Run.SecureAggregation.Parameters)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+		params, err := secagg.NewParams(lit)
+		if err != nil {
+			return nil, fmt.Errorf("simulate: %w", err)
+		}
+		d.cts = params.CiphertextsFor
+	}
 	if cfg.Data.BranchClients.Count > 0 {
 		d.populations = newPopulations(world, sessions)
 	}
@@ -297,6 +313,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if d.trainTasks > 0 {
 		sum.BytesPerClientRound = float64(d.trainBytes) / float64(d.trainTasks)
 	}
+	if cfg.Run.Trees() && len(d.trainRounds) > 0 {
+		sum.BytesPerClientTree = float64(d.trainBytes) / float64(len(d.trainRounds))
+	}
+	if d.levelResults > 0 {
+		sum.CiphertextsPerClientLevel = float64(d.levelCiphertexts) / float64(d.levelResults)
+	}
 	if status.Status != coordinator.RunCompleted {
 		return res, fmt.Errorf("simulate: run %s %s: %s", status.ID, status.Status, status.Message)
 	}
@@ -353,14 +375,21 @@ type driver struct {
 	testX      *mat.Dense // the pooled test rows, encoded once the encoding is pinned
 	trainBytes int
 	trainTasks int
-	answered   map[string]bool // task ids already computed (a task stays outstanding until it ends)
-	dropped    int             // answers the failure model dropped
-	refused    int             // tasks clients declined (their privacy floor)
-	rejected   int             // results the coordinator refused (outside the run's bounds)
-	late       int             // answers that arrived after their phase ended
-	encSeconds float64
-	aggSeconds float64
-	decSeconds float64
+	// trainRounds are the (client, round) pairs that sent a train result; levelResults and
+	// levelCiphertexts count a tree run's encrypted histograms, cts the ciphertexts of a
+	// vector of n values under the run's parameters (nil without he).
+	trainRounds      map[clientRound]bool
+	levelResults     int
+	levelCiphertexts int
+	cts              func(n int) int
+	answered         map[string]bool // task ids already computed (a task stays outstanding until it ends)
+	dropped          int             // answers the failure model dropped
+	refused          int             // tasks clients declined (their privacy floor)
+	rejected         int             // results the coordinator refused (outside the run's bounds)
+	late             int             // answers that arrived after their phase ended
+	encSeconds       float64
+	aggSeconds       float64
+	decSeconds       float64
 	// populations counts, in a cross-device federation, what each kind of client did
 	// (indexed by populationOf).
 	populations []Population
