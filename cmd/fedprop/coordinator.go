@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fedprop/fedprop/console"
 	"github.com/fedprop/fedprop/coordinator"
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/internal/crashpoint"
@@ -48,6 +49,8 @@ type coordinatorConfig struct {
 	Security coordinatorSecurity `yaml:",inline"`
 	// Metrics is the Prometheus endpoint (metrics.go); off by default.
 	Metrics metricsConfig `yaml:"metrics"`
+	// Console is the oversight console (console.go); off by default.
+	Console consoleConfig `yaml:"console"`
 }
 
 func defaultCoordinatorConfig() coordinatorConfig {
@@ -60,19 +63,20 @@ func defaultCoordinatorConfig() coordinatorConfig {
 		Run: coordinator.RunConfig{}.WithDefaults(),
 
 		Security: defaultCoordinatorSecurity(),
+		Console:  consoleConfig{SessionMaxAge: console.DefaultSessionMaxAge},
 	}
 }
 
 func newCoordinatorCmd(g *globals) *cobra.Command {
 	var configPath string
-	var securityKeys, metricsKeys map[string]string
+	var securityKeys, metricsKeys, consoleKeys map[string]string
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the coordinator: serve clients, aggregate their sums, commit model versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := defaultCoordinatorConfig()
-			keys := mergeKeys(mergeKeys(map[string]string{"listen": "listen", "store": "store"}, securityKeys), metricsKeys)
+			keys := mergeKeys(mergeKeys(mergeKeys(map[string]string{"listen": "listen", "store": "store"}, securityKeys), metricsKeys), consoleKeys)
 			if err := loadConfig(configPath, &cfg, cmd.Flags(), keys); err != nil {
 				return err
 			}
@@ -84,6 +88,7 @@ func newCoordinatorCmd(g *globals) *cobra.Command {
 	cmd.Flags().String("store", "", "embedded store file, or a postgres:// DSN for replicas (config store, env FEDPROP_STORE)")
 	securityKeys = coordinatorSecurityFlags(cmd.Flags())
 	metricsKeys = metricsFlags(cmd.Flags())
+	consoleKeys = consoleFlags(cmd.Flags())
 	return cmd
 }
 
@@ -222,6 +227,9 @@ func (c coordinatorConfig) validate() error {
 	if err := c.Metrics.validate(); err != nil {
 		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
 	}
+	if err := c.Console.validate(c.Security); err != nil {
+		return fmt.Errorf("%w: %w", coordinator.ErrBadConfig, err)
+	}
 	if c.SchemaDir == "" {
 		return nil
 	}
@@ -278,6 +286,12 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 		observer = metrics
 		edgeOpts = append(metrics.ServerOptions(), edgeOpts...)
 	}
+	// The console's federation page: what the edge sees of each client.
+	var fed *console.Federation
+	if cfg.Console.Listen != "" {
+		fed = console.NewFederation(nil)
+		edgeOpts = append(edgeOpts, grpctransport.ObserveClients(fed))
+	}
 	srv, err := coordinator.NewServer(ctx, store, &spec, coordinator.ServerConfig{ID: cfg.ID, TickInterval: cfg.Tick, Logger: log, CrashPoint: crash,
 		Reviewers: reviewers, Version: version, Observer: observer})
 	if err != nil {
@@ -293,12 +307,25 @@ func runCoordinator(ctx context.Context, g *globals, cfg coordinatorConfig) erro
 		return err
 	}
 	gs := grpctransport.NewGRPCServer(srv, cfg.ID, specLoader(cfg.SchemaDir), edgeOpts...)
+	var serveConsole func(context.Context) error
+	if cfg.Console.Listen != "" {
+		if serveConsole, err = startConsole(cfg, log, srv, gs, reviewers, fed); err != nil {
+			_ = lis.Close()
+			if metricsLis != nil {
+				_ = metricsLis.Close()
+			}
+			return err
+		}
+	}
 	log.Info("coordinator listening", "addr", lis.Addr().String(), "store", postgres.Redact(cfg.Store), "run", cfg.Run.ID)
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return grpctransport.Serve(ctx, gs, lis) })
 	eg.Go(func() error { return srv.Run(ctx) })
 	if metricsLis != nil {
 		eg.Go(func() error { return telemetry.Serve(ctx, metricsLis, metrics.Handler()) })
+	}
+	if serveConsole != nil {
+		eg.Go(func() error { return serveConsole(ctx) })
 	}
 	if watchDeny != nil {
 		eg.Go(func() error { return watchDeny(ctx) })

@@ -189,6 +189,7 @@ global model that model owners pull with its metrics.`,
 		newAuditCmd(g),
 		newStoreCmd(g),
 		newLoadtestCmd(g),
+		newConsoleCmd(g),
 	)
 	typeUsageErrors(root)
 	return root

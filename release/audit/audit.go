@@ -96,6 +96,10 @@ type Entry struct {
 	// Signature is a decision's signature by the approver's own certificate key over
 	// DecisionStatement.
 	Signature *pki.Signed `json:"signature,omitempty"`
+	// Delegation, in a decision made in the oversight console, is the approver's delegation
+	// of signing to the console session's key, signed by the approver's certificate key;
+	// Signature.Signature is then the session key's (see VerifyDecision).
+	Delegation *pki.Delegation `json:"delegation,omitempty"`
 	// PrevHash is the Hash of the previous entry, Genesis for the first.
 	PrevHash string `json:"prev_hash"`
 	// Hash is the hex SHA-256 of CanonicalBytes.
@@ -108,6 +112,9 @@ type Entry struct {
 const (
 	canonicalTag = "fedprop.audit/v1"
 	signedTag    = "fedprop.audit/v2"
+	// delegatedTag starts the encoding of a decision signed by a delegated session key: the
+	// delegation's fields follow the signature's, so that swapping them changes the hash.
+	delegatedTag = "fedprop.audit/v3"
 )
 
 // CanonicalBytes is the encoding an entry's hash covers: a tag, then the sequence number, the
@@ -129,6 +136,10 @@ func (e Entry) CanonicalBytes() []byte {
 			cert, sig = e.Signature.Certificate, e.Signature.Signature
 		}
 		fields = append(fields, []byte(e.Digest), cert, sig)
+	}
+	if d := e.Delegation; d != nil {
+		fields[0] = []byte(delegatedTag)
+		fields = append(fields, d.SessionKey, []byte(strconv.FormatInt(d.NotAfter.Unix(), 10)), d.Nonce, d.Signature)
 	}
 	fields = append(fields, []byte(e.PrevHash))
 	n := 0
@@ -292,6 +303,8 @@ type Record struct {
 	// Digest and Signature are a decision's (see Entry).
 	Digest    string
 	Signature *pki.Signed
+	// Delegation is a console decision's (see Entry).
+	Delegation *pki.Delegation
 }
 
 // Log appends hash-chained entries to a Store. It is safe for concurrent use; only one Log may
@@ -382,7 +395,7 @@ func (l *Log) AppendWith(ctx context.Context, recs []Record, write func([]Entry)
 		}
 		e := Entry{
 			Seq: head.Seq + 1, Time: t.UTC().Round(0), Actor: r.Actor, Role: r.Role, Action: r.Action,
-			Subject: r.Subject, Reason: r.Reason, Digest: r.Digest, Signature: r.Signature, PrevHash: head.Hash,
+			Subject: r.Subject, Reason: r.Reason, Digest: r.Digest, Signature: r.Signature, Delegation: r.Delegation, PrevHash: head.Hash,
 		}
 		e.Hash = e.ComputeHash()
 		entries = append(entries, e)

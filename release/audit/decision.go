@@ -89,6 +89,10 @@ func (e *DecisionError) Unwrap() []error {
 // DecisionStatement made with the key of a certificate the CA issued to an approver named
 // e.Actor, valid at e.Time (so that a decision stays valid after the approver's certificate
 // expires). It returns the signer. Every failure is a *DecisionError naming the entry.
+//
+// A decision made in the oversight console carries a Delegation instead (see
+// verifyDelegatedDecision): the approver's certificate key signed the delegation, and the
+// session key it delegated to signed the decision.
 func VerifyDecision(v *pki.Verifier, e Entry) (pki.Identity, error) {
 	bad := func(reason string, err error) error {
 		return &DecisionError{Seq: e.Seq, Action: e.Action, Subject: e.Subject, Reason: reason, Err: err}
@@ -104,6 +108,9 @@ func VerifyDecision(v *pki.Verifier, e Entry) (pki.Identity, error) {
 		return pki.Identity{}, bad("it names no content hash of the version", nil)
 	case e.Role != string(pki.RoleApprover):
 		return pki.Identity{}, bad(fmt.Sprintf("its actor's role is %q, not %q", e.Role, pki.RoleApprover), nil)
+	}
+	if e.Delegation != nil {
+		return verifyDelegatedDecision(v, e, bad)
 	}
 	id, err := v.At(e.Time).Verify(*e.Signature, pki.Identity{Name: e.Actor, Role: pki.RoleApprover}, DecisionDomain,
 		DecisionStatement(e.Action, e.Subject, e.Digest, e.Reason)...)

@@ -60,6 +60,10 @@ type Decision struct {
 	// Signature is the approver's signature over audit.DecisionStatement, made with the key
 	// of the certificate they call with (audit.SignDecision).
 	Signature pki.Signed
+	// Delegation, for a decision made in the oversight console, is the approver's delegation
+	// of signing to the console session's key, signed with their certificate's key; Signature
+	// is then the session key's signature, and Signature.Certificate the approver's.
+	Delegation *pki.Delegation
 }
 
 // ReviewSubject is what an approver signs a decision about: the version, its content hash and
@@ -375,6 +379,8 @@ func (g *Gate) decide(ctx context.Context, who Reviewer, d Decision, approve boo
 		return Review{}, fmt.Errorf("version %d: certificate: %w: %d bytes, at most %d", version, ErrInvalidDecision, len(d.Signature.Certificate), maxDecisionCert)
 	case len(d.Signature.Signature) > maxDecisionSig:
 		return Review{}, fmt.Errorf("version %d: signature: %w: %d bytes, at most %d", version, ErrInvalidDecision, len(d.Signature.Signature), maxDecisionSig)
+	case d.Delegation != nil && d.Delegation.CheckSize() != nil:
+		return Review{}, fmt.Errorf("version %d: delegation: %w: %w", version, ErrInvalidDecision, d.Delegation.CheckSize())
 	case !audit.IsHash(d.ContentHash):
 		return Review{}, fmt.Errorf("version %d: content_hash: %w: %q is not 64 lower-case hex digits", version, ErrInvalidDecision, clip(d.ContentHash))
 	}
@@ -415,10 +421,11 @@ func (g *Gate) decide(ctx context.Context, who Reviewer, d Decision, approve boo
 	}
 	sig := d.Signature
 	rec := audit.Record{Time: g.cfg.Now(), Actor: who.Name, Role: who.Role, Action: action, Subject: subject, Reason: d.Reason,
-		Digest: hash, Signature: &sig}
+		Digest: hash, Signature: &sig, Delegation: d.Delegation}
 	// The entry as it will be logged, checked before it is: signed by who, an approver.
 	if _, err := audit.VerifyDecision(g.cfg.Verifier, audit.Entry{Time: rec.Time.UTC().Round(0), Actor: rec.Actor, Role: rec.Role,
-		Action: rec.Action, Subject: rec.Subject, Reason: rec.Reason, Digest: rec.Digest, Signature: rec.Signature}); err != nil {
+		Action: rec.Action, Subject: rec.Subject, Reason: rec.Reason, Digest: rec.Digest, Signature: rec.Signature,
+		Delegation: rec.Delegation}); err != nil {
 		return Review{}, err
 	}
 	e, err := g.log.Append(ctx, rec)

@@ -43,6 +43,8 @@ func DefaultPolicy() Policy {
 	for _, m := range []string{pb.OversightService_PrepareReview_FullMethodName, pb.OversightService_ApproveModel_FullMethodName, pb.OversightService_RejectModel_FullMethodName} {
 		p[m] = []pki.Role{pki.RoleApprover}
 	}
+	// Console sign-in: every person's role, never a client's or the coordinator's.
+	p[pb.ConsoleService_Login_FullMethodName] = []pki.Role{pki.RoleOwner, pki.RoleApprover, pki.RoleAdmin}
 	for _, m := range []string{pb.AdminService_StartRun_FullMethodName, pb.AdminService_GetRun_FullMethodName,
 		pb.AdminService_ListRuns_FullMethodName, pb.AdminService_StopRun_FullMethodName,
 		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName, reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName} {

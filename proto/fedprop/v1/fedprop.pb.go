@@ -368,6 +368,158 @@ func (x *ReviewResponse) GetAuditHash() string {
 	return ""
 }
 
+type ConsoleLoginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's ECDSA P-256 public key, PKIX DER.
+	SessionKey []byte `protobuf:"bytes,1,opt,name=session_key,json=sessionKey,proto3" json:"session_key,omitempty"`
+	// The end of the delegation, Unix seconds: at most 8 hours ahead.
+	NotAfterUnix int64 `protobuf:"varint,2,opt,name=not_after_unix,json=notAfterUnix,proto3" json:"not_after_unix,omitempty"`
+	// A random nonce that makes the delegation unique.
+	Nonce []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// The caller's certificate key's ASN.1 ECDSA signature over the delegation statement
+	// (pki.DelegationStatement under pki.DelegationDomain).
+	DelegationSignature []byte `protobuf:"bytes,4,opt,name=delegation_signature,json=delegationSignature,proto3" json:"delegation_signature,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ConsoleLoginRequest) Reset() {
+	*x = ConsoleLoginRequest{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsoleLoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleLoginRequest) ProtoMessage() {}
+
+func (x *ConsoleLoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleLoginRequest.ProtoReflect.Descriptor instead.
+func (*ConsoleLoginRequest) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConsoleLoginRequest) GetSessionKey() []byte {
+	if x != nil {
+		return x.SessionKey
+	}
+	return nil
+}
+
+func (x *ConsoleLoginRequest) GetNotAfterUnix() int64 {
+	if x != nil {
+		return x.NotAfterUnix
+	}
+	return 0
+}
+
+func (x *ConsoleLoginRequest) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ConsoleLoginRequest) GetDelegationSignature() []byte {
+	if x != nil {
+		return x.DelegationSignature
+	}
+	return nil
+}
+
+type ConsoleLoginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The login token: open the console's /login?token=TOKEN once, before expires_unix.
+	Token       string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresUnix int64  `protobuf:"varint,2,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	// When the console session the token opens will end, Unix seconds.
+	SessionExpiresUnix int64 `protobuf:"varint,3,opt,name=session_expires_unix,json=sessionExpiresUnix,proto3" json:"session_expires_unix,omitempty"`
+	// Who the session acts for: the caller's certificate's name and role.
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsoleLoginResponse) Reset() {
+	*x = ConsoleLoginResponse{}
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsoleLoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsoleLoginResponse) ProtoMessage() {}
+
+func (x *ConsoleLoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsoleLoginResponse.ProtoReflect.Descriptor instead.
+func (*ConsoleLoginResponse) Descriptor() ([]byte, []int) {
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConsoleLoginResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ConsoleLoginResponse) GetExpiresUnix() int64 {
+	if x != nil {
+		return x.ExpiresUnix
+	}
+	return 0
+}
+
+func (x *ConsoleLoginResponse) GetSessionExpiresUnix() int64 {
+	if x != nil {
+		return x.SessionExpiresUnix
+	}
+	return 0
+}
+
+func (x *ConsoleLoginResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConsoleLoginResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 type RegisterRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
@@ -384,7 +536,7 @@ type RegisterRequest struct {
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +548,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[4]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +561,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{4}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterRequest) GetClientId() string {
@@ -450,7 +602,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +614,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[5]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +627,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{5}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterResponse) GetCoordinatorId() string {
@@ -501,7 +653,7 @@ type PollTaskRequest struct {
 
 func (x *PollTaskRequest) Reset() {
 	*x = PollTaskRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +665,7 @@ func (x *PollTaskRequest) String() string {
 func (*PollTaskRequest) ProtoMessage() {}
 
 func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[6]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +678,7 @@ func (x *PollTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskRequest.ProtoReflect.Descriptor instead.
 func (*PollTaskRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{6}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PollTaskRequest) GetClientId() string {
@@ -560,7 +712,7 @@ type PollTaskResponse struct {
 
 func (x *PollTaskResponse) Reset() {
 	*x = PollTaskResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +724,7 @@ func (x *PollTaskResponse) String() string {
 func (*PollTaskResponse) ProtoMessage() {}
 
 func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[7]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +737,7 @@ func (x *PollTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollTaskResponse.ProtoReflect.Descriptor instead.
 func (*PollTaskResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{7}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PollTaskResponse) GetTask() *Task {
@@ -655,7 +807,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +819,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[8]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +832,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{8}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Task) GetId() string {
@@ -876,7 +1028,7 @@ type ReleaseNoise struct {
 
 func (x *ReleaseNoise) Reset() {
 	*x = ReleaseNoise{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1040,7 @@ func (x *ReleaseNoise) String() string {
 func (*ReleaseNoise) ProtoMessage() {}
 
 func (x *ReleaseNoise) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[9]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1053,7 @@ func (x *ReleaseNoise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseNoise.ProtoReflect.Descriptor instead.
 func (*ReleaseNoise) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{9}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReleaseNoise) GetNoiseMultiplier() float64 {
@@ -946,7 +1098,7 @@ type FairnessSpec struct {
 
 func (x *FairnessSpec) Reset() {
 	*x = FairnessSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1110,7 @@ func (x *FairnessSpec) String() string {
 func (*FairnessSpec) ProtoMessage() {}
 
 func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[10]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1123,7 @@ func (x *FairnessSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FairnessSpec.ProtoReflect.Descriptor instead.
 func (*FairnessSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{10}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FairnessSpec) GetThresholds() []float64 {
@@ -1005,7 +1157,7 @@ type AttributeGroups struct {
 
 func (x *AttributeGroups) Reset() {
 	*x = AttributeGroups{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1169,7 @@ func (x *AttributeGroups) String() string {
 func (*AttributeGroups) ProtoMessage() {}
 
 func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[11]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1182,7 @@ func (x *AttributeGroups) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeGroups.ProtoReflect.Descriptor instead.
 func (*AttributeGroups) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{11}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AttributeGroups) GetAttribute() string {
@@ -1076,7 +1228,7 @@ type DPSpec struct {
 
 func (x *DPSpec) Reset() {
 	*x = DPSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1240,7 @@ func (x *DPSpec) String() string {
 func (*DPSpec) ProtoMessage() {}
 
 func (x *DPSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[12]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1253,7 @@ func (x *DPSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DPSpec.ProtoReflect.Descriptor instead.
 func (*DPSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{12}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DPSpec) GetMechanism() string {
@@ -1186,7 +1338,7 @@ type CommitteeMember struct {
 
 func (x *CommitteeMember) Reset() {
 	*x = CommitteeMember{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1350,7 @@ func (x *CommitteeMember) String() string {
 func (*CommitteeMember) ProtoMessage() {}
 
 func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[13]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1363,7 @@ func (x *CommitteeMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitteeMember.ProtoReflect.Descriptor instead.
 func (*CommitteeMember) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{13}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CommitteeMember) GetClientId() string {
@@ -1263,7 +1415,7 @@ type Endorsement struct {
 
 func (x *Endorsement) Reset() {
 	*x = Endorsement{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1427,7 @@ func (x *Endorsement) String() string {
 func (*Endorsement) ProtoMessage() {}
 
 func (x *Endorsement) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[14]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1440,7 @@ func (x *Endorsement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endorsement.ProtoReflect.Descriptor instead.
 func (*Endorsement) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{14}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Endorsement) GetCertificate() []byte {
@@ -1318,7 +1470,7 @@ type SealedShare struct {
 
 func (x *SealedShare) Reset() {
 	*x = SealedShare{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1482,7 @@ func (x *SealedShare) String() string {
 func (*SealedShare) ProtoMessage() {}
 
 func (x *SealedShare) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[15]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1495,7 @@ func (x *SealedShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedShare.ProtoReflect.Descriptor instead.
 func (*SealedShare) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{15}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealedShare) GetFrom() int32 {
@@ -1393,7 +1545,7 @@ type KeygenSpec struct {
 
 func (x *KeygenSpec) Reset() {
 	*x = KeygenSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1557,7 @@ func (x *KeygenSpec) String() string {
 func (*KeygenSpec) ProtoMessage() {}
 
 func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[16]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1570,7 @@ func (x *KeygenSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeygenSpec.ProtoReflect.Descriptor instead.
 func (*KeygenSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{16}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeygenSpec) GetSetupId() string {
@@ -1499,7 +1651,7 @@ type CollectiveKey struct {
 
 func (x *CollectiveKey) Reset() {
 	*x = CollectiveKey{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1663,7 @@ func (x *CollectiveKey) String() string {
 func (*CollectiveKey) ProtoMessage() {}
 
 func (x *CollectiveKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[17]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1676,7 @@ func (x *CollectiveKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectiveKey.ProtoReflect.Descriptor instead.
 func (*CollectiveKey) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{17}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CollectiveKey) GetSetupId() string {
@@ -1580,7 +1732,7 @@ type DecryptSpec struct {
 
 func (x *DecryptSpec) Reset() {
 	*x = DecryptSpec{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1744,7 @@ func (x *DecryptSpec) String() string {
 func (*DecryptSpec) ProtoMessage() {}
 
 func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[18]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1757,7 @@ func (x *DecryptSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptSpec.ProtoReflect.Descriptor instead.
 func (*DecryptSpec) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{18}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DecryptSpec) GetPurpose() TaskKind {
@@ -1678,7 +1830,7 @@ type Contribution struct {
 
 func (x *Contribution) Reset() {
 	*x = Contribution{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1842,7 @@ func (x *Contribution) String() string {
 func (*Contribution) ProtoMessage() {}
 
 func (x *Contribution) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[19]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1855,7 @@ func (x *Contribution) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Contribution.ProtoReflect.Descriptor instead.
 func (*Contribution) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{19}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Contribution) GetClientId() string {
@@ -1742,7 +1894,7 @@ type FetchContributionsRequest struct {
 
 func (x *FetchContributionsRequest) Reset() {
 	*x = FetchContributionsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1906,7 @@ func (x *FetchContributionsRequest) String() string {
 func (*FetchContributionsRequest) ProtoMessage() {}
 
 func (x *FetchContributionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[20]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1919,7 @@ func (x *FetchContributionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchContributionsRequest.ProtoReflect.Descriptor instead.
 func (*FetchContributionsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{20}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchContributionsRequest) GetClientId() string {
@@ -1820,7 +1972,7 @@ type ContributionChunk struct {
 
 func (x *ContributionChunk) Reset() {
 	*x = ContributionChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1984,7 @@ func (x *ContributionChunk) String() string {
 func (*ContributionChunk) ProtoMessage() {}
 
 func (x *ContributionChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[21]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1997,7 @@ func (x *ContributionChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContributionChunk.ProtoReflect.Descriptor instead.
 func (*ContributionChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{21}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContributionChunk) GetIndex() int32 {
@@ -1882,7 +2034,7 @@ type Encoding struct {
 
 func (x *Encoding) Reset() {
 	*x = Encoding{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2046,7 @@ func (x *Encoding) String() string {
 func (*Encoding) ProtoMessage() {}
 
 func (x *Encoding) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[22]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2059,7 @@ func (x *Encoding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Encoding.ProtoReflect.Descriptor instead.
 func (*Encoding) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{22}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Encoding) GetSchemaHash() string {
@@ -1944,7 +2096,7 @@ type TrainParams struct {
 
 func (x *TrainParams) Reset() {
 	*x = TrainParams{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2108,7 @@ func (x *TrainParams) String() string {
 func (*TrainParams) ProtoMessage() {}
 
 func (x *TrainParams) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[23]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2121,7 @@ func (x *TrainParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainParams.ProtoReflect.Descriptor instead.
 func (*TrainParams) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{23}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TrainParams) GetEpochs() int32 {
@@ -2028,7 +2180,7 @@ type AggregateVector struct {
 
 func (x *AggregateVector) Reset() {
 	*x = AggregateVector{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2192,7 @@ func (x *AggregateVector) String() string {
 func (*AggregateVector) ProtoMessage() {}
 
 func (x *AggregateVector) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[24]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2205,7 @@ func (x *AggregateVector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateVector.ProtoReflect.Descriptor instead.
 func (*AggregateVector) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{24}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AggregateVector) GetPlain() []float64 {
@@ -2117,7 +2269,7 @@ type SubmitResultRequest struct {
 
 func (x *SubmitResultRequest) Reset() {
 	*x = SubmitResultRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2281,7 @@ func (x *SubmitResultRequest) String() string {
 func (*SubmitResultRequest) ProtoMessage() {}
 
 func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[25]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2294,7 @@ func (x *SubmitResultRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultRequest.ProtoReflect.Descriptor instead.
 func (*SubmitResultRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{25}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubmitResultRequest) GetClientId() string {
@@ -2232,7 +2384,7 @@ type SubmitResultResponse struct {
 
 func (x *SubmitResultResponse) Reset() {
 	*x = SubmitResultResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2396,7 @@ func (x *SubmitResultResponse) String() string {
 func (*SubmitResultResponse) ProtoMessage() {}
 
 func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[26]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2409,7 @@ func (x *SubmitResultResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResultResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResultResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{26}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SubmitResultResponse) GetDuplicate() bool {
@@ -2275,7 +2427,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2287,7 +2439,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[27]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2300,7 +2452,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{27}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
 }
 
 type ModelSummary struct {
@@ -2319,7 +2471,7 @@ type ModelSummary struct {
 
 func (x *ModelSummary) Reset() {
 	*x = ModelSummary{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2331,7 +2483,7 @@ func (x *ModelSummary) String() string {
 func (*ModelSummary) ProtoMessage() {}
 
 func (x *ModelSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[28]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2344,7 +2496,7 @@ func (x *ModelSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelSummary.ProtoReflect.Descriptor instead.
 func (*ModelSummary) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{28}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ModelSummary) GetVersion() uint64 {
@@ -2412,7 +2564,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2576,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[29]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2589,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{29}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelSummary {
@@ -2459,7 +2611,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2623,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[30]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2636,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{30}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetModelRequest) GetVersion() uint64 {
@@ -2513,7 +2665,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2677,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[31]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2690,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{31}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ModelChunk) GetVersion() uint64 {
@@ -2571,7 +2723,7 @@ type GetModelCardRequest struct {
 
 func (x *GetModelCardRequest) Reset() {
 	*x = GetModelCardRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2583,7 +2735,7 @@ func (x *GetModelCardRequest) String() string {
 func (*GetModelCardRequest) ProtoMessage() {}
 
 func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[32]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2596,7 +2748,7 @@ func (x *GetModelCardRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelCardRequest.ProtoReflect.Descriptor instead.
 func (*GetModelCardRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{32}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetModelCardRequest) GetVersion() uint64 {
@@ -2617,7 +2769,7 @@ type ModelCard struct {
 
 func (x *ModelCard) Reset() {
 	*x = ModelCard{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2781,7 @@ func (x *ModelCard) String() string {
 func (*ModelCard) ProtoMessage() {}
 
 func (x *ModelCard) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[33]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2794,7 @@ func (x *ModelCard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCard.ProtoReflect.Descriptor instead.
 func (*ModelCard) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{33}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ModelCard) GetVersion() uint64 {
@@ -2669,7 +2821,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2833,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[34]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2846,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{34}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StartRunRequest) GetConfigYaml() []byte {
@@ -2713,7 +2865,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2877,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[35]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2890,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{35}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -2758,7 +2910,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2770,7 +2922,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[36]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2783,7 +2935,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{36}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -2831,7 +2983,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +2995,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[37]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +3008,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{37}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Run) GetRunId() string {
@@ -3021,7 +3173,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3185,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[38]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3198,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{38}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{40}
 }
 
 type ListRunsResponse struct {
@@ -3058,7 +3210,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3222,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[39]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3235,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{39}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -3105,7 +3257,7 @@ type StopRunRequest struct {
 
 func (x *StopRunRequest) Reset() {
 	*x = StopRunRequest{}
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3269,7 @@ func (x *StopRunRequest) String() string {
 func (*StopRunRequest) ProtoMessage() {}
 
 func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[40]
+	mi := &file_proto_fedprop_v1_fedprop_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3282,7 @@ func (x *StopRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopRunRequest.ProtoReflect.Descriptor instead.
 func (*StopRunRequest) Descriptor() ([]byte, []int) {
-	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{40}
+	return file_proto_fedprop_v1_fedprop_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StopRunRequest) GetRunId() string {
@@ -3172,7 +3324,19 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
 	"\taudit_seq\x18\x03 \x01(\x04R\bauditSeq\x12\x1d\n" +
 	"\n" +
-	"audit_hash\x18\x04 \x01(\tR\tauditHash\"\xa1\x01\n" +
+	"audit_hash\x18\x04 \x01(\tR\tauditHash\"\xa5\x01\n" +
+	"\x13ConsoleLoginRequest\x12\x1f\n" +
+	"\vsession_key\x18\x01 \x01(\fR\n" +
+	"sessionKey\x12$\n" +
+	"\x0enot_after_unix\x18\x02 \x01(\x03R\fnotAfterUnix\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x121\n" +
+	"\x14delegation_signature\x18\x04 \x01(\fR\x13delegationSignature\"\xa9\x01\n" +
+	"\x14ConsoleLoginResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12!\n" +
+	"\fexpires_unix\x18\x02 \x01(\x03R\vexpiresUnix\x120\n" +
+	"\x14session_expires_unix\x18\x03 \x01(\x03R\x12sessionExpiresUnix\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\"\xa1\x01\n" +
 	"\x0fRegisterRequest\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12)\n" +
 	"\x10software_version\x18\x02 \x01(\tR\x0fsoftwareVersion\x12!\n" +
@@ -3416,7 +3580,9 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x10OversightService\x12T\n" +
 	"\rPrepareReview\x12 .fedprop.v1.PrepareReviewRequest\x1a!.fedprop.v1.PrepareReviewResponse\x12E\n" +
 	"\fApproveModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse\x12D\n" +
-	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\x8a\x02\n" +
+	"\vRejectModel\x12\x19.fedprop.v1.ReviewRequest\x1a\x1a.fedprop.v1.ReviewResponse2\\\n" +
+	"\x0eConsoleService\x12J\n" +
+	"\x05Login\x12\x1f.fedprop.v1.ConsoleLoginRequest\x1a .fedprop.v1.ConsoleLoginResponse2\x8a\x02\n" +
 	"\fAdminService\x12E\n" +
 	"\bStartRun\x12\x1b.fedprop.v1.StartRunRequest\x1a\x1c.fedprop.v1.StartRunResponse\x124\n" +
 	"\x06GetRun\x12\x19.fedprop.v1.GetRunRequest\x1a\x0f.fedprop.v1.Run\x12E\n" +
@@ -3436,109 +3602,113 @@ func file_proto_fedprop_v1_fedprop_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_fedprop_v1_fedprop_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_proto_fedprop_v1_fedprop_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_proto_fedprop_v1_fedprop_proto_goTypes = []any{
 	(TaskKind)(0),                     // 0: fedprop.v1.TaskKind
 	(*PrepareReviewRequest)(nil),      // 1: fedprop.v1.PrepareReviewRequest
 	(*PrepareReviewResponse)(nil),     // 2: fedprop.v1.PrepareReviewResponse
 	(*ReviewRequest)(nil),             // 3: fedprop.v1.ReviewRequest
 	(*ReviewResponse)(nil),            // 4: fedprop.v1.ReviewResponse
-	(*RegisterRequest)(nil),           // 5: fedprop.v1.RegisterRequest
-	(*RegisterResponse)(nil),          // 6: fedprop.v1.RegisterResponse
-	(*PollTaskRequest)(nil),           // 7: fedprop.v1.PollTaskRequest
-	(*PollTaskResponse)(nil),          // 8: fedprop.v1.PollTaskResponse
-	(*Task)(nil),                      // 9: fedprop.v1.Task
-	(*ReleaseNoise)(nil),              // 10: fedprop.v1.ReleaseNoise
-	(*FairnessSpec)(nil),              // 11: fedprop.v1.FairnessSpec
-	(*AttributeGroups)(nil),           // 12: fedprop.v1.AttributeGroups
-	(*DPSpec)(nil),                    // 13: fedprop.v1.DPSpec
-	(*CommitteeMember)(nil),           // 14: fedprop.v1.CommitteeMember
-	(*Endorsement)(nil),               // 15: fedprop.v1.Endorsement
-	(*SealedShare)(nil),               // 16: fedprop.v1.SealedShare
-	(*KeygenSpec)(nil),                // 17: fedprop.v1.KeygenSpec
-	(*CollectiveKey)(nil),             // 18: fedprop.v1.CollectiveKey
-	(*DecryptSpec)(nil),               // 19: fedprop.v1.DecryptSpec
-	(*Contribution)(nil),              // 20: fedprop.v1.Contribution
-	(*FetchContributionsRequest)(nil), // 21: fedprop.v1.FetchContributionsRequest
-	(*ContributionChunk)(nil),         // 22: fedprop.v1.ContributionChunk
-	(*Encoding)(nil),                  // 23: fedprop.v1.Encoding
-	(*TrainParams)(nil),               // 24: fedprop.v1.TrainParams
-	(*AggregateVector)(nil),           // 25: fedprop.v1.AggregateVector
-	(*SubmitResultRequest)(nil),       // 26: fedprop.v1.SubmitResultRequest
-	(*SubmitResultResponse)(nil),      // 27: fedprop.v1.SubmitResultResponse
-	(*ListModelsRequest)(nil),         // 28: fedprop.v1.ListModelsRequest
-	(*ModelSummary)(nil),              // 29: fedprop.v1.ModelSummary
-	(*ListModelsResponse)(nil),        // 30: fedprop.v1.ListModelsResponse
-	(*GetModelRequest)(nil),           // 31: fedprop.v1.GetModelRequest
-	(*ModelChunk)(nil),                // 32: fedprop.v1.ModelChunk
-	(*GetModelCardRequest)(nil),       // 33: fedprop.v1.GetModelCardRequest
-	(*ModelCard)(nil),                 // 34: fedprop.v1.ModelCard
-	(*StartRunRequest)(nil),           // 35: fedprop.v1.StartRunRequest
-	(*StartRunResponse)(nil),          // 36: fedprop.v1.StartRunResponse
-	(*GetRunRequest)(nil),             // 37: fedprop.v1.GetRunRequest
-	(*Run)(nil),                       // 38: fedprop.v1.Run
-	(*ListRunsRequest)(nil),           // 39: fedprop.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),          // 40: fedprop.v1.ListRunsResponse
-	(*StopRunRequest)(nil),            // 41: fedprop.v1.StopRunRequest
+	(*ConsoleLoginRequest)(nil),       // 5: fedprop.v1.ConsoleLoginRequest
+	(*ConsoleLoginResponse)(nil),      // 6: fedprop.v1.ConsoleLoginResponse
+	(*RegisterRequest)(nil),           // 7: fedprop.v1.RegisterRequest
+	(*RegisterResponse)(nil),          // 8: fedprop.v1.RegisterResponse
+	(*PollTaskRequest)(nil),           // 9: fedprop.v1.PollTaskRequest
+	(*PollTaskResponse)(nil),          // 10: fedprop.v1.PollTaskResponse
+	(*Task)(nil),                      // 11: fedprop.v1.Task
+	(*ReleaseNoise)(nil),              // 12: fedprop.v1.ReleaseNoise
+	(*FairnessSpec)(nil),              // 13: fedprop.v1.FairnessSpec
+	(*AttributeGroups)(nil),           // 14: fedprop.v1.AttributeGroups
+	(*DPSpec)(nil),                    // 15: fedprop.v1.DPSpec
+	(*CommitteeMember)(nil),           // 16: fedprop.v1.CommitteeMember
+	(*Endorsement)(nil),               // 17: fedprop.v1.Endorsement
+	(*SealedShare)(nil),               // 18: fedprop.v1.SealedShare
+	(*KeygenSpec)(nil),                // 19: fedprop.v1.KeygenSpec
+	(*CollectiveKey)(nil),             // 20: fedprop.v1.CollectiveKey
+	(*DecryptSpec)(nil),               // 21: fedprop.v1.DecryptSpec
+	(*Contribution)(nil),              // 22: fedprop.v1.Contribution
+	(*FetchContributionsRequest)(nil), // 23: fedprop.v1.FetchContributionsRequest
+	(*ContributionChunk)(nil),         // 24: fedprop.v1.ContributionChunk
+	(*Encoding)(nil),                  // 25: fedprop.v1.Encoding
+	(*TrainParams)(nil),               // 26: fedprop.v1.TrainParams
+	(*AggregateVector)(nil),           // 27: fedprop.v1.AggregateVector
+	(*SubmitResultRequest)(nil),       // 28: fedprop.v1.SubmitResultRequest
+	(*SubmitResultResponse)(nil),      // 29: fedprop.v1.SubmitResultResponse
+	(*ListModelsRequest)(nil),         // 30: fedprop.v1.ListModelsRequest
+	(*ModelSummary)(nil),              // 31: fedprop.v1.ModelSummary
+	(*ListModelsResponse)(nil),        // 32: fedprop.v1.ListModelsResponse
+	(*GetModelRequest)(nil),           // 33: fedprop.v1.GetModelRequest
+	(*ModelChunk)(nil),                // 34: fedprop.v1.ModelChunk
+	(*GetModelCardRequest)(nil),       // 35: fedprop.v1.GetModelCardRequest
+	(*ModelCard)(nil),                 // 36: fedprop.v1.ModelCard
+	(*StartRunRequest)(nil),           // 37: fedprop.v1.StartRunRequest
+	(*StartRunResponse)(nil),          // 38: fedprop.v1.StartRunResponse
+	(*GetRunRequest)(nil),             // 39: fedprop.v1.GetRunRequest
+	(*Run)(nil),                       // 40: fedprop.v1.Run
+	(*ListRunsRequest)(nil),           // 41: fedprop.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),          // 42: fedprop.v1.ListRunsResponse
+	(*StopRunRequest)(nil),            // 43: fedprop.v1.StopRunRequest
 }
 var file_proto_fedprop_v1_fedprop_proto_depIdxs = []int32{
-	9,  // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
+	11, // 0: fedprop.v1.PollTaskResponse.task:type_name -> fedprop.v1.Task
 	0,  // 1: fedprop.v1.Task.kind:type_name -> fedprop.v1.TaskKind
-	23, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
-	24, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
-	17, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
-	19, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
-	13, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
-	11, // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
-	10, // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	18, // 9: fedprop.v1.Task.collective_key:type_name -> fedprop.v1.CollectiveKey
-	12, // 10: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
-	15, // 11: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
-	14, // 12: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
-	16, // 13: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
-	15, // 14: fedprop.v1.CollectiveKey.endorsements:type_name -> fedprop.v1.Endorsement
+	25, // 2: fedprop.v1.Task.encoding:type_name -> fedprop.v1.Encoding
+	26, // 3: fedprop.v1.Task.train_params:type_name -> fedprop.v1.TrainParams
+	19, // 4: fedprop.v1.Task.keygen:type_name -> fedprop.v1.KeygenSpec
+	21, // 5: fedprop.v1.Task.decrypt:type_name -> fedprop.v1.DecryptSpec
+	15, // 6: fedprop.v1.Task.dp:type_name -> fedprop.v1.DPSpec
+	13, // 7: fedprop.v1.Task.fairness:type_name -> fedprop.v1.FairnessSpec
+	12, // 8: fedprop.v1.Task.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	20, // 9: fedprop.v1.Task.collective_key:type_name -> fedprop.v1.CollectiveKey
+	14, // 10: fedprop.v1.FairnessSpec.groups:type_name -> fedprop.v1.AttributeGroups
+	17, // 11: fedprop.v1.CommitteeMember.endorsement:type_name -> fedprop.v1.Endorsement
+	16, // 12: fedprop.v1.KeygenSpec.members:type_name -> fedprop.v1.CommitteeMember
+	18, // 13: fedprop.v1.KeygenSpec.boxes:type_name -> fedprop.v1.SealedShare
+	17, // 14: fedprop.v1.CollectiveKey.endorsements:type_name -> fedprop.v1.Endorsement
 	0,  // 15: fedprop.v1.DecryptSpec.purpose:type_name -> fedprop.v1.TaskKind
-	13, // 16: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
-	10, // 17: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
-	20, // 18: fedprop.v1.DecryptSpec.contributions:type_name -> fedprop.v1.Contribution
-	15, // 19: fedprop.v1.Contribution.endorsement:type_name -> fedprop.v1.Endorsement
+	15, // 16: fedprop.v1.DecryptSpec.dp:type_name -> fedprop.v1.DPSpec
+	12, // 17: fedprop.v1.DecryptSpec.release_noise:type_name -> fedprop.v1.ReleaseNoise
+	22, // 18: fedprop.v1.DecryptSpec.contributions:type_name -> fedprop.v1.Contribution
+	17, // 19: fedprop.v1.Contribution.endorsement:type_name -> fedprop.v1.Endorsement
 	0,  // 20: fedprop.v1.FetchContributionsRequest.purpose:type_name -> fedprop.v1.TaskKind
 	0,  // 21: fedprop.v1.SubmitResultRequest.kind:type_name -> fedprop.v1.TaskKind
-	25, // 22: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
-	16, // 23: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
-	15, // 24: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
-	29, // 25: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
-	38, // 26: fedprop.v1.ListRunsResponse.runs:type_name -> fedprop.v1.Run
-	5,  // 27: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
-	7,  // 28: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
-	26, // 29: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
-	21, // 30: fedprop.v1.ClientService.FetchContributions:input_type -> fedprop.v1.FetchContributionsRequest
-	28, // 31: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
-	31, // 32: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
-	33, // 33: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
+	27, // 22: fedprop.v1.SubmitResultRequest.sum:type_name -> fedprop.v1.AggregateVector
+	18, // 23: fedprop.v1.SubmitResultRequest.boxes:type_name -> fedprop.v1.SealedShare
+	17, // 24: fedprop.v1.SubmitResultRequest.endorsement:type_name -> fedprop.v1.Endorsement
+	31, // 25: fedprop.v1.ListModelsResponse.models:type_name -> fedprop.v1.ModelSummary
+	40, // 26: fedprop.v1.ListRunsResponse.runs:type_name -> fedprop.v1.Run
+	7,  // 27: fedprop.v1.ClientService.Register:input_type -> fedprop.v1.RegisterRequest
+	9,  // 28: fedprop.v1.ClientService.PollTask:input_type -> fedprop.v1.PollTaskRequest
+	28, // 29: fedprop.v1.ClientService.SubmitResult:input_type -> fedprop.v1.SubmitResultRequest
+	23, // 30: fedprop.v1.ClientService.FetchContributions:input_type -> fedprop.v1.FetchContributionsRequest
+	30, // 31: fedprop.v1.ModelService.ListModels:input_type -> fedprop.v1.ListModelsRequest
+	33, // 32: fedprop.v1.ModelService.GetModel:input_type -> fedprop.v1.GetModelRequest
+	35, // 33: fedprop.v1.ModelService.GetModelCard:input_type -> fedprop.v1.GetModelCardRequest
 	1,  // 34: fedprop.v1.OversightService.PrepareReview:input_type -> fedprop.v1.PrepareReviewRequest
 	3,  // 35: fedprop.v1.OversightService.ApproveModel:input_type -> fedprop.v1.ReviewRequest
 	3,  // 36: fedprop.v1.OversightService.RejectModel:input_type -> fedprop.v1.ReviewRequest
-	35, // 37: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
-	37, // 38: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
-	39, // 39: fedprop.v1.AdminService.ListRuns:input_type -> fedprop.v1.ListRunsRequest
-	41, // 40: fedprop.v1.AdminService.StopRun:input_type -> fedprop.v1.StopRunRequest
-	6,  // 41: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
-	8,  // 42: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
-	27, // 43: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
-	22, // 44: fedprop.v1.ClientService.FetchContributions:output_type -> fedprop.v1.ContributionChunk
-	30, // 45: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
-	32, // 46: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
-	34, // 47: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
-	2,  // 48: fedprop.v1.OversightService.PrepareReview:output_type -> fedprop.v1.PrepareReviewResponse
-	4,  // 49: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
-	4,  // 50: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
-	36, // 51: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
-	38, // 52: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
-	40, // 53: fedprop.v1.AdminService.ListRuns:output_type -> fedprop.v1.ListRunsResponse
-	38, // 54: fedprop.v1.AdminService.StopRun:output_type -> fedprop.v1.Run
-	41, // [41:55] is the sub-list for method output_type
-	27, // [27:41] is the sub-list for method input_type
+	5,  // 37: fedprop.v1.ConsoleService.Login:input_type -> fedprop.v1.ConsoleLoginRequest
+	37, // 38: fedprop.v1.AdminService.StartRun:input_type -> fedprop.v1.StartRunRequest
+	39, // 39: fedprop.v1.AdminService.GetRun:input_type -> fedprop.v1.GetRunRequest
+	41, // 40: fedprop.v1.AdminService.ListRuns:input_type -> fedprop.v1.ListRunsRequest
+	43, // 41: fedprop.v1.AdminService.StopRun:input_type -> fedprop.v1.StopRunRequest
+	8,  // 42: fedprop.v1.ClientService.Register:output_type -> fedprop.v1.RegisterResponse
+	10, // 43: fedprop.v1.ClientService.PollTask:output_type -> fedprop.v1.PollTaskResponse
+	29, // 44: fedprop.v1.ClientService.SubmitResult:output_type -> fedprop.v1.SubmitResultResponse
+	24, // 45: fedprop.v1.ClientService.FetchContributions:output_type -> fedprop.v1.ContributionChunk
+	32, // 46: fedprop.v1.ModelService.ListModels:output_type -> fedprop.v1.ListModelsResponse
+	34, // 47: fedprop.v1.ModelService.GetModel:output_type -> fedprop.v1.ModelChunk
+	36, // 48: fedprop.v1.ModelService.GetModelCard:output_type -> fedprop.v1.ModelCard
+	2,  // 49: fedprop.v1.OversightService.PrepareReview:output_type -> fedprop.v1.PrepareReviewResponse
+	4,  // 50: fedprop.v1.OversightService.ApproveModel:output_type -> fedprop.v1.ReviewResponse
+	4,  // 51: fedprop.v1.OversightService.RejectModel:output_type -> fedprop.v1.ReviewResponse
+	6,  // 52: fedprop.v1.ConsoleService.Login:output_type -> fedprop.v1.ConsoleLoginResponse
+	38, // 53: fedprop.v1.AdminService.StartRun:output_type -> fedprop.v1.StartRunResponse
+	40, // 54: fedprop.v1.AdminService.GetRun:output_type -> fedprop.v1.Run
+	42, // 55: fedprop.v1.AdminService.ListRuns:output_type -> fedprop.v1.ListRunsResponse
+	40, // 56: fedprop.v1.AdminService.StopRun:output_type -> fedprop.v1.Run
+	42, // [42:57] is the sub-list for method output_type
+	27, // [27:42] is the sub-list for method input_type
 	27, // [27:27] is the sub-list for extension type_name
 	27, // [27:27] is the sub-list for extension extendee
 	0,  // [0:27] is the sub-list for field type_name
@@ -3555,9 +3725,9 @@ func file_proto_fedprop_v1_fedprop_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_fedprop_v1_fedprop_proto_rawDesc), len(file_proto_fedprop_v1_fedprop_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   43,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_proto_fedprop_v1_fedprop_proto_goTypes,
 		DependencyIndexes: file_proto_fedprop_v1_fedprop_proto_depIdxs,

@@ -649,6 +649,122 @@ var OversightService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	ConsoleService_Login_FullMethodName = "/fedprop.v1.ConsoleService/Login"
+)
+
+// ConsoleServiceClient is the client API for ConsoleService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ConsoleService signs people in to the oversight console, the coordinator's web console.
+// The caller's certificate (owner, approver or admin) vouches for a short-lived session key
+// the caller made; the console's sessions act for that certificate, and an approver's
+// decisions in the console are signed by that session key under the caller's delegation.
+type ConsoleServiceClient interface {
+	// Login takes the caller's signed delegation and returns a single-use login token for the
+	// console, valid for a few minutes and bound to the caller's certificate.
+	Login(ctx context.Context, in *ConsoleLoginRequest, opts ...grpc.CallOption) (*ConsoleLoginResponse, error)
+}
+
+type consoleServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewConsoleServiceClient(cc grpc.ClientConnInterface) ConsoleServiceClient {
+	return &consoleServiceClient{cc}
+}
+
+func (c *consoleServiceClient) Login(ctx context.Context, in *ConsoleLoginRequest, opts ...grpc.CallOption) (*ConsoleLoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsoleLoginResponse)
+	err := c.cc.Invoke(ctx, ConsoleService_Login_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ConsoleServiceServer is the server API for ConsoleService service.
+// All implementations must embed UnimplementedConsoleServiceServer
+// for forward compatibility.
+//
+// ConsoleService signs people in to the oversight console, the coordinator's web console.
+// The caller's certificate (owner, approver or admin) vouches for a short-lived session key
+// the caller made; the console's sessions act for that certificate, and an approver's
+// decisions in the console are signed by that session key under the caller's delegation.
+type ConsoleServiceServer interface {
+	// Login takes the caller's signed delegation and returns a single-use login token for the
+	// console, valid for a few minutes and bound to the caller's certificate.
+	Login(context.Context, *ConsoleLoginRequest) (*ConsoleLoginResponse, error)
+	mustEmbedUnimplementedConsoleServiceServer()
+}
+
+// UnimplementedConsoleServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedConsoleServiceServer struct{}
+
+func (UnimplementedConsoleServiceServer) Login(context.Context, *ConsoleLoginRequest) (*ConsoleLoginResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Login not implemented")
+}
+func (UnimplementedConsoleServiceServer) mustEmbedUnimplementedConsoleServiceServer() {}
+func (UnimplementedConsoleServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeConsoleServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ConsoleServiceServer will
+// result in compilation errors.
+type UnsafeConsoleServiceServer interface {
+	mustEmbedUnimplementedConsoleServiceServer()
+}
+
+func RegisterConsoleServiceServer(s grpc.ServiceRegistrar, srv ConsoleServiceServer) {
+	// If the following call panics, it indicates UnimplementedConsoleServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ConsoleService_ServiceDesc, srv)
+}
+
+func _ConsoleService_Login_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsoleLoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsoleServiceServer).Login(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsoleService_Login_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsoleServiceServer).Login(ctx, req.(*ConsoleLoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ConsoleService_ServiceDesc is the grpc.ServiceDesc for ConsoleService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ConsoleService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "fedprop.v1.ConsoleService",
+	HandlerType: (*ConsoleServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Login",
+			Handler:    _ConsoleService_Login_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "proto/fedprop/v1/fedprop.proto",
+}
+
+const (
 	AdminService_StartRun_FullMethodName = "/fedprop.v1.AdminService/StartRun"
 	AdminService_GetRun_FullMethodName   = "/fedprop.v1.AdminService/GetRun"
 	AdminService_ListRuns_FullMethodName = "/fedprop.v1.AdminService/ListRuns"
