@@ -8,9 +8,12 @@ import (
 	"math"
 	"slices"
 
+	"gonum.org/v1/gonum/mat"
+
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
@@ -31,20 +34,16 @@ const maxFairnessThresholds = 9
 // answers only what an honest run asks (see checkEvaluate) and, in a differentially private
 // run, releases them under the task's noise and this client's ledger (see evaluateRelease).
 func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
-	if t.Trees == nil {
-		if err := s.encode(t); err != nil {
-			return nil, 0, err
-		}
-		if err := s.checkWeights(t); err != nil {
-			return nil, 0, err
-		}
+	m, err := s.taskModel(t)
+	if err != nil {
+		return nil, 0, err
 	}
 	layout, err := s.checkEvaluate(t)
 	if err != nil {
 		return nil, 0, err
 	}
 	if t.Noise != nil {
-		return s.evaluateRelease(t, layout)
+		return s.evaluateRelease(t, m, layout)
 	}
 	digest := evalDigest(t)
 	ev := s.evals()
@@ -53,21 +52,25 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 	}
 	if prev := ev.repeat(t, digest); prev != nil {
 		t.Weights = prev.weights // the same question gets the same answer, to the bit
+		if m, err = s.taskModel(t); err != nil {
+			return nil, 0, err
+		}
 	}
-	out, err := s.evalSums(t, layout, 1, 0)
+	out, err := s.evalSums(t, m, layout, 1, 0)
 	if err != nil {
 		return nil, 0, err
 	}
-	if t.Trees != nil {
-		// A tree model's importance is its own (gains); no contribution sums are asked.
+	// Global feature importance: the sums of each feature's contribution to the log-odds.
+	x, err := explain.For(m)
+	if errors.Is(err, explain.ErrUnsupported) {
+		// A model without per-column effects (a tree model) states its importance from its
+		// own training (gains); no contribution sums are asked.
 		ev.remember(t, digest, nil, 0)
 		if err := s.save(s.ledger, s.released); err != nil {
 			return nil, 0, err
 		}
 		return out, s.eval.Len(), nil
 	}
-	// Global feature importance: the sums of each feature's contribution to the log-odds.
-	x, err := s.explainer(t)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -141,21 +144,61 @@ func declaredGroups(schema *dataset.Schema, col string) []string {
 	return append(out, dataset.OtherCategory)
 }
 
-// evalSums scores the held-out rows and returns the evaluation sums, then the fairness sums
-// when the task asks for them, each row counting weight times with its log loss capped at
+// taskModel is the model an evaluate task scores: its trees, or its weights over its encoding,
+// which it checks (and encodes the session's rows with, see encode). Here the task's two
+// fields become one model.Model; the evaluation asks the model, not the task, what it is.
+func (s *Session) taskModel(t task.Task) (model.Model, error) {
+	if t.Trees != nil {
+		return t.Trees, nil // validated where it is scored, as a wrong tree is the task's fault
+	}
+	if err := s.encode(t); err != nil {
+		return nil, err
+	}
+	if err := s.checkWeights(t); err != nil {
+		return nil, err
+	}
+	enc, err := dataset.NewEncoder(s.schema, dataset.Standardization{Mean: t.Encoding.Mean, Std: t.Encoding.Std})
+	if err != nil {
+		return nil, fmt.Errorf("encoding: %w", err)
+	}
+	m, err := logreg.NewModel(t.Weights, enc)
+	if err != nil {
+		return nil, fmt.Errorf("weights: %w", err)
+	}
+	return m, nil
+}
+
+// encodedScorer is a model that scores rows its encoder made: the session keeps its held-out
+// rows encoded while the encoding stays (see encode), and a logistic model scores them so,
+// to the same bits as Predict, without encoding them again every round.
+type encodedScorer interface {
+	PredictEncoded(x *mat.Dense) []float64
+}
+
+// evalScores returns m's score of every held-out row (nil for none) after validating m.
+func (s *Session) evalScores(m model.Model) ([]float64, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", task.ErrInvalid, err)
+	}
+	if s.eval.Len() == 0 {
+		return nil, nil
+	}
+	if e, ok := m.(encodedScorer); ok && s.xEval != nil {
+		return e.PredictEncoded(s.xEval), nil
+	}
+	return m.Predict(s.eval)
+}
+
+// evalSums scores the held-out rows with m and returns the evaluation sums, then the fairness
+// sums when the task asks for them, each row counting weight times with its log loss capped at
 // maxLogLoss (0: uncapped).
-func (s *Session) evalSums(t task.Task, layout *fairness.Layout, weight, maxLogLoss float64) ([]float64, error) {
+func (s *Session) evalSums(t task.Task, m model.Model, layout *fairness.Layout, weight, maxLogLoss float64) ([]float64, error) {
 	sums := metrics.NewEvalSums(t.HistogramBins)
-	var scores []float64
-	switch {
-	case t.Trees != nil:
-		var err error
-		if scores, err = s.treeScores(t.Trees); err != nil {
-			return nil, err
-		}
-		sums.AddWeighted(scores, s.eval.Label, weight, maxLogLoss)
-	case s.xEval != nil:
-		scores = logreg.PredictAll(t.Weights, s.xEval, nil)
+	scores, err := s.evalScores(m)
+	if err != nil {
+		return nil, err
+	}
+	if scores != nil {
 		sums.AddWeighted(scores, s.eval.Label, weight, maxLogLoss)
 	}
 	out := sums.Vector()
@@ -172,17 +215,18 @@ func (s *Session) evalSums(t task.Task, layout *fairness.Layout, weight, maxLogL
 	return out, nil
 }
 
-// evaluateRelease answers the evaluate task of a differentially private run. Only the
-// evaluation and fairness sums are released (no feature importance), each record counting once
-// with its log loss capped at metrics.MaxRowLogLoss, so that one record changes the release by
-// at most what metrics.NoiseScales states; at client level each record counts 1/n, so that the
+// evaluateRelease answers the evaluate task of a differentially private run with its model,
+// scored. Only the evaluation and fairness sums are released (no feature importance), each
+// record counting once with its log loss capped at metrics.MaxRowLogLoss, so that one record
+// changes the release by at most what metrics.NoiseScales states; at client level each record
+// counts 1/n, so that the
 // client's whole evaluation changes it by no more. In he mode the client adds its share of the
 // Gaussian noise, z*scale/sqrt(m) per value with m capped by its floor, from its private source;
 // in plaintext mode the coordinator adds the noise, which a client whose floor is enforced does
 // not leave to it. The client evaluates only a model it trained from (or that model's
 // successor), once per model: its ledger admits the release first, a repeat of the task gets
 // the same answer, another task for the same model is declined.
-func (s *Session) evaluateRelease(t task.Task, layout *fairness.Layout) ([]float64, int, error) {
+func (s *Session) evaluateRelease(t task.Task, scored model.Model, layout *fairness.Layout) ([]float64, int, error) {
 	n := t.Noise
 	level := privacy.RequireRecord
 	if clientLevel(t) {
@@ -219,7 +263,7 @@ func (s *Session) evaluateRelease(t task.Task, layout *fairness.Layout) ([]float
 	if _, err := ledger.Admit(1, n.NoiseMultiplier, 1); err != nil {
 		return nil, 0, err
 	}
-	out, err := s.evalSums(t, layout, s.releaseWeight(t), metrics.MaxRowLogLoss)
+	out, err := s.evalSums(t, scored, layout, s.releaseWeight(t), metrics.MaxRowLogLoss)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -248,7 +292,11 @@ func (s *Session) repeatRelease(t task.Task, layout *fairness.Layout, prev *eval
 	if prev.values == nil {
 		// No noise of this client's own: the sums are recomputed exactly as before.
 		t.Weights = prev.weights
-		out, err := s.evalSums(t, layout, s.releaseWeight(t), metrics.MaxRowLogLoss)
+		m, err := s.taskModel(t)
+		if err != nil {
+			return nil, 0, err
+		}
+		out, err := s.evalSums(t, m, layout, s.releaseWeight(t), metrics.MaxRowLogLoss)
 		return out, s.eval.Len(), err
 	}
 	out := slices.Clone(prev.values)
@@ -452,12 +500,3 @@ func (e *evalState) remember(t task.Task, digest [sha256.Size]byte, values []flo
 
 // evals returns the session's evaluation history.
 func (s *Session) evals() *evalState { return &s.evaluated }
-
-// explainer explains scores of the task's model under its encoding.
-func (s *Session) explainer(t task.Task) (*explain.Explainer, error) {
-	enc, err := dataset.NewEncoder(s.schema, dataset.Standardization{Mean: t.Encoding.Mean, Std: t.Encoding.Std})
-	if err != nil {
-		return nil, err
-	}
-	return explain.New(task.ModelDocument(s.schema, t.Encoding, enc.FeatureNames(), t.Weights))
-}

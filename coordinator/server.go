@@ -563,8 +563,13 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 	if err != nil {
 		return nil, fmt.Errorf("version %d: %w", v.Version, err)
 	}
-	if len(v.Weights) == 0 && v.Trees == nil {
-		return nil, fmt.Errorf("version %d has no weights", v.Version)
+	enc, err := dataset.NewEncoder(schema, *run.Standardization)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
+	}
+	m, err := v.Model(enc)
+	if err != nil {
+		return nil, err
 	}
 	d := &modelfile.Document{
 		Format:            modelfile.Format,
@@ -572,8 +577,6 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		RunID:             v.RunID,
 		Round:             v.Round,
 		Created:           v.Created,
-		Features:          v.Features,
-		Trees:             v.Trees,
 		Schema:            schema,
 		Standardization:   *run.Standardization,
 		Metrics:           v.Evaluation,
@@ -585,10 +588,8 @@ func NewModelDocument(v ModelVersion, run RunState) (*modelfile.Document, error)
 		Privacy:           v.Privacy,
 		SecureAggregation: modelfile.SecureAggregation{Mode: run.Config.SecureAggregation.Mode},
 	}
-	if v.Trees == nil {
-		d.Intercept, d.Coefficients = v.Weights[0], v.Weights[1:]
-	} else {
-		d.Features = nil // the trees name their own
+	if err := d.SetModel(m); err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
 	}
 	if sa := run.Config.SecureAggregation; sa.Mode == SecAggHE {
 		d.SecureAggregation.CommitteeSize = len(sa.Committee)

@@ -8,8 +8,10 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/store"
 	"github.com/fedprop/fedprop/strategy"
 	"github.com/fedprop/fedprop/task"
@@ -184,4 +186,19 @@ func (e Event) String() string {
 		return "aggregate_discarded"
 	}
 	return fmt.Sprintf("event(%d)", int(e))
+}
+
+// Model is the version's model: its trees, or its weights over enc, the run's encoding.
+func (v ModelVersion) Model(enc *dataset.Encoder) (model.Model, error) {
+	switch {
+	case v.Trees != nil:
+		return v.Trees, nil
+	case len(v.Weights) == 0:
+		return nil, fmt.Errorf("version %d has no weights", v.Version)
+	}
+	m, err := logreg.NewModel(v.Weights, enc)
+	if err != nil {
+		return nil, fmt.Errorf("version %d: %w", v.Version, err)
+	}
+	return m, nil
 }

@@ -523,17 +523,9 @@ func (d *driver) evaluateCommits() error {
 // evaluate scores a committed version exactly on the pooled test rows; at is when it was
 // committed.
 func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) error {
-	var scores []float64
-	if v.Trees != nil {
-		var err error
-		if scores, err = v.Trees.Predict(d.world.Test); err != nil {
-			return fmt.Errorf("score version %d on the test rows: %w", v.Version, err)
-		}
-	} else {
-		if d.testX == nil {
-			d.testX = d.encoder.Encode(d.world.Test)
-		}
-		scores = logreg.PredictAll(v.Weights, d.testX, nil)
+	scores, err := d.testScores(v)
+	if err != nil {
+		return fmt.Errorf("score version %d on the test rows: %w", v.Version, err)
 	}
 	m := RoundMetrics{
 		Round:        v.Round,
@@ -551,6 +543,27 @@ func (d *driver) evaluate(v coordinator.ModelVersion, at time.Time) error {
 		d.opts.Observer.Round(m)
 	}
 	return nil
+}
+
+// encodedScorer is a model that scores rows its encoder made (logistic regression): the
+// driver encodes the pooled test rows once, not once a round.
+type encodedScorer interface {
+	PredictEncoded(x *mat.Dense) []float64
+}
+
+// testScores scores the pooled test rows with the model of version v.
+func (d *driver) testScores(v coordinator.ModelVersion) ([]float64, error) {
+	m, err := v.Model(d.encoder)
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := m.(encodedScorer); ok {
+		if d.testX == nil {
+			d.testX = d.encoder.Encode(d.world.Test)
+		}
+		return e.PredictEncoded(d.testX), nil
+	}
+	return m.Predict(d.world.Test)
 }
 
 // newSessions makes every simulated client's session: in he mode, committee members get key

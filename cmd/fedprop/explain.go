@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -78,20 +79,26 @@ deviation of its effect across the records, which no reference changes.`,
 			if err != nil {
 				return err
 			}
-			if doc.Trees != nil {
+			x, err := explain.New(doc)
+			if errors.Is(err, explain.ErrUnsupported) {
+				// No per-column effects (a tree model): the model's own explanations, against
+				// its own reference.
+				m, err := doc.Model()
+				if err != nil {
+					return fmt.Errorf("explain %s: %w", modelPath, err)
+				}
 				w, closeOut, err := openOutput(g, out)
 				if err != nil {
 					return err
 				}
 				defer closeOut()
-				n, err := explainTrees(w, doc, ds, top, format)
+				n, err := explainAttributions(w, doc, m, ds, top, format)
 				if err != nil {
 					return fmt.Errorf("explain %s: %w", modelPath, err)
 				}
-				fmt.Fprintf(g.stderr, "explained %d rows with model version %d (TreeSHAP)\n", n, doc.Version)
+				fmt.Fprintf(g.stderr, "explained %d rows with model version %d (%s)\n", n, doc.Version, m.Describe().Attribution)
 				return nil
 			}
-			x, err := explain.New(doc)
 			if err != nil {
 				return fmt.Errorf("explain %s: %w", modelPath, err)
 			}
@@ -129,7 +136,7 @@ deviation of its effect across the records, which no reference changes.`,
 					Records:   records, Importance: importance,
 				})
 			} else {
-				err = writeExplanations(bw, doc, x.Reference(), target, records, importance)
+				err = writeExplanations(bw, doc, x.Intercept(), x.Reference(), target, records, importance)
 			}
 			if err != nil {
 				return err
@@ -185,11 +192,11 @@ func reportReference(x *explain.Explainer) explainReference {
 
 // writeExplanations writes the text report: the reference, one block per record, then global
 // importance.
-func writeExplanations(w io.Writer, doc *modelfile.Document, ref explain.Reference, target string, records []explain.Explanation, importance []explain.Importance) error {
+func writeExplanations(w io.Writer, doc *modelfile.Document, intercept float64, ref explain.Reference, target string, records []explain.Explanation, importance []explain.Importance) error {
 	fmt.Fprintf(w, "model version %d (run %s, schema %s): score = P(%s); a record's log-odds = the reference's + its contributions\n",
 		doc.Version, doc.RunID, doc.Schema.Name, target)
 	fmt.Fprintf(w, "reference: log-odds %s (score %.4f; intercept %s): %s\n\n", signed(ref.ExpectedLogOdds), sigmoid(ref.ExpectedLogOdds),
-		signed(doc.Intercept), ref.Description)
+		signed(intercept), ref.Description)
 	for _, r := range records {
 		fmt.Fprintf(w, "line %d  score %.4f  log-odds %s\n", r.Line, r.Score, signed(r.LogOdds))
 		fmt.Fprintf(w, "  raised:  %s\n", contributionList(r.Raised))

@@ -12,11 +12,15 @@ import (
 	"text/tabwriter"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
 
-// treeContribution is one feature's exact TreeSHAP contribution to a record's margin.
+// The report of a model explained by its own attributions (model.Model.ExplainAll) rather
+// than per-column effects against a chosen reference (package explain): today a tree model,
+// whose attributions are exact TreeSHAP values; its types keep the names of that report.
+
+// treeContribution is one feature's contribution to a record's margin.
 type treeContribution struct {
 	Feature      string  `json:"feature"`
 	Value        string  `json:"value"`
@@ -34,8 +38,9 @@ type treeRecord struct {
 	Lowered []treeContribution `json:"lowered"`
 }
 
-// treeImportance is a feature's global importance: its mean |SHAP| over the file and its share
-// of the model's total split gain.
+// treeImportance is a feature's global importance: model.Model.Importance over the file (a
+// tree model's mean |SHAP|) and its share of the model's total split gain (0 for a model
+// without one).
 type treeImportance struct {
 	Feature     string  `json:"feature"`
 	MeanAbsSHAP float64 `json:"mean_abs_shap"`
@@ -50,27 +55,30 @@ type treeReport struct {
 	Importance      []treeImportance `json:"importance"`
 }
 
-const treeReference = "the model's expectation over its training rows (every tree's leaves weighted by the rows that reached them): exact path-dependent TreeSHAP"
+// gainImportance is a model that also states each column's share in its training gain (a
+// tree model: the total gain of its splits on the column).
+type gainImportance interface {
+	GainImportance() []float64
+}
 
-// explainTrees explains a tree model's scores with exact path-dependent TreeSHAP (Lundberg et
-// al. 2018): per record, the contributions add up to its log-odds minus the model's expected
-// log-odds.
-func explainTrees(w io.Writer, doc *modelfile.Document, ds *dataset.Dataset, top int, format string) (int, error) {
-	m := doc.Trees
+// explainAttributions explains the scores of a model without per-column effects with its own
+// explanations (model.Model.ExplainAll; a tree model's are exact path-dependent TreeSHAP,
+// Lundberg et al. 2018): per record, the contributions add up to its log-odds minus the
+// model's expected log-odds.
+func explainAttributions(w io.Writer, doc *modelfile.Document, m model.Model, ds *dataset.Dataset, top int, format string) (int, error) {
 	xs, err := m.ExplainAll(ds)
 	if err != nil {
 		return 0, err
 	}
+	desc, cols := m.Describe(), m.Columns()
 	rep := treeReport{Model: explainModel{Version: doc.Version, RunID: doc.RunID, Schema: doc.Schema.Name,
-		Target: doc.Schema.Label.Column + "=" + doc.Schema.Label.Positive}, ExpectedLogOdds: m.ExpectedValue(), Reference: treeReference}
-	abs := make([]float64, len(m.Features))
+		Target: doc.Schema.Label.Column + "=" + doc.Schema.Label.Positive}, ExpectedLogOdds: desc.Expected, Reference: desc.Reference}
 	for i, x := range xs {
 		r := treeRecord{Line: ds.Line[i], LogOdds: x.Margin, Score: 1 / (1 + math.Exp(-x.Margin))}
 		var cs []treeContribution
 		for f, v := range x.Values {
-			abs[f] += math.Abs(v)
 			if v != 0 {
-				cs = append(cs, treeContribution{Feature: m.Features[f].Name, Value: treeValue(ds, i, m.Features[f]), Contribution: v})
+				cs = append(cs, treeContribution{Feature: cols[f].Name, Value: treeValue(ds, i, cols[f]), Contribution: v})
 			}
 		}
 		slices.SortStableFunc(cs, func(a, b treeContribution) int { return cmp.Compare(b.Contribution, a.Contribution) })
@@ -86,16 +94,22 @@ func explainTrees(w io.Writer, doc *modelfile.Document, ds *dataset.Dataset, top
 		}
 		rep.Records = append(rep.Records, r)
 	}
-	gain := m.GainImportance()
+	importance := make([]float64, len(cols)) // no rows: none measured
+	if len(xs) > 0 {
+		if importance, err = m.Importance(xs); err != nil {
+			return 0, err
+		}
+	}
+	var gain []float64
+	if g, ok := m.(gainImportance); ok {
+		gain = g.GainImportance()
+	}
 	total := 0.0
 	for _, g := range gain {
 		total += g
 	}
-	for f := range m.Features {
-		imp := treeImportance{Feature: m.Features[f].Name}
-		if len(xs) > 0 {
-			imp.MeanAbsSHAP = abs[f] / float64(len(xs))
-		}
+	for f, c := range cols {
+		imp := treeImportance{Feature: c.Name, MeanAbsSHAP: importance[f]}
 		if total > 0 {
 			imp.GainShare = gain[f] / total
 		}
@@ -111,9 +125,13 @@ func explainTrees(w io.Writer, doc *modelfile.Document, ds *dataset.Dataset, top
 		}
 		return len(xs), bw.Flush()
 	}
-	fmt.Fprintf(bw, "model version %d (run %s, schema %s): %d trees; score = P(%s); a record's log-odds = the expected log-odds + its contributions\n",
-		doc.Version, doc.RunID, doc.Schema.Name, len(m.Trees), rep.Model.Target)
-	fmt.Fprintf(bw, "reference: log-odds %s (score %.4f): %s\n\n", signed(rep.ExpectedLogOdds), sigmoid(rep.ExpectedLogOdds), treeReference)
+	size := ""
+	if desc.Trees > 0 {
+		size = fmt.Sprintf("%d trees; ", desc.Trees)
+	}
+	fmt.Fprintf(bw, "model version %d (run %s, schema %s): %sscore = P(%s); a record's log-odds = the expected log-odds + its contributions\n",
+		doc.Version, doc.RunID, doc.Schema.Name, size, rep.Model.Target)
+	fmt.Fprintf(bw, "reference: log-odds %s (score %.4f): %s\n\n", signed(rep.ExpectedLogOdds), sigmoid(rep.ExpectedLogOdds), rep.Reference)
 	list := func(cs []treeContribution) string {
 		if len(cs) == 0 {
 			return "-"
@@ -146,9 +164,9 @@ func explainTrees(w io.Writer, doc *modelfile.Document, ds *dataset.Dataset, top
 	return len(xs), bw.Flush()
 }
 
-// treeValue is a record's value of a tree feature, as the record has it.
-func treeValue(ds *dataset.Dataset, i int, f gbdt.Feature) string {
-	if f.Kind == gbdt.Numeric {
+// treeValue is a record's value of a feature column, as the record has it.
+func treeValue(ds *dataset.Dataset, i int, f model.Column) string {
+	if f.Kind == model.Numeric {
 		for j, name := range ds.Schema.Numeric {
 			if name == f.Name {
 				return strconv.FormatFloat(ds.Numeric[i][j], 'g', -1, 64)

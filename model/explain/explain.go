@@ -1,8 +1,12 @@
 // Package explain says why a propensity model scores a record as it does, and which features
-// matter to it overall.
+// matter to it overall, for models whose log-odds is an intercept plus one effect per feature
+// column, each depending on that column alone: logistic regression. Every model kind explains
+// itself (model.Model.ExplainAll: a tree model with TreeSHAP); what this package adds is
+// references built from category frequencies, and importance from sums that add up across
+// clients, which need a column's effect to be separate from the others'. For another kind, New
+// and For return an error that wraps ErrUnsupported.
 //
-// fedprop's model is a logistic regression, so a record's log-odds is exactly the intercept plus
-// one effect per feature column: for a numeric column, its coefficient times the record's
+// A logistic regression's log-odds is exactly the intercept plus one effect per feature column: for a numeric column, its coefficient times the record's
 // standardised value; for a categorical column, the coefficient of the record's category (the
 // one-hot input that is 1).
 //
@@ -34,12 +38,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 
 	"github.com/fedprop/fedprop/dataset"
-	"github.com/fedprop/fedprop/model/logreg"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
 
@@ -53,6 +56,10 @@ var (
 	ErrVector = errors.New("invalid importance sums vector")
 	// ErrReference marks a reference, or the population behind one, that does not fit the model.
 	ErrReference = errors.New("invalid reference")
+	// ErrUnsupported marks a model whose log-odds is not one effect per feature column (a
+	// tree model): it explains itself (model.Model.ExplainAll), without this package's
+	// references and importance sums. It comes wrapped together with ErrModel.
+	ErrUnsupported = errors.New("model kind has no per-column effects")
 )
 
 // Kind is a feature column's type.
@@ -110,11 +117,19 @@ type Explanation struct {
 
 // Explainer explains one model's scores. It is immutable and safe for concurrent use.
 type Explainer struct {
-	doc      *modelfile.Document
 	enc      *dataset.Encoder
 	weights  []float64
 	features []Feature
 	ref      Reference
+}
+
+// columnwise is a model whose log-odds is an intercept (Weights()[0]) plus one coefficient
+// per input of its encoder: the models whose effects this package separates by column.
+// *logreg.Model is one.
+type columnwise interface {
+	model.Model
+	Weights() []float64
+	Encoder() *dataset.Encoder
 }
 
 // New returns an Explainer for a validated model document with finite weights. Its reference
@@ -127,29 +142,43 @@ func New(doc *modelfile.Document) (*Explainer, error) {
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
-	if doc.Trees != nil {
-		return nil, fmt.Errorf("%w: a tree model: its explanations are TreeSHAP's (gbdt.Model.Explain)", ErrModel)
-	}
-	w := doc.Weights()
-	if err := logreg.CheckWeights(w, len(doc.Features)); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrModel, err)
-	}
-	enc, err := doc.Encoder()
+	m, err := doc.Model()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModel, err)
 	}
-	x := &Explainer{doc: doc, enc: enc, weights: w}
-	for i, name := range doc.Schema.Numeric {
+	return For(m)
+}
+
+// For returns an Explainer for a model with per-column effects and finite weights (see New);
+// any other kind is an error wrapping ErrModel and ErrUnsupported.
+func For(m model.Model) (*Explainer, error) {
+	if m == nil {
+		return nil, fmt.Errorf("%w: no model", ErrModel)
+	}
+	lin, ok := m.(columnwise)
+	if !ok {
+		return nil, fmt.Errorf("%w: %w: a %s model: its explanations are its own (model.Model.ExplainAll)", ErrModel, ErrUnsupported, m.Kind())
+	}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModel, err)
+	}
+	enc := lin.Encoder()
+	s := enc.Schema()
+	x := &Explainer{enc: enc, weights: lin.Weights()}
+	for i, name := range s.Numeric {
 		x.features = append(x.features, Feature{Name: name, Kind: Numeric, Offset: i, Width: 1})
 	}
-	offset := len(doc.Schema.Numeric)
-	for _, c := range doc.Schema.Categorical {
+	offset := len(s.Numeric)
+	for _, c := range s.Categorical {
 		x.features = append(x.features, Feature{Name: c.Column, Kind: Categorical, Offset: offset, Width: c.Width()})
 		offset += c.Width()
 	}
 	x.ref = x.ZeroReference()
 	return x, nil
 }
+
+// Intercept is the model's intercept: the log-odds of a record whose every effect is 0.
+func (x *Explainer) Intercept() float64 { return x.weights[0] }
 
 // Features returns the model's feature columns, numeric ones first, in schema order.
 func (x *Explainer) Features() []Feature { return slices.Clone(x.features) }
@@ -171,7 +200,7 @@ func (x *Explainer) Contributions(ds *dataset.Dataset, i int) ([]Contribution, f
 // contributions is Contributions with a caller-owned input buffer.
 func (x *Explainer) contributions(ds *dataset.Dataset, i int, row []float64) ([]Contribution, float64, error) {
 	x.enc.EncodeRow(ds, i, row)
-	s := x.doc.Schema
+	s := x.enc.Schema()
 	out := make([]Contribution, len(x.features))
 	logOdds := x.weights[0]
 	for k, f := range x.features {
@@ -214,7 +243,7 @@ func (x *Explainer) Explain(ds *dataset.Dataset, top int) ([]Explanation, error)
 		if err != nil {
 			return nil, err
 		}
-		e := Explanation{Score: sigmoid(logOdds), LogOdds: logOdds, Intercept: x.weights[0], ExpectedLogOdds: x.ref.ExpectedLogOdds}
+		e := Explanation{Score: model.Sigmoid(logOdds), LogOdds: logOdds, Intercept: x.weights[0], ExpectedLogOdds: x.ref.ExpectedLogOdds}
 		if i < len(ds.Line) {
 			e.Line = ds.Line[i]
 		}
@@ -242,13 +271,4 @@ func split(contrib []Contribution, top int) (raised, lowered []Contribution) {
 		raised, lowered = raised[:min(top, len(raised))], lowered[:min(top, len(lowered))]
 	}
 	return raised, lowered
-}
-
-// sigmoid is 1/(1+exp(-z)) without overflow, as package model computes it.
-func sigmoid(z float64) float64 {
-	if z >= 0 {
-		return 1 / (1 + math.Exp(-z))
-	}
-	e := math.Exp(z)
-	return e / (1 + e)
 }

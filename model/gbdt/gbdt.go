@@ -24,7 +24,8 @@
 // datasets, and its trees match Fit's on the pooled rows up to floating-point rounding.
 //
 // A Model scores rows of a dataset.Dataset, explains them with exact path-dependent TreeSHAP
-// (Lundberg et al. 2018) and is stored as JSON (DecodeModel validates what it reads).
+// (Lundberg et al. 2018) and is stored as JSON (DecodeModel validates what it reads). It is a
+// model.Model, which is how scoring, explanation, evaluation, export and the model card use it.
 package gbdt
 
 import (

@@ -5,20 +5,16 @@ import (
 	"math"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model"
 )
 
 // Explanation is a row's exact path-dependent TreeSHAP values (Lundberg, Erion and Lee 2018,
 // "Consistent Individualized Feature Attribution for Tree Ensembles", Algorithm 2):
-// Expected plus the sum of Values is the row's margin.
-type Explanation struct {
-	// Expected is the margin of a row whose features are all unknown: BaseScore plus each
-	// tree's leaf values averaged by cover, the model's expectation over its training rows.
-	Expected float64 `json:"expected"`
-	// Values holds each feature's contribution to the margin, in Model.Features order.
-	Values []float64 `json:"values"`
-	// Margin is the row's margin.
-	Margin float64 `json:"margin"`
-}
+// Expected plus the sum of Values is the row's margin. Expected is the margin of a row whose
+// features are all unknown: BaseScore plus each tree's leaf values averaged by cover, the
+// model's expectation over its training rows; Values are in Model.Features order. It is
+// model.Explanation, what every model kind explains with.
+type Explanation = model.Explanation
 
 // ExpectedValue returns the margin of a row about which nothing is known: in every tree, a
 // split sends it down both branches weighted by their covers.

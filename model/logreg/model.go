@@ -7,6 +7,9 @@
 // labels are 0 or 1. Weights are a []float64 of length dim+1: index 0 is the intercept, then one
 // coefficient per input column. Every source of randomness is an injected *rand.Rand, so the
 // same seed gives bit-for-bit the same weights.
+//
+// Model joins weights with the dataset.Encoder their inputs come from: it is logistic
+// regression as a model.Model, which scores, explains and describes raw dataset rows.
 package logreg
 
 import (

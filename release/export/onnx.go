@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
 
@@ -46,15 +48,21 @@ const onnxInternal = "fedprop/"
 //
 // A document of a tree model is exported by ONNXTrees.
 func ONNX(doc *modelfile.Document) ([]byte, error) {
-	if doc != nil && doc.Trees != nil {
-		if err := doc.Validate(); err != nil {
-			return nil, fmt.Errorf("export onnx: %w: %w", ErrInvalidModel, err)
-		}
-		return ONNXTrees(doc.Trees, doc.Schema)
-	}
-	if err := check(doc); err != nil {
+	w, m, err := exporterOf(doc)
+	if err != nil {
 		return nil, fmt.Errorf("export onnx: %w", err)
 	}
+	return w.onnx(doc, m)
+}
+
+// onnxTrees is ONNXTrees for a document's tree model.
+func onnxTrees(doc *modelfile.Document, m *gbdt.Model) ([]byte, error) {
+	return ONNXTrees(m, doc.Schema)
+}
+
+// onnxLogistic is ONNX for a document's logistic regression (see ONNX).
+func onnxLogistic(doc *modelfile.Document, lr *logreg.Model) ([]byte, error) {
+	weights := lr.Weights()
 	s := doc.Schema
 	for _, col := range s.Columns() {
 		if col == ONNXOutput || strings.HasPrefix(col, onnxInternal) {
@@ -104,8 +112,8 @@ func ONNX(doc *modelfile.Document) ([]byte, error) {
 	if len(parts) > 1 {
 		features = b.op("Concat", parts, "features", intAttr("axis", 1))
 	}
-	coef := b.constDoubles("coefficients", []int64{int64(len(doc.Coefficients)), 1}, doc.Coefficients)
-	intercept := b.constDoubles("intercept", []int64{1}, []float64{doc.Intercept})
+	coef := b.constDoubles("coefficients", []int64{int64(len(weights) - 1), 1}, weights[1:])
+	intercept := b.constDoubles("intercept", []int64{1}, weights[:1])
 	weighted := b.op("MatMul", []string{features, coef}, "weighted_sum")
 	logit := b.op("Add", []string{weighted, intercept}, "logit")
 	b.nodes = append(b.nodes, node{name: onnxInternal + "sigmoid", opType: "Sigmoid", inputs: []string{logit}, outputs: []string{ONNXOutput}})

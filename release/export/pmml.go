@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/fedprop/fedprop/dataset"
+	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
 
@@ -44,16 +46,25 @@ const (
 // Sensitive attributes that are not model inputs do not appear. Only the positive label and the
 // first negative label value get a regression table; every other negative value has probability
 // 0, their total being 1 minus the positive probability.
+//
+// A document of a tree model is exported by PMMLTrees.
 func PMML(doc *modelfile.Document) ([]byte, error) {
-	if doc != nil && doc.Trees != nil { // a tree model: PMMLTrees
-		if err := doc.Validate(); err != nil {
-			return nil, fmt.Errorf("export pmml: %w: %w", ErrInvalidModel, err)
-		}
-		return PMMLTrees(doc.Trees, doc.Schema)
-	}
-	if err := check(doc); err != nil {
+	w, m, err := exporterOf(doc)
+	if err != nil {
 		return nil, fmt.Errorf("export pmml: %w", err)
 	}
+	return w.pmml(doc, m)
+}
+
+// pmmlTrees is PMMLTrees for a document's tree model.
+func pmmlTrees(doc *modelfile.Document, m *gbdt.Model) ([]byte, error) {
+	return PMMLTrees(m, doc.Schema)
+}
+
+// pmmlLogistic is PMML for a document's logistic regression (see PMML).
+func pmmlLogistic(doc *modelfile.Document, lr *logreg.Model) ([]byte, error) {
+	weights := lr.Weights()
+	coefficients := weights[1:]
 	s := doc.Schema
 	names := map[string]string{} // field name -> what defines it, to refuse clashes
 	claim := func(name, what string) error {
@@ -67,12 +78,12 @@ func PMML(doc *modelfile.Document) ([]byte, error) {
 	dict := &element{name: "DataDictionary"}
 	mining := &element{name: "MiningSchema"}
 	trans := &element{name: "TransformationDictionary"}
-	table := &element{name: "RegressionTable", attrs: attrs("intercept", formatFloat(doc.Intercept), "targetCategory", s.Label.Positive)}
+	table := &element{name: "RegressionTable", attrs: attrs("intercept", formatFloat(weights[0]), "targetCategory", s.Label.Positive)}
 	predictor := func(field string, coef float64) {
 		table.add(&element{name: "NumericPredictor", attrs: attrs("name", field, "coefficient", formatFloat(coef))})
 	}
 
-	next := 0 // index into doc.Coefficients, in the encoder's input order
+	next := 0 // index into coefficients, in the encoder's input order
 	for i, col := range s.Numeric {
 		derived := "std(" + col + ")"
 		if err := errorsOf(claim(col, "a numeric column"), claim(derived, "a standardised input")); err != nil {
@@ -82,7 +93,7 @@ func PMML(doc *modelfile.Document) ([]byte, error) {
 		mining.add(&element{name: "MiningField", attrs: attrs("name", col, "usageType", "active", "missingValueTreatment", "returnInvalid")})
 		diff := apply("-", fieldRef(col), constant(doc.Standardization.Mean[i]))
 		trans.add(derivedField(derived, apply("/", diff, constant(doc.Standardization.Std[i]))))
-		predictor(derived, doc.Coefficients[next])
+		predictor(derived, coefficients[next])
 		next++
 	}
 	for _, c := range s.Categorical {
@@ -105,7 +116,7 @@ func PMML(doc *modelfile.Document) ([]byte, error) {
 				return nil, err
 			}
 			trans.add(derivedField(derived, &element{name: "NormDiscrete", attrs: attrs("field", c.Column, "value", v)}))
-			predictor(derived, doc.Coefficients[next])
+			predictor(derived, coefficients[next])
 			next++
 		}
 		if c.Policy() == dataset.UnseenOther {
@@ -118,7 +129,7 @@ func PMML(doc *modelfile.Document) ([]byte, error) {
 				known.add(&element{name: "Constant", attrs: attrs("dataType", "string"), text: v})
 			}
 			trans.add(derivedField(derived, apply("if", known, constant(0), constant(1))))
-			predictor(derived, doc.Coefficients[next])
+			predictor(derived, coefficients[next])
 			next++
 		}
 	}

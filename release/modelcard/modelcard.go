@@ -68,7 +68,8 @@ type Model struct {
 	RunID   string    `json:"run_id"`
 	Round   int       `json:"round"`
 	Created time.Time `json:"created"`
-	// Algorithm is "logistic regression", or the trees' description.
+	// Algorithm is the model's description of itself (model.Model.Describe): "logistic
+	// regression", or the trees' shape and parameters.
 	Algorithm string `json:"algorithm"`
 	// Target is the predicted event, "column = positive value".
 	Target string `json:"target"`
@@ -340,13 +341,18 @@ func Build(in Input) (*Card, error) {
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("build model card: %w: %w", ErrInvalid, err)
 	}
+	m, err := doc.Model()
+	if err != nil {
+		return nil, fmt.Errorf("build model card: %w: %w", ErrInvalid, err)
+	}
+	desc := m.Describe()
 	s := doc.Schema
 	c := &Card{
 		Format: Format,
 		Model: Model{
 			Name: s.Name, Version: doc.Version, RunID: doc.RunID, Round: doc.Round, Created: doc.Created.UTC(),
-			Algorithm: "logistic regression", Target: s.Label.Column + " = " + s.Label.Positive,
-			Inputs: len(doc.Features), Intercept: doc.Intercept,
+			Algorithm: desc.Algorithm, Target: s.Label.Column + " = " + s.Label.Positive,
+			Inputs: desc.Inputs, Intercept: desc.Intercept,
 		},
 		IntendedUse:       in.IntendedUse,
 		TrainingData:      in.Training,
@@ -356,11 +362,6 @@ func Build(in Input) (*Card, error) {
 		Approval:          in.Approval,
 		Generated:         in.Generated.UTC(),
 		PrivacyAudit:      clonePrivacyAudit(in.PrivacyAudit),
-	}
-	if m := doc.Trees; m != nil {
-		c.Model.Inputs, c.Model.Intercept = len(m.Features), m.BaseScore
-		c.Model.Algorithm = fmt.Sprintf("gradient-boosted trees (%d trees of depth at most %d, learning rate %g, lambda %g, %d bins; base score the intercept)",
-			len(m.Trees), m.Params.MaxDepth, m.Params.LearningRate, m.Params.Lambda, m.Params.Bins)
 	}
 	if c.IntendedUse.Purpose == "" {
 		c.IntendedUse = DefaultIntendedUse(s)

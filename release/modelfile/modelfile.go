@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 )
@@ -100,6 +101,9 @@ const (
 	MechanismDPSGD = "DP-SGD"
 	// MechanismGaussian: Gaussian noise on the sum (client-level training rounds, evaluations).
 	MechanismGaussian = "Gaussian"
+	// MechanismTreeHistograms: Gaussian noise on each client's sketch and gradient and
+	// hessian histograms (record level, a tree's levels); Steps counts them.
+	MechanismTreeHistograms = "Gaussian histograms"
 )
 
 // Release is one thing a differentially private run released, and what it cost.
@@ -138,8 +142,8 @@ func (d *Document) Weights() []float64 {
 	return append([]float64{d.Intercept}, d.Coefficients...)
 }
 
-// Validate checks that the document can score: a known format, a schema, and dimensions that
-// agree.
+// Validate checks that the document can score: a known format, a schema, dimensions that
+// agree (see Model) and a model whose values are valid (model.Model.Validate).
 func (d *Document) Validate() error {
 	if d.Format != Format {
 		return fmt.Errorf("model document format %q is not %q", d.Format, Format)
@@ -147,29 +151,81 @@ func (d *Document) Validate() error {
 	if d.Schema == nil {
 		return errors.New("model document has no schema")
 	}
-	if d.Trees != nil {
-		if len(d.Coefficients) != 0 {
-			return fmt.Errorf("model document has both trees and %d coefficients", len(d.Coefficients))
-		}
-		if err := d.Trees.Validate(); err != nil {
-			return fmt.Errorf("model document: %w", err)
-		}
-		if _, err := d.Encoder(); err != nil {
-			return err
-		}
-		return nil
-	}
-	if len(d.Coefficients) != len(d.Features) {
-		return fmt.Errorf("model document has %d coefficients for %d features", len(d.Coefficients), len(d.Features))
-	}
-	enc, err := d.Encoder()
+	m, err := d.Model()
 	if err != nil {
 		return err
 	}
-	if enc.Dim() != len(d.Features) {
-		return fmt.Errorf("model document's schema encodes %d features, the weights have %d", enc.Dim(), len(d.Features))
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("model document: %w", err)
 	}
 	return nil
+}
+
+// Model returns the model the document holds: its trees (*gbdt.Model), else its
+// coefficients over the encoding of its schema and standardisation (*logreg.Model). It
+// checks that the document's parts agree (no coefficients beside trees, a coefficient per
+// feature, a feature per encoded input) but not the model's values: Validate does both.
+//
+// This is where the document's JSON layout, which must stay as documents on disk have it,
+// becomes a model.Model: the one place that asks which fields hold the model.
+func (d *Document) Model() (model.Model, error) {
+	if d.Schema == nil {
+		return nil, errors.New("model document has no schema")
+	}
+	if d.Trees != nil {
+		if len(d.Coefficients) != 0 {
+			return nil, fmt.Errorf("model document has both trees and %d coefficients", len(d.Coefficients))
+		}
+		// The trees standardise with their own copy of the standardisation; the document's
+		// must still be one the schema can encode with.
+		if _, err := d.Encoder(); err != nil {
+			return nil, err
+		}
+		return d.Trees, nil
+	}
+	if len(d.Coefficients) != len(d.Features) {
+		return nil, fmt.Errorf("model document has %d coefficients for %d features", len(d.Coefficients), len(d.Features))
+	}
+	enc, err := d.Encoder()
+	if err != nil {
+		return nil, err
+	}
+	if enc.Dim() != len(d.Features) {
+		return nil, fmt.Errorf("model document's schema encodes %d features, the weights have %d", enc.Dim(), len(d.Features))
+	}
+	m, err := logreg.NewModel(d.Weights(), enc)
+	if err != nil {
+		return nil, fmt.Errorf("model document: %w", err)
+	}
+	return m, nil
+}
+
+// ErrModelKind marks a model that a document has no place for: a kind other than logistic
+// regression and gradient-boosted trees.
+var ErrModelKind = errors.New("model kind has no place in a model document")
+
+// SetModel puts m in the document's model fields, the inverse of Model: a tree model under
+// Trees, without coefficients or feature names (the trees name their own features); a
+// logistic regression as its intercept, its coefficients and its encoder's feature names.
+// Like Model, it is where the document's fixed JSON layout meets model.Model, and the only
+// place that places a kind.
+func (d *Document) SetModel(m model.Model) error {
+	switch m := m.(type) {
+	case *gbdt.Model:
+		if m == nil {
+			break
+		}
+		d.Trees, d.Intercept, d.Coefficients, d.Features = m, 0, nil, nil
+		return nil
+	case *logreg.Model:
+		if m == nil {
+			break
+		}
+		w := m.Weights()
+		d.Trees, d.Intercept, d.Coefficients, d.Features = nil, w[0], w[1:], m.Encoder().FeatureNames()
+		return nil
+	}
+	return fmt.Errorf("%w: %T", ErrModelKind, m)
 }
 
 // Encoder is the encoder the model was trained with.
@@ -181,19 +237,16 @@ func (d *Document) Encoder() (*dataset.Encoder, error) {
 	return enc, nil
 }
 
-// Score returns the predicted probability for every row of ds.
+// Score returns the predicted probability for every row of ds (nil for no rows).
 func (d *Document) Score(ds *dataset.Dataset) ([]float64, error) {
-	enc, err := d.Encoder()
+	m, err := d.Model()
 	if err != nil {
 		return nil, err
 	}
 	if ds.Len() == 0 {
 		return nil, nil
 	}
-	if d.Trees != nil {
-		return d.Trees.Predict(ds)
-	}
-	return logreg.PredictAll(d.Weights(), enc.Encode(ds), nil), nil
+	return m.Predict(ds)
 }
 
 // Write writes the document as indented JSON.
