@@ -641,7 +641,7 @@ func (m *Member) checkNoise(spec *task.DecryptSpec) error {
 		if err := f.Accepts(spec.DP.Mechanism, spec.DP.NoiseMultiplier, spec.DP.ClipNorm); err != nil {
 			return err
 		}
-		if spec.DP.Mechanism == task.DPRecord {
+		if spec.DP.Mechanism == task.DPRecord && spec.DP.ExpectedContributors == 0 {
 			return nil // every contribution carries its own DP-SGD noise
 		}
 		z, expected = spec.DP.NoiseMultiplier, spec.DP.ExpectedContributors

@@ -208,6 +208,8 @@ func TestMemberChecksTheNoiseAnAggregateCarries(t *testing.T) {
 		{"release noise divided by more contributors than arrived", task.KindEvaluate, nil, &task.ReleaseNoise{NoiseMultiplier: 2, ExpectedContributors: 100}, "below min_noise_multiplier 1"},
 		{"3 of 3 expected shares of z = 1", task.KindTrain, clientLevel(1, 3), nil, ""},
 		{"record level: every contribution noised itself", task.KindTrain, &task.DPSpec{Mechanism: task.DPRecord, ClipNorm: 1, NoiseMultiplier: 1.5, SamplingRate: 0.1, Steps: 5}, nil, ""},
+		{"tree histograms: 3 of 10 expected shares of z = 1.5", task.KindTrain, &task.DPSpec{Mechanism: task.DPRecord, ClipNorm: 1, NoiseMultiplier: 1.5, SamplingRate: 1, Steps: 1, ExpectedContributors: 10}, nil, "below min_noise_multiplier 1"},
+		{"tree histograms: 3 of 3 expected shares of z = 1.5", task.KindTrain, &task.DPSpec{Mechanism: task.DPRecord, ClipNorm: 1, NoiseMultiplier: 1.5, SamplingRate: 1, Steps: 1, ExpectedContributors: 3}, nil, ""},
 		{"an evaluation with enough noise", task.KindEvaluate, nil, &task.ReleaseNoise{NoiseMultiplier: 2, ExpectedContributors: 3}, ""},
 	}
 	for _, tc := range cases {

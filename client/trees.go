@@ -1,11 +1,15 @@
 package client
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -36,7 +40,13 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		return append(labels, sketch...), s.train.Len(), nil
+		out := append(labels, sketch...)
+		if t.DP != nil {
+			if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec, len(s.train.Schema.Numeric))); err != nil {
+				return nil, 0, err
+			}
+		}
+		return out, s.train.Len(), nil
 	case task.GBDTHistograms:
 	default:
 		return nil, 0, fmt.Errorf("%w: tree step %d", task.ErrInvalid, spec.Step)
@@ -58,7 +68,74 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if t.DP != nil {
+		// The features are the model's, which this client's rows were just binned by: a
+		// coordinator cannot shrink the bound by naming fewer.
+		if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec, len(s.train.Schema.Numeric))); err != nil {
+			return nil, 0, err
+		}
+	}
 	return out, s.train.Len(), nil
+}
+
+// treeRelease makes a differentially private tree step: Gaussian noise of standard deviation
+// z times sensitivity (what one record can change the values by, in L2) on every value, from
+// the client's private source, admitted by the client's own ledger before anything is
+// computed from it. A repeat of the run's latest step gets the same release: fresh noise on
+// the same values would average away.
+func (s *Session) treeRelease(t task.Task, values []float64, sensitivity float64) ([]float64, error) {
+	d := t.DP
+	if d.Mechanism != task.DPRecord || d.SamplingRate != 1 || d.Steps != 1 {
+		return nil, fmt.Errorf("%w: a tree step is one release of every record (record level, sampling rate 1, 1 step), the task says %s, %v, %d",
+			ErrDeclined, d.Mechanism, d.SamplingRate, d.Steps)
+	}
+	// In he mode the coordinator decrypts only the sum: each of the m clients the round
+	// expects adds 1/sqrt(m) of the noise, as at client level (m capped by this client's
+	// floor, which only adds noise). A plaintext task names no m: the coordinator reads this
+	// client's histograms alone, so they carry all of it.
+	m := 1
+	switch {
+	case t.PublicKey == nil && d.ExpectedContributors != 0:
+		return nil, fmt.Errorf("%w: expected contributors %d in a plaintext tree step: the coordinator would read this client's noise share alone",
+			privacy.ErrBelowFloor, d.ExpectedContributors)
+	case t.PublicKey != nil && d.ExpectedContributors != 0:
+		var err error
+		if m, err = s.floor.CapContributors(d.ExpectedContributors); err != nil {
+			return nil, err
+		}
+	}
+	digest := treeReleaseDigest(t)
+	if prev := s.released[t.RunID]; prev != nil && prev.digest == digest {
+		return slices.Clone(prev.values), nil
+	}
+	next := s.ledger.Clone()
+	if _, err := next.Admit(1, d.NoiseMultiplier, 1); err != nil {
+		return nil, err
+	}
+	out := slices.Clone(values)
+	if err := privacy.AddGaussianNoise(out, d.NoiseMultiplier*sensitivity/math.Sqrt(float64(m)), s.noise); err != nil {
+		return nil, fmt.Errorf("dp noise: %w", err)
+	}
+	if err := s.commitRelease(t.RunID, &release{version: t.ModelVersion, digest: digest, values: slices.Clone(out)}, next); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// treeReleaseDigest identifies what a DP tree step asks: the run, the DP parameters, the
+// encoding and the step (which tree of which model, its levels so far and the nodes asked).
+func treeReleaseDigest(t task.Task) [sha256.Size]byte {
+	h := sha256.New()
+	d, g := t.DP, t.GBDT
+	fmt.Fprintf(h, "tree|%s|%q|%v|%v|%v|%d|%d|%v|%d|", t.RunID, d.Mechanism, d.NoiseMultiplier, d.SamplingRate, d.Delta, d.Steps, d.ExpectedContributors,
+		t.Encoding, t.ModelVersion)
+	// The spec is the coordinator's JSON: model, tree, levels and nodes, in a fixed order.
+	if b, err := json.Marshal(g); err == nil {
+		h.Write(b)
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // treeLocal brings the cached state to the task's model, tree and levels, or rebuilds it.
@@ -129,12 +206,4 @@ func hashID(id string) uint64 {
 		h *= 1099511628211
 	}
 	return h
-}
-
-// treeScores scores the evaluation rows with an evaluate task's tree model.
-func (s *Session) treeScores(m *gbdt.Model) ([]float64, error) {
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", task.ErrInvalid, err)
-	}
-	return m.Predict(s.eval)
 }

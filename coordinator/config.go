@@ -210,6 +210,16 @@ func (c RunConfig) WithDefaults() RunConfig {
 		c.Model.GBDT = &p
 	}
 	c.SecureAggregation = c.SecureAggregation.withDefaults()
+	if c.Trees() && c.Privacy.Mechanism == DPRecord {
+		// A tree's every level is one Gaussian release of every record's gradient, hessian
+		// and count (no sampling): steps_per_round counts the levels a tree may take.
+		if c.Privacy.SamplingRate == 0 {
+			c.Privacy.SamplingRate = 1
+		}
+		if c.Privacy.StepsPerRound == 0 {
+			c.Privacy.StepsPerRound = c.TreeParams().MaxDepth
+		}
+	}
 	c.Privacy = c.Privacy.withDefaults()
 	c.Train = c.Train.WithDefaults()
 	c.Strategy = c.Strategy.WithDefaults()
@@ -259,9 +269,18 @@ func (c RunConfig) Validate() error {
 		} else if err != nil {
 			bad("model.gbdt", "%v", err)
 		}
-		// What trees do not do yet is refused, not done halfway.
-		if c.Privacy.Mechanism != "" && c.Privacy.Mechanism != DPNone {
-			bad("model.kind", "gbdt does not run with run.privacy.mechanism %s yet: its histograms are not noised", c.Privacy.Mechanism)
+		if pc := c.Privacy; pc.Mechanism == DPClient {
+			bad("privacy.mechanism", "gbdt protects records (mechanism record: every client noises its own histograms); client-level DP does not apply to summed histograms")
+		} else if pc.Mechanism == DPRecord {
+			if pc.SamplingRate != 1 {
+				bad("privacy.sampling_rate", "a gbdt run releases every record's histograms at every level: sampling_rate must be 1 (or unset), got %v", pc.SamplingRate)
+			}
+			if pc.StepsPerRound != c.TreeParams().MaxDepth {
+				bad("privacy.steps_per_round", "is a gbdt run's model.gbdt.max_depth (%d levels a tree): leave it unset, got %d", c.TreeParams().MaxDepth, pc.StepsPerRound)
+			}
+			if pc.Records != 0 || pc.Batch != 0 || pc.ReferenceRecords != 0 {
+				bad("privacy.records", "records, batch and reference_records plan DP-SGD for logistic regression; a gbdt run has no DP-SGD steps")
+			}
 		}
 		if c.Robust.Enabled() {
 			bad("model.kind", "gbdt sums histograms: run.robust.name %s does not apply", c.Robust.Name)

@@ -623,6 +623,13 @@ func (c *Core) startPhase(p phase, round int) {
 		return
 	}
 	c.attemptFor(p, round)
+	if p == phaseTrain && c.attempt > 1 && c.cfg.Trees() {
+		// A tree round that starts again grows its tree again: its levels cost anew.
+		if ok, why := c.budgetAllowsRound(); !ok {
+			c.stopForBudget(why)
+			return
+		}
+	}
 	if p == phaseTrain && c.attempt == 1 {
 		if ok, why := c.budgetAllowsRound(); !ok {
 			c.stopForBudget(why)

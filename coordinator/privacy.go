@@ -311,6 +311,9 @@ func (c RunConfig) trainSteps() (q float64, steps int) {
 	if pc.Mechanism == DPRecord {
 		steps *= pc.StepsPerRound
 	}
+	if c.Trees() {
+		steps++ // the label sums and sketch before the first tree
+	}
 	return pc.SamplingRate, steps
 }
 
@@ -382,8 +385,14 @@ type PrivacyState struct {
 	ClipNorm     float64   `json:"clip_norm"`
 	ClipSchedule []float64 `json:"clip_schedule,omitempty"`
 	SamplingRate float64   `json:"sampling_rate"`
-	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record).
-	Steps int `json:"steps"`
+	// Steps composed: rounds (client) or the worst client's DP-SGD steps (record); in a tree
+	// run, the levels and the sketch released, TreeSteps of them since the last release
+	// recorded (a tree's steps are recorded as one release when it is grown).
+	Steps     int `json:"steps"`
+	TreeSteps int `json:"tree_steps,omitempty"`
+	// TreeMinNoise is the smallest noise multiplier of those TreeSteps (lower than planned
+	// where fewer noise shares arrived than expected, in he mode).
+	TreeMinNoise float64 `json:"tree_min_noise,omitempty"`
 	// Accountant composes the client-level rounds and every evaluation release; record level
 	// accounts its DP-SGD steps per client from Participation and adds the worst client's to
 	// it.
@@ -510,7 +519,15 @@ func (c *Core) budgetAllowsRound() (bool, string) {
 	budget := privacy.Budget{Epsilon: pc.Epsilon, Delta: pc.Delta, Conversion: conv}
 	next := ps.Accountant.Clone()
 	q, z, steps := ps.SamplingRate, ps.NoiseMultiplier, 1
-	if ps.Mechanism == DPRecord {
+	switch {
+	case c.cfg.Trees():
+		// The tree's levels, each composed as it is released (treeTrain.account), and the
+		// sketch before the first.
+		steps = pc.StepsPerRound
+		if c.trees == nil {
+			steps++
+		}
+	case ps.Mechanism == DPRecord:
 		steps = (worstParticipation(ps) + 1) * pc.StepsPerRound
 	}
 	if c.cfg.evaluated(c.round) {
@@ -548,7 +565,7 @@ func (c *Core) composedEpsilon() (float64, error) {
 		return 0, err
 	}
 	acc := ps.Accountant
-	if ps.Mechanism == DPRecord && ps.Steps > 0 {
+	if ps.Mechanism == DPRecord && ps.Steps > 0 && !c.cfg.Trees() {
 		acc = acc.Clone()
 		if err := acc.Compose(ps.SamplingRate, ps.NoiseMultiplier, ps.Steps); err != nil {
 			return 0, err

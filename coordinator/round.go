@@ -187,8 +187,11 @@ func (r *dpTrain) finalize(sum []float64, contributors int) (trainOutcome, error
 // trainDPSpec is the DP part of the current train phase's tasks (nil without DP), which the
 // committee's decrypt tasks repeat so that members check the noise against their floors.
 func (c *Core) trainDPSpec() *task.DPSpec {
-	if r, ok := c.train.(*dpTrain); ok {
+	switch r := c.train.(type) {
+	case *dpTrain:
 		return r.spec
+	case *treeTrain:
+		return r.dp
 	}
 	return nil
 }

@@ -3,10 +3,13 @@ package coordinator
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 
 	"github.com/fedprop/fedprop/model/gbdt"
+	"github.com/fedprop/fedprop/privacy"
+	"github.com/fedprop/fedprop/release/modelfile"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -26,6 +29,10 @@ type treeTrain struct {
 	// contributors is how many clients the tree's last step summed: every later step must sum
 	// the same clients (see errStepIncomplete).
 	contributors int
+	// dp is the DP part of the round's tasks (nil without differential privacy): every client
+	// noises its own sketch and histograms (task.GBDTSensitivity), and every step is composed
+	// into the run's accountant when its sum arrives (account).
+	dp *task.DPSpec
 }
 
 // errStepIncomplete marks a tree level summed over fewer clients than the level before: its
@@ -35,6 +42,9 @@ var errStepIncomplete = errors.New("tree level summed over fewer clients than th
 
 func newTreeTrain(c *Core) *treeTrain {
 	r := &treeTrain{c: c, p: c.cfg.TreeParams()}
+	if ps := c.run.Privacy; ps != nil && ps.Mechanism == DPRecord {
+		r.dp = &task.DPSpec{Mechanism: DPRecord, ClipNorm: 1, NoiseMultiplier: ps.NoiseMultiplier, SamplingRate: 1, Steps: 1, Delta: ps.Delta}
+	}
 	if c.trees == nil {
 		r.spec = &task.GBDTSpec{Step: task.GBDTSketch, Params: r.p}
 		return r
@@ -62,7 +72,17 @@ func (r *treeTrain) configure(live []string) []string {
 		r.c.fail(fmt.Sprintf("round %d: tree %d: %v", r.c.round, r.c.round, r.err))
 		return nil
 	}
-	return r.c.seededCohort(live)
+	cohort := r.c.seededCohort(live)
+	if r.dp != nil {
+		// The round's evaluation asks the clients that trained from the model.
+		r.c.run.Privacy.trainCohort = cohort
+		if r.c.he() {
+			// The coordinator decrypts only sums: each client adds its 1/sqrt(m) share of
+			// the noise, m fixed before anyone answers (see account for fewer).
+			r.dp.ExpectedContributors = len(cohort)
+		}
+	}
+	return cohort
 }
 
 func (r *treeTrain) resultLen() int {
@@ -73,20 +93,32 @@ func (r *treeTrain) resultLen() int {
 	return n
 }
 
-func (r *treeTrain) fill(t *task.Task) { t.GBDT = r.spec }
+func (r *treeTrain) fill(t *task.Task) { t.GBDT, t.DP = r.spec, r.dp }
 
 // combine refuses a client's result that no honest client's rows can give, before it enters
 // the sum: a negative or fractional count, a positive count above the rows, a gradient sum
 // above its rows' count (|p-y| <= 1), a hessian sum outside [0, count/4] (p(1-p) <= 1/4).
 // One client's extreme values then move a split or a leaf no more than as many honest rows
 // would.
-func (r *treeTrain) combine(plain []float64) error { return r.check(plain, 0, 0) }
+func (r *treeTrain) combine(plain []float64) error { return r.check(plain, r.noiseSlack(1), 0) }
 
 // plausible applies the same bounds to a decrypted he-mode sum, whose values come back on the
 // decoding grid (about 1e-9 off per contribution, see treeSlack) rather than exact, and whose
 // rows cannot exceed the records the contributors announced.
 func (r *treeTrain) plausible(sum []float64, contributors, records int) error {
-	return r.check(sum, treeSlack*float64(max(contributors, 1)), float64(records))
+	return r.check(sum, treeSlack*float64(max(contributors, 1))+r.noiseSlack(contributors), float64(records))
+}
+
+// noiseSlack is, under differential privacy, how far the noise of contributors clients may
+// take a value past what rows can give: 10 standard deviations of their summed noise (a
+// chance of about 1e-23 per value), 0 without DP. A client can then move a value by no more
+// than that beyond its rows, which the noise already hides.
+func (r *treeTrain) noiseSlack(contributors int) float64 {
+	if r.dp == nil {
+		return 0
+	}
+	sigma := r.dp.NoiseMultiplier * task.GBDTSensitivity(r.spec, r.c.numeric)
+	return 10 * sigma * math.Sqrt(float64(max(contributors, 1)))
 }
 
 // treeSlack is how far one contribution's value may come back from an integer count after
@@ -100,8 +132,9 @@ const treeSlack = 1e-3
 // hessian sums within their rows' bounds.
 func (r *treeTrain) check(plain []float64, slack, records float64) error {
 	const tol = 1e-9
+	noised := r.dp != nil
 	count := func(x float64) bool {
-		return x >= -slack && math.Abs(x-math.Round(x)) <= slack && x <= 1<<53
+		return x >= -slack && (noised || math.Abs(x-math.Round(x)) <= slack) && x <= 1<<53
 	}
 	if r.spec.Step == task.GBDTSketch {
 		rows, pos := plain[0], plain[1]
@@ -137,6 +170,11 @@ func (r *treeTrain) check(plain []float64, slack, records float64) error {
 // more steps while it grows, the model with the tree added when it is done.
 func (r *treeTrain) finalize(sum []float64, contributors int) (trainOutcome, error) {
 	c := r.c
+	if r.dp != nil {
+		if err := r.account(contributors); err != nil {
+			return trainOutcome{}, fmt.Errorf("differential privacy: %w", err)
+		}
+	}
 	sum = exactCounts(sum, r.spec.Step)
 	if r.spec.Step == task.GBDTSketch {
 		base, err := gbdt.BaseScore(sum[:gbdt.LabelSumsLen])
@@ -175,9 +213,57 @@ func (r *treeTrain) finalize(sum []float64, contributors int) (trainOutcome, err
 	if err != nil {
 		return trainOutcome{}, err
 	}
+	if r.dp != nil {
+		ps := c.run.Privacy
+		err := c.recordRelease(modelfile.Release{Kind: modelfile.ReleaseTrain, Round: c.round, Mechanism: modelfile.MechanismTreeHistograms,
+			NoiseMultiplier: ps.TreeMinNoise, SamplingRate: 1, Steps: ps.TreeSteps})
+		if err != nil {
+			return trainOutcome{}, fmt.Errorf("differential privacy: %w", err)
+		}
+		ps.TreeSteps = 0
+	}
 	m := *c.trees
 	m.Trees = append(slices.Clone(c.trees.Trees), tree)
 	return trainOutcome{trees: &m}, nil
+}
+
+// account composes the step whose sum has arrived into the run's accountant, before anything
+// is read from it, and keeps the run's record of it: a step is spent once its noised values
+// left the clients, whether or not its tree is ever committed (a level that lost a client
+// restarts the round, and the levels before it stay spent).
+func (r *treeTrain) account(contributors int) error {
+	c := r.c
+	ps := c.run.Privacy
+	z := ps.NoiseMultiplier
+	if m := r.dp.ExpectedContributors; m > 0 && contributors < m {
+		// Fewer noise shares arrived than the round expected: account with the noise
+		// present, rounded down to the grid the client-level rounds use.
+		achieved, err := privacy.AchievedNoiseMultiplier(z, m, contributors)
+		if err != nil {
+			return err
+		}
+		z = privacy.NoiseGridFloor(achieved)
+		c.note(slog.LevelWarn, "fewer contributors than expected: the noise present was lower; accounting with it",
+			slog.Int("round", c.round), slog.Int("expected", m), slog.Int("arrived", contributors), slog.Float64("achieved_z", z))
+	}
+	if !(z > 0) {
+		return errors.New("no noise was present in this step: it cannot be accounted")
+	}
+	if err := ps.Accountant.Compose(1, z, 1); err != nil {
+		return err
+	}
+	if ps.TreeSteps == 0 || z < ps.TreeMinNoise {
+		ps.TreeMinNoise = z
+	}
+	ps.Steps++
+	ps.TreeSteps++
+	eps, err := c.composedEpsilon()
+	if err != nil {
+		return err
+	}
+	ps.Epsilon = eps
+	c.pending.Run = c.snapshot()
+	return nil
 }
 
 // exactCounts returns sum with its counts rounded to the integers they are: every value of a

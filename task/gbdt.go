@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 
 	"github.com/fedprop/fedprop/model/gbdt"
 )
@@ -83,4 +84,21 @@ func GBDTResultLen(s *GBDTSpec, numeric int) (int, error) {
 		return layout.HistogramLen(len(s.Nodes)), nil
 	}
 	return 0, fmt.Errorf("%w: tree step %d", ErrInvalid, s.Step)
+}
+
+// GBDTSensitivity is how much one record can change the values of a tree step, in L2: the
+// bound a differentially private client scales its Gaussian noise to. In the sketch a record
+// adds 1 to the row count, at most 1 to the positives and 1 to one cell of each of the numeric
+// features; in a level's histograms it lies in at most one of the nodes asked (they hold
+// disjoint rows) and adds, in one bin of each of the model's features, a gradient |p-y| <= 1,
+// a hessian p(1-p) <= 1/4 and a count of 1.
+func GBDTSensitivity(s *GBDTSpec, numeric int) float64 {
+	if s.Step == GBDTSketch {
+		return math.Sqrt(float64(2 + numeric))
+	}
+	features := 0
+	if s.Model != nil {
+		features = len(s.Model.Features)
+	}
+	return math.Sqrt(float64(features) * (1 + 1.0/16 + 1))
 }
