@@ -42,7 +42,7 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 		}
 		out := append(labels, sketch...)
 		if t.DP != nil {
-			if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec, len(s.train.Schema.Numeric))); err != nil {
+			if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec.Step, len(s.train.Schema.Numeric), 0)); err != nil {
 				return nil, 0, err
 			}
 		}
@@ -51,16 +51,14 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 	default:
 		return nil, 0, fmt.Errorf("%w: tree step %d", task.ErrInvalid, spec.Step)
 	}
-	if spec.Model == nil {
-		return nil, 0, fmt.Errorf("%w: a histogram step without its model", task.ErrInvalid)
+	model, err := s.treeModel(t)
+	if err != nil {
+		return nil, 0, err
 	}
-	if err := spec.Model.Validate(); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", task.ErrInvalid, err)
+	if spec.Tree != len(model.Trees) {
+		return nil, 0, fmt.Errorf("%w: tree %d of a model of %d trees", task.ErrInvalid, spec.Tree, len(model.Trees))
 	}
-	if spec.Tree != len(spec.Model.Trees) {
-		return nil, 0, fmt.Errorf("%w: tree %d of a model of %d trees", task.ErrInvalid, spec.Tree, len(spec.Model.Trees))
-	}
-	local, err := s.treeLocal(t)
+	local, err := s.treeLocal(t, model)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -71,7 +69,7 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 	if t.DP != nil {
 		// The features are the model's, which this client's rows were just binned by: a
 		// coordinator cannot shrink the bound by naming fewer.
-		if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec, len(s.train.Schema.Numeric))); err != nil {
+		if out, err = s.treeRelease(t, out, task.GBDTSensitivity(spec.Step, len(s.train.Schema.Numeric), len(model.Features))); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -85,6 +83,9 @@ func (s *Session) treeTask(t task.Task) ([]float64, int, error) {
 // the same values would average away.
 func (s *Session) treeRelease(t task.Task, values []float64, sensitivity float64) ([]float64, error) {
 	d := t.DP
+	if !(sensitivity > 0) {
+		return nil, fmt.Errorf("%w: a tree step's sensitivity %v: no noise could be scaled to it", privacy.ErrBelowFloor, sensitivity)
+	}
 	if d.Mechanism != task.DPRecord || d.SamplingRate != 1 || d.Steps != 1 {
 		return nil, fmt.Errorf("%w: a tree step is one release of every record (record level, sampling rate 1, 1 step), the task says %s, %v, %d",
 			ErrDeclined, d.Mechanism, d.SamplingRate, d.Steps)
@@ -138,23 +139,44 @@ func treeReleaseDigest(t task.Task) [sha256.Size]byte {
 	return out
 }
 
-// treeLocal brings the cached state to the task's model, tree and levels, or rebuilds it.
-func (s *Session) treeLocal(t task.Task) (*gbdt.Local, error) {
+// treeModel is the model a histogram step grows from: the one it carries (a tree's first
+// level), or the one this client kept from that level, which the step names by digest. A
+// client that does not hold it (it restarted mid-tree, or the coordinator names another)
+// declines: the level then lacks it, and the round starts the tree again with the model.
+func (s *Session) treeModel(t task.Task) (*gbdt.Model, error) {
+	spec := t.GBDT
+	if spec.Model != nil {
+		if err := spec.Model.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", task.ErrInvalid, err)
+		}
+		return spec.Model, nil
+	}
+	st := s.trees
+	if spec.ModelDigest == "" || st == nil || st.run != t.RunID || st.tree != spec.Tree || st.model.Digest() != spec.ModelDigest {
+		return nil, fmt.Errorf("%w: tree %d, level %d names model sha256 %.12s, which this client does not hold (a restart mid-tree): the tree starts again",
+			ErrDeclined, spec.Tree, len(spec.Levels), spec.ModelDigest)
+	}
+	return st.model, nil
+}
+
+// treeLocal brings the cached state to model (the task's), the task's tree and its levels, or
+// rebuilds it.
+func (s *Session) treeLocal(t task.Task, model *gbdt.Model) (*gbdt.Local, error) {
 	spec := t.GBDT
 	st := s.trees
-	fits := st != nil && st.run == t.RunID && st.model.BaseScore == spec.Model.BaseScore &&
-		len(st.model.Trees) <= len(spec.Model.Trees) && slices.EqualFunc(st.model.Features, spec.Model.Features, sameFeature)
+	fits := st != nil && st.run == t.RunID && st.model.BaseScore == model.BaseScore &&
+		len(st.model.Trees) <= len(model.Trees) && slices.EqualFunc(st.model.Features, model.Features, sameFeature)
 	if fits {
 		// The trees already folded in must be the task's own first trees.
 		for i := range st.model.Trees {
-			if !slices.Equal(st.model.Trees[i].Nodes, spec.Model.Trees[i].Nodes) {
+			if !slices.Equal(st.model.Trees[i].Nodes, model.Trees[i].Nodes) {
 				fits = false
 				break
 			}
 		}
 	}
 	if !fits {
-		layout, err := gbdt.LayoutOf(spec.Model.Features)
+		layout, err := gbdt.LayoutOf(model.Features)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", task.ErrInvalid, err)
 		}
@@ -162,20 +184,20 @@ func (s *Session) treeLocal(t task.Task) (*gbdt.Local, error) {
 		if err != nil {
 			return nil, err
 		}
-		local, err := gbdt.NewLocal(x, s.train.Label, spec.Model.BaseScore)
+		local, err := gbdt.NewLocal(x, s.train.Label, model.BaseScore)
 		if err != nil {
 			return nil, err
 		}
-		st = &treeState{run: t.RunID, model: &gbdt.Model{BaseScore: spec.Model.BaseScore, Features: spec.Model.Features}, tree: -1, local: local}
+		st = &treeState{run: t.RunID, model: &gbdt.Model{BaseScore: model.BaseScore, Features: model.Features}, tree: -1, local: local}
 		s.trees = st
 	}
 	// Trees finished since: their leaves go into the margins.
-	for i := len(st.model.Trees); i < len(spec.Model.Trees); i++ {
-		if err := st.local.FinishTree(spec.Model.Trees[i]); err != nil {
+	for i := len(st.model.Trees); i < len(model.Trees); i++ {
+		if err := st.local.FinishTree(model.Trees[i]); err != nil {
 			s.trees = nil
 			return nil, err
 		}
-		st.model.Trees = append(st.model.Trees, spec.Model.Trees[i])
+		st.model.Trees = append(st.model.Trees, model.Trees[i])
 		st.tree = -1
 	}
 	if st.tree != spec.Tree || st.levels > len(spec.Levels) {

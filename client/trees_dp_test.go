@@ -43,7 +43,7 @@ func TestATreeStepLeavesTheClientNoisedAndAccounted(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, noised.Sum.Plain, len(exact.Sum.Plain))
 	// The noise's spread is z times the sketch's sensitivity: check it over every value.
-	sens := task.GBDTSensitivity(&task.GBDTSpec{Step: task.GBDTSketch}, len(schema.Numeric))
+	sens := task.GBDTSensitivity(task.GBDTSketch, len(schema.Numeric), 0)
 	var ss float64
 	for i, v := range noised.Sum.Plain {
 		d := v - exact.Sum.Plain[i]
@@ -72,4 +72,47 @@ func TestATreeStepLeavesTheClientNoisedAndAccounted(t *testing.T) {
 	many.Steps = 3
 	_, _, err = s.Handle(context.Background(), sketch("many", many))
 	assert.ErrorIs(t, err, client.ErrDeclined, "a tree step is one release")
+}
+
+// TestALaterTreeLevelNamesItsModelByDigest: a tree's first level carries the model; later
+// levels name it by digest, and a client answers them from the model it kept. A client that
+// restarted mid-tree (a new session) or is named another model declines the level, so that
+// the round starts the tree again with the model in its first level.
+func TestALaterTreeLevelNamesItsModelByDigest(t *testing.T) {
+	schema, train, eval := branchFile(t, false, 600)
+	base := tasks(t, schema, train)[0]
+	std, err := train.Stats().Standardization()
+	require.NoError(t, err)
+	p := gbdt.DefaultParams()
+	p.Trees, p.MaxDepth, p.Bins = 2, 2, 16
+	m, err := gbdt.Fit(train, std, p)
+	require.NoError(t, err)
+	step := func(id string, levels [][]gbdt.Split, nodes []int32, model *gbdt.Model, digest string) task.Task {
+		return task.Task{ID: id, RunID: "r", Round: 3, Kind: task.KindTrain, Encoding: base.Encoding,
+			GBDT: &task.GBDTSpec{Step: task.GBDTHistograms, Params: p, Model: model, ModelDigest: digest, Tree: len(m.Trees), Levels: levels, Nodes: nodes}}
+	}
+	open := func() *client.Session {
+		s, err := client.NewSession("b", schema, train, eval, client.SessionOptions{})
+		require.NoError(t, err)
+		return s
+	}
+	kept := open()
+	_, _, err = kept.Handle(context.Background(), step("l0", nil, []int32{0}, m, ""))
+	require.NoError(t, err, "the first level carries the model")
+	split := [][]gbdt.Split{{{Node: 0, Feature: 0, Bin: 3, Left: 1, Right: 2}}}
+	res, _, err := kept.Handle(context.Background(), step("l1", split, []int32{1}, nil, m.Digest()))
+	require.NoError(t, err, "a later level from the model kept")
+	require.NotEmpty(t, res.Sum.Plain)
+
+	// The same level from the model itself gives the same histograms.
+	full, _, err := open().Handle(context.Background(), step("l1-full", split, []int32{1}, m, ""))
+	require.NoError(t, err)
+	assert.Equal(t, full.Sum.Plain, res.Sum.Plain)
+
+	_, _, err = open().Handle(context.Background(), step("l1-restarted", split, []int32{1}, nil, m.Digest()))
+	assert.ErrorIs(t, err, client.ErrDeclined, "a restarted client holds no model")
+	other := *m
+	other.BaseScore++
+	_, _, err = kept.Handle(context.Background(), step("l1-other", split, []int32{1}, nil, other.Digest()))
+	assert.ErrorIs(t, err, client.ErrDeclined, "another model than the one kept")
 }

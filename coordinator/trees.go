@@ -26,6 +26,8 @@ type treeTrain struct {
 	spec   *task.GBDTSpec
 	grower *gbdt.Grower
 	err    error // a tree that cannot start: the run fails when the round is configured
+	// wire is the current step as later levels' tasks carry it: spec without the model.
+	wire *task.GBDTSpec
 	// contributors is how many clients the tree's last step summed: every later step must sum
 	// the same clients (see errStepIncomplete).
 	contributors int
@@ -93,7 +95,19 @@ func (r *treeTrain) resultLen() int {
 	return n
 }
 
-func (r *treeTrain) fill(t *task.Task) { t.GBDT, t.DP = r.spec, r.dp }
+// fill gives a task the step: after a tree's first level without the model, which the
+// clients kept from it, named by its digest instead (see task.GBDTSpec.Model).
+func (r *treeTrain) fill(t *task.Task) {
+	t.GBDT, t.DP = r.spec, r.dp
+	if r.spec.Step == task.GBDTHistograms && len(r.spec.Levels) > 0 {
+		if r.wire == nil || r.wire.Tree != r.spec.Tree || len(r.wire.Levels) != len(r.spec.Levels) {
+			wire := *r.spec
+			wire.Model, wire.ModelDigest = nil, r.spec.Model.Digest()
+			r.wire = &wire
+		}
+		t.GBDT = r.wire
+	}
+}
 
 // combine refuses a client's result that no honest client's rows can give, before it enters
 // the sum: a negative or fractional count, a positive count above the rows, a gradient sum
@@ -117,7 +131,11 @@ func (r *treeTrain) noiseSlack(contributors int) float64 {
 	if r.dp == nil {
 		return 0
 	}
-	sigma := r.dp.NoiseMultiplier * task.GBDTSensitivity(r.spec, r.c.numeric)
+	features := 0
+	if r.spec.Model != nil {
+		features = len(r.spec.Model.Features)
+	}
+	sigma := r.dp.NoiseMultiplier * task.GBDTSensitivity(r.spec.Step, r.c.numeric, features)
 	return 10 * sigma * math.Sqrt(float64(max(contributors, 1)))
 }
 

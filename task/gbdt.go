@@ -28,8 +28,13 @@ type GBDTSpec struct {
 	Step   GBDTStep    `json:"step"`
 	Params gbdt.Params `json:"params"`
 	// Model holds the trees committed so far, the base score and the features with their bin
-	// edges (nil for the sketch).
-	Model *gbdt.Model `json:"model,omitempty"`
+	// edges (nil for the sketch). A step after a tree's first level leaves it out and names it
+	// by ModelDigest (gbdt.Model.Digest) instead: the client kept it from that level, and a
+	// client that did not (restarted mid-tree) declines the step, so that the round starts
+	// the tree again with the model in its first level. Sending the model once a tree rather
+	// than once a level keeps a 100-tree run's downloads a sixth as large.
+	Model       *gbdt.Model `json:"model,omitempty"`
+	ModelDigest string      `json:"model_sha256,omitempty"`
 	// Tree is the index of the tree being grown; Levels its splits so far, level by level.
 	Tree   int            `json:"tree"`
 	Levels [][]gbdt.Split `json:"levels,omitempty"`
@@ -55,6 +60,12 @@ func DecodeGBDTSpec(b []byte) (*GBDTSpec, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: tree step: data after the document", ErrInvalid)
+	}
+	switch {
+	case s.Step == GBDTHistograms && s.Model == nil && (len(s.Levels) == 0 || !isSHA256Hex(s.ModelDigest)):
+		return nil, fmt.Errorf("%w: tree step: a histogram step carries its model, or after the first level names it by a 64-digit model_sha256", ErrInvalid)
+	case s.Model != nil && s.ModelDigest != "":
+		return nil, fmt.Errorf("%w: tree step: both a model and a model_sha256", ErrInvalid)
 	}
 	if s.Model != nil {
 		if err := s.Model.Validate(); err != nil {
@@ -92,13 +103,25 @@ func GBDTResultLen(s *GBDTSpec, numeric int) (int, error) {
 // features; in a level's histograms it lies in at most one of the nodes asked (they hold
 // disjoint rows) and adds, in one bin of each of the model's features, a gradient |p-y| <= 1,
 // a hessian p(1-p) <= 1/4 and a count of 1.
-func GBDTSensitivity(s *GBDTSpec, numeric int) float64 {
-	if s.Step == GBDTSketch {
+//
+// numeric is the schema's numeric features, features the model's (numeric and categorical):
+// the caller's own counts, never the task's word for them.
+func GBDTSensitivity(step GBDTStep, numeric, features int) float64 {
+	if step == GBDTSketch {
 		return math.Sqrt(float64(2 + numeric))
 	}
-	features := 0
-	if s.Model != nil {
-		features = len(s.Model.Features)
-	}
 	return math.Sqrt(float64(features) * (1 + 1.0/16 + 1))
+}
+
+// isSHA256Hex reports whether s is 64 lower-case hex digits.
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

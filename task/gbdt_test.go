@@ -2,6 +2,7 @@ package task_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -21,13 +22,23 @@ func TestDecodeGBDTSpecRefusesWhatAClientCannotTrust(t *testing.T) {
 	got, err := task.DecodeGBDTSpec(b)
 	require.NoError(t, err)
 	assert.Equal(t, good, *got)
+	pb, err := json.Marshal(gbdt.DefaultParams())
+	require.NoError(t, err)
+	params := string(pb)
+	later := `{"step":2,"params":` + params + `,"levels":[[{"node":0,"left":1,"right":2}]],"nodes":[1],"model_sha256":"` + strings.Repeat("ab", 32) + `"}`
+	got, err = task.DecodeGBDTSpec([]byte(later))
+	require.NoError(t, err, "a later level names its model by digest")
+	assert.Nil(t, got.Model)
 
 	for name, doc := range map[string]string{
-		"unknown field":   `{"step":1,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"extra":1}`,
-		"trailing data":   string(b) + `{}`,
-		"bad parameters":  `{"step":1,"params":{"trees":0}}`,
-		"malformed model": `{"step":2,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"model":{"format":"x"}}`,
-		"not json":        `{`,
+		"unknown field":                         `{"step":1,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"extra":1}`,
+		"trailing data":                         string(b) + `{}`,
+		"bad parameters":                        `{"step":1,"params":{"trees":0}}`,
+		"malformed model":                       `{"step":2,"params":{"trees":1,"max_depth":1,"learning_rate":0.1,"lambda":1,"min_child_weight":1,"bins":2,"subsample":1,"colsample":1},"model":{"format":"x"}}`,
+		"not json":                              `{`,
+		"a first level without its model":       `{"step":2,"params":` + params + `,"nodes":[0]}`,
+		"a later level naming no model":         `{"step":2,"params":` + params + `,"levels":[[{"node":0,"left":1,"right":2}]],"nodes":[1]}`,
+		"a later level naming a malformed hash": `{"step":2,"params":` + params + `,"levels":[[{"node":0,"left":1,"right":2}]],"nodes":[1],"model_sha256":"ABC"}`,
 	} {
 		_, err := task.DecodeGBDTSpec([]byte(doc))
 		assert.ErrorIs(t, err, task.ErrInvalid, name)

@@ -2,6 +2,8 @@ package gbdt
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +33,24 @@ type Model struct {
 	// schema order. A node's Feature indexes them.
 	Features []Feature `json:"features"`
 	Trees    []Tree    `json:"trees"`
+}
+
+// Digest identifies what scoring depends on (the base score, the features with their bins,
+// the trees), not the format or the parameters: the hex SHA-256 of their JSON. A tree step
+// after a tree's first level names the model by it instead of carrying it again.
+func (m *Model) Digest() string {
+	b, err := json.Marshal(struct {
+		BaseScore float64   `json:"base_score"`
+		Features  []Feature `json:"features"`
+		Trees     []Tree    `json:"trees"`
+	}{m.BaseScore, m.Features, m.Trees})
+	if err != nil {
+		// Only a NaN or an infinity fails to encode, which Validate refuses: such a model
+		// matches no digest.
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Tree is one tree, its nodes in the order the Grower made them: the root first, and every
