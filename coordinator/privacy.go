@@ -433,7 +433,31 @@ func (c *Core) initPrivacy() error {
 	c.run.Privacy = &PrivacyState{Mechanism: pc.Mechanism, NoiseMultiplier: plan.z, ClipNorm: pc.ClipNorm, SamplingRate: pc.SamplingRate,
 		Accountant: privacy.NewAccountant(nil), Participation: map[string]int{}, EvaluationNoiseMultiplier: plan.zEval,
 		Delta: pc.Delta, Conversion: pc.Conversion}
+	c.warnTreeRegularisation(plan.z)
 	return nil
+}
+
+// warnTreeRegularisation tells the operator of a DP tree run whose lambda or min_child_weight
+// is far below the noise on a node's hessian sum that its leaves and splits will follow the
+// noise: the noise lands on every bin, a node's sum over a feature's bins carries about
+// z x sensitivity x sqrt(bins) of it (once in he mode, once per client in plaintext), and a
+// regularisation far below it lets a leaf's value be mostly noise. It only warns: the
+// operator may know better, and configs/sim-bank-gbdt-dp.yaml shows settings that work.
+func (c *Core) warnTreeRegularisation(z float64) {
+	if !c.cfg.Trees() || c.cfg.Privacy.Mechanism != DPRecord {
+		return
+	}
+	p := c.cfg.TreeParams()
+	features := len(c.schema.Numeric) + len(c.schema.Categorical)
+	noise := z * task.GBDTSensitivity(task.GBDTHistograms, len(c.schema.Numeric), features) * math.Sqrt(float64(p.Bins))
+	if !c.he() {
+		noise *= math.Sqrt(float64(max(c.cfg.MinClients, 1)))
+	}
+	if p.Lambda < noise/4 || p.MinChildWeight < noise/4 {
+		c.note(slog.LevelWarn, "differentially private trees: run.model.gbdt.lambda and min_child_weight are far below the noise of a node's hessian sum; leaves and splits will follow the noise (set them near it, with fewer bins, levels and trees: see configs/sim-bank-gbdt-dp.yaml)",
+			slog.Float64("lambda", p.Lambda), slog.Float64("min_child_weight", p.MinChildWeight), slog.Float64("hessian_noise_std", math.Round(noise)),
+			slog.Float64("noise_multiplier", z), slog.Int("bins", p.Bins))
+	}
 }
 
 // SetNoiseSource sets where the coordinator's Gaussian noise comes from. The default is seeded

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -149,8 +150,10 @@ func TestTreesUnderDPSpendTheirBudgetLevelByLevel(t *testing.T) {
 	cfg := bankConfig(t, "configs/sim-bank-gbdt-dp.yaml")
 	f := false
 	cfg.Centralized = &f
-	res, err := sim.Run(context.Background(), cfg, sim.Options{})
+	var trace bytes.Buffer
+	res, err := sim.Run(context.Background(), cfg, sim.Options{Trace: &trace})
 	require.NoError(t, err)
+	assert.NotContains(t, trace.String(), "far below the noise", "its regularisation is set for the noise")
 	s := res.Summary
 	require.Equal(t, "completed", s.Status, s.Message)
 	require.NotNil(t, s.Privacy)
@@ -220,4 +223,25 @@ run:
 	require.NotNil(t, s.Privacy)
 	assert.LessOrEqual(t, s.Privacy.Epsilon, budget)
 	t.Logf("%s; epsilon %.4f of %.4f", s.Message, s.Privacy.Epsilon, budget)
+}
+
+// TestDPTreesWithoutRegularisationWarn: a DP tree run left at the trees' defaults (lambda 1,
+// min_child_weight 1, 256 bins) runs, and its operator is told that the noise on a node's
+// hessian sum is hundreds of times its regularisation.
+func TestDPTreesWithoutRegularisationWarn(t *testing.T) {
+	var trace bytes.Buffer
+	res, err := sim.Run(context.Background(), parse(t, `
+seed: 7
+data:
+  source: synthetic
+  synthetic: {branches: 4, customers_per_branch: 400}
+run:
+  rounds: 2
+  min_clients: 4
+  model: {kind: gbdt}
+  privacy: {mechanism: record, epsilon: 4}
+`), sim.Options{Trace: &trace})
+	require.NoError(t, err)
+	require.Equal(t, "completed", res.Summary.Status, res.Summary.Message)
+	assert.Contains(t, trace.String(), "far below the noise of a node's hessian sum")
 }
