@@ -49,6 +49,7 @@ func FuzzDecodeGBDTSpec(f *testing.F) {
 	b, _ := json.Marshal(task.GBDTSpec{Step: task.GBDTSketch, Params: gbdt.DefaultParams()})
 	f.Add(b)
 	f.Add([]byte(`{"step":2,"params":{},"model":null,"levels":[[{"node":0}]],"nodes":[1,2]}`))
+	f.Add([]byte(`{"step":2,"params":{},"levels":[[{"node":0,"left":1,"right":2}]],"nodes":[1],"model_sha256":"` + strings.Repeat("0f", 32) + `"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := task.DecodeGBDTSpec(data)
 		if err != nil {
