@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -410,23 +410,39 @@ func toStatus(err error) error {
 		}
 		code = codes.Internal
 	}
-	return status.Error(code, err.Error())
+	st := status.New(code, err.Error())
+	for _, r := range sentinelReasons {
+		if errors.Is(err, r.err) {
+			// The sentinel travels as a detail, not in the message: a message may quote a
+			// client's or a file's words, and no word of it is read back as a sentinel.
+			if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: r.reason, Domain: errorDomain}); derr == nil {
+				st = withInfo
+			}
+			break
+		}
+	}
+	return st.Err()
 }
 
-// Error details travel as message prefixes so the client can restore the sentinels.
-var sentinelMarkers = []struct {
-	marker string
+// errorDomain is the ErrorInfo domain of fedprop's protocol errors.
+const errorDomain = "fedprop.v1"
+
+// sentinelReasons names the protocol sentinels a status carries as an ErrorInfo detail, so
+// that the client restores them for errors.Is. The first that the error wraps is sent: a
+// decision that does not verify is also invalid, and goes as the more precise one.
+var sentinelReasons = []struct {
+	reason string
 	err    error
 }{
-	{task.ErrUnknownClient.Error(), task.ErrUnknownClient},
-	{task.ErrStale.Error(), task.ErrStale},
-	{coordinator.ErrInvalidDecision.Error(), coordinator.ErrInvalidDecision},
-	{coordinator.ErrNotApproved.Error(), coordinator.ErrNotApproved},
-	{coordinator.ErrFlagged.Error(), coordinator.ErrFlagged},
-	{coordinator.ErrReviewed.Error(), coordinator.ErrReviewed},
-	{coordinator.ErrNoCA.Error(), coordinator.ErrNoCA},
-	{task.ErrInvalid.Error(), task.ErrInvalid},
-	{task.ErrTooFewRecords.Error(), task.ErrTooFewRecords},
+	{"UNKNOWN_CLIENT", task.ErrUnknownClient},
+	{"STALE", task.ErrStale},
+	{"INVALID_DECISION", coordinator.ErrInvalidDecision},
+	{"NOT_APPROVED", coordinator.ErrNotApproved},
+	{"FLAGGED", coordinator.ErrFlagged},
+	{"REVIEWED", coordinator.ErrReviewed},
+	{"NO_CA", coordinator.ErrNoCA},
+	{"INVALID", task.ErrInvalid},
+	{"TOO_FEW_RECORDS", task.ErrTooFewRecords},
 }
 
 // fromStatus restores the protocol sentinels on the client side so errors.Is works there.
@@ -435,13 +451,18 @@ func fromStatus(err error) error {
 	if !ok {
 		return err
 	}
-	switch s.Code() {
-	case codes.FailedPrecondition, codes.InvalidArgument:
-		for _, m := range sentinelMarkers {
-			if strings.Contains(s.Message(), m.marker) {
-				return fmt.Errorf("%w (%s)", m.err, s.Message())
+	for _, d := range s.Details() {
+		info, ok := d.(*errdetails.ErrorInfo)
+		if !ok || info.GetDomain() != errorDomain {
+			continue
+		}
+		for _, r := range sentinelReasons {
+			if r.reason == info.GetReason() {
+				return fmt.Errorf("%w (%s)", r.err, s.Message())
 			}
 		}
+	}
+	switch s.Code() {
 	case codes.NotFound:
 		return fmt.Errorf("%w (%s)", coordinator.ErrNotFound, s.Message())
 	}
