@@ -75,9 +75,16 @@ func (c *clock) advance(d time.Duration) {
 	c.off += d
 }
 
+// withinPolicy is a fairness policy the synthetic bank's versions meet: gaps up to 0.5.
+var withinPolicy = fairness.Policy{MaxDemographicParityGap: 0.5, MaxEqualOpportunityGap: 0.5}
+
+// strictPolicy flags every version of the synthetic bank: its gaps between age bands and
+// between genders are a few hundredths or more, far above 0.001.
+var strictPolicy = fairness.Policy{MaxDemographicParityGap: 0.001, MaxEqualOpportunityGap: 0.001}
+
 // runSpec is a short three-branch run over the synthetic bank data: every round evaluated,
-// with a fairness audit of its sensitive attributes under a policy.
-func runSpec(t *testing.T, dir string, rounds int) (coordinator.RunSpec, []string) {
+// with a fairness audit of its sensitive attributes under policy.
+func runSpec(t *testing.T, dir string, rounds int, policy fairness.Policy) (coordinator.RunSpec, []string) {
 	t.Helper()
 	cfg := synth.Config{Branches: 3, CustomersPerBranch: 300, Seed: 11}.WithDefaults()
 	branches, err := synth.Generate(cfg)
@@ -98,19 +105,26 @@ func runSpec(t *testing.T, dir string, rounds int) (coordinator.RunSpec, []strin
 	rc := coordinator.RunConfig{
 		ID: "retail-q3", Schema: "schema.yaml", Rounds: rounds, MinClients: 3, MinCohort: 3, Quorum: 3, EvalEvery: 1,
 		RoundDeadline: 30 * time.Second, Seed: 5, Strategy: strategy.Config{Name: "fedavg"},
-		Fairness: coordinator.FairnessConfig{Policy: &fairness.Policy{MaxDemographicParityGap: 0.5, MaxEqualOpportunityGap: 0.5}},
+		Fairness: coordinator.FairnessConfig{Policy: &policy},
 	}.WithDefaults()
 	require.NoError(t, rc.Validate())
 	return coordinator.RunSpec{Config: rc, Schema: schema, SchemaYAML: doc}, names
 }
 
+// startBench starts a bench whose versions meet the fairness policy (withinPolicy).
 func startBench(t *testing.T, rounds int) *bench {
+	t.Helper()
+	return startBenchWithPolicy(t, rounds, withinPolicy)
+}
+
+// startBenchWithPolicy starts a bench whose run is judged by the fairness policy given.
+func startBenchWithPolicy(t *testing.T, rounds int, policy fairness.Policy) *bench {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.InitCA(filepath.Join(dir, "ca"), pki.InitOptions{Name: "test"})
 	require.NoError(t, err)
 	b := &bench{t: t, dir: dir, ca: ca, now: &clock{}}
-	spec, names := runSpec(t, dir, rounds)
+	spec, names := runSpec(t, dir, rounds, policy)
 	b.schema, b.names = spec.Schema, names
 
 	serverFiles := b.kit(pki.RoleCoordinator, "coordinator")

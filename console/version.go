@@ -189,7 +189,7 @@ func fairnessViews(card *modelcard.Card) ([]attributeView, string) {
 	text := "The run has no fairness policy: the gaps are shown, not judged."
 	if verdict != nil {
 		p := verdict.Policy
-		text = fmt.Sprintf("Policy: demographic-parity gap at most %.2f and equal-opportunity gap at most %.2f, at decision threshold %g.",
+		text = fmt.Sprintf("Policy: demographic-parity gap at most %g and equal-opportunity gap at most %g, at decision threshold %g.",
 			p.MaxDemographicParityGap, p.MaxEqualOpportunityGap, rep.Thresholds[idx])
 		if verdict.Flagged {
 			text += fmt.Sprintf(" Verdict: FLAGGED, %d gap(s) beyond the policy; approval needs an override with its reason.", len(verdict.Violations))

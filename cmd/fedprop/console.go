@@ -98,7 +98,7 @@ opened it.`,
 			link.Fragment = "key=" + base64.RawURLEncoding.EncodeToString(pkcs8)
 			fmt.Fprintln(g.stdout, link.String())
 			fmt.Fprintf(g.stderr, "open this link once, before %s; the session acts for %s until %s\n",
-				t.Expires.Local().Format(time.Kitchen), t.Identity, t.SessionExpires.Local().Format("2006-01-02 15:04 MST"))
+				t.Expires.UTC().Format(time.RFC3339), t.Identity, t.SessionExpires.UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -155,8 +155,16 @@ func consoleFlags(fs *pflag.FlagSet) map[string]string {
 }
 
 // validate checks the console's settings against the edge's. The caller marks the error as
-// coordinator.ErrBadConfig.
+// coordinator.ErrBadConfig. Every console.* key is checked even while console.listen is empty:
+// a mistake in the section is a mistake whether or not the console is on yet, and turning it
+// on later should not be when it surfaces.
 func (c consoleConfig) validate(sec coordinatorSecurity) error {
+	if (c.Cert == "") != (c.Key == "") {
+		return errors.New("console.cert and console.key: set both or neither (neither serves the coordinator's tls.cert and tls.key)")
+	}
+	if c.SessionMaxAge <= 0 || c.SessionMaxAge > pki.MaxDelegation {
+		return fmt.Errorf("console.session_max_age: %v is not in (0, %v]", c.SessionMaxAge, pki.MaxDelegation)
+	}
 	if c.Listen == "" {
 		return nil
 	}
@@ -164,13 +172,10 @@ func (c consoleConfig) validate(sec coordinatorSecurity) error {
 		return fmt.Errorf("console.listen: %q is not host:port (0.0.0.0:7443): %w", c.Listen, err)
 	}
 	if sec.Insecure {
-		return errors.New("console.listen: the console signs people in with their certificates and checks decisions against the CA: it needs mutual TLS (tls.*), not insecure")
-	}
-	if (c.Cert == "") != (c.Key == "") {
-		return errors.New("console.cert and console.key: set both or neither (neither serves the coordinator's tls.cert and tls.key)")
-	}
-	if c.SessionMaxAge <= 0 || c.SessionMaxAge > pki.MaxDelegation {
-		return fmt.Errorf("console.session_max_age: %v is not in (0, %v]", c.SessionMaxAge, pki.MaxDelegation)
+		// Not a plaintext fallback: the console has no other way to know who signs in, and
+		// the release gate checks console decisions against the CA the edge trusts.
+		return errors.New("console.listen: the console signs people in with their certificates and checks decisions against the CA: " +
+			"it needs mutual TLS (tls.*); with insecure: true (--insecure) it does not start; leave console.listen empty or configure tls.*")
 	}
 	return nil
 }

@@ -46,11 +46,24 @@
     let action = checked.value;
     let reason = form.elements.reason.value;
     const override = form.elements.override;
+    // The server refuses each of these too; saying so here spares the approver a signature
+    // over a decision that would not be recorded.
+    const refuse = function (msg) { if (status) { status.textContent = msg; status.classList.add("refused"); } };
+    if (reason.trim() === "") { refuse("A decision needs a reason."); return; }
     if (override && override.checked) {
-      if (action !== "model.approve") { if (status) { status.textContent = "Only an approval overrides the fairness policy."; } return; }
+      if (action !== "model.approve") { refuse("Only an approval overrides the fairness policy."); return; }
+      if (form.elements.override_reason.value.trim() === "") {
+        refuse("Not recorded: a fairness override needs its own reason. Say why approving this flagged version is justified despite the policy.");
+        form.elements.override_reason.focus();
+        return;
+      }
       action = "model.override";
       reason = reason + SEPARATOR + form.elements.override_reason.value;
+    } else if (override && action === "model.approve") {
+      refuse("Not recorded: the fairness policy flagged this version. To approve it anyway, tick the fairness override and give the override its own reason.");
+      return;
     }
+    if (status) { status.classList.remove("refused"); }
     if (status) { status.textContent = "Signing…"; }
     window.fedpropKeys.load().then(function (key) {
       if (!key) { form.elements.signature.value = ""; form.submit(); return; }
