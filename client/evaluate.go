@@ -15,6 +15,7 @@ import (
 	"github.com/fedprop/fedprop/metrics/fairness"
 	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/model/explain"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/privacy"
 	"github.com/fedprop/fedprop/task"
@@ -63,13 +64,19 @@ func (s *Session) evaluate(t task.Task) ([]float64, int, error) {
 	// Global feature importance: the sums of each feature's contribution to the log-odds.
 	x, err := explain.For(m)
 	if errors.Is(err, explain.ErrUnsupported) {
-		// A model without per-column effects (a tree model) states its importance from its
-		// own training (gains); no contribution sums are asked.
+		// A model without per-column effects (a tree model): its |TreeSHAP| sums, when the
+		// task asks for them, from which the coordinator states the mean |SHAP| per feature.
+		var shap []float64
+		if t.SHAPSums {
+			if shap, err = s.shapSums(t.Trees); err != nil {
+				return nil, 0, err
+			}
+		}
 		ev.remember(t, digest, nil, 0)
 		if err := s.save(s.ledger, s.released); err != nil {
 			return nil, 0, err
 		}
-		return out, s.eval.Len(), nil
+		return append(out, shap...), s.eval.Len(), nil
 	}
 	if err != nil {
 		return nil, 0, err
@@ -99,6 +106,11 @@ func (s *Session) checkEvaluate(t task.Task) (*fairness.Layout, error) {
 	if t.HistogramBins < 2 || t.HistogramBins > maxEvalBins {
 		return nil, fmt.Errorf("%w: histogram_bins %d is outside [2, %d]", ErrDeclined, t.HistogramBins, maxEvalBins)
 	}
+	if t.SHAPSums && (t.Trees == nil || t.Noise != nil) {
+		// Under differential privacy the release's noise covers only the evaluation sums:
+		// |SHAP| sums beside them would leave unprotected.
+		return nil, fmt.Errorf("%w: |SHAP| sums are asked only with a tree model and without differential privacy", ErrDeclined)
+	}
 	f := t.Fairness
 	if f == nil {
 		return nil, nil
@@ -126,6 +138,27 @@ func (s *Session) checkEvaluate(t task.Task) (*fairness.Layout, error) {
 		return nil, fmt.Errorf("%w: fairness: %w", ErrDeclined, err)
 	}
 	return &layout, nil
+}
+
+// shapSums returns the tree model's |TreeSHAP| sums over the held-out rows
+// (gbdt.AbsSHAPSums), zeros over none. Like the other evaluation sums they add up across
+// clients; in he mode they are encrypted with them.
+func (s *Session) shapSums(m *gbdt.Model) ([]float64, error) {
+	if s.eval.Len() == 0 {
+		return make([]float64, gbdt.AbsSHAPLen(len(m.Features))), nil
+	}
+	var memo *gbdt.SHAPMemo
+	if s.cache {
+		if s.shapMemo == nil {
+			s.shapMemo = &gbdt.SHAPMemo{}
+		}
+		memo = s.shapMemo
+	}
+	v, err := m.AbsSHAPSumsWith(s.eval, memo)
+	if err != nil {
+		return nil, fmt.Errorf("|SHAP| sums: %w", err)
+	}
+	return v, nil
 }
 
 // declaredGroups lists the groups the schema declares for sensitive attribute col: its bands,
@@ -388,6 +421,10 @@ func evalDigest(t task.Task) [sha256.Size]byte {
 	}
 	if n := t.Noise; n != nil {
 		fmt.Fprintf(h, "noise|%v|%v|", n.NoiseMultiplier, n.Delta)
+	}
+	if t.SHAPSums {
+		// Only when asked, so that the digests of every other task stay what they were.
+		fmt.Fprint(h, "shap|")
 	}
 	if t.Noise != nil {
 		fmt.Fprintf(h, "level|%q|", t.Noise.Level)

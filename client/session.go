@@ -28,6 +28,7 @@ import (
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/model/logreg"
 	"github.com/fedprop/fedprop/pki"
 	"github.com/fedprop/fedprop/privacy"
@@ -167,6 +168,9 @@ type Session struct {
 	trustedKey [sha256.Size]byte
 	// evaluated is the latest evaluation this client answered per run (see evaluate.go).
 	evaluated evalState
+	// shapMemo keeps the held-out rows' TreeSHAP values under the last tree model evaluated,
+	// when cache is on, so that each boosting round explains only its new trees.
+	shapMemo *gbdt.SHAPMemo
 	// statsSent is, per run, the encrypted statistics this client sent: it answers them once
 	// per run, a repeat with the very same signed ciphertext (persisted with the privacy
 	// state).

@@ -23,6 +23,10 @@ type treeState struct {
 	tree   int         // the tree local is growing
 	levels int         // the levels of it applied
 	local  *gbdt.Local
+	// digests names model (see gbdt.Digester): every level of a tree names the model by its
+	// digest, and hashing a hundred trees' JSON at every level would cost more than growing
+	// them.
+	digests gbdt.Digester
 }
 
 // treeTask answers a train task of a gradient-boosted-trees run: the label sums and quantile
@@ -152,7 +156,7 @@ func (s *Session) treeModel(t task.Task) (*gbdt.Model, error) {
 		return spec.Model, nil
 	}
 	st := s.trees
-	if spec.ModelDigest == "" || st == nil || st.run != t.RunID || st.tree != spec.Tree || st.model.Digest() != spec.ModelDigest {
+	if spec.ModelDigest == "" || st == nil || st.run != t.RunID || st.tree != spec.Tree || st.digests.Of(st.model) != spec.ModelDigest {
 		return nil, fmt.Errorf("%w: tree %d, level %d names model sha256 %.12s, which this client does not hold (a restart mid-tree): the tree starts again",
 			ErrDeclined, spec.Tree, len(spec.Levels), spec.ModelDigest)
 	}

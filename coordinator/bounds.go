@@ -7,6 +7,7 @@ import (
 	"gonum.org/v1/gonum/floats"
 
 	"github.com/fedprop/fedprop/metrics"
+	"github.com/fedprop/fedprop/model/gbdt"
 	"github.com/fedprop/fedprop/task"
 )
 
@@ -45,7 +46,38 @@ func (c *Core) checkContent(clientID string, t task.Task, v []float64) error {
 	case task.KindEvaluate:
 		// Under DP a client weighs its records (1 each, or 1/n at client level) and the
 		// coordinator adds the noise afterwards: the counts add up all the same.
-		return checkEvalCounts(v[:metrics.VectorLen(c.evalBins())], 0)
+		n := metrics.VectorLen(c.evalBins())
+		if err := checkEvalCounts(v[:n], 0); err != nil {
+			return err
+		}
+		if t.SHAPSums && t.Trees != nil {
+			return checkSHAPSums(v, v[0], t.Trees)
+		}
+	}
+	return nil
+}
+
+// checkSHAPSums checks the |TreeSHAP| sums of m (gbdt.AbsSHAPSums) at the end of evaluation
+// result v, summed over the rows of an evaluation of records records: their row count is the
+// evaluation's, and each feature's sum lies in [0, rows x m.MaxAbsSHAP()], the most rows can
+// add (a |SHAP value| never exceeds the spread of the leaf values of the trees that split on
+// the feature). In he mode the sums are encrypted with the rest of the vector, so this bound
+// is all that keeps a client from moving the card's importance at will.
+func checkSHAPSums(v []float64, records float64, m *gbdt.Model) error {
+	k := gbdt.AbsSHAPLen(len(m.Features))
+	if len(v) < k {
+		return contentError("%d values hold no |SHAP| sums of %d features", len(v), len(m.Features))
+	}
+	sums := v[len(v)-k:]
+	rows := sums[0]
+	if math.Abs(rows-records) > boundsTolerance*(1+math.Abs(records)) {
+		return contentError("|SHAP| sums over %v rows, the evaluation counts %v records", rows, records)
+	}
+	for f, reach := range m.MaxAbsSHAP() {
+		if x := sums[1+f]; x < -boundsTolerance || !within(x, rows*reach) {
+			return contentError("|SHAP| sum %v of feature %q outside [0, %v rows x %.6g, the most one row's |SHAP value| can be]",
+				x, m.Features[f].Name, rows, reach)
+		}
 	}
 	return nil
 }
@@ -208,7 +240,14 @@ func (c *Core) plausibleAggregate(purpose phase, sum []float64, contributors, re
 		if c.dp() != DPNone {
 			return nil // noised: see privatizeEvaluation
 		}
-		return checkEvalCounts(sum[:metrics.VectorLen(c.evalBins())], 0)
+		n := metrics.VectorLen(c.evalBins())
+		if err := checkEvalCounts(sum[:n], 0); err != nil {
+			return err
+		}
+		if c.evalImportance() && c.candidate != nil && c.candidate.Trees != nil {
+			return checkSHAPSums(sum, sum[0], c.candidate.Trees)
+		}
+		return nil
 	}
 	return nil
 }

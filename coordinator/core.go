@@ -126,6 +126,9 @@ type Core struct {
 	step  int
 	// trees is the model of a tree run so far (nil before its bins are fixed).
 	trees *gbdt.Model
+	// treeDigests names the model in tree steps after a tree's first level (see
+	// treeTrain.fill); it lives as long as the run, so that each tree is hashed once.
+	treeDigests gbdt.Digester
 
 	// noise is the source of the coordinator's differential-privacy noise.
 	noise *rand.Rand
@@ -549,11 +552,35 @@ func (c *Core) resultLen(k task.Kind) int {
 			n += l.VectorLen()
 		}
 		if c.evalImportance() {
-			n += 1 + 2*c.importanceFeatures
+			n += c.importanceLen()
 		}
 		return n
 	}
 	return -1
+}
+
+// importanceLen is the length of the importance sums an evaluate result ends with (see
+// evalImportance): a tree model's |TreeSHAP| sums (gbdt.AbsSHAPSums), or logistic
+// regression's contribution sums (explain.ImportanceSums).
+func (c *Core) importanceLen() int {
+	if c.cfg.Trees() {
+		return gbdt.AbsSHAPLen(c.treeFeatures())
+	}
+	return 1 + 2*c.importanceFeatures
+}
+
+// treeFeatures is the number of features of a tree run's model: the candidate's, which
+// evaluate tasks carry and clients lay out their |SHAP| sums by, else the model so far, else
+// (before the bins are fixed, when only the re-keying budget asks) the schema's columns, every
+// one of which a tree model reads.
+func (c *Core) treeFeatures() int {
+	switch {
+	case c.candidate != nil && c.candidate.Trees != nil:
+		return len(c.candidate.Trees.Features)
+	case c.trees != nil:
+		return len(c.trees.Features)
+	}
+	return len(c.schema.Numeric) + len(c.schema.Categorical)
 }
 
 // progress moves the state machine as far as the events so far allow.
@@ -723,6 +750,7 @@ func (c *Core) newTask(p phase, clientID string, i int) task.Task {
 			t.Fairness = &task.FairnessSpec{Thresholds: l.Thresholds, Bins: l.Bins, Groups: c.cfg.Fairness.Groups}
 		}
 		t.Noise = c.releaseNoise()
+		t.SHAPSums = t.Trees != nil && c.evalImportance()
 	case phaseKeygen:
 		t.Keygen = c.sec.keygenSpec(c.run.SecAgg, clientID)
 	case phaseDecrypt:
@@ -1027,7 +1055,8 @@ func (c *Core) candidateTrees(m *gbdt.Model, clients int) {
 		parent = c.run.LatestVersion
 	}
 	c.candidate = &ModelVersion{Version: c.run.LatestVersion + 1, Parent: parent, RunID: c.cfg.ID, Round: c.round, Trees: m,
-		Features: c.features, Contributors: clients, Examples: treeExamples(m), Privacy: c.privacyReport()}
+		Features: c.features, Contributors: clients, Examples: treeExamples(m), Privacy: c.privacyReport(),
+		GainImportance: treeImportance(m, m.GainImportance())}
 	c.evaluateOrCommit()
 }
 
@@ -1060,7 +1089,14 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 	if layout != nil {
 		impStart += layout.VectorLen()
 	}
-	if c.evalImportance() {
+	switch {
+	case c.evalImportance() && c.candidate.Trees != nil:
+		// Like the logistic figure below, left out when the sums say nothing (no rows).
+		m := c.candidate.Trees
+		if mean, err := gbdt.MeanAbsSHAP(sum[impStart:], len(m.Features)); err == nil {
+			c.candidate.Importance = treeImportance(m, mean)
+		}
+	case c.evalImportance():
 		if imp, err := explain.ImportanceSumsFromVector(sum[impStart:], c.importanceFeatures); err == nil {
 			if x, err := c.explainer(c.candidate.Weights, *c.run.Standardization); err == nil {
 				if importance, err := x.Importance(imp); err == nil {
@@ -1098,6 +1134,30 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 		}
 	}
 	c.commit()
+}
+
+// treeImportance states a figure per feature of m (in Features order: its mean |SHAP value|
+// or its total split gain) as global importance, with each feature's share of the total over
+// all features, most important first (ties in feature order), as explain states logistic
+// regression's.
+func treeImportance(m *gbdt.Model, values []float64) []explain.Importance {
+	out := make([]explain.Importance, len(m.Features))
+	total := 0.0
+	for f, ft := range m.Features {
+		kind := explain.Numeric
+		if ft.Kind == gbdt.Categorical {
+			kind = explain.Categorical
+		}
+		out[f] = explain.Importance{Feature: ft.Name, Kind: kind, Importance: values[f]}
+		total += values[f]
+	}
+	for f := range out {
+		if total > 0 {
+			out[f].Share = out[f].Importance / total
+		}
+	}
+	slices.SortStableFunc(out, func(a, b explain.Importance) int { return cmp.Compare(b.Importance, a.Importance) })
+	return out
 }
 
 // commit hands the candidate to the driver together with the run record, for one atomic

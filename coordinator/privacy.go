@@ -787,13 +787,12 @@ func (c *Core) evalLayout() *fairness.Layout {
 	return &l
 }
 
-// evalImportance reports whether evaluate tasks return importance sums. Not under differential
-// privacy: a record's contribution to each feature's sum and sum of squares would need clipping
-// and a share of every evaluation's noise budget, for a figure the model card can leave out.
-//
-// Nor for trees: the sums are of the logistic model's per-feature contributions; a tree model
-// states its importance from its own gains.
-func (c *Core) evalImportance() bool { return c.dp() == DPNone && !c.cfg.Trees() }
+// evalImportance reports whether evaluate tasks return importance sums (see importanceLen):
+// logistic regression's contribution sums, or a tree model's |TreeSHAP| sums. Not under
+// differential privacy: a record's part in each feature's sums would need clipping and a share
+// of every evaluation's noise budget, for a figure the model card can leave out (a tree model's
+// gain importance, which needs no client data, stays).
+func (c *Core) evalImportance() bool { return c.dp() == DPNone }
 
 // evalNoiseScales are the noise scales of a DP evaluation vector.
 func (c *Core) evalNoiseScales() []float64 {

@@ -26,7 +26,8 @@ type treeTrain struct {
 	spec   *task.GBDTSpec
 	grower *gbdt.Grower
 	err    error // a tree that cannot start: the run fails when the round is configured
-	// wire is the current step as later levels' tasks carry it: spec without the model.
+	// wire is the current step as later levels' tasks carry it: spec without the model,
+	// named by its digest.
 	wire *task.GBDTSpec
 	// contributors is how many clients the tree's last step summed: every later step must sum
 	// the same clients (see errStepIncomplete).
@@ -102,7 +103,7 @@ func (r *treeTrain) fill(t *task.Task) {
 	if r.spec.Step == task.GBDTHistograms && len(r.spec.Levels) > 0 {
 		if r.wire == nil || r.wire.Tree != r.spec.Tree || len(r.wire.Levels) != len(r.spec.Levels) {
 			wire := *r.spec
-			wire.Model, wire.ModelDigest = nil, r.spec.Model.Digest()
+			wire.Model, wire.ModelDigest = nil, r.c.treeDigests.Of(r.spec.Model)
 			r.wire = &wire
 		}
 		t.GBDT = r.wire

@@ -105,8 +105,15 @@ type ModelVersion struct {
 	// Fairness is the audit on the sensitive attributes, and FairnessVerdict the run policy's
 	// judgement of it (flagged versions need an override to be approved).
 	Fairness *fairness.Report `json:"fairness,omitempty"`
-	// Importance is the features' global importance from the clients' contribution sums.
-	Importance      []explain.Importance `json:"importance,omitempty"`
+	// Importance is the features' global importance over the federated evaluation's records,
+	// from the clients' summed sums (nil under differential privacy, which does not release
+	// them): for logistic regression the standard deviation of each feature's contribution to
+	// the log-odds, for trees its mean |TreeSHAP value|.
+	Importance []explain.Importance `json:"importance,omitempty"`
+	// GainImportance is a tree model's importance from the trees themselves: each feature's
+	// total split gain over every node that splits on it, and its share of the total (nil for
+	// logistic regression). It needs no client data, so every tree version has it.
+	GainImportance  []explain.Importance `json:"gain_importance,omitempty"`
 	FairnessVerdict *fairness.Verdict    `json:"fairness_verdict,omitempty"`
 	// AuditHead is the audit log's head once this version's commit is logged ("SEQ:HASH",
 	// audit.Head.String), written with it: a log rewritten or cut after the commit no longer

@@ -94,6 +94,12 @@ type Task struct {
 	GBDT *GBDTSpec
 	// Trees is the model an evaluate task of a tree run scores (Weights is then empty).
 	Trees *gbdt.Model
+	// SHAPSums asks an evaluate task of a tree run to append the model's |TreeSHAP| sums over
+	// the client's evaluation rows (gbdt.AbsSHAPSums: the row count, then one sum per feature
+	// in Trees.Features order) to its result, for the model's global importance. A flag, not
+	// a rule the client infers from the model, so that neither side lengthens the vector
+	// unless the other reads the longer one.
+	SHAPSums bool
 }
 
 // Vector is a summable quantity: plaintext values, or a ciphertext of Length values.

@@ -2,8 +2,6 @@ package gbdt
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,18 +37,8 @@ type Model struct {
 // the trees), not the format or the parameters: the hex SHA-256 of their JSON. A tree step
 // after a tree's first level names the model by it instead of carrying it again.
 func (m *Model) Digest() string {
-	b, err := json.Marshal(struct {
-		BaseScore float64   `json:"base_score"`
-		Features  []Feature `json:"features"`
-		Trees     []Tree    `json:"trees"`
-	}{m.BaseScore, m.Features, m.Trees})
-	if err != nil {
-		// Only a NaN or an infinity fails to encode, which Validate refuses: such a model
-		// matches no digest.
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	var d Digester
+	return d.Of(m)
 }
 
 // Tree is one tree, its nodes in the order the Grower made them: the root first, and every

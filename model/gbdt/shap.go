@@ -1,8 +1,11 @@
 package gbdt
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/model"
@@ -285,6 +288,32 @@ func (m *Model) GainImportance() []float64 {
 	return out
 }
 
+// MaxAbsSHAP returns, per feature in Features order, the largest |SHAP value| any row can
+// have: the sum, over the trees that split on the feature, of the spread of the tree's leaf
+// values (largest minus smallest). A tree's part of a value is a weighted mean, with weights
+// that add up to 1, of differences between two of its conditional expectations, and each of
+// those is a cover-weighted mean of its leaf values; a tree that never splits on a feature
+// gives it nothing. It bounds what AbsSHAPSums can hold: at most rows times this per feature.
+func (m *Model) MaxAbsSHAP() []float64 {
+	out := make([]float64, len(m.Features))
+	for _, t := range m.Trees {
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, n := range t.Nodes {
+			if n.IsLeaf() {
+				lo, hi = min(lo, n.Value), max(hi, n.Value)
+			}
+		}
+		seen := make([]bool, len(m.Features))
+		for _, n := range t.Nodes {
+			if !n.IsLeaf() && !seen[n.Feature] {
+				seen[n.Feature] = true
+				out[n.Feature] += hi - lo
+			}
+		}
+	}
+	return out
+}
+
 // AbsSHAPLen returns the length of an AbsSHAPSums vector for the given number of features.
 func AbsSHAPLen(features int) int { return 1 + features }
 
@@ -292,17 +321,63 @@ func AbsSHAPLen(features int) int { return 1 + features }
 // the sums behind MeanAbsSHAP, so that global SHAP importance is computed like every other
 // federated quantity.
 func (m *Model) AbsSHAPSums(d *dataset.Dataset) ([]float64, error) {
-	ex, err := m.ExplainAll(d)
-	if err != nil {
+	return m.AbsSHAPSumsWith(d, nil)
+}
+
+// SHAPMemo remembers the TreeSHAP values of one dataset's rows under the trees of the last
+// model it served, so that the next round of boosting (the same features, the same trees and
+// new ones after them) costs only its new trees: a client evaluating a 100-tree run would
+// otherwise explain 1 + 2 + ... + 100 trees per row. The values are those of ExplainAll to the
+// bit, since a row's values are added up tree by tree in the same order. The zero SHAPMemo is
+// empty; one memo serves one dataset.
+type SHAPMemo struct {
+	features [sha256.Size]byte
+	// trees are the trees served, shared with the model they came from, which, like every
+	// model, does not change once made.
+	trees []Tree
+	phi   [][]float64
+}
+
+// AbsSHAPSumsWith is AbsSHAPSums through memo (nil for none): it reuses memo's values when m's
+// trees begin with the trees memo last served, starts over otherwise, and leaves memo holding
+// m's values of d.
+func (m *Model) AbsSHAPSumsWith(d *dataset.Dataset, memo *SHAPMemo) ([]float64, error) {
+	if err := m.Check(d); err != nil {
 		return nil, err
 	}
+	if memo == nil {
+		memo = &SHAPMemo{}
+	}
+	b, err := json.Marshal(m.Features)
+	if err != nil {
+		return nil, fmt.Errorf("gbdt: features: %w", err)
+	}
+	features := sha256.Sum256(b)
+	from := 0
+	if memo.features == features && len(memo.phi) == d.Len() && len(memo.trees) <= len(m.Trees) &&
+		slices.EqualFunc(memo.trees, m.Trees[:len(memo.trees)], func(a, b Tree) bool { return slices.Equal(a.Nodes, b.Nodes) }) {
+		from = len(memo.trees)
+	} else {
+		memo.phi = make([][]float64, d.Len())
+		for i := range memo.phi {
+			memo.phi[i] = make([]float64, len(m.Features))
+		}
+	}
+	s := newShap(m, true)
 	out := make([]float64, AbsSHAPLen(len(m.Features)))
-	out[0] = float64(len(ex))
-	for _, e := range ex {
-		for f, v := range e.Values {
+	out[0] = float64(d.Len())
+	for i, phi := range memo.phi {
+		s.scorer.load(d, i)
+		for t := from; t < len(m.Trees); t++ {
+			for k, v := range s.treeValues(t) {
+				phi[s.used[t][k]] += v
+			}
+		}
+		for f, v := range phi {
 			out[1+f] += math.Abs(v)
 		}
 	}
+	memo.features, memo.trees = features, slices.Clone(m.Trees)
 	return out, nil
 }
 

@@ -223,10 +223,33 @@ func (c *Card) features(m *md) {
 		if f.Importance != nil {
 			imp = fmt.Sprintf("%s (%s)", num(*f.Importance, 3), pct(deref(f.Share)))
 		}
-		rows = append(rows, []string{"`" + f.Name + "`", string(f.Kind), enc, sens, imp})
+		row := []string{"`" + f.Name + "`", string(f.Kind), enc, sens, imp}
+		if c.GainMethod != "" {
+			gain := "n/a"
+			if f.GainShare != nil {
+				gain = pct(*f.GainShare)
+			}
+			row = append(row, gain)
+		}
+		rows = append(rows, row)
 	}
-	m.table("llllr", []string{"Feature", "Type", "Encoding", "Sensitive", "Importance"}, rows)
-	if c.ImportanceMethod != "" {
+	if c.GainMethod != "" {
+		// A tree model: a second figure per feature, and its own explanation of both.
+		m.table("llllrr", []string{"Feature", "Type", "Encoding", "Sensitive", "Importance", "Gain share"}, rows)
+		var p []string
+		if c.ImportanceMethod != "" {
+			p = append(p, "Importance is the "+c.ImportanceMethod+" (the share is of the total over all features): "+
+				"how far the feature moves a record's log-odds from the model's expected log-odds, on average.")
+		}
+		p = append(p, "Gain share is the feature's share of the "+c.GainMethod+
+			": where the trees split, which need not be how much the feature moves scores.",
+			"A record's log-odds is the model's expected log-odds plus one TreeSHAP value per feature; "+
+				"`fedprop model explain` lists them per record.")
+		m.para(strings.Join(p, " "))
+	} else {
+		m.table("llllr", []string{"Feature", "Type", "Encoding", "Sensitive", "Importance"}, rows)
+	}
+	if c.ImportanceMethod != "" && c.GainMethod == "" {
 		m.para("Importance is the " + c.ImportanceMethod + " (the share is of the total over all features). " +
 			"A record's log-odds is the intercept (" + num(c.Model.Intercept, 4) + ") plus one contribution per feature: " +
 			"a numeric feature's coefficient times its standardised value, a categorical feature's category coefficient; " +
@@ -414,7 +437,12 @@ func (c *Card) privacy(m *md) {
 		}
 		var notes []string
 		if !slices.ContainsFunc(c.Features, func(f Feature) bool { return f.Importance != nil }) {
-			notes = append(notes, "Feature importance is not released in a differentially private run: it would need its own share of the budget.")
+			if c.GainMethod != "" {
+				notes = append(notes, "Mean |TreeSHAP| importance is not released in a differentially private run: it would need its own share "+
+					"of the budget. The gain shares come from the trees, which the guarantee covers.")
+			} else {
+				notes = append(notes, "Feature importance is not released in a differentially private run: it would need its own share of the budget.")
+			}
 		}
 		if p.EvaluationNoiseStd > 0 {
 			notes = append([]string{fmt.Sprintf("Every count of an evaluation carries Gaussian noise of standard deviation %s, "+

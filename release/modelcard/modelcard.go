@@ -20,6 +20,7 @@ import (
 	"github.com/fedprop/fedprop/dataset"
 	"github.com/fedprop/fedprop/metrics"
 	"github.com/fedprop/fedprop/metrics/fairness"
+	"github.com/fedprop/fedprop/model"
 	"github.com/fedprop/fedprop/model/explain"
 	"github.com/fedprop/fedprop/release/modelfile"
 )
@@ -48,6 +49,7 @@ type Card struct {
 	TrainingData      TrainingData      `json:"training_data"`
 	Features          []Feature         `json:"features"`
 	ImportanceMethod  string            `json:"importance_method,omitempty"`
+	GainMethod        string            `json:"gain_method,omitempty"` // what Feature.Gain is: a tree model's; empty otherwise
 	Performance       Performance       `json:"performance"`
 	Fairness          *Fairness         `json:"fairness,omitempty"`
 	Privacy           Privacy           `json:"privacy"`
@@ -124,6 +126,10 @@ type Feature struct {
 	// Importance is nil when none was measured.
 	Importance *float64 `json:"importance,omitempty"`
 	Share      *float64 `json:"share,omitempty"`
+	// Gain and GainShare are a tree model's importance from its trees (see Card.GainMethod): the
+	// total gain of its splits on the feature and its share of the total over all features.
+	Gain      *float64 `json:"gain,omitempty"`
+	GainShare *float64 `json:"gain_share,omitempty"`
 }
 
 // Performance holds the federated evaluations of the run's rounds and of this version.
@@ -291,7 +297,10 @@ type Input struct {
 	// Fairness is the fairness audit of this version; Policy, when set, judges it.
 	Fairness *fairness.Report
 	Policy   *fairness.Policy
-	// Importance is the features' global importance (package explain).
+	// Importance is the features' global importance over the evaluation records (package
+	// explain): for logistic regression the standard deviation of each feature's contribution,
+	// for a tree model its mean |TreeSHAP value|. A tree model's gain importance comes from the
+	// document's trees.
 	Importance []explain.Importance
 	// Privacy, SecureAggregation, Lineage and Approval are copied; an empty approval status means
 	// StatusCandidate, an empty mechanism "none", an empty mode "none".
@@ -414,6 +423,9 @@ func Build(in Input) (*Card, error) {
 	c.Features = features(s, doc.Standardization)
 	if len(in.Importance) > 0 {
 		c.ImportanceMethod = "standard deviation of the feature's contribution to the log-odds over the evaluation records"
+		if m.Kind() == model.GBDT {
+			c.ImportanceMethod = MeanAbsSHAPMethod
+		}
 		for _, m := range in.Importance {
 			i := slices.IndexFunc(c.Features, func(f Feature) bool { return f.Name == m.Feature })
 			if i < 0 {
@@ -421,6 +433,9 @@ func Build(in Input) (*Card, error) {
 			}
 			c.Features[i].Importance, c.Features[i].Share = ptr(m.Importance), ptr(m.Share)
 		}
+	}
+	if err := c.gainImportance(m); err != nil {
+		return nil, fmt.Errorf("build model card: %w", err)
 	}
 
 	c.Performance.Rounds = slices.Clone(in.Rounds)
@@ -463,6 +478,46 @@ func Build(in Input) (*Card, error) {
 		return nil, fmt.Errorf("build model card: %w: an override approves a flagged version, and this one is not flagged", ErrInvalid)
 	}
 	return c, nil
+}
+
+// MeanAbsSHAPMethod is a tree model's Card.ImportanceMethod.
+const MeanAbsSHAPMethod = "mean |TreeSHAP value| over the evaluation records, from the clients' summed sums"
+
+// GainMethod is Card.GainMethod of a tree model.
+const GainMethod = "total split gain over the model's trees (the loss reduction of every split on the feature), from the trees themselves"
+
+// gainImportancer is a model that states each column's total split gain, in Columns order:
+// a tree model (*gbdt.Model).
+type gainImportancer interface {
+	model.Model
+	GainImportance() []float64
+}
+
+// gainImportance fills each feature's gain and gain share from m when m states them (a tree
+// model); a card of another model has none.
+func (c *Card) gainImportance(m model.Model) error {
+	g, ok := m.(gainImportancer)
+	if !ok {
+		return nil
+	}
+	gain, cols := g.GainImportance(), g.Columns()
+	total := 0.0
+	for _, x := range gain {
+		total += x
+	}
+	c.GainMethod = GainMethod
+	for k, col := range cols {
+		i := slices.IndexFunc(c.Features, func(f Feature) bool { return f.Name == col.Name })
+		if i < 0 {
+			return fmt.Errorf("%w: the trees split on %q, which is not a feature of the schema", ErrInvalid, col.Name)
+		}
+		share := 0.0
+		if total > 0 {
+			share = gain[k] / total
+		}
+		c.Features[i].Gain, c.Features[i].GainShare = ptr(gain[k]), ptr(share)
+	}
+	return nil
 }
 
 func features(s *dataset.Schema, std dataset.Standardization) []Feature {

@@ -63,6 +63,7 @@ func taskToProto(t task.Task) *pb.Task {
 		StatsScale:    t.StatsScale,
 		// This coordinator decodes sparse sums (resultFromProto).
 		SparseResults: true,
+		ShapSums:      t.SHAPSums,
 	}
 	if f := t.Fairness; f != nil {
 		out.Fairness = &pb.FairnessSpec{Thresholds: f.Thresholds, Bins: int32(f.Bins)}
@@ -133,6 +134,7 @@ func taskFromProto(p *pb.Task) (task.Task, error) {
 		PublicKey:     p.GetPublicKey(),
 		CohortSize:    int(p.GetCohortSize()),
 		StatsScale:    p.GetStatsScale(),
+		SHAPSums:      p.GetShapSums(),
 	}
 	if f := p.GetFairness(); f != nil {
 		t.Fairness = &task.FairnessSpec{Thresholds: f.GetThresholds(), Bins: int(f.GetBins())}

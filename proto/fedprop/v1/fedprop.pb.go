@@ -800,7 +800,12 @@ type Task struct {
 	// nodes at the trees and splits so far) as JSON; the client validates it before use.
 	GbdtStep []byte `protobuf:"bytes,24,opt,name=gbdt_step,json=gbdtStep,proto3" json:"gbdt_step,omitempty"`
 	// Evaluate tasks of a tree run: the model to score, as its JSON document (validated).
-	Trees         []byte `protobuf:"bytes,25,opt,name=trees,proto3" json:"trees,omitempty"`
+	Trees []byte `protobuf:"bytes,25,opt,name=trees,proto3" json:"trees,omitempty"`
+	// Evaluate tasks of a tree run without differential privacy: append the model's |TreeSHAP|
+	// sums over the evaluation rows (the row count, then one sum per feature of trees) to the
+	// result, for global importance. A client that does not know the flag leaves them out, and
+	// the coordinator refuses its shorter result.
+	ShapSums      bool `protobuf:"varint,26,opt,name=shap_sums,json=shapSums,proto3" json:"shap_sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1008,6 +1013,13 @@ func (x *Task) GetTrees() []byte {
 		return x.Trees
 	}
 	return nil
+}
+
+func (x *Task) GetShapSums() bool {
+	if x != nil {
+		return x.ShapSums
+	}
+	return false
 }
 
 // ReleaseNoise is the Gaussian noise on a stats or evaluation release of a differentially
@@ -3350,7 +3362,7 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"waitMillis\x123\n" +
 	"\x16held_public_key_sha256\x18\x03 \x01(\fR\x13heldPublicKeySha256\"8\n" +
 	"\x10PollTaskResponse\x12$\n" +
-	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xd4\a\n" +
+	"\x04task\x18\x01 \x01(\v2\x10.fedprop.v1.TaskR\x04task\"\xf1\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
@@ -3380,7 +3392,8 @@ const file_proto_fedprop_v1_fedprop_proto_rawDesc = "" +
 	"\x0esparse_results\x18\x16 \x01(\bR\rsparseResults\x12*\n" +
 	"\x11public_key_sha256\x18\x17 \x01(\fR\x0fpublicKeySha256\x12\x1b\n" +
 	"\tgbdt_step\x18\x18 \x01(\fR\bgbdtStep\x12\x14\n" +
-	"\x05trees\x18\x19 \x01(\fR\x05trees\"\x9a\x01\n" +
+	"\x05trees\x18\x19 \x01(\fR\x05trees\x12\x1b\n" +
+	"\tshap_sums\x18\x1a \x01(\bR\bshapSums\"\x9a\x01\n" +
 	"\fReleaseNoise\x12)\n" +
 	"\x10noise_multiplier\x18\x01 \x01(\x01R\x0fnoiseMultiplier\x123\n" +
 	"\x15expected_contributors\x18\x02 \x01(\x05R\x14expectedContributors\x12\x14\n" +
