@@ -226,6 +226,7 @@ func TestConsoleDecisionsAreSignedByTheDelegatedKey(t *testing.T) {
 
 	_, body = get(t, owner, b.url+"/audit")
 	assert.Contains(t, body, "✓ verified")
+	assert.Contains(t, body, "the one decision carries a valid approver signature")
 	assert.Contains(t, body, "delegated to a console session")
 
 	entries, head, err := b.srv.Store().AuditLog(context.Background())
