@@ -483,13 +483,16 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	if err := c.checkContent(r.ClientID, t, plain); err != nil {
 		return perr("sum.plain", fmt.Errorf("%w: %w", ErrInvalid, boundsError{err}))
 	}
-	if err := c.acc.add(r.Sum); err != nil {
-		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
-	}
+	// The round's own checks first: a result it refuses (a tree histogram no rows can give)
+	// must not already be in the sum. plainForm has added the vector once, so adding it again
+	// cannot fail after combine has kept it.
 	if t.Kind == task.KindTrain {
 		if err := c.train.combine(plain); err != nil {
 			return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 		}
+	}
+	if err := c.acc.add(r.Sum); err != nil {
+		return perr("sum", fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
 	return nil
 }
