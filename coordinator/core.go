@@ -487,7 +487,7 @@ func (c *Core) submitSum(t task.Task, r task.Result, perr func(string, error) er
 	// must not already be in the sum. plainForm has added the vector once, so adding it again
 	// cannot fail after combine has kept it.
 	if t.Kind == task.KindTrain {
-		if err := c.train.combine(plain); err != nil {
+		if err := c.train.combine(plain, c.records[r.ClientID]); err != nil {
 			return perr("sum.plain", fmt.Errorf("%w: %v", ErrInvalid, err))
 		}
 	}

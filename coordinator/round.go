@@ -30,7 +30,9 @@ type trainRound interface {
 	// resultLen is the length of the results of the current step.
 	resultLen() int
 	fill(t *task.Task)
-	combine(plain []float64) error
+	// combine checks and takes one client's accepted plaintext result; records are the
+	// training records the client announced (0: unknown).
+	combine(plain []float64, records int) error
 	// plausible checks a decrypted he-mode sum of the step against the bounds times its
 	// contributors (and the records they announced; 0: unknown), before finalize reads it.
 	plausible(sum []float64, contributors, records int) error
@@ -89,7 +91,7 @@ func (r *meanTrain) fill(t *task.Task) { t.MaxUpdateNorm = r.c.maxUpdateNorm() }
 
 // combine hands a robust aggregator the client's unweighted update; the mean needs only the
 // running sum, which the phase's accumulator keeps.
-func (r *meanTrain) combine(plain []float64) error {
+func (r *meanTrain) combine(plain []float64, _ int) error {
 	if !r.agg.Individual() {
 		return nil
 	}

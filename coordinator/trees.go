@@ -111,11 +111,13 @@ func (r *treeTrain) fill(t *task.Task) {
 }
 
 // combine refuses a client's result that no honest client's rows can give, before it enters
-// the sum: a negative or fractional count, a positive count above the rows, a gradient sum
-// above its rows' count (|p-y| <= 1), a hessian sum outside [0, count/4] (p(1-p) <= 1/4).
-// One client's extreme values then move a split or a leaf no more than as many honest rows
-// would.
-func (r *treeTrain) combine(plain []float64) error { return r.check(plain, r.noiseSlack(1), 0) }
+// the sum: a negative or fractional count, a positive count above the rows, rows above the
+// records the client announced, a gradient sum above its rows' count (|p-y| <= 1), a hessian
+// sum outside [0, count/4] (p(1-p) <= 1/4). One client's extreme values then move a split or a
+// leaf no more than its announced rows would.
+func (r *treeTrain) combine(plain []float64, records int) error {
+	return r.check(plain, r.noiseSlack(1), float64(records))
+}
 
 // plausible applies the same bounds to a decrypted he-mode sum, whose values come back on the
 // decoding grid (about 1e-9 off per contribution, see treeSlack) rather than exact, and whose

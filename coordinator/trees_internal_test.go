@@ -48,6 +48,8 @@ func TestTreeSumsAreCheckedAsCountsOfRows(t *testing.T) {
 		{"a negative hessian", with(1, -0.2), false, 1, 0, false},
 		{"a decrypted count on the grid's slack", with(2, 4+3e-9), true, 3, 0, true},
 		{"a decrypted count that is no count", with(2, 4.25), true, 3, 0, false},
+		{"more rows than the client announced", honest, false, 1, 9, false},
+		{"as many rows as the client announced", honest, false, 1, 10, true},
 		{"more rows than the contributors announced", honest, true, 3, 9, false},
 		{"as many rows as announced", honest, true, 3, 10, true},
 	}
@@ -57,7 +59,7 @@ func TestTreeSumsAreCheckedAsCountsOfRows(t *testing.T) {
 			if tc.he {
 				err = hist.plausible(tc.sum, tc.contribs, tc.records)
 			} else {
-				err = hist.combine(tc.sum)
+				err = hist.combine(tc.sum, tc.records)
 			}
 			if tc.ok {
 				assert.NoError(t, err)
@@ -74,7 +76,8 @@ func TestTreeSumsAreCheckedAsCountsOfRows(t *testing.T) {
 	assert.NoError(t, sketch.plausible(append(labels, cells...), 2, 10))
 	assert.Error(t, sketch.plausible(append([]float64{10, 11}, cells...), 2, 0), "more positives than rows")
 	assert.Error(t, sketch.plausible(append(labels, cells...), 2, 8), "more rows than announced")
-	assert.Error(t, sketch.combine(append(labels, 11, 0, 0, 0)), "a cell above the rows")
+	assert.Error(t, sketch.combine(append(labels, 11, 0, 0, 0), 0), "a cell above the rows")
+	assert.Error(t, sketch.combine(append(labels, cells...), 9), "more rows than the client announced")
 
 	exact := exactCounts(with(2, 4+3e-9), task.GBDTHistograms)
 	assert.Equal(t, 4.0, exact[2], "finalize sees the exact count")
