@@ -20,39 +20,31 @@ import (
 // of the evaluation and only their total is decrypted). The card states it beside every
 // feature's share of the trees' split gain, which needs no client data.
 func TestTreeImportanceIsTheCentralMeanAbsSHAP(t *testing.T) {
-	const data = `
+	const doc = `
 seed: 9
 data:
   source: synthetic
   synthetic: {branches: 4, customers_per_branch: 400}
+run:
+  rounds: 3
+  min_clients: 4
+  eval_every: 3
+  model:
+    kind: gbdt
+    gbdt: {max_depth: 3, bins: 16}
 `
 	tests := []struct {
-		name, run string
+		name, extra string
 	}{
-		{"plaintext", `
-run:
-  rounds: 3
-  min_clients: 4
-  eval_every: 3
-  model:
-    kind: gbdt
-    gbdt: {max_depth: 3, bins: 16}
-`},
+		{"plaintext", ""},
 		{"he", `
-committee_size: 4
-run:
-  rounds: 3
-  min_clients: 4
-  eval_every: 3
-  model:
-    kind: gbdt
-    gbdt: {max_depth: 3, bins: 16}
   secure_aggregation: {mode: he, threshold: 3}
+committee_size: 4
 `},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := parse(t, data+tt.run)
+			cfg := parse(t, doc+tt.extra)
 			f := false
 			cfg.Centralized = &f
 			world, err := sim.Load(context.Background(), cfg)
@@ -60,6 +52,7 @@ run:
 			res, err := sim.Run(context.Background(), cfg, sim.Options{World: world, Release: true})
 			require.NoError(t, err)
 			require.Equal(t, "completed", res.Summary.Status, res.Summary.Message)
+			require.Equal(t, map[string]string{"plaintext": "none", "he": "he"}[tt.name], res.Summary.SecureAggregation)
 			require.NotNil(t, res.Model)
 			m := res.Model.Trees
 			require.NotNil(t, m)
