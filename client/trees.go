@@ -168,18 +168,8 @@ func (s *Session) treeModel(t task.Task) (*gbdt.Model, error) {
 func (s *Session) treeLocal(t task.Task, model *gbdt.Model) (*gbdt.Local, error) {
 	spec := t.GBDT
 	st := s.trees
-	fits := st != nil && st.run == t.RunID && st.model.BaseScore == model.BaseScore &&
-		len(st.model.Trees) <= len(model.Trees) && slices.EqualFunc(st.model.Features, model.Features, sameFeature)
-	if fits {
-		// The trees already folded in must be the task's own first trees.
-		for i := range st.model.Trees {
-			if !slices.Equal(st.model.Trees[i].Nodes, model.Trees[i].Nodes) {
-				fits = false
-				break
-			}
-		}
-	}
-	if !fits {
+	// The trees already folded in must be the task's own first trees.
+	if st == nil || st.run != t.RunID || !model.Extends(st.model) {
 		layout, err := gbdt.LayoutOf(model.Features)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", task.ErrInvalid, err)
@@ -217,11 +207,6 @@ func (s *Session) treeLocal(t task.Task, model *gbdt.Model) (*gbdt.Local, error)
 		}
 	}
 	return st.local, nil
-}
-
-func sameFeature(a, b gbdt.Feature) bool {
-	return a.Name == b.Name && a.Kind == b.Kind && a.Mean == b.Mean && a.Std == b.Std &&
-		slices.Equal(a.Edges, b.Edges) && slices.Equal(a.Levels, b.Levels)
 }
 
 // hashID is FNV-1a of a client id.

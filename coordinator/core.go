@@ -1140,26 +1140,13 @@ func (c *Core) finishEvaluate(sum []float64, clients int) {
 }
 
 // treeImportance states a figure per feature of m (in Features order: its mean |SHAP value|
-// or its total split gain) as global importance, with each feature's share of the total over
-// all features, most important first (ties in feature order), as explain states logistic
-// regression's.
+// or its total split gain) as global importance (explain.Rank).
 func treeImportance(m *gbdt.Model, values []float64) []explain.Importance {
 	out := make([]explain.Importance, len(m.Features))
-	total := 0.0
-	for f, ft := range m.Features {
-		kind := explain.Numeric
-		if ft.Kind == gbdt.Categorical {
-			kind = explain.Categorical
-		}
-		out[f] = explain.Importance{Feature: ft.Name, Kind: kind, Importance: values[f]}
-		total += values[f]
+	for f, col := range m.Columns() {
+		out[f] = explain.Importance{Feature: col.Name, Kind: explain.Kind(col.Kind), Importance: values[f]}
 	}
-	for f := range out {
-		if total > 0 {
-			out[f].Share = out[f].Importance / total
-		}
-	}
-	slices.SortStableFunc(out, func(a, b explain.Importance) int { return cmp.Compare(b.Importance, a.Importance) })
+	explain.Rank(out)
 	return out
 }
 

@@ -103,19 +103,28 @@ func (x *Explainer) Importance(s ImportanceSums) ([]Importance, error) {
 		return nil, fmt.Errorf("importance: %w: no rows", ErrData)
 	}
 	out := make([]Importance, len(x.features))
-	total := 0.0
 	for k, f := range x.features {
 		mean := s.Sum[k] / s.N
 		// Cancellation can leave a tiny negative variance for a constant contribution.
 		sd := math.Sqrt(max(s.SumSq[k]/s.N-mean*mean, 0))
 		out[k] = Importance{Feature: f.Name, Kind: f.Kind, Importance: sd}
-		total += sd
 	}
-	for k := range out {
+	Rank(out)
+	return out, nil
+}
+
+// Rank fills each entry's Share of the total Importance (0 when the total is 0) and orders the
+// entries most important first, ties in their given order: how every model kind states its
+// global importance.
+func Rank(imp []Importance) {
+	total := 0.0
+	for _, x := range imp {
+		total += x.Importance
+	}
+	for k := range imp {
 		if total > 0 {
-			out[k].Share = out[k].Importance / total
+			imp[k].Share = imp[k].Importance / total
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Importance) int { return cmp.Compare(b.Importance, a.Importance) })
-	return out, nil
+	slices.SortStableFunc(imp, func(a, b Importance) int { return cmp.Compare(b.Importance, a.Importance) })
 }

@@ -5,23 +5,20 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"hash"
-	"math"
-	"reflect"
 	"slices"
 )
 
 // Digester computes the Digest of a model that grows by trees appended to the same base score
 // and features, as boosting's does, hashing each tree once: a run names its model by digest
 // at every level of every tree, and hashing all the trees so far each time would cost more
-// than growing them. The zero Digester is ready; one that is handed an unrelated model starts
-// over, so its answer is always Digest's.
+// than growing them. The zero Digester is ready; handed a model that does not extend the last
+// (Model.Extends), it starts over, so its answer is Digest's.
 type Digester struct {
-	base     float64
-	features []Feature
-	trees    []Tree
-	// h has hashed the model's JSON up to and including its last tree, before the closing
+	// last is the model last hashed (its trees shared with it: a model does not change once
+	// made), and h has hashed its JSON up to and including its last tree, before the closing
 	// "]}".
-	h hash.Hash
+	last Model
+	h    hash.Hash
 }
 
 // Of returns m.Digest(), "" when m does not encode (a NaN or an infinity).
@@ -31,14 +28,12 @@ func (d *Digester) Of(m *Model) string {
 		d.h = nil
 		return digestJSON(m)
 	}
-	if d.h == nil || math.Float64bits(d.base) != math.Float64bits(m.BaseScore) || len(d.trees) > len(m.Trees) ||
-		!reflect.DeepEqual(d.features, m.Features) ||
-		!slices.EqualFunc(d.trees, m.Trees[:len(d.trees)], func(a, b Tree) bool { return slices.Equal(a.Nodes, b.Nodes) }) {
+	if d.h == nil || !m.Extends(&d.last) {
 		if !d.start(m) {
 			return ""
 		}
 	}
-	for i := len(d.trees); i < len(m.Trees); i++ {
+	for i := len(d.last.Trees); i < len(m.Trees); i++ {
 		b, err := json.Marshal(&m.Trees[i])
 		if err != nil {
 			d.h = nil
@@ -49,7 +44,7 @@ func (d *Digester) Of(m *Model) string {
 		}
 		d.h.Write(b)
 	}
-	d.trees = slices.Clone(m.Trees)
+	d.last.Trees = slices.Clone(m.Trees)
 	h, ok := d.h.(hash.Cloner)
 	if !ok {
 		d.h = nil
@@ -66,7 +61,7 @@ func (d *Digester) Of(m *Model) string {
 
 // start hashes m's JSON up to its first tree, as encoding/json writes it for digestJSON.
 func (d *Digester) start(m *Model) bool {
-	d.h, d.trees = nil, nil
+	d.h, d.last = nil, Model{}
 	base, err := json.Marshal(m.BaseScore)
 	if err != nil {
 		return false
@@ -81,7 +76,7 @@ func (d *Digester) start(m *Model) bool {
 	h.Write([]byte(`,"features":`))
 	h.Write(features)
 	h.Write([]byte(`,"trees":[`))
-	d.h, d.base, d.features = h, m.BaseScore, slices.Clone(m.Features)
+	d.h, d.last = h, Model{BaseScore: m.BaseScore, Features: slices.Clone(m.Features)}
 	return true
 }
 

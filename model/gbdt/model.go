@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/fedprop/fedprop/dataset"
 )
@@ -39,6 +40,21 @@ type Model struct {
 func (m *Model) Digest() string {
 	var d Digester
 	return d.Of(m)
+}
+
+// Extends reports whether m is prev with zero or more trees appended: the same base score and
+// features, and prev's trees first. That is the next round of boosting, from which work kept
+// per tree (a client's margins, a Digester, a SHAPMemo) carries on; anything else starts over.
+// Values compare as numbers (0 and -0 alike), which score alike.
+func (m *Model) Extends(prev *Model) bool {
+	return prev != nil && m.BaseScore == prev.BaseScore && len(prev.Trees) <= len(m.Trees) &&
+		slices.EqualFunc(prev.Features, m.Features, sameFeature) &&
+		slices.EqualFunc(prev.Trees, m.Trees[:len(prev.Trees)], func(a, b Tree) bool { return slices.Equal(a.Nodes, b.Nodes) })
+}
+
+func sameFeature(a, b Feature) bool {
+	return a.Name == b.Name && a.Kind == b.Kind && a.Mean == b.Mean && a.Std == b.Std &&
+		slices.Equal(a.Edges, b.Edges) && slices.Equal(a.Levels, b.Levels)
 }
 
 // Tree is one tree, its nodes in the order the Grower made them: the root first, and every

@@ -1,8 +1,6 @@
 package gbdt
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -331,16 +329,15 @@ func (m *Model) AbsSHAPSums(d *dataset.Dataset) ([]float64, error) {
 // bit, since a row's values are added up tree by tree in the same order. The zero SHAPMemo is
 // empty; one memo serves one dataset.
 type SHAPMemo struct {
-	features [sha256.Size]byte
-	// trees are the trees served, shared with the model they came from, which, like every
-	// model, does not change once made.
-	trees []Tree
-	phi   [][]float64
+	// last is the model last served (its features and trees shared with it: a model does not
+	// change once made), and phi its values of the dataset's rows.
+	last Model
+	phi  [][]float64
 }
 
-// AbsSHAPSumsWith is AbsSHAPSums through memo (nil for none): it reuses memo's values when m's
-// trees begin with the trees memo last served, starts over otherwise, and leaves memo holding
-// m's values of d.
+// AbsSHAPSumsWith is AbsSHAPSums through memo (nil for none): it reuses memo's values when m
+// extends the model memo last served (Model.Extends), starts over otherwise, and leaves memo
+// holding m's values of d.
 func (m *Model) AbsSHAPSumsWith(d *dataset.Dataset, memo *SHAPMemo) ([]float64, error) {
 	if err := m.Check(d); err != nil {
 		return nil, err
@@ -348,15 +345,9 @@ func (m *Model) AbsSHAPSumsWith(d *dataset.Dataset, memo *SHAPMemo) ([]float64, 
 	if memo == nil {
 		memo = &SHAPMemo{}
 	}
-	b, err := json.Marshal(m.Features)
-	if err != nil {
-		return nil, fmt.Errorf("gbdt: features: %w", err)
-	}
-	features := sha256.Sum256(b)
 	from := 0
-	if memo.features == features && len(memo.phi) == d.Len() && len(memo.trees) <= len(m.Trees) &&
-		slices.EqualFunc(memo.trees, m.Trees[:len(memo.trees)], func(a, b Tree) bool { return slices.Equal(a.Nodes, b.Nodes) }) {
-		from = len(memo.trees)
+	if len(memo.phi) == d.Len() && m.Extends(&memo.last) {
+		from = len(memo.last.Trees)
 	} else {
 		memo.phi = make([][]float64, d.Len())
 		for i := range memo.phi {
@@ -377,7 +368,7 @@ func (m *Model) AbsSHAPSumsWith(d *dataset.Dataset, memo *SHAPMemo) ([]float64, 
 			out[1+f] += math.Abs(v)
 		}
 	}
-	memo.features, memo.trees = features, slices.Clone(m.Trees)
+	memo.last = Model{BaseScore: m.BaseScore, Features: m.Features, Trees: slices.Clone(m.Trees)}
 	return out, nil
 }
 

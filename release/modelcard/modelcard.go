@@ -501,21 +501,18 @@ func (c *Card) gainImportance(m model.Model) error {
 		return nil
 	}
 	gain, cols := g.GainImportance(), g.Columns()
-	total := 0.0
-	for _, x := range gain {
-		total += x
-	}
-	c.GainMethod = GainMethod
+	ranked := make([]explain.Importance, len(cols))
 	for k, col := range cols {
-		i := slices.IndexFunc(c.Features, func(f Feature) bool { return f.Name == col.Name })
+		ranked[k] = explain.Importance{Feature: col.Name, Importance: gain[k]}
+	}
+	explain.Rank(ranked)
+	c.GainMethod = GainMethod
+	for _, r := range ranked {
+		i := slices.IndexFunc(c.Features, func(f Feature) bool { return f.Name == r.Feature })
 		if i < 0 {
-			return fmt.Errorf("%w: the trees split on %q, which is not a feature of the schema", ErrInvalid, col.Name)
+			return fmt.Errorf("%w: the trees split on %q, which is not a feature of the schema", ErrInvalid, r.Feature)
 		}
-		share := 0.0
-		if total > 0 {
-			share = gain[k] / total
-		}
-		c.Features[i].Gain, c.Features[i].GainShare = ptr(gain[k]), ptr(share)
+		c.Features[i].Gain, c.Features[i].GainShare = ptr(r.Importance), ptr(r.Share)
 	}
 	return nil
 }
